@@ -1,1 +1,36 @@
-pub fn x(){}
+//! Storage formats shared by the roles, with no role logic and no I/O.
+//!
+//! - [`chunk`]: Prometheus's XOR (Gorilla) chunk codec, byte-compatible with the chunks in
+//!   Prometheus TSDB blocks, so Muninn's data can be checked against Prometheus itself.
+//! - [`labels`]: label sets as the query side sees them (sorted by name).
+//! - [`matcher`]: label matchers with Prometheus's semantics (anchored RE2-style regexes).
+
+pub mod chunk;
+pub mod labels;
+pub mod matcher;
+
+/// Errors of the storage formats.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("corrupt chunk: {0}")]
+    CorruptChunk(&'static str),
+    #[error("invalid regex {pattern:?}: {source}")]
+    BadRegex {
+        pattern: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The bit pattern Prometheus writes as a staleness marker (`value.StaleNaN`). Only this exact
+/// NaN marks a series stale; other NaNs are ordinary values.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `v` is a staleness marker.
+#[inline]
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
