@@ -19,7 +19,7 @@ pub const ANONYMOUS: &str = "anonymous";
 pub struct TenantId(String);
 
 /// Why a request has no usable tenant.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TenantError {
     #[error("no org id: set the X-Scope-OrgID header or a basic-auth user name")]
     Missing,

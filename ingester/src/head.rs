@@ -1,0 +1,317 @@
+//! The per-tenant in-memory head: series keyed by their sorted label set, an inverted index
+//! (label name → value → sorted series ids) for matchers, and one open XOR chunk per series.
+//!
+//! Writers hold the write lock for a whole request (see [`crate::tenant_db`]); readers take
+//! the read lock and copy out chunk bytes, so a query never blocks on I/O while holding it.
+
+mod series;
+mod symbols;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use hashbrown::HashTable;
+use muninn_storage::labels::{Label, Labels};
+use muninn_storage::matcher::Matcher;
+
+pub use series::{AppendOutcome, CHUNK_RANGE_MS, ClosedChunk, MemSeries};
+use symbols::Symbols;
+
+/// Id of a series inside one head.
+pub type SeriesId = u32;
+
+/// One metric family's metadata, as the metadata API returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricMeta {
+    pub metric_type: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// A chunk copied out of the head for a reader.
+#[derive(Clone, Debug)]
+pub struct ChunkCopy {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Vec<u8>,
+}
+
+/// Mutable state of a head, behind the tenant's lock.
+#[derive(Default)]
+pub struct Head {
+    symbols: Symbols,
+    lookup: HashTable<SeriesId>,
+    series: Vec<MemSeries>,
+    /// name → value → ids (ascending, since ids are handed out in order).
+    postings: HashMap<u32, HashMap<u32, Vec<SeriesId>>>,
+    metadata: BTreeMap<String, MetricMeta>,
+    samples: u64,
+}
+
+/// Hash of a label set as written by [`label_hash`]: names and values with separators.
+pub fn label_hash(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    for (n, v) in labels {
+        scratch.extend_from_slice(n.as_bytes());
+        scratch.push(0xff);
+        scratch.extend_from_slice(v.as_bytes());
+        scratch.push(0xff);
+    }
+    xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+impl Head {
+    /// Number of series.
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Samples appended since start (replay included).
+    pub fn num_samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// The id of a series (labels sorted, validated), if present.
+    pub fn find(&self, labels: &[(&str, &str)], hash: u64) -> Option<SeriesId> {
+        self.lookup
+            .find(hash, |&id| self.labels_equal(&self.series[id as usize], labels))
+            .copied()
+    }
+
+    fn labels_equal(&self, s: &MemSeries, labels: &[(&str, &str)]) -> bool {
+        s.labels.len() == labels.len()
+            && s.labels.iter().zip(labels).all(|(&(n, v), (ln, lv))| {
+                self.symbols.resolve(n) == *ln && self.symbols.resolve(v) == *lv
+            })
+    }
+
+    /// Creates a series; the caller checked with [`Head::find`] that it does not exist.
+    pub fn create(&mut self, labels: &[(&str, &str)], hash: u64) -> SeriesId {
+        let id = self.series.len() as SeriesId;
+        let interned: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|(n, v)| (self.symbols.intern(n), self.symbols.intern(v)))
+            .collect();
+        for &(n, v) in interned.iter() {
+            self.postings.entry(n).or_default().entry(v).or_default().push(id);
+        }
+        self.series.push(MemSeries::new(interned, hash));
+        let series = &self.series;
+        self.lookup.insert_unique(hash, id, |&i| series[i as usize].hash);
+        id
+    }
+
+    /// Finds or creates a series. Returns the id and whether it was created.
+    pub fn get_or_create(&mut self, labels: &[(&str, &str)], hash: u64) -> (SeriesId, bool) {
+        match self.find(labels, hash) {
+            Some(id) => (id, false),
+            None => (self.create(labels, hash), true),
+        }
+    }
+
+    /// Appends one sample to a series.
+    pub fn append(&mut self, id: SeriesId, t: i64, v: f64) -> AppendOutcome {
+        let out = self.series[id as usize].append(t, v);
+        if out == AppendOutcome::Appended {
+            self.samples += 1;
+        }
+        out
+    }
+
+    /// Records a metric family's metadata (the latest wins).
+    pub fn set_metadata(&mut self, family: &str, meta: MetricMeta) {
+        if self.metadata.get(family) != Some(&meta) {
+            self.metadata.insert(family.to_owned(), meta);
+        }
+    }
+
+    /// Metadata, optionally of one family.
+    pub fn metadata(&self, family: Option<&str>) -> Vec<(String, MetricMeta)> {
+        match family {
+            Some(f) => self.metadata.get(f).map(|m| (f.to_owned(), m.clone())).into_iter().collect(),
+            None => self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+
+    /// The labels of a series.
+    pub fn labels(&self, id: SeriesId) -> Labels {
+        Labels(
+            self.series[id as usize]
+                .labels
+                .iter()
+                .map(|&(n, v)| Label {
+                    name: self.symbols.resolve(n).to_owned(),
+                    value: self.symbols.resolve(v).to_owned(),
+                })
+                .collect(),
+        )
+    }
+
+    fn label_value(&self, s: &MemSeries, name_id: Option<u32>) -> &str {
+        let Some(name_id) = name_id else { return "" };
+        s.labels
+            .iter()
+            .find(|(n, _)| *n == name_id)
+            .map_or("", |&(_, v)| self.symbols.resolve(v))
+    }
+
+    /// Ids of the series matching every matcher, ascending.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        // Intersect the postings of matchers that need the label to be present, then check
+        // every matcher on each candidate (covers absent labels and empty-matching matchers).
+        let mut candidates: Option<Vec<SeriesId>> = None;
+        for m in matchers.iter().filter(|m| !m.matches_empty()) {
+            let Some(name) = self.symbols.get(m.name.as_bytes()) else { return vec![] };
+            let Some(values) = self.postings.get(&name) else { return vec![] };
+            let mut ids: Vec<SeriesId> = match m.op {
+                muninn_storage::matcher::MatchOp::Equal => self
+                    .symbols
+                    .get(m.value.as_bytes())
+                    .and_then(|v| values.get(&v))
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => {
+                    let mut ids: Vec<SeriesId> = values
+                        .iter()
+                        .filter(|(v, _)| m.matches(self.symbols.resolve(**v)))
+                        .flat_map(|(_, ids)| ids.iter().copied())
+                        .collect();
+                    ids.sort_unstable();
+                    ids
+                }
+            };
+            if let Some(c) = candidates {
+                ids = intersect(&c, &ids);
+            }
+            if ids.is_empty() {
+                return ids;
+            }
+            candidates = Some(ids);
+        }
+        let ids = candidates.unwrap_or_else(|| (0..self.series.len() as SeriesId).collect());
+        let name_ids: Vec<Option<u32>> = matchers.iter().map(|m| self.symbols.get(m.name.as_bytes())).collect();
+        ids.into_iter()
+            .filter(|&id| {
+                let s = &self.series[id as usize];
+                matchers.iter().zip(&name_ids).all(|(m, &n)| m.matches(self.label_value(s, n)))
+            })
+            .collect()
+    }
+
+    /// Whether a series has samples in `[mint, maxt]` (by chunk bounds).
+    pub fn overlaps(&self, id: SeriesId, mint: i64, maxt: i64) -> bool {
+        self.series[id as usize].time_range().is_some_and(|(a, b)| a <= maxt && b >= mint)
+    }
+
+    /// Copies of the chunks of a series that overlap `[mint, maxt]`, oldest first.
+    pub fn chunks(&self, id: SeriesId, mint: i64, maxt: i64) -> Vec<ChunkCopy> {
+        let s = &self.series[id as usize];
+        let mut out: Vec<ChunkCopy> = s
+            .closed
+            .iter()
+            .filter(|c| c.min_t <= maxt && c.max_t >= mint)
+            .map(|c| ChunkCopy { min_t: c.min_t, max_t: c.max_t, data: c.data.to_vec() })
+            .collect();
+        if let Some((min_t, a)) = &s.head {
+            let max_t = a.last_timestamp();
+            if *min_t <= maxt && max_t >= mint {
+                out.push(ChunkCopy { min_t: *min_t, max_t, data: a.bytes().to_vec() });
+            }
+        }
+        out
+    }
+
+    /// Label names of the matching series with data in range; all names without matchers.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for id in self.select_in_range(matchers, mint, maxt) {
+            for &(n, _) in self.series[id as usize].labels.iter() {
+                out.insert(self.symbols.resolve(n).to_owned());
+            }
+        }
+        out
+    }
+
+    /// Values of one label over the matching series with data in range.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(name_id) = self.symbols.get(name.as_bytes()) else { return out };
+        for id in self.select_in_range(matchers, mint, maxt) {
+            let v = self.label_value(&self.series[id as usize], Some(name_id));
+            if !v.is_empty() {
+                out.insert(v.to_owned());
+            }
+        }
+        out
+    }
+
+    fn select_in_range(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesId> {
+        let ids = if matchers.is_empty() {
+            (0..self.series.len() as SeriesId).collect()
+        } else {
+            self.select(matchers)
+        };
+        ids.into_iter().filter(|&id| self.overlaps(id, mint, maxt)).collect()
+    }
+
+    /// Approximate heap bytes held by the head.
+    pub fn heap_size(&self) -> usize {
+        let postings: usize = self
+            .postings
+            .values()
+            .map(|m| m.capacity() * 40 + m.values().map(|v| v.capacity() * 4).sum::<usize>())
+            .sum();
+        self.symbols.heap_size()
+            + self.lookup.capacity() * 5
+            + self.series.capacity() * std::mem::size_of::<MemSeries>()
+            + self.series.iter().map(MemSeries::heap_size).sum::<usize>()
+            + postings
+    }
+}
+
+fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muninn_storage::matcher::MatchOp;
+
+    fn add(h: &mut Head, labels: &[(&str, &str)]) -> SeriesId {
+        let mut scratch = vec![];
+        let hash = label_hash(labels, &mut scratch);
+        h.get_or_create(labels, hash).0
+    }
+
+    #[test]
+    fn select_with_all_matcher_types() {
+        let mut h = Head::default();
+        let a = add(&mut h, &[("__name__", "up"), ("job", "api")]);
+        let b = add(&mut h, &[("__name__", "up"), ("job", "web")]);
+        let c = add(&mut h, &[("__name__", "up")]);
+        assert_eq!(add(&mut h, &[("__name__", "up"), ("job", "api")]), a, "found again");
+        let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
+        let name = m(MatchOp::Equal, "__name__", "up");
+        assert_eq!(h.select(&[name.clone()]), vec![a, b, c]);
+        assert_eq!(h.select(&[name.clone(), m(MatchOp::Equal, "job", "web")]), vec![b]);
+        assert_eq!(h.select(&[name.clone(), m(MatchOp::NotEqual, "job", "web")]), vec![a, c]);
+        assert_eq!(h.select(&[name.clone(), m(MatchOp::Regex, "job", "a.*|w.*")]), vec![a, b]);
+        assert_eq!(h.select(&[name.clone(), m(MatchOp::NotRegex, "job", "a.*")]), vec![b, c]);
+        assert_eq!(h.select(&[name.clone(), m(MatchOp::Equal, "job", "")]), vec![c]);
+        assert_eq!(h.select(&[m(MatchOp::Equal, "nope", "x")]), Vec::<SeriesId>::new());
+        assert_eq!(h.labels(b).to_string(), r#"{__name__="up", job="web"}"#);
+    }
+}

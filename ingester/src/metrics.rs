@@ -1,0 +1,52 @@
+//! The ingester's self-instrumentation, registered into the process registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+/// Metrics of the write path.
+#[derive(Default)]
+pub struct IngesterMetrics {
+    pub ingested_samples: Family<TenantLabels, Counter>,
+    pub rejected_samples: Family<RejectLabels, Counter>,
+    pub memory_series: Family<TenantLabels, Gauge>,
+    pub created_series: Family<TenantLabels, Counter>,
+    pub push_requests: Family<StatusLabels, Counter>,
+    pub wal_bytes_written: Counter,
+    pub wal_fsyncs: Counter,
+    pub wal_replayed_records: Counter,
+    pub wal_truncations: Counter,
+}
+
+impl IngesterMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("muninn_ingester");
+        r.register("ingested_samples", "Samples accepted into the head, per tenant", self.ingested_samples.clone());
+        r.register("rejected_samples", "Samples rejected, per tenant and reason", self.rejected_samples.clone());
+        r.register("memory_series", "Series in the in-memory head, per tenant", self.memory_series.clone());
+        r.register("created_series", "Series created in the head, per tenant", self.created_series.clone());
+        r.register("push_requests", "Remote-write requests by HTTP status", self.push_requests.clone());
+        r.register("wal_written_bytes", "Bytes written to the WAL", self.wal_bytes_written.clone());
+        r.register("wal_fsyncs", "WAL fsyncs", self.wal_fsyncs.clone());
+        r.register("wal_replayed_records", "WAL records replayed at startup", self.wal_replayed_records.clone());
+        r.register("wal_truncations", "WAL segments truncated at a torn or corrupt record", self.wal_truncations.clone());
+    }
+}

@@ -1,0 +1,190 @@
+//! `POST /api/v1/push`: Prometheus remote write 1.0 (snappy block format + protobuf).
+//!
+//! Status codes follow what Prometheus senders do with them: 2xx done, 4xx dropped by the
+//! sender (bad input: 400, no tenant: 401, too large: 413, wrong encoding: 415), 5xx retried
+//! (only our own faults). Each failed request is logged once, at warn level.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use muninn_proto::tenant::{TenantError, TenantId};
+use muninn_proto::write_view::{DecodeError, WriteRequestView};
+
+use crate::Ingester;
+use crate::metrics::{RejectLabels, StatusLabels, TenantLabels};
+use crate::tenant_db::PushOutcome;
+
+/// Why a push failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}")]
+    Tenant(#[from] TenantError),
+    #[error("unsupported Content-Encoding {0:?}: remote write 1.0 bodies are snappy block format")]
+    Encoding(String),
+    #[error("unsupported Content-Type {0:?}: only remote write 1.0 (application/x-protobuf) is supported")]
+    ContentType(String),
+    #[error("request of {got} bytes exceeds the limit of {limit} bytes (--ingester.max-request-bytes)")]
+    TooLarge { got: u64, limit: usize },
+    #[error("reading request body: {0}")]
+    Body(String),
+    #[error("corrupt snappy body: {0}")]
+    Snappy(snap::Error),
+    #[error("malformed WriteRequest protobuf: {0}")]
+    Protobuf(#[from] DecodeError),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("internal error: {0}")]
+    Internal(#[from] crate::Error),
+}
+
+impl PushError {
+    fn status(&self) -> StatusCode {
+        match self {
+            PushError::Tenant(_) => StatusCode::UNAUTHORIZED,
+            PushError::Encoding(_) | PushError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PushError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::Body(_) | PushError::Snappy(_) | PushError::Protobuf(_) | PushError::Rejected(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            PushError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The push route.
+pub fn router(ing: Arc<Ingester>) -> Router {
+    Router::new().route("/api/v1/push", post(push)).with_state(ing)
+}
+
+async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) -> Response {
+    let tenant = TenantId::from_headers(&headers, ing.config.multitenancy);
+    let result = match tenant {
+        Ok(ref t) => handle(&ing, t.clone(), &headers, body).await,
+        Err(ref e) => Err(PushError::from(e.clone())),
+    };
+    let status = match &result {
+        Ok(()) => StatusCode::OK,
+        Err(e) => e.status(),
+    };
+    ing.metrics.push_requests.get_or_create(&StatusLabels { status: status.as_u16().to_string() }).inc();
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => {
+            let tenant = tenant.as_ref().map(|t| t.as_str()).unwrap_or("-");
+            if status.is_server_error() {
+                tracing::error!(tenant, status = status.as_u16(), error = %e, "push failed");
+            } else {
+                tracing::warn!(tenant, status = status.as_u16(), error = %e, "push rejected");
+            }
+            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{e}\n")).into_response()
+        }
+    }
+}
+
+async fn handle(ing: &Arc<Ingester>, tenant: TenantId, headers: &HeaderMap, body: Body) -> Result<(), PushError> {
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("?");
+        if !enc.eq_ignore_ascii_case("snappy") {
+            return Err(PushError::Encoding(enc.to_owned()));
+        }
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("?");
+        let base = ct.split(';').next().unwrap_or("").trim();
+        let v2 = ct.contains("io.prometheus.write.v2");
+        if !(base.eq_ignore_ascii_case("application/x-protobuf") && !v2) {
+            return Err(PushError::ContentType(ct.to_owned()));
+        }
+    }
+    let limit = ing.config.max_request_bytes;
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(PushError::TooLarge { got: len, limit });
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_length_limit(&e) {
+            PushError::TooLarge { got: limit as u64 + 1, limit }
+        } else {
+            PushError::Body(e.to_string())
+        }
+    })?;
+    let ing2 = ing.clone();
+    let tenant2 = tenant.clone();
+    let outcome = tokio::task::spawn_blocking(move || ingest(&ing2, &tenant2, &bytes))
+        .await
+        .map_err(|e| PushError::Internal(crate::Error::Task(e.to_string())))??;
+    record_metrics(ing, &tenant, &outcome);
+    if outcome.rejected_samples > 0 {
+        return Err(PushError::Rejected(rejection_message(&outcome)));
+    }
+    Ok(())
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+thread_local! {
+    /// Decompression buffer reused across requests on a blocking thread.
+    static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Decompresses, decodes and applies a body. Runs on a blocking thread.
+pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
+    let limit = ing.config.max_request_bytes;
+    let len = snap::raw::decompress_len(body).map_err(PushError::Snappy)?;
+    if len > limit {
+        return Err(PushError::TooLarge { got: len as u64, limit });
+    }
+    DECOMPRESSED.with_borrow_mut(|buf| {
+        buf.resize(len, 0);
+        let n = snap::raw::Decoder::new().decompress(body, buf).map_err(PushError::Snappy)?;
+        let view = WriteRequestView::decode(&buf[..n])?;
+        let db = ing.tenants.get_or_create(tenant)?;
+        let out = db.push(&view, &ing.config.limits)?;
+        let series = db.head.read().num_series();
+        ing.metrics.memory_series.get_or_create(&TenantLabels { tenant: tenant.to_string() }).set(series as i64);
+        Ok(out)
+    })
+}
+
+fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcome) {
+    let t = TenantLabels { tenant: tenant.to_string() };
+    ing.metrics.ingested_samples.get_or_create(&t).inc_by(out.ingested_samples);
+    ing.metrics.created_series.get_or_create(&t).inc_by(out.new_series);
+    ing.metrics.wal_bytes_written.inc_by(out.wal.bytes_written);
+    ing.metrics.wal_fsyncs.inc_by(out.wal.fsyncs);
+    for (reason, n) in &out.by_reason {
+        ing.metrics
+            .rejected_samples
+            .get_or_create(&RejectLabels { tenant: tenant.to_string(), reason: reason.as_str().to_owned() })
+            .inc_by(*n);
+    }
+}
+
+fn rejection_message(out: &PushOutcome) -> String {
+    let total = out.ingested_samples + out.rejected_samples;
+    let mut s = format!(
+        "rejected {} of {} samples ({} series rejected whole); ingested {}; first errors:",
+        out.rejected_samples, total, out.rejected_series, out.ingested_samples
+    );
+    for (reason, series) in &out.first {
+        let _ = write!(s, " [{}] {} for series {};", reason.as_str(), reason.message(), series);
+    }
+    s
+}

@@ -1,0 +1,188 @@
+//! One tenant's head and WAL, and how a decoded write request is applied to them.
+//!
+//! A request is applied under the head's write lock: series are found or created, samples
+//! appended (rejecting out-of-order ones), then the new series, samples and metadata go to the
+//! WAL in one write. The response is only sent after that write, so everything acknowledged
+//! is in the WAL. Series ids in the WAL are head ids: replay creates series in record order.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use muninn_proto::write_view::WriteRequestView;
+use parking_lot::{Mutex, RwLock};
+
+use crate::Result;
+use crate::head::{AppendOutcome, Head, MetricMeta, label_hash};
+use crate::validate::{Limits, Reason, validate_labels};
+use crate::wal::record::{self, Record};
+use crate::wal::{FsyncPolicy, ReplayReport, Wal, WalStats};
+
+/// How many rejections a response describes in detail.
+const MAX_REPORTED_REASONS: usize = 3;
+
+/// A tenant's storage.
+pub struct TenantDb {
+    pub head: RwLock<Head>,
+    wal: Mutex<Wal>,
+}
+
+/// What happened to one write request.
+#[derive(Debug, Default)]
+pub struct PushOutcome {
+    pub ingested_samples: u64,
+    pub rejected_samples: u64,
+    pub rejected_series: u64,
+    pub new_series: u64,
+    /// Rejected samples per reason.
+    pub by_reason: HashMap<Reason, u64>,
+    /// The first few rejections: reason and the series it concerns.
+    pub first: Vec<(Reason, String)>,
+    pub wal: WalStats,
+}
+
+impl PushOutcome {
+    fn reject(&mut self, reason: Reason, samples: u64, series: impl FnOnce() -> String) {
+        self.rejected_samples += samples;
+        *self.by_reason.entry(reason).or_default() += samples;
+        if self.first.len() < MAX_REPORTED_REASONS {
+            self.first.push((reason, series()));
+        }
+    }
+}
+
+fn metric_type_name(t: i32) -> &'static str {
+    match t {
+        1 => "counter",
+        2 => "gauge",
+        3 => "histogram",
+        4 => "gaugehistogram",
+        5 => "summary",
+        6 => "info",
+        7 => "stateset",
+        _ => "unknown",
+    }
+}
+
+fn series_text(labels: &[muninn_proto::write_view::LabelRef<'_>]) -> String {
+    let parts: Vec<String> = labels
+        .iter()
+        .take(12)
+        .map(|l| format!("{}={:?}", String::from_utf8_lossy(l.name), String::from_utf8_lossy(l.value)))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+impl TenantDb {
+    /// Opens (replaying) the WAL in `dir`.
+    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<(Self, ReplayReport)> {
+        let mut head = Head::default();
+        let mut ids: HashMap<u32, u32> = HashMap::new();
+        let mut scratch = Vec::new();
+        let mut unknown_refs = 0u64;
+        let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
+            Record::Series(series) => {
+                for (wal_id, labels) in series {
+                    let pairs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    let hash = label_hash(&pairs, &mut scratch);
+                    ids.insert(wal_id, head.get_or_create(&pairs, hash).0);
+                }
+            }
+            Record::Samples(samples) => {
+                for (wal_id, t, v) in samples {
+                    match ids.get(&wal_id) {
+                        Some(&id) => {
+                            head.append(id, t, v);
+                        }
+                        None => unknown_refs += 1,
+                    }
+                }
+            }
+            Record::Metadata(entries) => {
+                for (family, metric_type, help, unit) in entries {
+                    head.set_metadata(&family, MetricMeta { metric_type, help, unit });
+                }
+            }
+        })?;
+        if unknown_refs > 0 {
+            tracing::warn!(dir = %dir.display(), samples = unknown_refs, "wal samples referred to unknown series and were skipped");
+        }
+        Ok((Self { head: RwLock::new(head), wal: Mutex::new(wal) }, report))
+    }
+
+    /// Applies a decoded request. Invalid series and samples are counted in the outcome;
+    /// `Err` only for our own faults (WAL I/O), after which the client should retry.
+    pub fn push(&self, req: &WriteRequestView<'_>, limits: &Limits) -> Result<PushOutcome> {
+        let mut out = PushOutcome::default();
+        let mut labels_buf: Vec<(&str, &str)> = Vec::with_capacity(16);
+        let mut scratch = Vec::with_capacity(256);
+        let mut new_series: Vec<(u32, Vec<(&str, &str)>)> = Vec::new();
+        let mut samples: Vec<(u32, i64, f64)> = Vec::with_capacity(req.samples.len());
+        let mut head = self.head.write();
+        for s in &req.series {
+            let lbls = req.series_labels(s);
+            if s.histograms > 0 {
+                out.reject(Reason::NativeHistogram, u64::from(s.histograms), || series_text(lbls));
+            }
+            let ss = req.series_samples(s);
+            if ss.is_empty() {
+                continue;
+            }
+            if let Err(reason) = validate_labels(lbls, limits, &mut labels_buf) {
+                out.rejected_series += 1;
+                out.reject(reason, ss.len() as u64, || series_text(lbls));
+                continue;
+            }
+            let hash = label_hash(&labels_buf, &mut scratch);
+            let (id, created) = head.get_or_create(&labels_buf, hash);
+            if created {
+                new_series.push((id, labels_buf.clone()));
+                out.new_series += 1;
+            }
+            for sample in ss {
+                match head.append(id, sample.timestamp_ms, sample.value) {
+                    AppendOutcome::Appended => {
+                        samples.push((id, sample.timestamp_ms, sample.value));
+                        out.ingested_samples += 1;
+                    }
+                    AppendOutcome::Duplicate => out.ingested_samples += 1,
+                    AppendOutcome::OutOfOrder => out.reject(Reason::OutOfOrder, 1, || series_text(lbls)),
+                    AppendOutcome::ConflictingDuplicate => {
+                        out.reject(Reason::DuplicateTimestamp, 1, || series_text(lbls))
+                    }
+                }
+            }
+        }
+        let mut metadata: Vec<(&str, &str, &str, &str)> = Vec::new();
+        for m in &req.metadata {
+            let (Ok(family), Ok(help), Ok(unit)) =
+                (std::str::from_utf8(m.family), std::str::from_utf8(m.help), std::str::from_utf8(m.unit))
+            else {
+                continue;
+            };
+            if family.is_empty() {
+                continue;
+            }
+            let meta = MetricMeta {
+                metric_type: metric_type_name(m.metric_type).to_owned(),
+                help: help.to_owned(),
+                unit: unit.to_owned(),
+            };
+            if head.metadata(Some(family)).first().map(|(_, m)| m) != Some(&meta) {
+                head.set_metadata(family, meta);
+                metadata.push((family, metric_type_name(m.metric_type), help, unit));
+            }
+        }
+        out.wal = self.wal.lock().write(|fb| {
+            if !new_series.is_empty() {
+                fb.frame(|b| record::encode_series(new_series.iter().map(|(id, l)| (*id, l.as_slice())), b));
+            }
+            if !samples.is_empty() {
+                fb.frame(|b| record::encode_samples(&samples, b));
+            }
+            if !metadata.is_empty() {
+                fb.frame(|b| record::encode_metadata(&metadata, b));
+            }
+        })?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,73 @@
+//! The registry of tenant databases: opened lazily on first write, replayed at startup.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use muninn_proto::tenant::TenantId;
+use parking_lot::RwLock;
+
+use crate::metrics::{IngesterMetrics, TenantLabels};
+use crate::tenant_db::TenantDb;
+use crate::wal::FsyncPolicy;
+use crate::{Error, Result};
+
+/// Every tenant's storage, by tenant.
+pub struct Tenants {
+    wal_dir: PathBuf,
+    fsync: FsyncPolicy,
+    dbs: RwLock<HashMap<TenantId, Arc<TenantDb>>>,
+}
+
+impl Tenants {
+    /// Replays the WAL of every tenant directory under `wal_dir`.
+    pub fn open(wal_dir: &Path, fsync: FsyncPolicy, metrics: &IngesterMetrics) -> Result<Self> {
+        std::fs::create_dir_all(wal_dir).map_err(|e| Error::io("creating wal dir", wal_dir, e))?;
+        let mut dbs = HashMap::new();
+        let rd = std::fs::read_dir(wal_dir).map_err(|e| Error::io("listing wal dir", wal_dir, e))?;
+        let mut dirs: Vec<_> = rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+        dirs.sort_by_key(|e| e.file_name());
+        for (i, e) in dirs.iter().enumerate() {
+            let name = e.file_name();
+            let Some(tenant) = name.to_str().and_then(|s| TenantId::new(s).ok()) else {
+                tracing::warn!(dir = %e.path().display(), "ignoring wal directory that is not a valid tenant id");
+                continue;
+            };
+            let start = std::time::Instant::now();
+            let (db, report) = TenantDb::open(&e.path(), fsync)?;
+            let series = db.head.read().num_series();
+            metrics.wal_replayed_records.inc_by(report.records);
+            metrics.wal_truncations.inc_by(report.truncated.len() as u64);
+            metrics.memory_series.get_or_create(&TenantLabels { tenant: tenant.to_string() }).set(series as i64);
+            tracing::info!(
+                %tenant, tenant_index = i + 1, tenants = dirs.len(), segments = report.segments,
+                records = report.records, series, elapsed_ms = start.elapsed().as_millis() as u64,
+                "replayed tenant wal"
+            );
+            dbs.insert(tenant, Arc::new(db));
+        }
+        Ok(Self { wal_dir: wal_dir.to_owned(), fsync, dbs: RwLock::new(dbs) })
+    }
+
+    /// The tenant's database, if it has ever written.
+    pub fn get(&self, tenant: &TenantId) -> Option<Arc<TenantDb>> {
+        self.dbs.read().get(tenant).cloned()
+    }
+
+    /// The tenant's database, created on first use.
+    pub fn get_or_create(&self, tenant: &TenantId) -> Result<Arc<TenantDb>> {
+        if let Some(db) = self.get(tenant) {
+            return Ok(db);
+        }
+        let mut dbs = self.dbs.write();
+        if let Some(db) = dbs.get(tenant) {
+            return Ok(db.clone());
+        }
+        // The id was validated, so it is a single safe path component.
+        let (db, _) = TenantDb::open(&self.wal_dir.join(tenant.as_str()), self.fsync)?;
+        let db = Arc::new(db);
+        dbs.insert(tenant.clone(), db.clone());
+        tracing::info!(%tenant, "new tenant");
+        Ok(db)
+    }
+}
