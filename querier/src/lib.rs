@@ -1,1 +1,68 @@
+//! The querier: the Prometheus HTTP API and PromQL over the ingesters (and, later, blocks).
+//!
+//! Read path: [`api`] (HTTP, parameters, JSON in Prometheus's exact shape) → [`engine`]
+//! (PromQL, step-vectorised) → [`store::SeriesSource`] → [`ingester_client`] (gRPC fan-out,
+//! chunk decoding, merge of replica copies). Every call carries the request's tenant, and
+//! nothing is shared between tenants.
 
+pub mod api;
+pub mod engine;
+pub mod ingester_client;
+pub mod json;
+pub mod store;
+
+use std::sync::Arc;
+
+use store::SeriesSource;
+
+/// Errors of the querier, each with its Prometheus API `errorType`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad parameters or query (400 `bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// A valid query the engine cannot evaluate yet (422 `execution`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An ingester failed (503 `unavailable`).
+    #[error("ingester {addr}: {code}: {message}")]
+    Ingester { addr: String, code: tonic::Code, message: String },
+    /// Data that does not decode (500 `internal`).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Flags owned by the querier.
+#[derive(clap::Args, Clone, Debug)]
+pub struct QuerierArgs {
+    /// gRPC addresses of the ingesters to query (comma separated). Empty in `all` mode: the
+    /// in-process ingester is used.
+    #[arg(long = "querier.ingester-addrs", value_delimiter = ',')]
+    pub ingester_addrs: Vec<String>,
+    /// How far back an instant vector selector looks for a sample, in seconds.
+    #[arg(long = "querier.lookback-delta", default_value_t = 300)]
+    pub lookback_delta_seconds: u64,
+}
+
+/// A configured querier.
+pub struct Querier {
+    pub store: Arc<dyn SeriesSource>,
+    pub multitenancy: bool,
+    pub lookback_ms: i64,
+}
+
+impl Querier {
+    pub fn new(store: Arc<dyn SeriesSource>, multitenancy: bool, args: &QuerierArgs) -> Arc<Self> {
+        Arc::new(Self { store, multitenancy, lookback_ms: args.lookback_delta_seconds as i64 * 1000 })
+    }
+
+    /// The API routes under `/api/v1` and `/prometheus/api/v1`.
+    pub fn http_router(self: &Arc<Self>) -> axum::Router {
+        api::router(self.clone())
+    }
+}

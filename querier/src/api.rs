@@ -1,0 +1,411 @@
+//! The Prometheus HTTP API: `query`, `query_range`, `series`, `labels`,
+//! `label/<name>/values`, `metadata`, `status/buildinfo`, on GET and form-encoded POST,
+//! under `/api/v1` and `/prometheus/api/v1` (the Grafana datasource URL ends in `/prometheus`).
+//! Responses are Prometheus's JSON, byte for byte; errors carry its `errorType`s.
+
+pub mod params;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use muninn_proto::tenant::TenantId;
+use muninn_storage::labels::Labels;
+use promql_parser::parser::Expr;
+use promql_parser::parser::value::ValueType;
+
+use crate::engine::{Engine, StepValue, Steps, selector_matchers};
+use crate::json::{write_labels, write_point, write_str, write_timestamp};
+use crate::{Error, Querier, Result};
+use params::{MAX_TIME_MS, MIN_TIME_MS, Params};
+
+/// Most points a range query may return per series (as Prometheus).
+const MAX_POINTS: i64 = 11_000;
+/// Largest form body accepted.
+const MAX_FORM_BYTES: usize = 16 << 20;
+
+/// The version string reported by `status/buildinfo`: the Prometheus API level Muninn speaks.
+pub const PROMETHEUS_API_VERSION: &str = "3.0.0";
+
+/// The routes, mounted twice.
+pub fn router(q: Arc<Querier>) -> Router {
+    let api = Router::new()
+        .route("/query", get(query).post(query))
+        .route("/query_range", get(query_range).post(query_range))
+        .route("/series", get(series).post(series))
+        .route("/labels", get(labels).post(labels))
+        .route("/label/{name}/values", get(label_values))
+        .route("/metadata", get(metadata))
+        .route("/status/buildinfo", get(buildinfo));
+    Router::new().nest("/api/v1", api.clone()).nest("/prometheus/api/v1", api).with_state(q)
+}
+
+/// A call's tenant and parameters.
+pub struct ApiCall {
+    tenant: TenantId,
+    params: Params,
+}
+
+impl FromRequest<Arc<Querier>> for ApiCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, q: &Arc<Querier>) -> std::result::Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let tenant = TenantId::from_headers(&parts.headers, q.multitenancy).map_err(|e| {
+            tracing::warn!(path = parts.uri.path(), error = %e, "query without a valid tenant");
+            (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response()
+        })?;
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let body = if is_form {
+            Some(axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|e| {
+                error_response(&Error::BadData(format!("reading form body: {e}")))
+            })?)
+        } else {
+            None
+        };
+        Ok(Self { tenant, params: Params::parse(parts.uri.query(), body.as_deref()) })
+    }
+}
+
+fn success(data: &str) -> Response {
+    let mut s = String::with_capacity(data.len() + 32);
+    s.push_str("{\"status\":\"success\",\"data\":");
+    s.push_str(data);
+    s.push('}');
+    ([(header::CONTENT_TYPE, "application/json")], s).into_response()
+}
+
+fn error_response(e: &Error) -> Response {
+    let (status, kind) = match e {
+        Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+        Error::Unsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+        Error::Ingester { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Corrupt(_) | Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let mut s = String::from("{\"status\":\"error\",\"errorType\":");
+    write_str(&mut s, kind);
+    s.push_str(",\"error\":");
+    write_str(&mut s, &e.to_string());
+    s.push('}');
+    (status, [(header::CONTENT_TYPE, "application/json")], s).into_response()
+}
+
+/// Turns a handler result into a response, logging failures once.
+fn respond(endpoint: &str, tenant: &TenantId, r: Result<String>) -> Response {
+    match r {
+        Ok(data) => success(&data),
+        Err(e) => {
+            tracing::warn!(endpoint, %tenant, error = %e, "query failed");
+            error_response(&e)
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn parse_query(p: &Params) -> Result<Expr> {
+    let q = p.get("query").unwrap_or("");
+    promql_parser::parser::parse(q).map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+fn engine<'a>(q: &'a Querier, tenant: &'a TenantId) -> Engine<'a> {
+    Engine { store: q.store.as_ref(), tenant, lookback_ms: q.lookback_ms }
+}
+
+async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
+    let r = async {
+        let expr = parse_query(&call.params)?;
+        let t = call.params.time("time", now_ms())?;
+        let v = engine(&q, &call.tenant).eval(&expr, &Steps::instant(t)).await?;
+        let mut s = String::new();
+        match v {
+            StepValue::Scalar(v) => {
+                s.push_str("{\"resultType\":\"scalar\",\"result\":");
+                write_point(&mut s, t, v[0]);
+            }
+            StepValue::String(v) => {
+                s.push_str("{\"resultType\":\"string\",\"result\":[");
+                write_timestamp(&mut s, t);
+                s.push(',');
+                write_str(&mut s, &v);
+                s.push(']');
+            }
+            StepValue::Vector(series) => {
+                s.push_str("{\"resultType\":\"vector\",\"result\":[");
+                let mut first = true;
+                for (labels, vals) in &series {
+                    let Some(v) = vals[0] else { continue };
+                    if !first {
+                        s.push(',');
+                    }
+                    first = false;
+                    s.push_str("{\"metric\":");
+                    write_labels(&mut s, labels);
+                    s.push_str(",\"value\":");
+                    write_point(&mut s, t, v);
+                    s.push('}');
+                }
+                s.push(']');
+            }
+            StepValue::Matrix(series) => {
+                s.push_str("{\"resultType\":\"matrix\",\"result\":[");
+                for (i, sd) in series.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    write_series_points(&mut s, &sd.labels, sd.samples.iter().map(|&(t, v)| (t, v)));
+                }
+                s.push(']');
+            }
+        }
+        s.push('}');
+        Ok(s)
+    }
+    .await;
+    respond("query", &call.tenant, r)
+}
+
+fn write_series_points(s: &mut String, labels: &Labels, points: impl Iterator<Item = (i64, f64)>) {
+    s.push_str("{\"metric\":");
+    write_labels(s, labels);
+    s.push_str(",\"values\":[");
+    for (i, (t, v)) in points.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write_point(s, t, v);
+    }
+    s.push_str("]}");
+}
+
+async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
+    let r = async {
+        let p = &call.params;
+        let expr = parse_query(p)?;
+        let bad_time = |k: &str| Error::BadData(format!("invalid parameter \"{k}\": cannot parse \"\" to a valid timestamp"));
+        let start = if p.get("start").is_some() { p.time("start", 0)? } else { return Err(bad_time("start")) };
+        let end = if p.get("end").is_some() { p.time("end", 0)? } else { return Err(bad_time("end")) };
+        if end < start {
+            return Err(Error::BadData("end timestamp must not be before start time".into()));
+        }
+        let step = p.duration("step")?.ok_or_else(|| {
+            Error::BadData("invalid parameter \"step\": cannot parse \"\" to a valid duration".into())
+        })?;
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if (end - start) / step > MAX_POINTS {
+            return Err(Error::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+            ));
+        }
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            ValueType::Matrix => {
+                return Err(Error::BadData(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+            ValueType::String => {
+                return Err(Error::BadData(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+        }
+        let steps = Steps { start, end, step };
+        let v = engine(&q, &call.tenant).eval(&expr, &steps).await?;
+        let times = (0..steps.len()).map(|i| start + step * i as i64);
+        let mut s = String::from("{\"resultType\":\"matrix\",\"result\":[");
+        match v {
+            StepValue::Scalar(vals) => {
+                write_series_points(&mut s, &Labels::default(), times.zip(vals));
+            }
+            StepValue::Vector(series) => {
+                for (i, (labels, vals)) in series.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    let pts = times.clone().zip(vals.iter()).filter_map(|(t, v)| v.map(|v| (t, v)));
+                    write_series_points(&mut s, labels, pts);
+                }
+            }
+            other => return Err(Error::BadData(format!("unexpected {} result for a range query", other.type_name()))),
+        }
+        s.push_str("]}");
+        Ok(s)
+    }
+    .await;
+    respond("query_range", &call.tenant, r)
+}
+
+/// Matcher sets of every `match[]` selector.
+fn match_params(p: &Params) -> Result<Vec<Vec<muninn_storage::matcher::Matcher>>> {
+    let mut out = vec![];
+    for m in p.all("match[]") {
+        let expr = promql_parser::parser::parse(m)
+            .map_err(|e| Error::BadData(format!("invalid parameter \"match[]\": {e}")))?;
+        match expr {
+            Expr::VectorSelector(vs) => out.extend(selector_matchers(&vs)?),
+            _ => return Err(Error::BadData(format!("invalid parameter \"match[]\": {m} is not a series selector"))),
+        }
+    }
+    Ok(out)
+}
+
+fn limit(p: &Params) -> Result<usize> {
+    match p.get("limit") {
+        None => Ok(usize::MAX),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n as usize),
+            Ok(_) => Ok(usize::MAX),
+            Err(_) => Err(Error::BadData(format!("invalid parameter \"limit\": cannot parse \"{s}\" to a valid limit"))),
+        },
+    }
+}
+
+fn time_range(p: &Params) -> Result<(i64, i64)> {
+    Ok((p.time("start", MIN_TIME_MS)?, p.time("end", MAX_TIME_MS)?))
+}
+
+async fn series(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
+    let r = async {
+        let p = &call.params;
+        if p.all("match[]").is_empty() {
+            return Err(Error::BadData("no match[] parameter provided".into()));
+        }
+        let (start, end) = time_range(p)?;
+        let limit = limit(p)?;
+        let mut all: BTreeSet<Labels> = BTreeSet::new();
+        for ms in match_params(p)? {
+            for sd in q.store.select(&call.tenant, &ms, start, end, true).await? {
+                all.insert(sd.labels);
+            }
+        }
+        let mut s = String::from("[");
+        for (i, l) in all.iter().take(limit).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            write_labels(&mut s, l);
+        }
+        s.push(']');
+        Ok(s)
+    }
+    .await;
+    respond("series", &call.tenant, r)
+}
+
+fn string_array(items: impl IntoIterator<Item = String>) -> String {
+    let mut s = String::from("[");
+    for (i, v) in items.into_iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write_str(&mut s, &v);
+    }
+    s.push(']');
+    s
+}
+
+async fn labels(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
+    let r = async {
+        let p = &call.params;
+        let (start, end) = time_range(p)?;
+        let limit = limit(p)?;
+        let sets = match_params(p)?;
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        if sets.is_empty() {
+            names.extend(q.store.label_names(&call.tenant, &[], start, end).await?);
+        }
+        for ms in &sets {
+            names.extend(q.store.label_names(&call.tenant, ms, start, end).await?);
+        }
+        Ok(string_array(names.into_iter().take(limit)))
+    }
+    .await;
+    respond("labels", &call.tenant, r)
+}
+
+async fn label_values(State(q): State<Arc<Querier>>, Path(name): Path<String>, call: ApiCall) -> Response {
+    let r = async {
+        let p = &call.params;
+        if name.is_empty() {
+            return Err(Error::BadData(format!("invalid label name: {name:?}")));
+        }
+        let (start, end) = time_range(p)?;
+        let limit = limit(p)?;
+        let sets = match_params(p)?;
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        if sets.is_empty() {
+            values.extend(q.store.label_values(&call.tenant, &name, &[], start, end).await?);
+        }
+        for ms in &sets {
+            values.extend(q.store.label_values(&call.tenant, &name, ms, start, end).await?);
+        }
+        Ok(string_array(values.into_iter().take(limit)))
+    }
+    .await;
+    respond("label_values", &call.tenant, r)
+}
+
+async fn metadata(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
+    let r = async {
+        let p = &call.params;
+        let limit = limit(p)?;
+        let per_metric = match p.get("limit_per_metric") {
+            None => usize::MAX,
+            Some(s) => s.parse::<i64>().ok().filter(|n| *n > 0).map_or(usize::MAX, |n| n as usize),
+        };
+        let metas = q.store.metadata(&call.tenant, p.get("metric")).await?;
+        let mut by_family: BTreeMap<&str, Vec<&crate::store::FamilyMeta>> = BTreeMap::new();
+        for m in &metas {
+            by_family.entry(m.family.as_str()).or_default().push(m);
+        }
+        let mut s = String::from("{");
+        for (i, (family, ms)) in by_family.iter().take(limit).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            write_str(&mut s, family);
+            s.push_str(":[");
+            for (j, m) in ms.iter().take(per_metric).enumerate() {
+                if j > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"type\":");
+                write_str(&mut s, &m.metric_type);
+                s.push_str(",\"help\":");
+                write_str(&mut s, &m.help);
+                s.push_str(",\"unit\":");
+                write_str(&mut s, &m.unit);
+                s.push('}');
+            }
+            s.push(']');
+        }
+        s.push('}');
+        Ok(s)
+    }
+    .await;
+    respond("metadata", &call.tenant, r)
+}
+
+async fn buildinfo() -> Response {
+    let mut s = String::from("{\"version\":");
+    write_str(&mut s, PROMETHEUS_API_VERSION);
+    s.push_str(",\"revision\":");
+    write_str(&mut s, concat!("muninn-", env!("CARGO_PKG_VERSION")));
+    s.push_str(",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}");
+    success(&s)
+}

@@ -1,0 +1,178 @@
+//! [`SeriesSource`] over the ingesters' gRPC service: fans out to every ingester, decodes the
+//! XOR chunks, and merges copies of a series, counting identical timestamps once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::{BoxFuture, try_join_all};
+use muninn_proto::ingester::ingester_client::IngesterClient;
+use muninn_proto::ingester::{LabelNamesRequest, LabelValuesRequest, MetadataRequest, SelectRequest};
+use muninn_proto::prometheus::{LabelMatcher, label_matcher, metric_metadata};
+use muninn_proto::tenant::TenantId;
+use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
+use muninn_storage::chunk::XorIter;
+use muninn_storage::labels::{Label, Labels};
+use muninn_storage::matcher::{MatchOp, Matcher};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::store::{FamilyMeta, SeriesData, SeriesSource};
+use crate::{Error, Result};
+
+/// Clients of every ingester.
+#[derive(Clone)]
+pub struct IngesterStore {
+    clients: Vec<(String, IngesterClient<Channel>)>,
+}
+
+impl IngesterStore {
+    /// Lazily connecting clients for `addrs` (`host:port` or URLs).
+    pub fn new(addrs: &[String]) -> Result<Self> {
+        let clients = addrs
+            .iter()
+            .map(|a| {
+                let uri = if a.contains("://") { a.clone() } else { format!("http://{a}") };
+                let ep = Endpoint::from_shared(uri.clone()).map_err(|e| Error::Config(format!("ingester address {a:?}: {e}")))?;
+                let client = IngesterClient::new(ep.connect_lazy()).max_decoding_message_size(256 << 20);
+                Ok((uri, client))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { clients })
+    }
+
+    fn request<T>(tenant: &TenantId, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Ok(v) = tenant.as_str().parse() {
+            r.metadata_mut().insert(TENANT_METADATA_KEY, v);
+        }
+        r
+    }
+}
+
+fn to_proto(ms: &[Matcher]) -> Vec<LabelMatcher> {
+    ms.iter()
+        .map(|m| LabelMatcher {
+            r#type: match m.op {
+                MatchOp::Equal => label_matcher::Type::Eq,
+                MatchOp::NotEqual => label_matcher::Type::Neq,
+                MatchOp::Regex => label_matcher::Type::Re,
+                MatchOp::NotRegex => label_matcher::Type::Nre,
+            } as i32,
+            name: m.name.clone(),
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
+fn status_err(addr: &str, s: tonic::Status) -> Error {
+    Error::Ingester { addr: addr.to_owned(), message: s.message().to_owned(), code: s.code() }
+}
+
+/// Merges sorted sample runs, keeping the first sample of each timestamp.
+fn merge_samples(mut samples: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
+    samples.sort_by_key(|s| s.0);
+    samples.dedup_by_key(|s| s.0);
+    samples
+}
+
+impl SeriesSource for IngesterStore {
+    fn select<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+        labels_only: bool,
+    ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
+        Box::pin(async move {
+            let req = SelectRequest { start_ms: mint, end_ms: maxt, matchers: to_proto(matchers), labels_only };
+            let per_ingester = try_join_all(self.clients.iter().map(|(addr, c)| {
+                let mut c = c.clone();
+                let req = Self::request(tenant, req.clone());
+                async move {
+                    let mut stream = c.select(req).await.map_err(|s| status_err(addr, s))?.into_inner();
+                    let mut out = vec![];
+                    while let Some(msg) = stream.message().await.map_err(|s| status_err(addr, s))? {
+                        out.extend(msg.series);
+                    }
+                    Ok::<_, Error>(out)
+                }
+            }))
+            .await?;
+            let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+            for series in per_ingester.into_iter().flatten() {
+                let labels = Labels(series.labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect());
+                let samples = merged.entry(labels).or_default();
+                for c in &series.chunks {
+                    if c.encoding != CHUNK_ENCODING_XOR {
+                        return Err(Error::Corrupt(format!("unknown chunk encoding {}", c.encoding)));
+                    }
+                    let mut it = XorIter::new(&c.data);
+                    samples.extend(it.by_ref().filter(|(t, _)| *t >= mint && *t <= maxt));
+                    if let Some(e) = it.err() {
+                        return Err(Error::Corrupt(format!("chunk from ingester: {e}")));
+                    }
+                }
+            }
+            Ok(merged
+                .into_iter()
+                .map(|(labels, samples)| SeriesData { labels, samples: merge_samples(samples) })
+                .collect())
+        })
+    }
+
+    fn label_names<'a>(&'a self, tenant: &'a TenantId, matchers: &'a [Matcher], mint: i64, maxt: i64) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let req = LabelNamesRequest { start_ms: mint, end_ms: maxt, matchers: to_proto(matchers) };
+            let all = try_join_all(self.clients.iter().map(|(addr, c)| {
+                let mut c = c.clone();
+                let req = Self::request(tenant, req.clone());
+                async move { c.label_names(req).await.map(|r| r.into_inner().names).map_err(|s| status_err(addr, s)) }
+            }))
+            .await?;
+            Ok(all.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect())
+        })
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let req = LabelValuesRequest { name: name.to_owned(), start_ms: mint, end_ms: maxt, matchers: to_proto(matchers) };
+            let all = try_join_all(self.clients.iter().map(|(addr, c)| {
+                let mut c = c.clone();
+                let req = Self::request(tenant, req.clone());
+                async move { c.label_values(req).await.map(|r| r.into_inner().values).map_err(|s| status_err(addr, s)) }
+            }))
+            .await?;
+            Ok(all.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect())
+        })
+    }
+
+    fn metadata<'a>(&'a self, tenant: &'a TenantId, family: Option<&'a str>) -> BoxFuture<'a, Result<Vec<FamilyMeta>>> {
+        Box::pin(async move {
+            let req = MetadataRequest { metric: family.unwrap_or_default().to_owned() };
+            let all = try_join_all(self.clients.iter().map(|(addr, c)| {
+                let mut c = c.clone();
+                let req = Self::request(tenant, req.clone());
+                async move { c.metadata(req).await.map(|r| r.into_inner().metadata).map_err(|s| status_err(addr, s)) }
+            }))
+            .await?;
+            let mut out: BTreeMap<(String, String, String, String), ()> = BTreeMap::new();
+            for m in all.into_iter().flatten() {
+                let t = metric_metadata::MetricType::try_from(m.r#type)
+                    .unwrap_or(metric_metadata::MetricType::Unknown)
+                    .as_str_name()
+                    .to_ascii_lowercase();
+                out.insert((m.metric_family_name, t, m.help, m.unit), ());
+            }
+            Ok(out
+                .into_keys()
+                .map(|(family, metric_type, help, unit)| FamilyMeta { family, metric_type, help, unit })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! The storage the query engine reads: anything that selects series by matchers and time
+//! range. Ingesters (over gRPC) implement it now; blocks will too.
+
+use futures::future::BoxFuture;
+use muninn_proto::tenant::TenantId;
+use muninn_storage::labels::Labels;
+use muninn_storage::matcher::Matcher;
+
+use crate::Result;
+
+/// One series with its raw samples in the requested range, oldest first, one per timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesData {
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// Metadata of one metric family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyMeta {
+    pub family: String,
+    pub metric_type: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// Read access to one tenant's series.
+pub trait SeriesSource: Send + Sync {
+    /// Series matching every matcher with samples in `[mint, maxt]`, sorted by labels.
+    /// With `labels_only`, `samples` is left empty.
+    fn select<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+        labels_only: bool,
+    ) -> BoxFuture<'a, Result<Vec<SeriesData>>>;
+
+    /// Label names of series matching `matchers` (all series if empty) in range, sorted.
+    fn label_names<'a>(&'a self, tenant: &'a TenantId, matchers: &'a [Matcher], mint: i64, maxt: i64)
+    -> BoxFuture<'a, Result<Vec<String>>>;
+
+    /// Values of label `name` over matching series in range, sorted.
+    fn label_values<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>>>;
+
+    /// Metric metadata, optionally of one family.
+    fn metadata<'a>(&'a self, tenant: &'a TenantId, family: Option<&'a str>) -> BoxFuture<'a, Result<Vec<FamilyMeta>>>;
+}

@@ -1,0 +1,130 @@
+//! Command line and YAML configuration.
+//!
+//! Every flag can also be set in the YAML file given with `--config`: keys are the flag names
+//! without `--`, nested maps joined with dots, so
+//! `auth: {multitenancy-enabled: false}` sets `--auth.multitenancy-enabled=false`. Layering:
+//! defaults < file < command line. An unknown key is an error naming it.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgAction, Parser};
+
+use crate::roles::Role;
+
+/// Muninn: a horizontally scalable, multi-tenant Prometheus backend.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "muninn", version, args_override_self = true)]
+pub struct Config {
+    /// Which role to run: all (every role in one process, local storage), ingester, querier,
+    /// compactor.
+    #[arg(value_enum)]
+    pub role: Role,
+    /// YAML file with any of these flags (nested keys joined with dots).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (remote write, Prometheus API, /metrics, /ready).
+    #[arg(long = "http-addr", default_value = "0.0.0.0:9009")]
+    pub http_addr: SocketAddr,
+    /// gRPC listen address (querier → ingester).
+    #[arg(long = "grpc-addr", default_value = "0.0.0.0:9095")]
+    pub grpc_addr: SocketAddr,
+    /// Directory for the WAL and local data.
+    #[arg(long = "data-dir", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Require a tenant (X-Scope-OrgID or basic-auth user) on every request. When false,
+    /// every request belongs to tenant `anonymous`.
+    #[arg(long = "auth.multitenancy-enabled", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub multitenancy: bool,
+    /// Log level filter (e.g. info, debug, muninn_ingester=debug).
+    #[arg(long = "log.level", default_value = "info")]
+    pub log_level: String,
+    /// Log format: text or json.
+    #[arg(long = "log.format", default_value = "text")]
+    pub log_format: String,
+    #[command(flatten)]
+    pub ingester: muninn_ingester::config::IngesterArgs,
+    #[command(flatten)]
+    pub querier: muninn_querier::QuerierArgs,
+    #[command(flatten)]
+    pub compactor: muninn_compactor::CompactorArgs,
+}
+
+impl Config {
+    /// Parses the command line, merging the `--config` file under it.
+    pub fn load(args: Vec<OsString>) -> anyhow::Result<Self> {
+        let first = Config::try_parse_from(&args).unwrap_or_else(|e| e.exit());
+        let Some(path) = &first.config else { return Ok(first) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let file_args = yaml_to_args(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+        let mut merged: Vec<OsString> = Vec::with_capacity(args.len() + file_args.len());
+        merged.push(args.first().cloned().unwrap_or_else(|| "muninn".into()));
+        merged.extend(file_args.into_iter().map(OsString::from));
+        merged.extend(args.into_iter().skip(1));
+        Ok(Config::try_parse_from(merged).unwrap_or_else(|e| e.exit()))
+    }
+}
+
+/// Flattens a YAML mapping into `--key=value` arguments.
+pub fn yaml_to_args(text: &str) -> anyhow::Result<Vec<String>> {
+    let v: serde_json::Value = serde_saphyr::from_str(text).context("invalid YAML")?;
+    let mut out = vec![];
+    match v {
+        serde_json::Value::Object(m) => flatten("", &m, &mut out)?,
+        serde_json::Value::Null => {}
+        _ => anyhow::bail!("the config file must be a mapping of flag names to values"),
+    }
+    Ok(out)
+}
+
+fn flatten(prefix: &str, m: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<String>) -> anyhow::Result<()> {
+    for (k, v) in m {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let value = match v {
+            serde_json::Value::Object(inner) => {
+                flatten(&key, inner, out)?;
+                continue;
+            }
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            serde_json::Value::Null => continue,
+            other => other.to_string(),
+        };
+        if key == "role" || key == "config" {
+            anyhow::bail!("{key:?} cannot be set in the config file");
+        }
+        out.push(format!("--{key}={value}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_layers_under_the_command_line() {
+        let args = yaml_to_args("http-addr: 127.0.0.1:1\nauth:\n  multitenancy-enabled: false\nquerier:\n  ingester-addrs: [a:1, b:2]\n").unwrap();
+        assert!(args.contains(&"--auth.multitenancy-enabled=false".to_string()));
+        assert!(args.contains(&"--querier.ingester-addrs=a:1,b:2".to_string()));
+        let mut argv: Vec<OsString> = vec!["muninn".into()];
+        argv.extend(args.into_iter().map(OsString::from));
+        argv.push("querier".into());
+        argv.push("--http-addr=127.0.0.1:2".into());
+        let c = Config::try_parse_from(argv).unwrap();
+        assert_eq!(c.http_addr.port(), 2, "command line wins");
+        assert!(!c.multitenancy);
+        assert_eq!(c.querier.ingester_addrs, vec!["a:1", "b:2"]);
+        assert_eq!(c.role, Role::Querier);
+    }
+}

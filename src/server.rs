@@ -1,0 +1,154 @@
+//! Starts the configured roles: binds the HTTP and gRPC listeners, composes the routers and
+//! runs until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use muninn_ingester::{Ingester, IngesterConfig};
+use muninn_querier::Querier;
+use muninn_querier::ingester_client::IngesterStore;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http_metrics::{self, HttpMetrics};
+
+/// Runs the process's roles until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let role = config.role;
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::new(&mut registry);
+
+    let http = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
+    let http_addr = http.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut app = Router::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let mut grpc_addr: Option<SocketAddr> = None;
+    if role.runs_ingester() {
+        let cfg = IngesterConfig::new(config.data_dir.clone(), config.multitenancy, &config.ingester);
+        let ing = tokio::task::spawn_blocking({
+            let mut reg = std::mem::take(&mut registry);
+            move || Ingester::open(cfg, &mut reg).map(|i| (i, reg))
+        })
+        .await??;
+        let (ing, reg) = ing;
+        registry = reg;
+        app = app.merge(ing.http_router());
+        let grpc = TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
+        let addr = grpc.local_addr()?;
+        grpc_addr = Some(addr);
+        let svc = ing.grpc_service();
+        let stop = stopped();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stop)
+                .await
+                .context("gRPC server")
+        });
+        tracing::info!(%addr, "gRPC listening");
+    }
+    if role.runs_querier() {
+        let addrs = match grpc_addr {
+            // In `all` mode the querier reads the in-process ingester through its gRPC service,
+            // so one code path serves both deployments.
+            Some(a) if role == crate::roles::Role::All => vec![format!("127.0.0.1:{}", a.port())],
+            _ => config.querier.ingester_addrs.clone(),
+        };
+        if addrs.is_empty() {
+            anyhow::bail!("the querier needs --querier.ingester-addrs");
+        }
+        let store = Arc::new(IngesterStore::new(&addrs)?);
+        let q = Querier::new(store, config.multitenancy, &config.querier);
+        app = app.merge(q.http_router());
+        tracing::info!(ingesters = ?addrs, "querier reading from ingesters");
+    }
+    if role.runs_compactor() {
+        let args = config.compactor.clone();
+        let stop = stopped();
+        tasks.spawn(async move {
+            muninn_compactor::run(args, stop).await;
+            Ok(())
+        });
+    }
+
+    let registry = Arc::new(registry);
+    let index = index_page(role.name(), http_addr);
+    app = app
+        .route("/", get(move || async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], index) }))
+        .route("/ready", get(|| async { (StatusCode::OK, "ready\n") }))
+        .route("/metrics", get(move || metrics(registry.clone())))
+        .layer(axum::middleware::from_fn_with_state(http_metrics, http_metrics::track));
+
+    let stop = stopped();
+    tasks.spawn(async move {
+        axum::serve(http, app).with_graceful_shutdown(stop).await.context("HTTP server")
+    });
+    tracing::info!(role = role.name(), %http_addr, version = env!("CARGO_PKG_VERSION"), "muninn started");
+
+    // Stop on the shutdown signal, or when any server fails.
+    tokio::select! {
+        _ = shutdown => {}
+        Some(r) = tasks.join_next() => {
+            let _ = stop_tx.send(true);
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, &registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            out,
+        ),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),
+    }
+}
+
+fn index_page(role: &str, addr: SocketAddr) -> String {
+    format!(
+        "Muninn {version} (role: {role}) on {addr}\n\
+         A horizontally scalable, multi-tenant Prometheus backend.\n\n\
+         Endpoints:\n\
+         POST /api/v1/push                   Prometheus remote write 1.0 (tenant: X-Scope-OrgID or basic-auth user)\n\
+         GET|POST /api/v1/query              PromQL instant query (also under /prometheus/api/v1)\n\
+         GET|POST /api/v1/query_range        PromQL range query\n\
+         GET|POST /api/v1/series             series by match[]\n\
+         GET|POST /api/v1/labels             label names\n\
+         GET /api/v1/label/<name>/values     label values\n\
+         GET /api/v1/metadata                metric metadata\n\
+         GET /api/v1/status/buildinfo        build information\n\
+         GET /ready                          readiness\n\
+         GET /metrics                        Muninn's own metrics\n",
+        version = env!("CARGO_PKG_VERSION")
+    )
+}
