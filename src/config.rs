@@ -57,9 +57,13 @@ impl Config {
     /// Parses the command line, merging the `--config` file under it.
     pub fn load(args: Vec<OsString>) -> anyhow::Result<Self> {
         let first = Config::try_parse_from(&args).unwrap_or_else(|e| e.exit());
-        let Some(path) = &first.config else { return Ok(first) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-        let file_args = yaml_to_args(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+        let Some(path) = &first.config else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file_args = yaml_to_args(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
         let mut merged: Vec<OsString> = Vec::with_capacity(args.len() + file_args.len());
         merged.push(args.first().cloned().unwrap_or_else(|| "muninn".into()));
         merged.extend(file_args.into_iter().map(OsString::from));
@@ -80,9 +84,17 @@ pub fn yaml_to_args(text: &str) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn flatten(prefix: &str, m: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<String>) -> anyhow::Result<()> {
+fn flatten(
+    prefix: &str,
+    m: &serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<String>,
+) -> anyhow::Result<()> {
     for (k, v) in m {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         let value = match v {
             serde_json::Value::Object(inner) => {
                 flatten(&key, inner, out)?;

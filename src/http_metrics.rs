@@ -30,8 +30,14 @@ fn new_histogram() -> Histogram {
 
 impl HttpMetrics {
     pub fn new(r: &mut Registry) -> Arc<Self> {
-        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(new_histogram as fn() -> Histogram);
-        r.register("muninn_request_duration_seconds", "HTTP request latency by route and status", duration.clone());
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            new_histogram as fn() -> Histogram,
+        );
+        r.register(
+            "muninn_request_duration_seconds",
+            "HTTP request latency by route and status",
+            duration.clone(),
+        );
         Arc::new(Self { duration })
     }
 }
@@ -40,10 +46,17 @@ impl HttpMetrics {
 pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
     let resp = next.run(req).await;
     m.duration
-        .get_or_create(&RouteLabels { method, route, status_code: resp.status().as_u16().to_string() })
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status_code: resp.status().as_u16().to_string(),
+        })
         .observe(start.elapsed().as_secs_f64());
     resp
 }

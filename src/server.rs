@@ -21,12 +21,17 @@ use crate::config::Config;
 use crate::http_metrics::{self, HttpMetrics};
 
 /// Runs the process's roles until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let role = config.role;
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::new(&mut registry);
 
-    let http = TcpListener::bind(config.http_addr).await.with_context(|| format!("binding HTTP {}", config.http_addr))?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -41,7 +46,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let mut grpc_addr: Option<SocketAddr> = None;
     if role.runs_ingester() {
-        let cfg = IngesterConfig::new(config.data_dir.clone(), config.multitenancy, &config.ingester);
+        let cfg = IngesterConfig::new(
+            config.data_dir.clone(),
+            config.multitenancy,
+            &config.ingester,
+        );
         let ing = tokio::task::spawn_blocking({
             let mut reg = std::mem::take(&mut registry);
             move || Ingester::open(cfg, &mut reg).map(|i| (i, reg))
@@ -50,7 +59,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         let (ing, reg) = ing;
         registry = reg;
         app = app.merge(ing.http_router());
-        let grpc = TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
         let addr = grpc.local_addr()?;
         grpc_addr = Some(addr);
         let svc = ing.grpc_service();
@@ -58,7 +69,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         tasks.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stop)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    stop,
+                )
                 .await
                 .context("gRPC server")
         });
@@ -98,7 +112,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let stop = stopped();
     tasks.spawn(async move {
-        axum::serve(http, app).with_graceful_shutdown(stop).await.context("HTTP server")
+        axum::serve(http, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("HTTP server")
     });
     tracing::info!(role = role.name(), %http_addr, version = env!("CARGO_PKG_VERSION"), "muninn started");
 
@@ -127,10 +144,17 @@ async fn metrics(registry: Arc<Registry>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut out, &registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             out,
         ),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        ),
     }
 }
 

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use futures::Stream;
 use muninn_proto::ingester::ingester_server::Ingester as IngesterRpc;
 use muninn_proto::ingester::{
-    Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, MetadataRequest,
-    MetadataResponse, SelectRequest, SelectResponse, SeriesChunks,
+    Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
+    MetadataRequest, MetadataResponse, SelectRequest, SelectResponse, SeriesChunks,
 };
-use muninn_proto::prometheus::{Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata};
+use muninn_proto::prometheus::{
+    Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata,
+};
 use muninn_proto::tenant::TenantId;
 use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
 use muninn_storage::matcher::{MatchOp, Matcher};
@@ -53,7 +55,12 @@ pub fn matchers_from_proto(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, Status> 
                 Ok(label_matcher::Type::Neq) => MatchOp::NotEqual,
                 Ok(label_matcher::Type::Re) => MatchOp::Regex,
                 Ok(label_matcher::Type::Nre) => MatchOp::NotRegex,
-                Err(_) => return Err(Status::invalid_argument(format!("unknown matcher type {}", m.r#type))),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown matcher type {}",
+                        m.r#type
+                    )));
+                }
             };
             Matcher::new(op, &m.name, &m.value).map_err(|e| Status::invalid_argument(e.to_string()))
         })
@@ -95,13 +102,26 @@ impl IngesterRpc for IngesterGrpc {
                 .into_iter()
                 .filter(|&id| head.overlaps(id, mint, maxt))
                 .map(|id| {
-                    let labels = head.labels(id).0.into_iter().map(|l| Label { name: l.name, value: l.value }).collect();
+                    let labels = head
+                        .labels(id)
+                        .0
+                        .into_iter()
+                        .map(|l| Label {
+                            name: l.name,
+                            value: l.value,
+                        })
+                        .collect();
                     let chunks = if labels_only {
                         vec![]
                     } else {
                         head.chunks(id, mint, maxt)
                             .into_iter()
-                            .map(|c| Chunk { min_time_ms: c.min_t, max_time_ms: c.max_t, encoding: CHUNK_ENCODING_XOR, data: c.data.into() })
+                            .map(|c| Chunk {
+                                min_time_ms: c.min_t,
+                                max_time_ms: c.max_t,
+                                encoding: CHUNK_ENCODING_XOR,
+                                data: c.data,
+                            })
                             .collect()
                     };
                     SeriesChunks { labels, chunks }
@@ -113,34 +133,55 @@ impl IngesterRpc for IngesterGrpc {
         let mut messages = Vec::with_capacity(series.len() / SERIES_PER_MESSAGE + 1);
         let mut it = series.into_iter().peekable();
         while it.peek().is_some() {
-            messages.push(Ok(SelectResponse { series: it.by_ref().take(SERIES_PER_MESSAGE).collect() }));
+            messages.push(Ok(SelectResponse {
+                series: it.by_ref().take(SERIES_PER_MESSAGE).collect(),
+            }));
         }
         Ok(Response::new(Box::pin(futures::stream::iter(messages))))
     }
 
-    async fn label_names(&self, req: Request<LabelNamesRequest>) -> Result<Response<LabelNamesResponse>, Status> {
+    async fn label_names(
+        &self,
+        req: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
         let db = self.tenant_db(&req)?;
         let r = req.into_inner();
         let matchers = matchers_from_proto(&r.matchers)?;
         let names = match db {
-            Some(db) => db.head.read().label_names(&matchers, r.start_ms, r.end_ms).into_iter().collect(),
+            Some(db) => db
+                .head
+                .read()
+                .label_names(&matchers, r.start_ms, r.end_ms)
+                .into_iter()
+                .collect(),
             None => vec![],
         };
         Ok(Response::new(LabelNamesResponse { names }))
     }
 
-    async fn label_values(&self, req: Request<LabelValuesRequest>) -> Result<Response<LabelValuesResponse>, Status> {
+    async fn label_values(
+        &self,
+        req: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
         let db = self.tenant_db(&req)?;
         let r = req.into_inner();
         let matchers = matchers_from_proto(&r.matchers)?;
         let values = match db {
-            Some(db) => db.head.read().label_values(&r.name, &matchers, r.start_ms, r.end_ms).into_iter().collect(),
+            Some(db) => db
+                .head
+                .read()
+                .label_values(&r.name, &matchers, r.start_ms, r.end_ms)
+                .into_iter()
+                .collect(),
             None => vec![],
         };
         Ok(Response::new(LabelValuesResponse { values }))
     }
 
-    async fn metadata(&self, req: Request<MetadataRequest>) -> Result<Response<MetadataResponse>, Status> {
+    async fn metadata(
+        &self,
+        req: Request<MetadataRequest>,
+    ) -> Result<Response<MetadataResponse>, Status> {
         let db = self.tenant_db(&req)?;
         let r = req.into_inner();
         let family = (!r.metric.is_empty()).then_some(r.metric.as_str());

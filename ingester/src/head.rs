@@ -73,7 +73,9 @@ impl Head {
     /// The id of a series (labels sorted, validated), if present.
     pub fn find(&self, labels: &[(&str, &str)], hash: u64) -> Option<SeriesId> {
         self.lookup
-            .find(hash, |&id| self.labels_equal(&self.series[id as usize], labels))
+            .find(hash, |&id| {
+                self.labels_equal(&self.series[id as usize], labels)
+            })
             .copied()
     }
 
@@ -92,11 +94,17 @@ impl Head {
             .map(|(n, v)| (self.symbols.intern(n), self.symbols.intern(v)))
             .collect();
         for &(n, v) in interned.iter() {
-            self.postings.entry(n).or_default().entry(v).or_default().push(id);
+            self.postings
+                .entry(n)
+                .or_default()
+                .entry(v)
+                .or_default()
+                .push(id);
         }
         self.series.push(MemSeries::new(interned, hash));
         let series = &self.series;
-        self.lookup.insert_unique(hash, id, |&i| series[i as usize].hash);
+        self.lookup
+            .insert_unique(hash, id, |&i| series[i as usize].hash);
         id
     }
 
@@ -127,8 +135,17 @@ impl Head {
     /// Metadata, optionally of one family.
     pub fn metadata(&self, family: Option<&str>) -> Vec<(String, MetricMeta)> {
         match family {
-            Some(f) => self.metadata.get(f).map(|m| (f.to_owned(), m.clone())).into_iter().collect(),
-            None => self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Some(f) => self
+                .metadata
+                .get(f)
+                .map(|m| (f.to_owned(), m.clone()))
+                .into_iter()
+                .collect(),
+            None => self
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -160,8 +177,12 @@ impl Head {
         // every matcher on each candidate (covers absent labels and empty-matching matchers).
         let mut candidates: Option<Vec<SeriesId>> = None;
         for m in matchers.iter().filter(|m| !m.matches_empty()) {
-            let Some(name) = self.symbols.get(m.name.as_bytes()) else { return vec![] };
-            let Some(values) = self.postings.get(&name) else { return vec![] };
+            let Some(name) = self.symbols.get(m.name.as_bytes()) else {
+                return vec![];
+            };
+            let Some(values) = self.postings.get(&name) else {
+                return vec![];
+            };
             let mut ids: Vec<SeriesId> = match m.op {
                 muninn_storage::matcher::MatchOp::Equal => self
                     .symbols
@@ -188,18 +209,26 @@ impl Head {
             candidates = Some(ids);
         }
         let ids = candidates.unwrap_or_else(|| (0..self.series.len() as SeriesId).collect());
-        let name_ids: Vec<Option<u32>> = matchers.iter().map(|m| self.symbols.get(m.name.as_bytes())).collect();
+        let name_ids: Vec<Option<u32>> = matchers
+            .iter()
+            .map(|m| self.symbols.get(m.name.as_bytes()))
+            .collect();
         ids.into_iter()
             .filter(|&id| {
                 let s = &self.series[id as usize];
-                matchers.iter().zip(&name_ids).all(|(m, &n)| m.matches(self.label_value(s, n)))
+                matchers
+                    .iter()
+                    .zip(&name_ids)
+                    .all(|(m, &n)| m.matches(self.label_value(s, n)))
             })
             .collect()
     }
 
     /// Whether a series has samples in `[mint, maxt]` (by chunk bounds).
     pub fn overlaps(&self, id: SeriesId, mint: i64, maxt: i64) -> bool {
-        self.series[id as usize].time_range().is_some_and(|(a, b)| a <= maxt && b >= mint)
+        self.series[id as usize]
+            .time_range()
+            .is_some_and(|(a, b)| a <= maxt && b >= mint)
     }
 
     /// Copies of the chunks of a series that overlap `[mint, maxt]`, oldest first.
@@ -209,12 +238,20 @@ impl Head {
             .closed
             .iter()
             .filter(|c| c.min_t <= maxt && c.max_t >= mint)
-            .map(|c| ChunkCopy { min_t: c.min_t, max_t: c.max_t, data: c.data.to_vec() })
+            .map(|c| ChunkCopy {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data: c.data.to_vec(),
+            })
             .collect();
         if let Some((min_t, a)) = &s.head {
             let max_t = a.last_timestamp();
             if *min_t <= maxt && max_t >= mint {
-                out.push(ChunkCopy { min_t: *min_t, max_t, data: a.bytes().to_vec() });
+                out.push(ChunkCopy {
+                    min_t: *min_t,
+                    max_t,
+                    data: a.bytes().to_vec(),
+                });
             }
         }
         out
@@ -232,9 +269,17 @@ impl Head {
     }
 
     /// Values of one label over the matching series with data in range.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        let Some(name_id) = self.symbols.get(name.as_bytes()) else { return out };
+        let Some(name_id) = self.symbols.get(name.as_bytes()) else {
+            return out;
+        };
         for id in self.select_in_range(matchers, mint, maxt) {
             let v = self.label_value(&self.series[id as usize], Some(name_id));
             if !v.is_empty() {
@@ -250,7 +295,9 @@ impl Head {
         } else {
             self.select(matchers)
         };
-        ids.into_iter().filter(|&id| self.overlaps(id, mint, maxt)).collect()
+        ids.into_iter()
+            .filter(|&id| self.overlaps(id, mint, maxt))
+            .collect()
     }
 
     /// Approximate heap bytes held by the head.
@@ -302,16 +349,38 @@ mod tests {
         let a = add(&mut h, &[("__name__", "up"), ("job", "api")]);
         let b = add(&mut h, &[("__name__", "up"), ("job", "web")]);
         let c = add(&mut h, &[("__name__", "up")]);
-        assert_eq!(add(&mut h, &[("__name__", "up"), ("job", "api")]), a, "found again");
+        assert_eq!(
+            add(&mut h, &[("__name__", "up"), ("job", "api")]),
+            a,
+            "found again"
+        );
         let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
         let name = m(MatchOp::Equal, "__name__", "up");
         assert_eq!(h.select(&[name.clone()]), vec![a, b, c]);
-        assert_eq!(h.select(&[name.clone(), m(MatchOp::Equal, "job", "web")]), vec![b]);
-        assert_eq!(h.select(&[name.clone(), m(MatchOp::NotEqual, "job", "web")]), vec![a, c]);
-        assert_eq!(h.select(&[name.clone(), m(MatchOp::Regex, "job", "a.*|w.*")]), vec![a, b]);
-        assert_eq!(h.select(&[name.clone(), m(MatchOp::NotRegex, "job", "a.*")]), vec![b, c]);
-        assert_eq!(h.select(&[name.clone(), m(MatchOp::Equal, "job", "")]), vec![c]);
-        assert_eq!(h.select(&[m(MatchOp::Equal, "nope", "x")]), Vec::<SeriesId>::new());
+        assert_eq!(
+            h.select(&[name.clone(), m(MatchOp::Equal, "job", "web")]),
+            vec![b]
+        );
+        assert_eq!(
+            h.select(&[name.clone(), m(MatchOp::NotEqual, "job", "web")]),
+            vec![a, c]
+        );
+        assert_eq!(
+            h.select(&[name.clone(), m(MatchOp::Regex, "job", "a.*|w.*")]),
+            vec![a, b]
+        );
+        assert_eq!(
+            h.select(&[name.clone(), m(MatchOp::NotRegex, "job", "a.*")]),
+            vec![b, c]
+        );
+        assert_eq!(
+            h.select(&[name.clone(), m(MatchOp::Equal, "job", "")]),
+            vec![c]
+        );
+        assert_eq!(
+            h.select(&[m(MatchOp::Equal, "nope", "x")]),
+            Vec::<SeriesId>::new()
+        );
         assert_eq!(h.labels(b).to_string(), r#"{__name__="up", job="web"}"#);
     }
 }

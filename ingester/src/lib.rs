@@ -40,7 +40,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
-        Self::Io { op, path: path.to_owned(), source }
+        Self::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
@@ -56,11 +60,18 @@ pub struct Ingester {
 
 impl Ingester {
     /// Opens the data directory, replaying every tenant's WAL (progress in the log).
-    pub fn open(config: IngesterConfig, registry: &mut prometheus_client::registry::Registry) -> Result<Arc<Self>> {
+    pub fn open(
+        config: IngesterConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Arc<Self>> {
         let metrics = IngesterMetrics::default();
         metrics.register(registry);
         let tenants = Tenants::open(&config.data_dir.join("wal"), config.wal_fsync, &metrics)?;
-        Ok(Arc::new(Self { config, tenants, metrics }))
+        Ok(Arc::new(Self {
+            config,
+            tenants,
+            metrics,
+        }))
     }
 
     /// HTTP routes of the ingester (`/api/v1/push`).
@@ -69,8 +80,12 @@ impl Ingester {
     }
 
     /// The gRPC service queriers read from.
-    pub fn grpc_service(self: &Arc<Self>) -> muninn_proto::ingester::ingester_server::IngesterServer<grpc::IngesterGrpc> {
-        muninn_proto::ingester::ingester_server::IngesterServer::new(grpc::IngesterGrpc::new(self.clone()))
-            .max_encoding_message_size(256 << 20)
+    pub fn grpc_service(
+        self: &Arc<Self>,
+    ) -> muninn_proto::ingester::ingester_server::IngesterServer<grpc::IngesterGrpc> {
+        muninn_proto::ingester::ingester_server::IngesterServer::new(grpc::IngesterGrpc::new(
+            self.clone(),
+        ))
+        .max_encoding_message_size(256 << 20)
     }
 }

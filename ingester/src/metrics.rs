@@ -39,14 +39,46 @@ pub struct IngesterMetrics {
 impl IngesterMetrics {
     pub fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("muninn_ingester");
-        r.register("ingested_samples", "Samples accepted into the head, per tenant", self.ingested_samples.clone());
-        r.register("rejected_samples", "Samples rejected, per tenant and reason", self.rejected_samples.clone());
-        r.register("memory_series", "Series in the in-memory head, per tenant", self.memory_series.clone());
-        r.register("created_series", "Series created in the head, per tenant", self.created_series.clone());
-        r.register("push_requests", "Remote-write requests by HTTP status", self.push_requests.clone());
-        r.register("wal_written_bytes", "Bytes written to the WAL", self.wal_bytes_written.clone());
+        r.register(
+            "ingested_samples",
+            "Samples accepted into the head, per tenant",
+            self.ingested_samples.clone(),
+        );
+        r.register(
+            "rejected_samples",
+            "Samples rejected, per tenant and reason",
+            self.rejected_samples.clone(),
+        );
+        r.register(
+            "memory_series",
+            "Series in the in-memory head, per tenant",
+            self.memory_series.clone(),
+        );
+        r.register(
+            "created_series",
+            "Series created in the head, per tenant",
+            self.created_series.clone(),
+        );
+        r.register(
+            "push_requests",
+            "Remote-write requests by HTTP status",
+            self.push_requests.clone(),
+        );
+        r.register(
+            "wal_written_bytes",
+            "Bytes written to the WAL",
+            self.wal_bytes_written.clone(),
+        );
         r.register("wal_fsyncs", "WAL fsyncs", self.wal_fsyncs.clone());
-        r.register("wal_replayed_records", "WAL records replayed at startup", self.wal_replayed_records.clone());
-        r.register("wal_truncations", "WAL segments truncated at a torn or corrupt record", self.wal_truncations.clone());
+        r.register(
+            "wal_replayed_records",
+            "WAL records replayed at startup",
+            self.wal_replayed_records.clone(),
+        );
+        r.register(
+            "wal_truncations",
+            "WAL segments truncated at a torn or corrupt record",
+            self.wal_truncations.clone(),
+        );
     }
 }

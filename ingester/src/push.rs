@@ -28,9 +28,13 @@ pub enum PushError {
     Tenant(#[from] TenantError),
     #[error("unsupported Content-Encoding {0:?}: remote write 1.0 bodies are snappy block format")]
     Encoding(String),
-    #[error("unsupported Content-Type {0:?}: only remote write 1.0 (application/x-protobuf) is supported")]
+    #[error(
+        "unsupported Content-Type {0:?}: only remote write 1.0 (application/x-protobuf) is supported"
+    )]
     ContentType(String),
-    #[error("request of {got} bytes exceeds the limit of {limit} bytes (--ingester.max-request-bytes)")]
+    #[error(
+        "request of {got} bytes exceeds the limit of {limit} bytes (--ingester.max-request-bytes)"
+    )]
     TooLarge { got: u64, limit: usize },
     #[error("reading request body: {0}")]
     Body(String),
@@ -48,11 +52,14 @@ impl PushError {
     fn status(&self) -> StatusCode {
         match self {
             PushError::Tenant(_) => StatusCode::UNAUTHORIZED,
-            PushError::Encoding(_) | PushError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PushError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            PushError::Body(_) | PushError::Snappy(_) | PushError::Protobuf(_) | PushError::Rejected(_) => {
-                StatusCode::BAD_REQUEST
+            PushError::Encoding(_) | PushError::ContentType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            PushError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::Body(_)
+            | PushError::Snappy(_)
+            | PushError::Protobuf(_)
+            | PushError::Rejected(_) => StatusCode::BAD_REQUEST,
             PushError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,7 +67,9 @@ impl PushError {
 
 /// The push route.
 pub fn router(ing: Arc<Ingester>) -> Router {
-    Router::new().route("/api/v1/push", post(push)).with_state(ing)
+    Router::new()
+        .route("/api/v1/push", post(push))
+        .with_state(ing)
 }
 
 async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) -> Response {
@@ -73,7 +82,12 @@ async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) 
         Ok(()) => StatusCode::OK,
         Err(e) => e.status(),
     };
-    ing.metrics.push_requests.get_or_create(&StatusLabels { status: status.as_u16().to_string() }).inc();
+    ing.metrics
+        .push_requests
+        .get_or_create(&StatusLabels {
+            status: status.as_u16().to_string(),
+        })
+        .inc();
     match result {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => {
@@ -83,12 +97,22 @@ async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) 
             } else {
                 tracing::warn!(tenant, status = status.as_u16(), error = %e, "push rejected");
             }
-            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{e}\n")).into_response()
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{e}\n"),
+            )
+                .into_response()
         }
     }
 }
 
-async fn handle(ing: &Arc<Ingester>, tenant: TenantId, headers: &HeaderMap, body: Body) -> Result<(), PushError> {
+async fn handle(
+    ing: &Arc<Ingester>,
+    tenant: TenantId,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), PushError> {
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("?");
         if !enc.eq_ignore_ascii_case("snappy") {
@@ -99,19 +123,24 @@ async fn handle(ing: &Arc<Ingester>, tenant: TenantId, headers: &HeaderMap, body
         let ct = ct.to_str().unwrap_or("?");
         let base = ct.split(';').next().unwrap_or("").trim();
         let v2 = ct.contains("io.prometheus.write.v2");
-        if !(base.eq_ignore_ascii_case("application/x-protobuf") && !v2) {
+        if !base.eq_ignore_ascii_case("application/x-protobuf") || v2 {
             return Err(PushError::ContentType(ct.to_owned()));
         }
     }
     let limit = ing.config.max_request_bytes;
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > limit as u64
     {
         return Err(PushError::TooLarge { got: len, limit });
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if is_length_limit(&e) {
-            PushError::TooLarge { got: limit as u64 + 1, limit }
+            PushError::TooLarge {
+                got: limit as u64 + 1,
+                limit,
+            }
         } else {
             PushError::Body(e.to_string())
         }
@@ -149,30 +178,51 @@ pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutc
     let limit = ing.config.max_request_bytes;
     let len = snap::raw::decompress_len(body).map_err(PushError::Snappy)?;
     if len > limit {
-        return Err(PushError::TooLarge { got: len as u64, limit });
+        return Err(PushError::TooLarge {
+            got: len as u64,
+            limit,
+        });
     }
     DECOMPRESSED.with_borrow_mut(|buf| {
         buf.resize(len, 0);
-        let n = snap::raw::Decoder::new().decompress(body, buf).map_err(PushError::Snappy)?;
+        let n = snap::raw::Decoder::new()
+            .decompress(body, buf)
+            .map_err(PushError::Snappy)?;
         let view = WriteRequestView::decode(&buf[..n])?;
         let db = ing.tenants.get_or_create(tenant)?;
         let out = db.push(&view, &ing.config.limits)?;
         let series = db.head.read().num_series();
-        ing.metrics.memory_series.get_or_create(&TenantLabels { tenant: tenant.to_string() }).set(series as i64);
+        ing.metrics
+            .memory_series
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .set(series as i64);
         Ok(out)
     })
 }
 
 fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcome) {
-    let t = TenantLabels { tenant: tenant.to_string() };
-    ing.metrics.ingested_samples.get_or_create(&t).inc_by(out.ingested_samples);
-    ing.metrics.created_series.get_or_create(&t).inc_by(out.new_series);
+    let t = TenantLabels {
+        tenant: tenant.to_string(),
+    };
+    ing.metrics
+        .ingested_samples
+        .get_or_create(&t)
+        .inc_by(out.ingested_samples);
+    ing.metrics
+        .created_series
+        .get_or_create(&t)
+        .inc_by(out.new_series);
     ing.metrics.wal_bytes_written.inc_by(out.wal.bytes_written);
     ing.metrics.wal_fsyncs.inc_by(out.wal.fsyncs);
     for (reason, n) in &out.by_reason {
         ing.metrics
             .rejected_samples
-            .get_or_create(&RejectLabels { tenant: tenant.to_string(), reason: reason.as_str().to_owned() })
+            .get_or_create(&RejectLabels {
+                tenant: tenant.to_string(),
+                reason: reason.as_str().to_owned(),
+            })
             .inc_by(*n);
     }
 }
@@ -184,7 +234,13 @@ fn rejection_message(out: &PushOutcome) -> String {
         out.rejected_samples, total, out.rejected_series, out.ingested_samples
     );
     for (reason, series) in &out.first {
-        let _ = write!(s, " [{}] {} for series {};", reason.as_str(), reason.message(), series);
+        let _ = write!(
+            s,
+            " [{}] {} for series {};",
+            reason.as_str(),
+            reason.message(),
+            series
+        );
     }
     s
 }

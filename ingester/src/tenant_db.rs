@@ -67,7 +67,13 @@ fn series_text(labels: &[muninn_proto::write_view::LabelRef<'_>]) -> String {
     let parts: Vec<String> = labels
         .iter()
         .take(12)
-        .map(|l| format!("{}={:?}", String::from_utf8_lossy(l.name), String::from_utf8_lossy(l.value)))
+        .map(|l| {
+            format!(
+                "{}={:?}",
+                String::from_utf8_lossy(l.name),
+                String::from_utf8_lossy(l.value)
+            )
+        })
         .collect();
     format!("{{{}}}", parts.join(", "))
 }
@@ -82,7 +88,10 @@ impl TenantDb {
         let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
             Record::Series(series) => {
                 for (wal_id, labels) in series {
-                    let pairs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    let pairs: Vec<(&str, &str)> = labels
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
                     let hash = label_hash(&pairs, &mut scratch);
                     ids.insert(wal_id, head.get_or_create(&pairs, hash).0);
                 }
@@ -99,14 +108,27 @@ impl TenantDb {
             }
             Record::Metadata(entries) => {
                 for (family, metric_type, help, unit) in entries {
-                    head.set_metadata(&family, MetricMeta { metric_type, help, unit });
+                    head.set_metadata(
+                        &family,
+                        MetricMeta {
+                            metric_type,
+                            help,
+                            unit,
+                        },
+                    );
                 }
             }
         })?;
         if unknown_refs > 0 {
             tracing::warn!(dir = %dir.display(), samples = unknown_refs, "wal samples referred to unknown series and were skipped");
         }
-        Ok((Self { head: RwLock::new(head), wal: Mutex::new(wal) }, report))
+        Ok((
+            Self {
+                head: RwLock::new(head),
+                wal: Mutex::new(wal),
+            },
+            report,
+        ))
     }
 
     /// Applies a decoded request. Invalid series and samples are counted in the outcome;
@@ -121,7 +143,9 @@ impl TenantDb {
         for s in &req.series {
             let lbls = req.series_labels(s);
             if s.histograms > 0 {
-                out.reject(Reason::NativeHistogram, u64::from(s.histograms), || series_text(lbls));
+                out.reject(Reason::NativeHistogram, u64::from(s.histograms), || {
+                    series_text(lbls)
+                });
             }
             let ss = req.series_samples(s);
             if ss.is_empty() {
@@ -145,7 +169,9 @@ impl TenantDb {
                         out.ingested_samples += 1;
                     }
                     AppendOutcome::Duplicate => out.ingested_samples += 1,
-                    AppendOutcome::OutOfOrder => out.reject(Reason::OutOfOrder, 1, || series_text(lbls)),
+                    AppendOutcome::OutOfOrder => {
+                        out.reject(Reason::OutOfOrder, 1, || series_text(lbls))
+                    }
                     AppendOutcome::ConflictingDuplicate => {
                         out.reject(Reason::DuplicateTimestamp, 1, || series_text(lbls))
                     }
@@ -154,9 +180,11 @@ impl TenantDb {
         }
         let mut metadata: Vec<(&str, &str, &str, &str)> = Vec::new();
         for m in &req.metadata {
-            let (Ok(family), Ok(help), Ok(unit)) =
-                (std::str::from_utf8(m.family), std::str::from_utf8(m.help), std::str::from_utf8(m.unit))
-            else {
+            let (Ok(family), Ok(help), Ok(unit)) = (
+                std::str::from_utf8(m.family),
+                std::str::from_utf8(m.help),
+                std::str::from_utf8(m.unit),
+            ) else {
                 continue;
             };
             if family.is_empty() {
@@ -174,7 +202,9 @@ impl TenantDb {
         }
         out.wal = self.wal.lock().write(|fb| {
             if !new_series.is_empty() {
-                fb.frame(|b| record::encode_series(new_series.iter().map(|(id, l)| (*id, l.as_slice())), b));
+                fb.frame(|b| {
+                    record::encode_series(new_series.iter().map(|(id, l)| (*id, l.as_slice())), b)
+                });
             }
             if !samples.is_empty() {
                 fb.frame(|b| record::encode_samples(&samples, b));

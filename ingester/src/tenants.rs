@@ -24,8 +24,12 @@ impl Tenants {
     pub fn open(wal_dir: &Path, fsync: FsyncPolicy, metrics: &IngesterMetrics) -> Result<Self> {
         std::fs::create_dir_all(wal_dir).map_err(|e| Error::io("creating wal dir", wal_dir, e))?;
         let mut dbs = HashMap::new();
-        let rd = std::fs::read_dir(wal_dir).map_err(|e| Error::io("listing wal dir", wal_dir, e))?;
-        let mut dirs: Vec<_> = rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).collect();
+        let rd =
+            std::fs::read_dir(wal_dir).map_err(|e| Error::io("listing wal dir", wal_dir, e))?;
+        let mut dirs: Vec<_> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .collect();
         dirs.sort_by_key(|e| e.file_name());
         for (i, e) in dirs.iter().enumerate() {
             let name = e.file_name();
@@ -37,8 +41,15 @@ impl Tenants {
             let (db, report) = TenantDb::open(&e.path(), fsync)?;
             let series = db.head.read().num_series();
             metrics.wal_replayed_records.inc_by(report.records);
-            metrics.wal_truncations.inc_by(report.truncated.len() as u64);
-            metrics.memory_series.get_or_create(&TenantLabels { tenant: tenant.to_string() }).set(series as i64);
+            metrics
+                .wal_truncations
+                .inc_by(report.truncated.len() as u64);
+            metrics
+                .memory_series
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.to_string(),
+                })
+                .set(series as i64);
             tracing::info!(
                 %tenant, tenant_index = i + 1, tenants = dirs.len(), segments = report.segments,
                 records = report.records, series, elapsed_ms = start.elapsed().as_millis() as u64,
@@ -46,7 +57,11 @@ impl Tenants {
             );
             dbs.insert(tenant, Arc::new(db));
         }
-        Ok(Self { wal_dir: wal_dir.to_owned(), fsync, dbs: RwLock::new(dbs) })
+        Ok(Self {
+            wal_dir: wal_dir.to_owned(),
+            fsync,
+            dbs: RwLock::new(dbs),
+        })
     }
 
     /// The tenant's database, if it has ever written.

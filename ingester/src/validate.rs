@@ -15,7 +15,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_label_name_length: 1024, max_label_value_length: 2048, max_label_names_per_series: 30 }
+        Self {
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_label_names_per_series: 30,
+        }
     }
 }
 
@@ -81,7 +85,9 @@ impl Reason {
             Reason::LabelNameTooLong => "label name is longer than the limit",
             Reason::LabelValueTooLong => "label value is longer than the limit",
             Reason::TooManyLabels => "series has more labels than the limit",
-            Reason::OutOfOrder => "out-of-order sample (older than the newest sample of the series)",
+            Reason::OutOfOrder => {
+                "out-of-order sample (older than the newest sample of the series)"
+            }
             Reason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
             Reason::NativeHistogram => "native histograms are not supported yet",
         }
@@ -92,7 +98,9 @@ fn valid_metric_name(s: &[u8]) -> bool {
     match s.split_first() {
         Some((first, rest)) => {
             (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
-                && rest.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
         }
         None => false,
     }
@@ -165,11 +173,19 @@ mod tests {
     use super::*;
 
     fn check(pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, Reason> {
-        let labels: Vec<LabelRef> =
-            pairs.iter().map(|(n, v)| LabelRef { name: n.as_bytes(), value: v.as_bytes() }).collect();
+        let labels: Vec<LabelRef> = pairs
+            .iter()
+            .map(|(n, v)| LabelRef {
+                name: n.as_bytes(),
+                value: v.as_bytes(),
+            })
+            .collect();
         let mut out = vec![];
         validate_labels(&labels, &Limits::default(), &mut out)?;
-        Ok(out.into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())).collect())
+        Ok(out
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect())
     }
 
     #[test]
@@ -177,17 +193,44 @@ mod tests {
         assert!(check(&[("__name__", "up"), ("job", "x")]).is_ok());
         assert_eq!(check(&[("job", "x")]), Err(Reason::MissingMetricName));
         assert_eq!(check(&[("__name__", "")]), Err(Reason::MissingMetricName));
-        assert_eq!(check(&[("__name__", "1up")]), Err(Reason::InvalidMetricName));
-        assert_eq!(check(&[("__name__", "up"), ("a-b", "x")]), Err(Reason::InvalidLabelName));
-        assert_eq!(check(&[("__name__", "up"), ("a", "1"), ("a", "2")]), Err(Reason::DuplicateLabelNames));
-        assert_eq!(check(&[("__name__", "up"), ("b", "1"), ("a", "2")]), Err(Reason::LabelsNotSorted));
-        assert_eq!(check(&[("__name__", "up"), ("a", &"x".repeat(2049))]), Err(Reason::LabelValueTooLong));
+        assert_eq!(
+            check(&[("__name__", "1up")]),
+            Err(Reason::InvalidMetricName)
+        );
+        assert_eq!(
+            check(&[("__name__", "up"), ("a-b", "x")]),
+            Err(Reason::InvalidLabelName)
+        );
+        assert_eq!(
+            check(&[("__name__", "up"), ("a", "1"), ("a", "2")]),
+            Err(Reason::DuplicateLabelNames)
+        );
+        assert_eq!(
+            check(&[("__name__", "up"), ("b", "1"), ("a", "2")]),
+            Err(Reason::LabelsNotSorted)
+        );
+        assert_eq!(
+            check(&[("__name__", "up"), ("a", &"x".repeat(2049))]),
+            Err(Reason::LabelValueTooLong)
+        );
         assert_eq!(
             check(&[("__name__", "up"), ("a", ""), ("b", "1")]).unwrap(),
             vec![("__name__".into(), "up".into()), ("b".into(), "1".into())],
             "empty values dropped"
         );
-        let labels = [LabelRef { name: b"__name__", value: b"up" }, LabelRef { name: b"a", value: &[0xff, 0xfe] }];
-        assert_eq!(validate_labels(&labels, &Limits::default(), &mut vec![]), Err(Reason::InvalidLabelValue));
+        let labels = [
+            LabelRef {
+                name: b"__name__",
+                value: b"up",
+            },
+            LabelRef {
+                name: b"a",
+                value: &[0xff, 0xfe],
+            },
+        ];
+        assert_eq!(
+            validate_labels(&labels, &Limits::default(), &mut vec![]),
+            Err(Reason::InvalidLabelValue)
+        );
     }
 }

@@ -94,10 +94,17 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
 
 impl Wal {
     /// Replays `dir` through `apply`, repairs a torn tail, and opens a new segment for writes.
-    pub fn open(dir: &Path, fsync: FsyncPolicy, mut apply: impl FnMut(Record)) -> Result<(Self, ReplayReport)> {
+    pub fn open(
+        dir: &Path,
+        fsync: FsyncPolicy,
+        mut apply: impl FnMut(Record),
+    ) -> Result<(Self, ReplayReport)> {
         fs::create_dir_all(dir).map_err(|e| Error::io("creating wal dir", dir, e))?;
         let segments = list_segments(dir)?;
-        let mut report = ReplayReport { segments: segments.len(), ..Default::default() };
+        let mut report = ReplayReport {
+            segments: segments.len(),
+            ..Default::default()
+        };
         for (i, &n) in segments.iter().enumerate() {
             let path = segment_path(dir, n);
             let data = fs::read(&path).map_err(|e| Error::io("reading wal segment", &path, e))?;
@@ -111,16 +118,33 @@ impl Wal {
                     dropped_bytes = data.len() - good,
                     "wal segment ends in a torn or corrupt record; truncating it there"
                 );
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io("opening wal segment", &path, e))?;
-                f.set_len(good as u64).map_err(|e| Error::io("truncating wal segment", &path, e))?;
-                f.sync_all().map_err(|e| Error::io("syncing wal segment", &path, e))?;
-                report.truncated.push((path.clone(), (data.len() - good) as u64));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io("opening wal segment", &path, e))?;
+                f.set_len(good as u64)
+                    .map_err(|e| Error::io("truncating wal segment", &path, e))?;
+                f.sync_all()
+                    .map_err(|e| Error::io("syncing wal segment", &path, e))?;
+                report
+                    .truncated
+                    .push((path.clone(), (data.len() - good) as u64));
             }
             tracing::info!(dir = %dir.display(), segment = i + 1, of = segments.len(), records = report.records, "wal replay progress");
         }
         let segment = segments.last().map_or(0, |n| n + 1);
         let file = create_segment(dir, segment)?;
-        Ok((Self { dir: dir.to_owned(), file, segment, segment_bytes: 0, fsync, buf: Vec::with_capacity(64 << 10) }, report))
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                file,
+                segment,
+                segment_bytes: 0,
+                fsync,
+                buf: Vec::with_capacity(64 << 10),
+            },
+            report,
+        ))
     }
 
     /// Appends framed payloads, built by `build` into one buffer, with a single write; syncs
@@ -135,11 +159,18 @@ impl Wal {
             self.rotate()?;
         }
         let path = segment_path(&self.dir, self.segment);
-        self.file.write_all(&self.buf).map_err(|e| Error::io("writing wal", &path, e))?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| Error::io("writing wal", &path, e))?;
         self.segment_bytes += self.buf.len() as u64;
-        let mut stats = WalStats { bytes_written: self.buf.len() as u64, fsyncs: 0 };
+        let mut stats = WalStats {
+            bytes_written: self.buf.len() as u64,
+            fsyncs: 0,
+        };
         if self.fsync == FsyncPolicy::Always {
-            self.file.sync_data().map_err(|e| Error::io("syncing wal", &path, e))?;
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing wal", &path, e))?;
             stats.fsyncs = 1;
         }
         Ok(stats)
@@ -147,7 +178,9 @@ impl Wal {
 
     fn rotate(&mut self) -> Result<()> {
         let path = segment_path(&self.dir, self.segment);
-        self.file.sync_all().map_err(|e| Error::io("syncing wal", &path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("syncing wal", &path, e))?;
         self.segment += 1;
         self.file = create_segment(&self.dir, self.segment)?;
         self.segment_bytes = 0;
@@ -193,9 +226,12 @@ fn replay_segment(data: &[u8], apply: &mut impl FnMut(Record)) -> (u64, usize) {
     let mut pos = 0;
     let mut records = 0;
     while data.len() - pos >= FRAME_HEADER {
-        let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len =
+            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-        let Some(payload) = data.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else { break };
+        let Some(payload) = data.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else {
+            break;
+        };
         if crc32fast::hash(payload) != crc {
             break;
         }

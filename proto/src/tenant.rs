@@ -155,15 +155,30 @@ mod tests {
     fn from_headers() {
         let mut h = HeaderMap::new();
         assert_eq!(TenantId::from_headers(&h, true), Err(TenantError::Missing));
-        assert_eq!(TenantId::from_headers(&h, false).unwrap().as_str(), "anonymous");
+        assert_eq!(
+            TenantId::from_headers(&h, false).unwrap().as_str(),
+            "anonymous"
+        );
         // "tenant-b:secret"
-        h.insert("authorization", "Basic dGVuYW50LWI6c2VjcmV0".parse().unwrap());
-        assert_eq!(TenantId::from_headers(&h, true).unwrap().as_str(), "tenant-b");
+        h.insert(
+            "authorization",
+            "Basic dGVuYW50LWI6c2VjcmV0".parse().unwrap(),
+        );
+        assert_eq!(
+            TenantId::from_headers(&h, true).unwrap().as_str(),
+            "tenant-b"
+        );
         h.insert("X-Scope-Orgid", "tenant-a".parse().unwrap());
-        assert_eq!(TenantId::from_headers(&h, true).unwrap().as_str(), "tenant-a");
+        assert_eq!(
+            TenantId::from_headers(&h, true).unwrap().as_str(),
+            "tenant-a"
+        );
         h.remove("x-scope-orgid");
         h.insert("authorization", "Basic !!!".parse().unwrap());
-        assert_eq!(TenantId::from_headers(&h, true), Err(TenantError::BadAuthorization));
+        assert_eq!(
+            TenantId::from_headers(&h, true),
+            Err(TenantError::BadAuthorization)
+        );
     }
 
     #[test]

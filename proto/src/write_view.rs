@@ -89,7 +89,13 @@ impl<'a> WriteRequestView<'a> {
                     let msg = read_len(buf, &mut pos)?;
                     view.metadata.push(decode_metadata(msg)?);
                 }
-                (1 | 3, _) => return Err(DecodeError::FieldType { field, got: wt, want: LEN }),
+                (1 | 3, _) => {
+                    return Err(DecodeError::FieldType {
+                        field,
+                        got: wt,
+                        want: LEN,
+                    });
+                }
                 _ => skip(buf, &mut pos, wt)?,
             }
         }
@@ -132,7 +138,13 @@ impl<'a> WriteRequestView<'a> {
                     read_len(buf, &mut pos)?;
                     s.histograms += 1;
                 }
-                (1..=4, _) => return Err(DecodeError::FieldType { field, got: wt, want: LEN }),
+                (1..=4, _) => {
+                    return Err(DecodeError::FieldType {
+                        field,
+                        got: wt,
+                        want: LEN,
+                    });
+                }
                 _ => skip(buf, &mut pos, wt)?,
             }
         }
@@ -196,14 +208,23 @@ fn skip(buf: &[u8], pos: &mut usize, wt: u8) -> Result<(), DecodeError> {
 
 #[inline]
 fn decode_label(buf: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
-    let mut l = LabelRef { name: &[], value: &[] };
+    let mut l = LabelRef {
+        name: &[],
+        value: &[],
+    };
     let mut pos = 0;
     while pos < buf.len() {
         let (field, wt) = read_key(buf, &mut pos)?;
         match (field, wt) {
             (1, LEN) => l.name = read_len(buf, &mut pos)?,
             (2, LEN) => l.value = read_len(buf, &mut pos)?,
-            (1 | 2, _) => return Err(DecodeError::FieldType { field, got: wt, want: LEN }),
+            (1 | 2, _) => {
+                return Err(DecodeError::FieldType {
+                    field,
+                    got: wt,
+                    want: LEN,
+                });
+            }
             _ => skip(buf, &mut pos, wt)?,
         }
     }
@@ -212,7 +233,10 @@ fn decode_label(buf: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
 
 #[inline]
 fn decode_sample(buf: &[u8]) -> Result<SampleRef, DecodeError> {
-    let mut s = SampleRef { timestamp_ms: 0, value: 0.0 };
+    let mut s = SampleRef {
+        timestamp_ms: 0,
+        value: 0.0,
+    };
     let mut pos = 0;
     while pos < buf.len() {
         let (field, wt) = read_key(buf, &mut pos)?;
@@ -229,8 +253,20 @@ fn decode_sample(buf: &[u8]) -> Result<SampleRef, DecodeError> {
             (2, VARINT) => {
                 s.timestamp_ms = read_uvarint(buf, &mut pos).ok_or(DecodeError::Varint)? as i64;
             }
-            (1, _) => return Err(DecodeError::FieldType { field, got: wt, want: I64 }),
-            (2, _) => return Err(DecodeError::FieldType { field, got: wt, want: VARINT }),
+            (1, _) => {
+                return Err(DecodeError::FieldType {
+                    field,
+                    got: wt,
+                    want: I64,
+                });
+            }
+            (2, _) => {
+                return Err(DecodeError::FieldType {
+                    field,
+                    got: wt,
+                    want: VARINT,
+                });
+            }
             _ => skip(buf, &mut pos, wt)?,
         }
     }
@@ -238,7 +274,12 @@ fn decode_sample(buf: &[u8]) -> Result<SampleRef, DecodeError> {
 }
 
 fn decode_metadata(buf: &[u8]) -> Result<MetadataRef<'_>, DecodeError> {
-    let mut m = MetadataRef { metric_type: 0, family: &[], help: &[], unit: &[] };
+    let mut m = MetadataRef {
+        metric_type: 0,
+        family: &[],
+        help: &[],
+        unit: &[],
+    };
     let mut pos = 0;
     while pos < buf.len() {
         let (field, wt) = read_key(buf, &mut pos)?;
@@ -250,7 +291,11 @@ fn decode_metadata(buf: &[u8]) -> Result<MetadataRef<'_>, DecodeError> {
             (4, LEN) => m.help = read_len(buf, &mut pos)?,
             (5, LEN) => m.unit = read_len(buf, &mut pos)?,
             (1 | 2 | 4 | 5, _) => {
-                return Err(DecodeError::FieldType { field, got: wt, want: LEN });
+                return Err(DecodeError::FieldType {
+                    field,
+                    got: wt,
+                    want: LEN,
+                });
             }
             _ => skip(buf, &mut pos, wt)?,
         }
@@ -271,12 +316,24 @@ mod tests {
             timeseries: vec![
                 TimeSeries {
                     labels: vec![
-                        Label { name: "__name__".into(), value: "up".into() },
-                        Label { name: "job".into(), value: "x".repeat(200) },
+                        Label {
+                            name: "__name__".into(),
+                            value: "up".into(),
+                        },
+                        Label {
+                            name: "job".into(),
+                            value: "x".repeat(200),
+                        },
                     ],
                     samples: vec![
-                        Sample { value: 1.0, timestamp: 1000 },
-                        Sample { value: f64::NAN, timestamp: -5 },
+                        Sample {
+                            value: 1.0,
+                            timestamp: 1000,
+                        },
+                        Sample {
+                            value: f64::NAN,
+                            timestamp: -5,
+                        },
                     ],
                     ..Default::default()
                 },
@@ -301,7 +358,13 @@ mod tests {
         assert_eq!(l[0].name, b"__name__");
         assert_eq!(l[1].value, "x".repeat(200).as_bytes());
         let s = v.series_samples(&v.series[0]);
-        assert_eq!(s[0], SampleRef { timestamp_ms: 1000, value: 1.0 });
+        assert_eq!(
+            s[0],
+            SampleRef {
+                timestamp_ms: 1000,
+                value: 1.0
+            }
+        );
         assert_eq!(s[1].timestamp_ms, -5);
         assert!(s[1].value.is_nan());
         assert!(v.series_labels(&v.series[1]).is_empty());
@@ -316,7 +379,10 @@ mod tests {
             // A prefix may happen to be valid protobuf; it must never panic.
             let _ = WriteRequestView::decode(&bytes[..n]);
         }
-        assert_eq!(WriteRequestView::decode(&[0x0a, 0x05, 0x01]).unwrap_err(), DecodeError::Truncated);
+        assert_eq!(
+            WriteRequestView::decode(&[0x0a, 0x05, 0x01]).unwrap_err(),
+            DecodeError::Truncated
+        );
         assert!(WriteRequestView::decode(&[0x0f]).is_err());
     }
 }

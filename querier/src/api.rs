@@ -41,7 +41,10 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/label/{name}/values", get(label_values))
         .route("/metadata", get(metadata))
         .route("/status/buildinfo", get(buildinfo));
-    Router::new().nest("/api/v1", api.clone()).nest("/prometheus/api/v1", api).with_state(q)
+    Router::new()
+        .nest("/api/v1", api.clone())
+        .nest("/prometheus/api/v1", api)
+        .with_state(q)
 }
 
 /// A call's tenant and parameters.
@@ -65,13 +68,20 @@ impl FromRequest<Arc<Querier>> for ApiCall {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         let body = if is_form {
-            Some(axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|e| {
-                error_response(&Error::BadData(format!("reading form body: {e}")))
-            })?)
+            Some(
+                axum::body::to_bytes(body, MAX_FORM_BYTES)
+                    .await
+                    .map_err(|e| {
+                        error_response(&Error::BadData(format!("reading form body: {e}")))
+                    })?,
+            )
         } else {
             None
         };
-        Ok(Self { tenant, params: Params::parse(parts.uri.query(), body.as_deref()) })
+        Ok(Self {
+            tenant,
+            params: Params::parse(parts.uri.query(), body.as_deref()),
+        })
     }
 }
 
@@ -110,23 +120,32 @@ fn respond(endpoint: &str, tenant: &TenantId, r: Result<String>) -> Response {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn parse_query(p: &Params) -> Result<Expr> {
     let q = p.get("query").unwrap_or("");
-    promql_parser::parser::parse(q).map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
+    promql_parser::parser::parse(q)
+        .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
 fn engine<'a>(q: &'a Querier, tenant: &'a TenantId) -> Engine<'a> {
-    Engine { store: q.store.as_ref(), tenant, lookback_ms: q.lookback_ms }
+    Engine {
+        store: q.store.as_ref(),
+        tenant,
+        lookback_ms: q.lookback_ms,
+    }
 }
 
 async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     let r = async {
         let expr = parse_query(&call.params)?;
         let t = call.params.time("time", now_ms())?;
-        let v = engine(&q, &call.tenant).eval(&expr, &Steps::instant(t)).await?;
+        let v = engine(&q, &call.tenant)
+            .eval(&expr, &Steps::instant(t))
+            .await?;
         let mut s = String::new();
         match v {
             StepValue::Scalar(v) => {
@@ -163,7 +182,11 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
                     if i > 0 {
                         s.push(',');
                     }
-                    write_series_points(&mut s, &sd.labels, sd.samples.iter().map(|&(t, v)| (t, v)));
+                    write_series_points(
+                        &mut s,
+                        &sd.labels,
+                        sd.samples.iter().map(|&(t, v)| (t, v)),
+                    );
                 }
                 s.push(']');
             }
@@ -258,7 +281,11 @@ fn match_params(p: &Params) -> Result<Vec<Vec<muninn_storage::matcher::Matcher>>
             .map_err(|e| Error::BadData(format!("invalid parameter \"match[]\": {e}")))?;
         match expr {
             Expr::VectorSelector(vs) => out.extend(selector_matchers(&vs)?),
-            _ => return Err(Error::BadData(format!("invalid parameter \"match[]\": {m} is not a series selector"))),
+            _ => {
+                return Err(Error::BadData(format!(
+                    "invalid parameter \"match[]\": {m} is not a series selector"
+                )));
+            }
         }
     }
     Ok(out)
@@ -270,7 +297,9 @@ fn limit(p: &Params) -> Result<usize> {
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n > 0 => Ok(n as usize),
             Ok(_) => Ok(usize::MAX),
-            Err(_) => Err(Error::BadData(format!("invalid parameter \"limit\": cannot parse \"{s}\" to a valid limit"))),
+            Err(_) => Err(Error::BadData(format!(
+                "invalid parameter \"limit\": cannot parse \"{s}\" to a valid limit"
+            ))),
         },
     }
 }
@@ -338,7 +367,11 @@ async fn labels(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     respond("labels", &call.tenant, r)
 }
 
-async fn label_values(State(q): State<Arc<Querier>>, Path(name): Path<String>, call: ApiCall) -> Response {
+async fn label_values(
+    State(q): State<Arc<Querier>>,
+    Path(name): Path<String>,
+    call: ApiCall,
+) -> Response {
     let r = async {
         let p = &call.params;
         if name.is_empty() {
@@ -349,10 +382,18 @@ async fn label_values(State(q): State<Arc<Querier>>, Path(name): Path<String>, c
         let sets = match_params(p)?;
         let mut values: BTreeSet<String> = BTreeSet::new();
         if sets.is_empty() {
-            values.extend(q.store.label_values(&call.tenant, &name, &[], start, end).await?);
+            values.extend(
+                q.store
+                    .label_values(&call.tenant, &name, &[], start, end)
+                    .await?,
+            );
         }
         for ms in &sets {
-            values.extend(q.store.label_values(&call.tenant, &name, ms, start, end).await?);
+            values.extend(
+                q.store
+                    .label_values(&call.tenant, &name, ms, start, end)
+                    .await?,
+            );
         }
         Ok(string_array(values.into_iter().take(limit)))
     }
@@ -366,7 +407,11 @@ async fn metadata(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let limit = limit(p)?;
         let per_metric = match p.get("limit_per_metric") {
             None => usize::MAX,
-            Some(s) => s.parse::<i64>().ok().filter(|n| *n > 0).map_or(usize::MAX, |n| n as usize),
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map_or(usize::MAX, |n| n as usize),
         };
         let metas = q.store.metadata(&call.tenant, p.get("metric")).await?;
         let mut by_family: BTreeMap<&str, Vec<&crate::store::FamilyMeta>> = BTreeMap::new();

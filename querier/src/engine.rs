@@ -33,7 +33,11 @@ pub struct Steps {
 
 impl Steps {
     pub fn instant(t: i64) -> Self {
-        Self { start: t, end: t, step: 1 }
+        Self {
+            start: t,
+            end: t,
+            step: 1,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -102,7 +106,10 @@ fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
     let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>> {
         let mut out = Vec::with_capacity(ms.len() + 1);
         if let Some(name) = &vs.name {
-            out.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name.as_str()).map_err(|e| Error::BadData(e.to_string()))?);
+            out.push(
+                Matcher::new(MatchOp::Equal, METRIC_NAME, name.as_str())
+                    .map_err(|e| Error::BadData(e.to_string()))?,
+            );
         }
         for m in ms {
             let op = match m.op {
@@ -111,14 +118,21 @@ fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
                 PMatchOp::Re(_) => MatchOp::Regex,
                 PMatchOp::NotRe(_) => MatchOp::NotRegex,
             };
-            out.push(Matcher::new(op, m.name.as_str(), m.value.as_str()).map_err(|e| Error::BadData(e.to_string()))?);
+            out.push(
+                Matcher::new(op, m.name.as_str(), m.value.as_str())
+                    .map_err(|e| Error::BadData(e.to_string()))?,
+            );
         }
         Ok(out)
     };
     if vs.matchers.or_matchers.is_empty() {
         Ok(vec![convert(&vs.matchers.matchers)?])
     } else {
-        vs.matchers.or_matchers.iter().map(|ms| convert(ms)).collect()
+        vs.matchers
+            .or_matchers
+            .iter()
+            .map(|ms| convert(ms))
+            .collect()
     }
 }
 
@@ -128,7 +142,15 @@ pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
 }
 
 fn scalar_op(op: TokenType, a: f64, b: f64, return_bool: bool) -> Result<f64> {
-    let cmp = |c: bool| if c { 1.0 } else if return_bool { 0.0 } else { f64::NAN };
+    let cmp = |c: bool| {
+        if c {
+            1.0
+        } else if return_bool {
+            0.0
+        } else {
+            f64::NAN
+        }
+    };
     Ok(match op.id() {
         token::T_ADD => a + b,
         token::T_SUB => a - b,
@@ -143,7 +165,11 @@ fn scalar_op(op: TokenType, a: f64, b: f64, return_bool: bool) -> Result<f64> {
         token::T_LSS => cmp(a < b),
         token::T_GTE => cmp(a >= b),
         token::T_LTE => cmp(a <= b),
-        _ => return Err(Error::Unsupported(format!("operator {op} between scalars is not supported yet"))),
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "operator {op} between scalars is not supported yet"
+            )));
+        }
     })
 }
 
@@ -157,14 +183,25 @@ impl Engine<'_> {
             Some(AtModifier::At(t)) => Some(system_time_ms(t)),
             None => None,
         };
-        (0..steps.len()).map(|i| fixed.unwrap_or(steps.at(i)) - off).collect()
+        (0..steps.len())
+            .map(|i| fixed.unwrap_or(steps.at(i)) - off)
+            .collect()
     }
 
-    async fn select_sets(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<SeriesData>> {
+    async fn select_sets(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>> {
         let sets = matcher_sets(vs)?;
         let mut all: Vec<SeriesData> = Vec::new();
         for ms in &sets {
-            all.extend(self.store.select(self.tenant, ms, mint, maxt, false).await?);
+            all.extend(
+                self.store
+                    .select(self.tenant, ms, mint, maxt, false)
+                    .await?,
+            );
         }
         if sets.len() > 1 {
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -185,14 +222,24 @@ impl Engine<'_> {
                 Expr::StringLiteral(s) => Ok(StepValue::String(s.val.clone())),
                 Expr::Paren(p) => self.eval(&p.expr, steps).await,
                 Expr::Unary(u) => match self.eval(&u.expr, steps).await? {
-                    StepValue::Scalar(v) => Ok(StepValue::Scalar(v.into_iter().map(|x| -x).collect())),
+                    StepValue::Scalar(v) => {
+                        Ok(StepValue::Scalar(v.into_iter().map(|x| -x).collect()))
+                    }
                     StepValue::Vector(series) => Ok(StepValue::Vector(
                         series
                             .into_iter()
-                            .map(|(l, vals)| (drop_name(l), vals.into_iter().map(|v| v.map(|x| -x)).collect()))
+                            .map(|(l, vals)| {
+                                (
+                                    drop_name(l),
+                                    vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                                )
+                            })
                             .collect(),
                     )),
-                    other => Err(Error::BadData(format!("unary minus on {}", other.type_name()))),
+                    other => Err(Error::BadData(format!(
+                        "unary minus on {}",
+                        other.type_name()
+                    ))),
                 },
                 Expr::Binary(b) => {
                     let lhs = self.eval(&b.lhs, steps).await?;
@@ -200,31 +247,49 @@ impl Engine<'_> {
                     match (lhs, rhs) {
                         (StepValue::Scalar(a), StepValue::Scalar(c)) => {
                             let rb = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-                            let v = a.iter().zip(&c).map(|(x, y)| scalar_op(b.op, *x, *y, rb)).collect::<Result<_>>()?;
+                            let v = a
+                                .iter()
+                                .zip(&c)
+                                .map(|(x, y)| scalar_op(b.op, *x, *y, rb))
+                                .collect::<Result<_>>()?;
                             Ok(StepValue::Scalar(v))
                         }
-                        _ => Err(Error::Unsupported("binary operators on vectors are not supported yet".into())),
+                        _ => Err(Error::Unsupported(
+                            "binary operators on vectors are not supported yet".into(),
+                        )),
                     }
                 }
                 Expr::VectorSelector(vs) => self.eval_vector_selector(vs, steps).await,
                 Expr::MatrixSelector(ms) => {
                     if steps.len() != 1 {
-                        return Err(Error::Unsupported("range vectors outside functions are not supported yet".into()));
+                        return Err(Error::Unsupported(
+                            "range vectors outside functions are not supported yet".into(),
+                        ));
                     }
                     let t = self.selector_times(&ms.vs, steps, steps)[0];
                     let range = duration_ms(&ms.range);
                     let mut series = self.select_sets(&ms.vs, t - range + 1, t).await?;
                     for s in &mut series {
                         // Left-open window (t - range, t]; staleness markers are not samples.
-                        s.samples.retain(|(ts, v)| *ts > t - range && *ts <= t && !is_stale_nan(*v));
+                        s.samples
+                            .retain(|(ts, v)| *ts > t - range && *ts <= t && !is_stale_nan(*v));
                     }
                     series.retain(|s| !s.samples.is_empty());
                     Ok(StepValue::Matrix(series))
                 }
-                Expr::Aggregate(_) => Err(Error::Unsupported("aggregations are not supported yet".into())),
-                Expr::Call(c) => Err(Error::Unsupported(format!("function {}() is not supported yet", c.func.name))),
-                Expr::Subquery(_) => Err(Error::Unsupported("subqueries are not supported yet".into())),
-                Expr::Extension(_) => Err(Error::Unsupported("extension expressions are not supported".into())),
+                Expr::Aggregate(_) => Err(Error::Unsupported(
+                    "aggregations are not supported yet".into(),
+                )),
+                Expr::Call(c) => Err(Error::Unsupported(format!(
+                    "function {}() is not supported yet",
+                    c.func.name
+                ))),
+                Expr::Subquery(_) => Err(Error::Unsupported(
+                    "subqueries are not supported yet".into(),
+                )),
+                Expr::Extension(_) => Err(Error::Unsupported(
+                    "extension expressions are not supported".into(),
+                )),
             }
         })
     }

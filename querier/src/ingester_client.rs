@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::{BoxFuture, try_join_all};
 use muninn_proto::ingester::ingester_client::IngesterClient;
-use muninn_proto::ingester::{LabelNamesRequest, LabelValuesRequest, MetadataRequest, SelectRequest};
+use muninn_proto::ingester::{
+    LabelNamesRequest, LabelValuesRequest, MetadataRequest, SelectRequest,
+};
 use muninn_proto::prometheus::{LabelMatcher, label_matcher, metric_metadata};
 use muninn_proto::tenant::TenantId;
 use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
@@ -29,9 +31,15 @@ impl IngesterStore {
         let clients = addrs
             .iter()
             .map(|a| {
-                let uri = if a.contains("://") { a.clone() } else { format!("http://{a}") };
-                let ep = Endpoint::from_shared(uri.clone()).map_err(|e| Error::Config(format!("ingester address {a:?}: {e}")))?;
-                let client = IngesterClient::new(ep.connect_lazy()).max_decoding_message_size(256 << 20);
+                let uri = if a.contains("://") {
+                    a.clone()
+                } else {
+                    format!("http://{a}")
+                };
+                let ep = Endpoint::from_shared(uri.clone())
+                    .map_err(|e| Error::Config(format!("ingester address {a:?}: {e}")))?;
+                let client =
+                    IngesterClient::new(ep.connect_lazy()).max_decoding_message_size(256 << 20);
                 Ok((uri, client))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -63,7 +71,11 @@ fn to_proto(ms: &[Matcher]) -> Vec<LabelMatcher> {
 }
 
 fn status_err(addr: &str, s: tonic::Status) -> Error {
-    Error::Ingester { addr: addr.to_owned(), message: s.message().to_owned(), code: s.code() }
+    Error::Ingester {
+        addr: addr.to_owned(),
+        message: s.message().to_owned(),
+        code: s.code(),
+    }
 }
 
 /// Merges sorted sample runs, keeping the first sample of each timestamp.
@@ -83,12 +95,21 @@ impl SeriesSource for IngesterStore {
         labels_only: bool,
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
         Box::pin(async move {
-            let req = SelectRequest { start_ms: mint, end_ms: maxt, matchers: to_proto(matchers), labels_only };
+            let req = SelectRequest {
+                start_ms: mint,
+                end_ms: maxt,
+                matchers: to_proto(matchers),
+                labels_only,
+            };
             let per_ingester = try_join_all(self.clients.iter().map(|(addr, c)| {
                 let mut c = c.clone();
                 let req = Self::request(tenant, req.clone());
                 async move {
-                    let mut stream = c.select(req).await.map_err(|s| status_err(addr, s))?.into_inner();
+                    let mut stream = c
+                        .select(req)
+                        .await
+                        .map_err(|s| status_err(addr, s))?
+                        .into_inner();
                     let mut out = vec![];
                     while let Some(msg) = stream.message().await.map_err(|s| status_err(addr, s))? {
                         out.extend(msg.series);
@@ -99,11 +120,23 @@ impl SeriesSource for IngesterStore {
             .await?;
             let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
             for series in per_ingester.into_iter().flatten() {
-                let labels = Labels(series.labels.into_iter().map(|l| Label { name: l.name, value: l.value }).collect());
+                let labels = Labels(
+                    series
+                        .labels
+                        .into_iter()
+                        .map(|l| Label {
+                            name: l.name,
+                            value: l.value,
+                        })
+                        .collect(),
+                );
                 let samples = merged.entry(labels).or_default();
                 for c in &series.chunks {
                     if c.encoding != CHUNK_ENCODING_XOR {
-                        return Err(Error::Corrupt(format!("unknown chunk encoding {}", c.encoding)));
+                        return Err(Error::Corrupt(format!(
+                            "unknown chunk encoding {}",
+                            c.encoding
+                        )));
                     }
                     let mut it = XorIter::new(&c.data);
                     samples.extend(it.by_ref().filter(|(t, _)| *t >= mint && *t <= maxt));
@@ -114,21 +147,44 @@ impl SeriesSource for IngesterStore {
             }
             Ok(merged
                 .into_iter()
-                .map(|(labels, samples)| SeriesData { labels, samples: merge_samples(samples) })
+                .map(|(labels, samples)| SeriesData {
+                    labels,
+                    samples: merge_samples(samples),
+                })
                 .collect())
         })
     }
 
-    fn label_names<'a>(&'a self, tenant: &'a TenantId, matchers: &'a [Matcher], mint: i64, maxt: i64) -> BoxFuture<'a, Result<Vec<String>>> {
+    fn label_names<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            let req = LabelNamesRequest { start_ms: mint, end_ms: maxt, matchers: to_proto(matchers) };
+            let req = LabelNamesRequest {
+                start_ms: mint,
+                end_ms: maxt,
+                matchers: to_proto(matchers),
+            };
             let all = try_join_all(self.clients.iter().map(|(addr, c)| {
                 let mut c = c.clone();
                 let req = Self::request(tenant, req.clone());
-                async move { c.label_names(req).await.map(|r| r.into_inner().names).map_err(|s| status_err(addr, s)) }
+                async move {
+                    c.label_names(req)
+                        .await
+                        .map(|r| r.into_inner().names)
+                        .map_err(|s| status_err(addr, s))
+                }
             }))
             .await?;
-            Ok(all.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect())
+            Ok(all
+                .into_iter()
+                .flatten()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect())
         })
     }
 
@@ -141,24 +197,50 @@ impl SeriesSource for IngesterStore {
         maxt: i64,
     ) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            let req = LabelValuesRequest { name: name.to_owned(), start_ms: mint, end_ms: maxt, matchers: to_proto(matchers) };
+            let req = LabelValuesRequest {
+                name: name.to_owned(),
+                start_ms: mint,
+                end_ms: maxt,
+                matchers: to_proto(matchers),
+            };
             let all = try_join_all(self.clients.iter().map(|(addr, c)| {
                 let mut c = c.clone();
                 let req = Self::request(tenant, req.clone());
-                async move { c.label_values(req).await.map(|r| r.into_inner().values).map_err(|s| status_err(addr, s)) }
+                async move {
+                    c.label_values(req)
+                        .await
+                        .map(|r| r.into_inner().values)
+                        .map_err(|s| status_err(addr, s))
+                }
             }))
             .await?;
-            Ok(all.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect())
+            Ok(all
+                .into_iter()
+                .flatten()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect())
         })
     }
 
-    fn metadata<'a>(&'a self, tenant: &'a TenantId, family: Option<&'a str>) -> BoxFuture<'a, Result<Vec<FamilyMeta>>> {
+    fn metadata<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        family: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<FamilyMeta>>> {
         Box::pin(async move {
-            let req = MetadataRequest { metric: family.unwrap_or_default().to_owned() };
+            let req = MetadataRequest {
+                metric: family.unwrap_or_default().to_owned(),
+            };
             let all = try_join_all(self.clients.iter().map(|(addr, c)| {
                 let mut c = c.clone();
                 let req = Self::request(tenant, req.clone());
-                async move { c.metadata(req).await.map(|r| r.into_inner().metadata).map_err(|s| status_err(addr, s)) }
+                async move {
+                    c.metadata(req)
+                        .await
+                        .map(|r| r.into_inner().metadata)
+                        .map_err(|s| status_err(addr, s))
+                }
             }))
             .await?;
             let mut out: BTreeMap<(String, String, String, String), ()> = BTreeMap::new();
@@ -171,7 +253,12 @@ impl SeriesSource for IngesterStore {
             }
             Ok(out
                 .into_keys()
-                .map(|(family, metric_type, help, unit)| FamilyMeta { family, metric_type, help, unit })
+                .map(|(family, metric_type, help, unit)| FamilyMeta {
+                    family,
+                    metric_type,
+                    help,
+                    unit,
+                })
                 .collect())
         })
     }

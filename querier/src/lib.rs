@@ -26,7 +26,11 @@ pub enum Error {
     Unsupported(String),
     /// An ingester failed (503 `unavailable`).
     #[error("ingester {addr}: {code}: {message}")]
-    Ingester { addr: String, code: tonic::Code, message: String },
+    Ingester {
+        addr: String,
+        code: tonic::Code,
+        message: String,
+    },
     /// Data that does not decode (500 `internal`).
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -58,7 +62,11 @@ pub struct Querier {
 
 impl Querier {
     pub fn new(store: Arc<dyn SeriesSource>, multitenancy: bool, args: &QuerierArgs) -> Arc<Self> {
-        Arc::new(Self { store, multitenancy, lookback_ms: args.lookback_delta_seconds as i64 * 1000 })
+        Arc::new(Self {
+            store,
+            multitenancy,
+            lookback_ms: args.lookback_delta_seconds as i64 * 1000,
+        })
     }
 
     /// The API routes under `/api/v1` and `/prometheus/api/v1`.

@@ -38,8 +38,13 @@ pub trait SeriesSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>>;
 
     /// Label names of series matching `matchers` (all series if empty) in range, sorted.
-    fn label_names<'a>(&'a self, tenant: &'a TenantId, matchers: &'a [Matcher], mint: i64, maxt: i64)
-    -> BoxFuture<'a, Result<Vec<String>>>;
+    fn label_names<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>>>;
 
     /// Values of label `name` over matching series in range, sorted.
     fn label_values<'a>(
@@ -52,5 +57,9 @@ pub trait SeriesSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<String>>>;
 
     /// Metric metadata, optionally of one family.
-    fn metadata<'a>(&'a self, tenant: &'a TenantId, family: Option<&'a str>) -> BoxFuture<'a, Result<Vec<FamilyMeta>>>;
+    fn metadata<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        family: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<FamilyMeta>>>;
 }

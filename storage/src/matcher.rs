@@ -32,12 +32,19 @@ impl Matcher {
         let value = value.into();
         let re = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| Error::BadRegex { pattern: value.clone(), source: Box::new(e) })?,
+                Regex::new(&format!("^(?s:{value})$")).map_err(|e| Error::BadRegex {
+                    pattern: value.clone(),
+                    source: Box::new(e),
+                })?,
             ),
             _ => None,
         };
-        Ok(Self { name: name.into(), op, value, re })
+        Ok(Self {
+            name: name.into(),
+            op,
+            value,
+            re,
+        })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
@@ -71,7 +78,10 @@ mod tests {
         assert!(m.matches_empty());
         assert!(!m.matches("abc"));
         let m = Matcher::new(MatchOp::Regex, "x", "a.b").unwrap();
-        assert!(m.matches("a\nb"), "(?s): dot matches newline as in Prometheus");
+        assert!(
+            m.matches("a\nb"),
+            "(?s): dot matches newline as in Prometheus"
+        );
         assert!(Matcher::new(MatchOp::Regex, "x", "(").is_err());
     }
 }

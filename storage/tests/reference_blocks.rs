@@ -4,6 +4,8 @@
 //! and chunk-file reader lives here), decodes every chunk, compares each sample with
 //! `promtool tsdb dump`'s output, and re-encodes the samples expecting the very same bytes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -107,7 +109,9 @@ fn chunk_at<'a>(segments: &'a [Vec<u8>], cref: u64) -> &'a [u8] {
 fn dump() -> HashMap<String, Vec<(i64, f64)>> {
     let f = std::fs::File::open(Path::new(BLOCKS).join("dump.txt.gz")).expect("reference dump");
     let mut s = String::new();
-    flate2::read::GzDecoder::new(f).read_to_string(&mut s).unwrap();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut s)
+        .unwrap();
     let mut m: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
     for line in s.lines() {
         let close = line.rfind('}').unwrap();
@@ -136,7 +140,10 @@ fn decodes_and_reencodes_prometheus_chunks_byte_for_byte() {
     let mut got: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
     for b in &blocks {
         let index = std::fs::read(b.join("index")).unwrap();
-        let mut segs: Vec<_> = std::fs::read_dir(b.join("chunks")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut segs: Vec<_> = std::fs::read_dir(b.join("chunks"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         segs.sort();
         let segments: Vec<Vec<u8>> = segs.iter().map(|p| std::fs::read(p).unwrap()).collect();
         for (lbls, refs) in read_index(&index) {
@@ -159,12 +166,20 @@ fn decodes_and_reencodes_prometheus_chunks_byte_for_byte() {
     assert_eq!(got.len(), want.len());
     for (lbls, g) in &mut got {
         g.sort_by_key(|s| s.0);
-        let w = want.get_mut(lbls).unwrap_or_else(|| panic!("{lbls} not in dump"));
+        let w = want
+            .get_mut(lbls)
+            .unwrap_or_else(|| panic!("{lbls} not in dump"));
         w.sort_by_key(|s| s.0);
         assert_eq!(g.len(), w.len(), "{lbls}");
         for (a, b) in g.iter().zip(w.iter()) {
             assert_eq!(a.0, b.0, "{lbls}");
-            assert!(a.1 == b.1 || (a.1.is_nan() && b.1.is_nan()), "{lbls} at {}: {} vs {}", a.0, a.1, b.1);
+            assert!(
+                a.1 == b.1 || (a.1.is_nan() && b.1.is_nan()),
+                "{lbls} at {}: {} vs {}",
+                a.0,
+                a.1,
+                b.1
+            );
         }
     }
 }

@@ -36,21 +36,29 @@ pub struct MemSeries {
 
 impl MemSeries {
     pub fn new(labels: Box<[(u32, u32)]>, hash: u64) -> Self {
-        Self { labels, hash, closed: Vec::new(), head: None }
+        Self {
+            labels,
+            hash,
+            closed: Vec::new(),
+            head: None,
+        }
     }
 
     /// Timestamp and value of the newest sample.
     pub fn last(&self) -> Option<(i64, f64)> {
-        match &self.head {
-            Some((_, a)) => Some((a.last_timestamp(), a.last_value())),
-            None => None,
-        }
+        self.head
+            .as_ref()
+            .map(|(_, a)| (a.last_timestamp(), a.last_value()))
     }
 
     /// Oldest and newest timestamps held.
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let max = self.last()?.0;
-        let min = self.closed.first().map(|c| c.min_t).or(self.head.as_ref().map(|h| h.0))?;
+        let min = self
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or(self.head.as_ref().map(|h| h.0))?;
         Some((min, max))
     }
 
@@ -78,7 +86,11 @@ impl MemSeries {
         if cut {
             if let Some((min_t, a)) = self.head.take() {
                 let max_t = a.last_timestamp();
-                self.closed.push(ClosedChunk { min_t, max_t, data: a.into_bytes().into_boxed_slice() });
+                self.closed.push(ClosedChunk {
+                    min_t,
+                    max_t,
+                    data: a.into_bytes().into_boxed_slice(),
+                });
             }
             // Room for a few samples; a scrape-interval series grows to ~150 bytes.
             self.head = Some((t, XorAppender::with_capacity(32)));

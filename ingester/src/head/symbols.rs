@@ -21,7 +21,9 @@ impl Symbols {
     /// The id of `s`, if interned.
     pub fn get(&self, s: &[u8]) -> Option<u32> {
         let h = self.hash(s);
-        self.table.find(h, |&id| self.strings[id as usize].as_bytes() == s).copied()
+        self.table
+            .find(h, |&id| self.strings[id as usize].as_bytes() == s)
+            .copied()
     }
 
     /// Interns `s` (valid UTF-8, checked by validation).
@@ -34,7 +36,9 @@ impl Symbols {
         self.strings.push(s.into());
         self.bytes += s.len();
         let (strings, hasher) = (&self.strings, &self.hasher);
-        self.table.insert_unique(h, id, |&id| hasher.hash_one(strings[id as usize].as_bytes()));
+        self.table.insert_unique(h, id, |&id| {
+            hasher.hash_one(strings[id as usize].as_bytes())
+        });
         id
     }
 

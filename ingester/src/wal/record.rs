@@ -37,7 +37,10 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Encodes the labels of new series.
-pub fn encode_series<'a>(series: impl ExactSizeIterator<Item = (u32, &'a [(&'a str, &'a str)])>, out: &mut Vec<u8>) {
+pub fn encode_series<'a>(
+    series: impl ExactSizeIterator<Item = (u32, &'a [(&'a str, &'a str)])>,
+    out: &mut Vec<u8>,
+) {
     out.push(SERIES);
     put_uvarint(out, series.len() as u64);
     for (id, labels) in series {
@@ -98,12 +101,18 @@ impl Reader<'_> {
     }
     fn string(&mut self) -> Result<String, RecordError> {
         let n = self.uvarint()? as usize;
-        let s = self.b.get(self.pos..self.pos.saturating_add(n)).ok_or(RecordError::Truncated)?;
+        let s = self
+            .b
+            .get(self.pos..self.pos.saturating_add(n))
+            .ok_or(RecordError::Truncated)?;
         self.pos += n;
         String::from_utf8(s.to_vec()).map_err(|_| RecordError::Utf8)
     }
     fn u64_le(&mut self) -> Result<u64, RecordError> {
-        let s = self.b.get(self.pos..self.pos + 8).ok_or(RecordError::Truncated)?;
+        let s = self
+            .b
+            .get(self.pos..self.pos + 8)
+            .ok_or(RecordError::Truncated)?;
         self.pos += 8;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
@@ -165,14 +174,22 @@ mod tests {
         encode_series([(7u32, labels)].into_iter(), &mut b);
         assert_eq!(
             decode(&b).unwrap(),
-            Record::Series(vec![(7, vec![("__name__".into(), "up".into()), ("job".into(), "x".into())])])
+            Record::Series(vec![(
+                7,
+                vec![("__name__".into(), "up".into()), ("job".into(), "x".into())]
+            )])
         );
         let stale = f64::from_bits(muninn_storage::STALE_NAN_BITS);
         let mut b = vec![];
         encode_samples(&[(1, 1000, 1.5), (2, 900, stale)], &mut b);
-        let Record::Samples(s) = decode(&b).unwrap() else { panic!() };
+        let Record::Samples(s) = decode(&b).unwrap() else {
+            panic!()
+        };
         assert_eq!((s[0].0, s[0].1, s[0].2), (1, 1000, 1.5));
-        assert_eq!((s[1].1, s[1].2.to_bits()), (900, muninn_storage::STALE_NAN_BITS));
+        assert_eq!(
+            (s[1].1, s[1].2.to_bits()),
+            (900, muninn_storage::STALE_NAN_BITS)
+        );
         for n in 0..b.len() {
             assert!(decode(&b[..n]).is_err());
         }

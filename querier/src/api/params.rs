@@ -33,7 +33,11 @@ impl Params {
 
     /// The first value of `k`, if non-empty.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).and_then(|v| v.first()).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(k)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     pub fn all(&self, k: &str) -> &[String] {
@@ -45,7 +49,9 @@ impl Params {
         match self.get(k) {
             None => Ok(default),
             Some(s) => parse_time(s).ok_or_else(|| {
-                Error::BadData(format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"))
+                Error::BadData(format!(
+                    "invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"
+                ))
             }),
         }
     }
@@ -55,7 +61,9 @@ impl Params {
         match self.get(k) {
             None => Ok(None),
             Some(s) => parse_duration(s).map(Some).ok_or_else(|| {
-                Error::BadData(format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid duration"))
+                Error::BadData(format!(
+                    "invalid parameter \"{k}\": cannot parse \"{s}\" to a valid duration"
+                ))
             }),
         }
     }
@@ -77,11 +85,24 @@ pub fn parse_time(s: &str) -> Option<i64> {
 /// `YYYY-MM-DDTHH:MM:SS[.fff...](Z|±HH:MM)` to milliseconds.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse::<i64>().ok() };
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
@@ -97,7 +118,11 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
         if digits.is_empty() {
             return None;
         }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(3).collect();
+        let padded: String = digits
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(3)
+            .collect();
         ms = padded.parse().ok()?;
     }
     let offset_min = match b.get(pos)? {
@@ -146,7 +171,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         }
         let n: i64 = rest[..n_end].parse().ok()?;
         rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..u_end] {
             "ms" => 1,
             "s" => 1000,
@@ -172,7 +199,10 @@ mod tests {
         assert_eq!(parse_time("1700000000.123"), Some(1_700_000_000_123));
         assert_eq!(parse_time("1700000000"), Some(1_700_000_000_000));
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-        assert_eq!(parse_time("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000_500));
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.5+01:00"),
+            Some(1_700_000_000_500)
+        );
         assert_eq!(parse_time("abc"), None);
         assert_eq!(parse_duration("15"), Some(15_000));
         assert_eq!(parse_duration("1m30s"), Some(90_000));

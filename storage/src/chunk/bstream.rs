@@ -25,7 +25,11 @@ impl BitWriter {
     /// `bstream.writeBits` does (the byte layout, trailing byte included, must match).
     #[inline]
     pub(crate) fn write_bits(&mut self, buf: &mut Vec<u8>, v: u64, mut nbits: u8) {
-        let mut u = if nbits == 0 { return } else { v << (64 - nbits) };
+        let mut u = if nbits == 0 {
+            return;
+        } else {
+            v << (64 - nbits)
+        };
         while nbits >= 8 {
             self.write_byte(buf, (u >> 56) as u8);
             u <<= 8;
@@ -65,7 +69,12 @@ pub(crate) struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0, acc: 0, valid: 0 }
+        Self {
+            buf,
+            pos: 0,
+            acc: 0,
+            valid: 0,
+        }
     }
 
     #[inline]
@@ -113,7 +122,11 @@ impl<'a> BitReader<'a> {
         }
         // Take what is buffered, refill, take the rest.
         let have = self.valid;
-        let hi = if have == 0 { 0 } else { self.acc >> (64 - have) };
+        let hi = if have == 0 {
+            0
+        } else {
+            self.acc >> (64 - have)
+        };
         self.acc = 0;
         self.valid = 0;
         self.refill();

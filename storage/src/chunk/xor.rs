@@ -94,7 +94,14 @@ impl XorAppender {
                 for b in tmp {
                     self.w.write_byte(buf, b);
                 }
-                xor_write(&mut self.w, buf, v, self.v, &mut self.leading, &mut self.trailing);
+                xor_write(
+                    &mut self.w,
+                    buf,
+                    v,
+                    self.v,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
             }
             _ => {
                 t_delta = t.wrapping_sub(self.t) as u64;
@@ -114,7 +121,14 @@ impl XorAppender {
                     self.w.write_bits(buf, 0b1111, 4);
                     self.w.write_bits(buf, dod as u64, 64);
                 }
-                xor_write(&mut self.w, buf, v, self.v, &mut self.leading, &mut self.trailing);
+                xor_write(
+                    &mut self.w,
+                    buf,
+                    v,
+                    self.v,
+                    &mut self.leading,
+                    &mut self.trailing,
+                );
             }
         }
         self.t = t;
@@ -136,7 +150,14 @@ fn bit_range(x: i64, nbits: u8) -> bool {
 }
 
 #[inline]
-fn xor_write(w: &mut BitWriter, buf: &mut Vec<u8>, new: f64, cur: f64, leading: &mut u8, trailing: &mut u8) {
+fn xor_write(
+    w: &mut BitWriter,
+    buf: &mut Vec<u8>,
+    new: f64,
+    cur: f64,
+    leading: &mut u8,
+    trailing: &mut u8,
+) {
     let delta = new.to_bits() ^ cur.to_bits();
     if delta == 0 {
         w.write_bit(buf, false);
@@ -206,7 +227,11 @@ impl<'a> XorIter<'a> {
             t_delta: 0,
             leading: 0,
             trailing: 0,
-            err: if chunk.len() < 2 { Some("chunk shorter than its header") } else { None },
+            err: if chunk.len() < 2 {
+                Some("chunk shorter than its header")
+            } else {
+                None
+            },
         }
     }
 

@@ -1,0 +1,331 @@
+//! Starting real processes (muninn, Prometheus) on free loopback ports, and a small HTTP
+//! client for their APIs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
+use serde_json::Value;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A muninn process.
+pub struct Muninn {
+    pub http: String,
+    pub grpc_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Muninn {
+    /// `muninn all` with a fresh data dir.
+    pub fn all(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut m = Self::start_in("all", &data, extra);
+        m._tmp = Some(tmp);
+        m
+    }
+
+    /// Starts `role` with `data_dir`.
+    pub fn start_in(role: &str, data_dir: &Path, extra: &[&str]) -> Self {
+        let (hp, gp) = (free_port(), free_port());
+        let mut args = vec![
+            role.to_string(),
+            format!("--http-addr=127.0.0.1:{hp}"),
+            format!("--grpc-addr=127.0.0.1:{gp}"),
+            format!("--data-dir={}", data_dir.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut m = Self {
+            http: format!("http://127.0.0.1:{hp}"),
+            grpc_port: gp,
+            data_dir: data_dir.to_owned(),
+            log: data_dir.with_extension(format!("{role}-{hp}.log")),
+            args,
+            child: None,
+            _tmp: None,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(self.data_dir.parent().unwrap()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_muninn"))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn muninn");
+        self.child = Some(child);
+        let url = format!("{}/ready", self.http);
+        let a = agent();
+        wait_for(
+            &format!("muninn ready at {url}; log: {}", self.log.display()),
+            Duration::from_secs(60),
+            || {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    panic!("muninn exited with {status}: {}", self.log_text());
+                }
+                a.get(&url)
+                    .call()
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            },
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("wait");
+        }
+    }
+
+    /// Starts the same process again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Whether the process is still alive and ready.
+    pub fn healthy(&mut self) -> bool {
+        let alive = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        alive
+            && agent()
+                .get(&format!("{}/ready", self.http))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+    }
+
+    /// POSTs a raw body to `/api/v1/push`.
+    pub fn push_raw(
+        &self,
+        tenant: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let mut req = agent().post(&format!("{}/api/v1/push", self.http));
+        for (k, v) in [
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ] {
+            if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                req = req.header(k, v);
+            }
+        }
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req.send(&body[..]).expect("push");
+        (
+            resp.status().as_u16(),
+            resp.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    /// Pushes a request as `tenant`.
+    pub fn push(&self, tenant: &str, req: &WriteRequest) -> (u16, String) {
+        self.push_raw(Some(tenant), &[], encode(req))
+    }
+
+    /// GETs an API path with query parameters as `tenant`; returns status and JSON.
+    pub fn get(&self, tenant: Option<&str>, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = agent().get(&format!("{}{path}", self.http));
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let mut resp = req.call().expect("get");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        agent()
+            .get(&format!("{}/metrics", self.http))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+}
+
+impl Drop for Muninn {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Snappy-compresses a protobuf `WriteRequest`, as Prometheus sends it.
+pub fn encode(req: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap()
+}
+
+/// A series with labels in the given order (not sorted, so tests can send bad input).
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(t, v)| Sample {
+                value: v,
+                timestamp: t,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub fn write_request(series: Vec<TimeSeries>) -> WriteRequest {
+    WriteRequest {
+        timeseries: series,
+        metadata: vec![],
+    }
+}
+
+/// The `data.result` array of a query response.
+pub fn result(v: &Value) -> &Vec<Value> {
+    v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data.result in {v}"))
+}
+
+/// A real Prometheus server.
+pub struct Prometheus {
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` (YAML; `{SELF}` is replaced by its own address).
+    pub fn start(config: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, config.replace("{SELF}", &addr)).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg("--storage.remote.flush-deadline=2s")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the `prometheus` binary (Debian package prometheus; .ci/run installs it) must be on PATH");
+        let url = format!("http://{addr}");
+        let a = agent();
+        wait_for("prometheus ready", Duration::from_secs(60), || {
+            a.get(&format!("{url}/-/ready"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        });
+        Self {
+            url,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn get(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        let mut req = agent().get(&format!("{}{path}", self.url));
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        let text = req.call().unwrap().body_mut().read_to_string().unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `muninn` binary, started as processes, talked to over HTTP, and
+//! a real Prometheus (Debian package `prometheus`) where Prometheus is the point.
+
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod crash;
+mod harness;
+mod prometheus_remote_write;
+mod tenants;
+mod two_process;
