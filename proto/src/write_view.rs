@@ -385,4 +385,31 @@ mod tests {
         );
         assert!(WriteRequestView::decode(&[0x0f]).is_err());
     }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // xorshift: deterministic garbage, plus mutations of a valid message.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = request().encode_to_vec();
+        for i in 0..20_000 {
+            let mut b: Vec<u8> = if i % 2 == 0 {
+                (0..(next() % 64)).map(|_| next() as u8).collect()
+            } else {
+                valid.clone()
+            };
+            if !b.is_empty() {
+                for _ in 0..3 {
+                    let at = (next() as usize) % b.len();
+                    b[at] = next() as u8;
+                }
+            }
+            let _ = WriteRequestView::decode(&b);
+        }
+    }
 }

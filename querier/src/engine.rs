@@ -83,21 +83,21 @@ pub struct Engine<'a> {
 }
 
 fn duration_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         Some(Offset::Pos(d)) => duration_ms(d),
-        Some(Offset::Neg(d)) => -duration_ms(d),
+        Some(Offset::Neg(d)) => duration_ms(d).saturating_neg(),
         None => 0,
     }
 }
 
 fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |v| -v),
     }
 }
 
@@ -299,7 +299,13 @@ impl Engine<'_> {
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
             return Ok(StepValue::Vector(vec![]));
         };
-        let series = self.select_sets(vs, lo - self.lookback_ms + 1, hi).await?;
+        let series = self
+            .select_sets(
+                vs,
+                lo.saturating_sub(self.lookback_ms).saturating_add(1),
+                hi,
+            )
+            .await?;
         let mut out = Vec::with_capacity(series.len());
         for s in series {
             let mut vals = Vec::with_capacity(times.len());
@@ -311,7 +317,7 @@ impl Engine<'_> {
                     None
                 } else {
                     let (ts, v) = s.samples[idx - 1];
-                    (ts > t - self.lookback_ms && !is_stale_nan(v)).then_some(v)
+                    (ts > t.saturating_sub(self.lookback_ms) && !is_stale_nan(v)).then_some(v)
                 };
                 any |= v.is_some();
                 vals.push(v);

@@ -76,8 +76,11 @@ pub fn parse_time(s: &str) -> Option<i64> {
             return None;
         }
         let secs = f.trunc();
+        if secs.abs() > (i64::MAX / 1000) as f64 {
+            return None;
+        }
         let frac = ((f - secs) * 1000.0).round();
-        return Some(secs as i64 * 1000 + frac as i64);
+        return (secs as i64).checked_mul(1000)?.checked_add(frac as i64);
     }
     parse_rfc3339(s)
 }
@@ -204,6 +207,8 @@ mod tests {
             Some(1_700_000_000_500)
         );
         assert_eq!(parse_time("abc"), None);
+        assert_eq!(parse_time("1e300"), None);
+        assert_eq!(parse_time("NaN"), None);
         assert_eq!(parse_duration("15"), Some(15_000));
         assert_eq!(parse_duration("1m30s"), Some(90_000));
         assert_eq!(parse_duration("500ms"), Some(500));

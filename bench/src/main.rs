@@ -1,0 +1,418 @@
+//! `muninn-bench`: the figures behind Muninn's performance claims, printed, never asserted.
+//!
+//! - `decode`: snappy + protobuf decoding of the real remote-write corpus, samples/s on one core.
+//! - `push`: replays the corpus (many copies, `instance` rewritten, timestamps shifted to now)
+//!   into a running receiver (Muninn's `/api/v1/push` or Prometheus's `/api/v1/write`) and
+//!   reports samples/s and the receiver's CPU seconds per million samples (from /proc).
+//! - `series-memory`: creates N active series with the corpus's label shapes in a running
+//!   receiver and reports its RSS growth per series.
+
+mod corpus;
+mod proc_stats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use muninn_proto::write_view::WriteRequestView;
+use prost::Message;
+
+#[derive(Parser)]
+#[command(name = "muninn-bench")]
+struct Cli {
+    /// The remote-write corpus (u32-LE-length-prefixed snappy bodies).
+    #[arg(long, default_value = "../shared/corpus/node-prometheus.rwlog")]
+    corpus: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Decode throughput of the corpus on one core.
+    Decode {
+        /// Passes over the corpus.
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+    },
+    /// End-to-end replay into a running receiver.
+    Push {
+        /// Receiver URL, e.g. http://127.0.0.1:9009/api/v1/push or http://127.0.0.1:9090/api/v1/write.
+        #[arg(long)]
+        url: String,
+        /// PID of the receiver, for CPU accounting.
+        #[arg(long)]
+        pid: u32,
+        /// Copies of the corpus's series (each with its own `instance`).
+        #[arg(long, default_value_t = 20)]
+        copies: usize,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Corpus requests to replay per copy (0: all).
+        #[arg(long, default_value_t = 0)]
+        requests: usize,
+        /// Tenant (sent as X-Scope-OrgID).
+        #[arg(long, default_value = "bench")]
+        tenant: String,
+    },
+    /// RSS per active series of a running receiver.
+    SeriesMemory {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 1_000_000)]
+        series: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Samples per series (sent in rounds, 15 s apart in sample time).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        #[arg(long, default_value = "bench")]
+        tenant: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let bodies =
+        corpus::read(&cli.corpus).with_context(|| format!("reading corpus {}", cli.corpus))?;
+    match cli.cmd {
+        Cmd::Decode { passes } => decode(&bodies, passes),
+        Cmd::Push {
+            url,
+            pid,
+            copies,
+            concurrency,
+            requests,
+            tenant,
+        } => push(&bodies, &url, pid, copies, concurrency, requests, &tenant),
+        Cmd::SeriesMemory {
+            url,
+            pid,
+            series,
+            concurrency,
+            rounds,
+            tenant,
+        } => series_memory(&bodies, &url, pid, series, concurrency, rounds, &tenant),
+    }
+}
+
+fn decode(bodies: &[Vec<u8>], passes: usize) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    let mut dec = snap::raw::Decoder::new();
+    let (mut samples, mut labels, mut bytes) = (0u64, 0u64, 0u64);
+    // Warm-up pass, then timed passes.
+    for pass in 0..=passes {
+        let start = Instant::now();
+        let (mut s_pass, mut l_pass) = (0u64, 0u64);
+        for b in bodies {
+            let n = snap::raw::decompress_len(b)?;
+            buf.resize(n, 0);
+            dec.decompress(b, &mut buf)?;
+            let v = WriteRequestView::decode(&buf)?;
+            s_pass += v.samples.len() as u64;
+            l_pass += v.labels.len() as u64;
+            if pass > 0 {
+                bytes += b.len() as u64;
+            }
+        }
+        let el = start.elapsed();
+        if pass > 0 {
+            samples += s_pass;
+            labels += l_pass;
+            eprintln!(
+                "pass {pass}/{passes}: {s_pass} samples in {el:?} = {:.2}M samples/s",
+                s_pass as f64 / el.as_secs_f64() / 1e6
+            );
+        }
+    }
+    let start = Instant::now();
+    let mut total = 0u64;
+    for _ in 0..passes {
+        for b in bodies {
+            let n = snap::raw::decompress_len(b)?;
+            buf.resize(n, 0);
+            dec.decompress(b, &mut buf)?;
+            total += WriteRequestView::decode(&buf)?.samples.len() as u64;
+        }
+    }
+    let el = start.elapsed();
+    println!(
+        "decode (snappy + borrowed protobuf view), 1 core: {:.2}M samples/s ({} samples, {} labels, {:.1} MB compressed over {} passes)",
+        total as f64 / el.as_secs_f64() / 1e6,
+        samples,
+        labels,
+        bytes as f64 / 1e6 / passes as f64,
+        passes
+    );
+    // For reference: prost's owned decoding of the same bodies.
+    let start = Instant::now();
+    let mut total = 0u64;
+    for b in bodies {
+        let n = snap::raw::decompress_len(b)?;
+        buf.resize(n, 0);
+        dec.decompress(b, &mut buf)?;
+        let r = WriteRequest::decode(&buf[..])?;
+        total += r
+            .timeseries
+            .iter()
+            .map(|t| t.samples.len() as u64)
+            .sum::<u64>();
+    }
+    let el = start.elapsed();
+    println!(
+        "reference: snappy + prost owned decode, 1 core: {:.2}M samples/s",
+        total as f64 / el.as_secs_f64() / 1e6
+    );
+    Ok(())
+}
+
+/// Rewrites `instance` (adding one if absent) to make copy `c` of a series distinct.
+fn rewrite_instance(labels: &mut Vec<Label>, c: usize) {
+    match labels.iter_mut().find(|l| l.name == "instance") {
+        Some(l) => l.value = format!("{}-c{c}", l.value),
+        None => {
+            labels.push(Label {
+                name: "instance".into(),
+                value: format!("c{c}"),
+            });
+            labels.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+}
+
+fn post(agent: &ureq::Agent, url: &str, tenant: &str, body: &[u8]) -> anyhow::Result<u16> {
+    let resp = agent
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header("X-Scope-OrgID", tenant)
+        .send(body)?;
+    Ok(resp.status().as_u16())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push(
+    bodies: &[Vec<u8>],
+    url: &str,
+    pid: u32,
+    copies: usize,
+    concurrency: usize,
+    requests: usize,
+    tenant: &str,
+) -> anyhow::Result<()> {
+    let reqs = corpus::decode_all(bodies)?;
+    let reqs: Vec<WriteRequest> = if requests > 0 {
+        reqs.into_iter().take(requests).collect()
+    } else {
+        reqs
+    };
+    let max_ts = reqs
+        .iter()
+        .flat_map(|r| {
+            r.timeseries
+                .iter()
+                .flat_map(|t| t.samples.iter().map(|s| s.timestamp))
+        })
+        .max()
+        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let shift = now - 60_000 - max_ts;
+    eprintln!("preparing {} requests × {copies} copies...", reqs.len());
+    // Worker w owns copies w, w+concurrency, ...: each copy's requests go in order.
+    let prepared: Vec<Vec<Vec<u8>>> = (0..concurrency)
+        .map(|w| {
+            let mut out = vec![];
+            for i in 0..reqs.len() {
+                for c in (w..copies).step_by(concurrency) {
+                    let mut r = reqs[i].clone();
+                    for ts in &mut r.timeseries {
+                        rewrite_instance(&mut ts.labels, c);
+                        for s in &mut ts.samples {
+                            s.timestamp += shift;
+                        }
+                    }
+                    out.push(
+                        snap::raw::Encoder::new()
+                            .compress_vec(&r.encode_to_vec())
+                            .expect("snappy"),
+                    );
+                }
+            }
+            out
+        })
+        .collect();
+    let samples_per_copy: u64 = reqs
+        .iter()
+        .map(|r| {
+            r.timeseries
+                .iter()
+                .map(|t| t.samples.len() as u64)
+                .sum::<u64>()
+        })
+        .sum();
+    let total_samples = samples_per_copy * copies as u64;
+    let total_reqs: usize = prepared.iter().map(Vec::len).sum();
+    eprintln!(
+        "replaying {total_reqs} requests, {total_samples} samples, {} series",
+        copies * 950
+    );
+    let cpu0 = proc_stats::cpu_seconds(pid)?;
+    let start = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for bodies in &prepared {
+            let (done, errors) = (done.clone(), errors.clone());
+            s.spawn(move || {
+                let a = agent();
+                for b in bodies {
+                    match post(&a, url, tenant, b) {
+                        Ok(code) if (200..300).contains(&code) => {}
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        s.spawn(|| {
+            while done.load(Ordering::Relaxed) < total_reqs as u64 {
+                std::thread::sleep(Duration::from_secs(2));
+                eprintln!(
+                    "progress: {}/{} requests",
+                    done.load(Ordering::Relaxed),
+                    total_reqs
+                );
+            }
+        });
+    });
+    let el = start.elapsed().as_secs_f64();
+    let cpu = proc_stats::cpu_seconds(pid)? - cpu0;
+    println!(
+        "push {url}: {total_samples} samples in {el:.2}s = {:.2}M samples/s wall; receiver CPU {cpu:.2}s = {:.3} CPU-s per million samples = {:.2}M samples/s per core; {} non-2xx",
+        total_samples as f64 / el / 1e6,
+        cpu / (total_samples as f64 / 1e6),
+        total_samples as f64 / cpu / 1e6,
+        errors.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn series_memory(
+    bodies: &[Vec<u8>],
+    url: &str,
+    pid: u32,
+    n: usize,
+    concurrency: usize,
+    rounds: usize,
+    tenant: &str,
+) -> anyhow::Result<()> {
+    let reqs = corpus::decode_all(bodies)?;
+    // The distinct label sets of the corpus: the shapes to copy.
+    let mut shapes: Vec<Vec<Label>> = reqs
+        .iter()
+        .flat_map(|r| r.timeseries.iter().map(|t| t.labels.clone()))
+        .collect();
+    shapes.sort_by(|a, b| {
+        a.iter()
+            .map(|l| (&l.name, &l.value))
+            .cmp(b.iter().map(|l| (&l.name, &l.value)))
+    });
+    shapes.dedup();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        - rounds as i64 * 15_000;
+    let rss0 = proc_stats::rss_bytes(pid)?;
+    eprintln!(
+        "{} series shapes in the corpus; creating {n} series; receiver RSS before: {:.1} MB",
+        shapes.len(),
+        rss0 as f64 / 1e6
+    );
+    let batch = 2000;
+    let batches: Vec<(usize, usize)> = (0..n)
+        .step_by(batch)
+        .map(|s| (s, (s + batch).min(n)))
+        .collect();
+    for round in 0..rounds {
+        let now = now + round as i64 * 15_000;
+        let next = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..concurrency {
+                s.spawn(|| {
+                    let a = agent();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(&(lo, hi)) = batches.get(i) else {
+                            return;
+                        };
+                        let timeseries = (lo..hi)
+                            .map(|k| {
+                                let mut labels = shapes[k % shapes.len()].clone();
+                                rewrite_instance(&mut labels, k / shapes.len());
+                                TimeSeries {
+                                    labels,
+                                    samples: vec![Sample {
+                                        value: k as f64,
+                                        timestamp: now,
+                                    }],
+                                    ..Default::default()
+                                }
+                            })
+                            .collect();
+                        let body = snap::raw::Encoder::new()
+                            .compress_vec(
+                                &WriteRequest {
+                                    timeseries,
+                                    metadata: vec![],
+                                }
+                                .encode_to_vec(),
+                            )
+                            .expect("snappy");
+                        if let Ok(code) = post(&a, url, tenant, &body)
+                            && code >= 300
+                        {
+                            eprintln!("non-2xx: {code}");
+                        }
+                        if i % 50 == 0 {
+                            eprintln!(
+                                "progress: round {}/{rounds}, {}/{} series",
+                                round + 1,
+                                hi,
+                                n
+                            );
+                        }
+                    }
+                });
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss1 = proc_stats::rss_bytes(pid)?;
+    println!(
+        "series-memory {url}: {n} active series, {rounds} samples each; RSS {:.1} MB -> {:.1} MB; {:.0} bytes per series (RSS growth / series), {:.0} bytes per series (total RSS / series)",
+        rss0 as f64 / 1e6,
+        rss1 as f64 / 1e6,
+        (rss1 - rss0) as f64 / n as f64,
+        rss1 as f64 / n as f64
+    );
+    Ok(())
+}
