@@ -239,9 +239,9 @@ fn push(
     let prepared: Vec<Vec<Vec<u8>>> = (0..concurrency)
         .map(|w| {
             let mut out = vec![];
-            for i in 0..reqs.len() {
+            for req in &reqs {
                 for c in (w..copies).step_by(concurrency) {
-                    let mut r = reqs[i].clone();
+                    let mut r = req.clone();
                     for ts in &mut r.timeseries {
                         rewrite_instance(&mut ts.labels, c);
                         for s in &mut ts.samples {
@@ -392,7 +392,7 @@ fn series_memory(
                         {
                             eprintln!("non-2xx: {code}");
                         }
-                        if i % 50 == 0 {
+                        if i.is_multiple_of(50) {
                             eprintln!(
                                 "progress: round {}/{rounds}, {}/{} series",
                                 round + 1,

@@ -356,7 +356,7 @@ mod tests {
         );
         let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
         let name = m(MatchOp::Equal, "__name__", "up");
-        assert_eq!(h.select(&[name.clone()]), vec![a, b, c]);
+        assert_eq!(h.select(std::slice::from_ref(&name)), vec![a, b, c]);
         assert_eq!(
             h.select(&[name.clone(), m(MatchOp::Equal, "job", "web")]),
             vec![b]

@@ -98,7 +98,7 @@ fn read_index(index: &[u8]) -> Vec<(String, Vec<u64>)> {
 }
 
 /// The chunk bytes at `cref` (segment in the high 32 bits, offset in the low).
-fn chunk_at<'a>(segments: &'a [Vec<u8>], cref: u64) -> &'a [u8] {
+fn chunk_at(segments: &[Vec<u8>], cref: u64) -> &[u8] {
     let seg = &segments[(cref >> 32) as usize];
     let mut pos = (cref & 0xffff_ffff) as usize;
     let len = uvarint(seg, &mut pos) as usize;
