@@ -47,16 +47,21 @@ pub struct Head {
     samples: u64,
 }
 
-/// Hash of a label set as written by [`label_hash`]: names and values with separators.
-pub fn label_hash(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
+/// Hash of a label set (sorted `(name, value)` pairs): names and values with separators.
+pub fn label_hash<'a>(labels: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, scratch: &mut Vec<u8>) -> u64 {
     scratch.clear();
     for (n, v) in labels {
-        scratch.extend_from_slice(n.as_bytes());
+        scratch.extend_from_slice(n);
         scratch.push(0xff);
-        scratch.extend_from_slice(v.as_bytes());
+        scratch.extend_from_slice(v);
         scratch.push(0xff);
     }
     xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+/// [`label_hash`] of string pairs.
+pub fn label_hash_str(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
+    label_hash(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), scratch)
 }
 
 impl Head {
@@ -72,18 +77,26 @@ impl Head {
 
     /// The id of a series (labels sorted, validated), if present.
     pub fn find(&self, labels: &[(&str, &str)], hash: u64) -> Option<SeriesId> {
-        self.lookup
-            .find(hash, |&id| {
-                self.labels_equal(&self.series[id as usize], labels)
-            })
-            .copied()
+        self.find_bytes(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), labels.len(), hash)
     }
 
-    fn labels_equal(&self, s: &MemSeries, labels: &[(&str, &str)]) -> bool {
-        s.labels.len() == labels.len()
-            && s.labels.iter().zip(labels).all(|(&(n, v), (ln, lv))| {
-                self.symbols.resolve(n) == *ln && self.symbols.resolve(v) == *lv
+    /// The id of the series whose labels are exactly these `len` byte pairs, if present. Since
+    /// only validated label sets are stored, a match means the pairs are valid too.
+    pub fn find_bytes<'a>(
+        &self,
+        labels: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        len: usize,
+        hash: u64,
+    ) -> Option<SeriesId> {
+        self.lookup
+            .find(hash, |&id| {
+                let s = &self.series[id as usize];
+                s.labels.len() == len
+                    && s.labels.iter().zip(labels.clone()).all(|(&(n, v), (ln, lv))| {
+                        self.symbols.resolve(v).as_bytes() == lv && self.symbols.resolve(n).as_bytes() == ln
+                    })
             })
+            .copied()
     }
 
     /// Creates a series; the caller checked with [`Head::find`] that it does not exist.
@@ -339,7 +352,7 @@ mod tests {
 
     fn add(h: &mut Head, labels: &[(&str, &str)]) -> SeriesId {
         let mut scratch = vec![];
-        let hash = label_hash(labels, &mut scratch);
+        let hash = label_hash_str(labels, &mut scratch);
         h.get_or_create(labels, hash).0
     }
 

@@ -12,7 +12,7 @@ use muninn_proto::write_view::WriteRequestView;
 use parking_lot::{Mutex, RwLock};
 
 use crate::Result;
-use crate::head::{AppendOutcome, Head, MetricMeta, label_hash};
+use crate::head::{AppendOutcome, Head, MetricMeta, label_hash, label_hash_str};
 use crate::validate::{Limits, Reason, validate_labels};
 use crate::wal::record::{self, Record};
 use crate::wal::{FsyncPolicy, ReplayReport, Wal, WalStats};
@@ -92,7 +92,7 @@ impl TenantDb {
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
-                    let hash = label_hash(&pairs, &mut scratch);
+                    let hash = label_hash_str(&pairs, &mut scratch);
                     ids.insert(wal_id, head.get_or_create(&pairs, hash).0);
                 }
             }
@@ -151,17 +151,33 @@ impl TenantDb {
             if ss.is_empty() {
                 continue;
             }
-            if let Err(reason) = validate_labels(lbls, limits, &mut labels_buf) {
-                out.rejected_series += 1;
-                out.reject(reason, ss.len() as u64, || series_text(lbls));
-                continue;
-            }
-            let hash = label_hash(&labels_buf, &mut scratch);
-            let (id, created) = head.get_or_create(&labels_buf, hash);
-            if created {
-                new_series.push((id, labels_buf.clone()));
-                out.new_series += 1;
-            }
+            // Fast path: a label set already in the head was validated when it was created, so
+            // an exact byte match skips validation (sets with empty values take the slow path,
+            // as those labels are dropped before storing).
+            let existing = if lbls.iter().all(|l| !l.value.is_empty()) {
+                let pairs = lbls.iter().map(|l| (l.name, l.value));
+                let hash = label_hash(pairs.clone(), &mut scratch);
+                head.find_bytes(pairs, lbls.len(), hash)
+            } else {
+                None
+            };
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    if let Err(reason) = validate_labels(lbls, limits, &mut labels_buf) {
+                        out.rejected_series += 1;
+                        out.reject(reason, ss.len() as u64, || series_text(lbls));
+                        continue;
+                    }
+                    let hash = label_hash_str(&labels_buf, &mut scratch);
+                    let (id, created) = head.get_or_create(&labels_buf, hash);
+                    if created {
+                        new_series.push((id, labels_buf.clone()));
+                        out.new_series += 1;
+                    }
+                    id
+                }
+            };
             for sample in ss {
                 match head.append(id, sample.timestamp_ms, sample.value) {
                     AppendOutcome::Appended => {
