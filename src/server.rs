@@ -83,7 +83,11 @@ pub async fn run(
             // In `all` mode the querier reads the in-process ingester through its gRPC service,
             // so one code path serves both deployments.
             Some(a) if role == crate::roles::Role::All => {
-                let ip = if a.ip().is_unspecified() { "127.0.0.1".parse()? } else { a.ip() };
+                let ip = if a.ip().is_unspecified() {
+                    "127.0.0.1".parse()?
+                } else {
+                    a.ip()
+                };
                 vec![SocketAddr::new(ip, a.port()).to_string()]
             }
             _ => config.querier.ingester_addrs.clone(),

@@ -48,7 +48,10 @@ pub struct Head {
 }
 
 /// Hash of a label set (sorted `(name, value)` pairs): names and values with separators.
-pub fn label_hash<'a>(labels: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, scratch: &mut Vec<u8>) -> u64 {
+pub fn label_hash<'a>(
+    labels: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    scratch: &mut Vec<u8>,
+) -> u64 {
     scratch.clear();
     for (n, v) in labels {
         scratch.extend_from_slice(n);
@@ -61,7 +64,10 @@ pub fn label_hash<'a>(labels: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, sc
 
 /// [`label_hash`] of string pairs.
 pub fn label_hash_str(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
-    label_hash(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), scratch)
+    label_hash(
+        labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+        scratch,
+    )
 }
 
 impl Head {
@@ -77,7 +83,11 @@ impl Head {
 
     /// The id of a series (labels sorted, validated), if present.
     pub fn find(&self, labels: &[(&str, &str)], hash: u64) -> Option<SeriesId> {
-        self.find_bytes(labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), labels.len(), hash)
+        self.find_bytes(
+            labels.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            labels.len(),
+            hash,
+        )
     }
 
     /// The id of the series whose labels are exactly these `len` byte pairs, if present. Since
@@ -92,9 +102,13 @@ impl Head {
             .find(hash, |&id| {
                 let s = &self.series[id as usize];
                 s.labels.len() == len
-                    && s.labels.iter().zip(labels.clone()).all(|(&(n, v), (ln, lv))| {
-                        self.symbols.resolve(v).as_bytes() == lv && self.symbols.resolve(n).as_bytes() == ln
-                    })
+                    && s.labels
+                        .iter()
+                        .zip(labels.clone())
+                        .all(|(&(n, v), (ln, lv))| {
+                            self.symbols.resolve(v).as_bytes() == lv
+                                && self.symbols.resolve(n).as_bytes() == ln
+                        })
             })
             .copied()
     }
