@@ -45,6 +45,9 @@ pub struct Head {
     postings: HashMap<u32, HashMap<u32, Vec<SeriesId>>>,
     metadata: BTreeMap<String, MetricMeta>,
     samples: u64,
+    /// Series created in memory whose WAL record has not been written yet (a WAL write
+    /// failed); the next successful write logs them.
+    unlogged: Vec<SeriesId>,
 }
 
 /// Hash of a label set (sorted `(name, value)` pairs): names and values with separators.
@@ -150,6 +153,16 @@ impl Head {
             self.samples += 1;
         }
         out
+    }
+
+    /// Takes the ids of series still missing from the WAL.
+    pub fn take_unlogged(&mut self) -> Vec<SeriesId> {
+        std::mem::take(&mut self.unlogged)
+    }
+
+    /// Remembers series whose WAL record was not written.
+    pub fn mark_unlogged(&mut self, ids: impl IntoIterator<Item = SeriesId>) {
+        self.unlogged.extend(ids);
     }
 
     /// Records a metric family's metadata (the latest wins).

@@ -50,6 +50,23 @@ impl PushOutcome {
     }
 }
 
+/// An iterator with a known length, for record encoders that write the count first.
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let v = self.0.next()?;
+        self.1 -= 1;
+        Some(v)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
+
 fn metric_type_name(t: i32) -> &'static str {
     match t {
         1 => "counter",
@@ -184,7 +201,12 @@ impl TenantDb {
                         samples.push((id, sample.timestamp_ms, sample.value));
                         out.ingested_samples += 1;
                     }
-                    AppendOutcome::Duplicate => out.ingested_samples += 1,
+                    // Logged again: if this is a sender's retry after a failed WAL write, the
+                    // first copy only reached memory. Replay treats it as the duplicate it is.
+                    AppendOutcome::Duplicate => {
+                        samples.push((id, sample.timestamp_ms, sample.value));
+                        out.ingested_samples += 1;
+                    }
                     AppendOutcome::OutOfOrder => {
                         out.reject(Reason::OutOfOrder, 1, || series_text(lbls))
                     }
@@ -216,10 +238,37 @@ impl TenantDb {
                 metadata.push((family, metric_type_name(m.metric_type), help, unit));
             }
         }
-        out.wal = self.wal.lock().write(|fb| {
-            if !new_series.is_empty() {
+        // Series whose record an earlier, failed WAL write lost go out again first, so no
+        // later sample record refers to a series the WAL does not know.
+        let retry: Vec<(u32, Vec<(String, String)>)> = head
+            .take_unlogged()
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    head.labels(id)
+                        .0
+                        .into_iter()
+                        .map(|l| (l.name, l.value))
+                        .collect(),
+                )
+            })
+            .collect();
+        let retry_refs: Vec<(u32, Vec<(&str, &str)>)> = retry
+            .iter()
+            .map(|(id, l)| {
+                (
+                    *id,
+                    l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+                )
+            })
+            .collect();
+        let written = self.wal.lock().write(|fb| {
+            if !retry_refs.is_empty() || !new_series.is_empty() {
+                let all = retry_refs.iter().chain(new_series.iter());
+                let n = retry_refs.len() + new_series.len();
                 fb.frame(|b| {
-                    record::encode_series(new_series.iter().map(|(id, l)| (*id, l.as_slice())), b)
+                    record::encode_series(ExactLen(all.map(|(id, l)| (*id, l.as_slice())), n), b)
                 });
             }
             if !samples.is_empty() {
@@ -228,7 +277,19 @@ impl TenantDb {
             if !metadata.is_empty() {
                 fb.frame(|b| record::encode_metadata(&metadata, b));
             }
-        })?;
+        });
+        match written {
+            Ok(stats) => out.wal = stats,
+            Err(e) => {
+                head.mark_unlogged(
+                    retry
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .chain(new_series.iter().map(|(id, _)| *id)),
+                );
+                return Err(e);
+            }
+        }
         Ok(out)
     }
 }
