@@ -16,7 +16,12 @@ use crate::roles::Role;
 
 /// Muninn: a horizontally scalable, multi-tenant Prometheus backend.
 #[derive(Parser, Clone, Debug)]
-#[command(name = "muninn", version, args_override_self = true)]
+#[command(
+    name = "muninn",
+    version,
+    args_override_self = true,
+    after_help = "Also: `muninn promql-test [-v] FILE...` runs PromQL test files (Prometheus's test language) against Muninn's engine."
+)]
 pub struct Config {
     /// Which role to run: all (every role in one process, local storage), ingester, querier,
     /// compactor.

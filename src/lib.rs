@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod http_metrics;
+pub mod promql_test;
 pub mod roles;
 pub mod server;

@@ -3,7 +3,11 @@
 use muninn::config::Config;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::load(std::env::args_os().collect())?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "promql-test") {
+        std::process::exit(muninn::promql_test::run(&args[2..]));
+    }
+    let config = Config::load(args)?;
     init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

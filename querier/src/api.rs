@@ -18,8 +18,9 @@ use muninn_storage::labels::Labels;
 use promql_parser::parser::Expr;
 use promql_parser::parser::value::ValueType;
 
-use crate::engine::{Engine, StepValue, Steps, selector_matchers};
 use crate::json::{write_labels, write_point, write_str, write_timestamp};
+use crate::promql::eval::matcher_sets;
+use crate::promql::{self, EngineOptions, QueryResult, QueryValue};
 use crate::{Error, Querier, Result};
 use params::{MAX_TIME_MS, MIN_TIME_MS, Params};
 
@@ -96,7 +97,9 @@ fn success(data: &str) -> Response {
 fn error_response(e: &Error) -> Response {
     let (status, kind) = match e {
         Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-        Error::Unsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+        Error::Unsupported(_) | Error::Execution(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+        }
         Error::Ingester { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Error::Corrupt(_) | Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
@@ -131,71 +134,87 @@ fn parse_query(p: &Params) -> Result<Expr> {
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
-fn engine<'a>(q: &'a Querier, tenant: &'a TenantId) -> Engine<'a> {
-    Engine {
-        store: q.store.as_ref(),
-        tenant,
+fn opts(q: &Querier) -> EngineOptions {
+    EngineOptions {
         lookback_ms: q.lookback_ms,
+        ..Default::default()
     }
+}
+
+/// `{"resultType":...,"result":...}` of a query result.
+fn write_result(s: &mut String, v: &QueryValue, t: i64) {
+    match v {
+        QueryValue::Scalar(v) => {
+            s.push_str("{\"resultType\":\"scalar\",\"result\":");
+            write_point(s, t, *v);
+        }
+        QueryValue::String(v) => {
+            s.push_str("{\"resultType\":\"string\",\"result\":[");
+            write_timestamp(s, t);
+            s.push(',');
+            write_str(s, v);
+            s.push(']');
+        }
+        QueryValue::Vector(series) => {
+            s.push_str("{\"resultType\":\"vector\",\"result\":[");
+            for (i, (labels, v)) in series.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"metric\":");
+                write_labels(s, labels);
+                s.push_str(",\"value\":");
+                write_point(s, t, *v);
+                s.push('}');
+            }
+            s.push(']');
+        }
+        QueryValue::Matrix(series) => {
+            s.push_str("{\"resultType\":\"matrix\",\"result\":[");
+            for (i, (labels, pts)) in series.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                write_series_points(s, labels, pts.iter().copied());
+            }
+            s.push(']');
+        }
+    }
+    s.push('}');
+}
+
+/// A success response with the result's warnings and infos, as Prometheus 3 writes them.
+fn query_response(r: &QueryResult, t: i64) -> Response {
+    let mut s = String::from("{\"status\":\"success\",\"data\":");
+    write_result(&mut s, &r.value, t);
+    for (key, list) in [("warnings", &r.warnings), ("infos", &r.infos)] {
+        if !list.is_empty() {
+            s.push_str(&format!(",\"{key}\":["));
+            for (i, w) in list.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                write_str(&mut s, w);
+            }
+            s.push(']');
+        }
+    }
+    s.push('}');
+    ([(header::CONTENT_TYPE, "application/json")], s).into_response()
 }
 
 async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     let r = async {
         let expr = parse_query(&call.params)?;
         let t = call.params.time("time", now_ms())?;
-        let v = engine(&q, &call.tenant)
-            .eval(&expr, &Steps::instant(t))
-            .await?;
-        let mut s = String::new();
-        match v {
-            StepValue::Scalar(v) => {
-                s.push_str("{\"resultType\":\"scalar\",\"result\":");
-                write_point(&mut s, t, v[0]);
-            }
-            StepValue::String(v) => {
-                s.push_str("{\"resultType\":\"string\",\"result\":[");
-                write_timestamp(&mut s, t);
-                s.push(',');
-                write_str(&mut s, &v);
-                s.push(']');
-            }
-            StepValue::Vector(series) => {
-                s.push_str("{\"resultType\":\"vector\",\"result\":[");
-                let mut first = true;
-                for (labels, vals) in &series {
-                    let Some(v) = vals[0] else { continue };
-                    if !first {
-                        s.push(',');
-                    }
-                    first = false;
-                    s.push_str("{\"metric\":");
-                    write_labels(&mut s, labels);
-                    s.push_str(",\"value\":");
-                    write_point(&mut s, t, v);
-                    s.push('}');
-                }
-                s.push(']');
-            }
-            StepValue::Matrix(series) => {
-                s.push_str("{\"resultType\":\"matrix\",\"result\":[");
-                for (i, sd) in series.iter().enumerate() {
-                    if i > 0 {
-                        s.push(',');
-                    }
-                    write_series_points(
-                        &mut s,
-                        &sd.labels,
-                        sd.samples.iter().map(|&(t, v)| (t, v)),
-                    );
-                }
-                s.push(']');
-            }
-        }
-        s.push('}');
-        Ok(s)
+        let res = promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, t).await?;
+        Ok((res, t))
     }
     .await;
-    respond("query", &call.tenant, r)
+    match r {
+        Ok((res, t)) => query_response(&res, t),
+        Err(e) => respond("query", &call.tenant, Err(e)),
+    }
 }
 
 fn write_series_points(s: &mut String, labels: &Labels, points: impl Iterator<Item = (i64, f64)>) {
@@ -247,30 +266,13 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
                 ));
             }
         }
-        let steps = Steps { start, end, step };
-        let v = engine(&q, &call.tenant).eval(&expr, &steps).await?;
-        let times = (0..steps.len()).map(|i| start + step * i as i64);
-        let mut s = String::from("{\"resultType\":\"matrix\",\"result\":[");
-        match v {
-            StepValue::Scalar(vals) => {
-                write_series_points(&mut s, &Labels::default(), times.zip(vals));
-            }
-            StepValue::Vector(series) => {
-                for (i, (labels, vals)) in series.iter().enumerate() {
-                    if i > 0 {
-                        s.push(',');
-                    }
-                    let pts = times.clone().zip(vals.iter()).filter_map(|(t, v)| v.map(|v| (t, v)));
-                    write_series_points(&mut s, labels, pts);
-                }
-            }
-            other => return Err(Error::BadData(format!("unexpected {} result for a range query", other.type_name()))),
-        }
-        s.push_str("]}");
-        Ok(s)
+        promql::range_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, start, end, step).await
     }
     .await;
-    respond("query_range", &call.tenant, r)
+    match r {
+        Ok(res) => query_response(&res, 0),
+        Err(e) => respond("query_range", &call.tenant, Err(e)),
+    }
 }
 
 /// Matcher sets of every `match[]` selector.
@@ -280,7 +282,7 @@ fn match_params(p: &Params) -> Result<Vec<Vec<muninn_storage::matcher::Matcher>>
         let expr = promql_parser::parser::parse(m)
             .map_err(|e| Error::BadData(format!("invalid parameter \"match[]\": {e}")))?;
         match expr {
-            Expr::VectorSelector(vs) => out.extend(selector_matchers(&vs)?),
+            Expr::VectorSelector(vs) => out.extend(matcher_sets(&vs)?),
             _ => {
                 return Err(Error::BadData(format!(
                     "invalid parameter \"match[]\": {m} is not a series selector"

@@ -1,14 +1,16 @@
 //! The querier: the Prometheus HTTP API and PromQL over the ingesters (and, later, blocks).
 //!
-//! Read path: [`api`] (HTTP, parameters, JSON in Prometheus's exact shape) → [`engine`]
+//! Read path: [`api`] (HTTP, parameters, JSON in Prometheus's exact shape) → [`promql`]
 //! (PromQL, step-vectorised) → [`store::SeriesSource`] → [`ingester_client`] (gRPC fan-out,
 //! chunk decoding, merge of replica copies). Every call carries the request's tenant, and
 //! nothing is shared between tenants.
 
 pub mod api;
-pub mod engine;
 pub mod ingester_client;
 pub mod json;
+pub mod mem_store;
+pub mod promql;
+pub mod promqltest;
 pub mod store;
 
 use std::sync::Arc;
@@ -24,6 +26,9 @@ pub enum Error {
     /// A valid query the engine cannot evaluate yet (422 `execution`).
     #[error("{0}")]
     Unsupported(String),
+    /// Evaluation failed (422 `execution`).
+    #[error("{0}")]
+    Execution(String),
     /// An ingester failed (503 `unavailable`).
     #[error("ingester {addr}: {code}: {message}")]
     Ingester {

@@ -1,0 +1,398 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, ...) with `by`/`without`,
+//! per step, with Prometheus's numerics (Kahan summation, incremental mean on overflow).
+
+use std::collections::HashMap;
+
+use muninn_storage::labels::{Label, Labels, METRIC_NAME};
+use promql_parser::parser::token::{self, TokenId};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::eval::{Ctx, Evaluator};
+use super::value::{Series, Value, format_float, kahan_inc, set_label};
+use crate::{Error, Result};
+
+fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
+    match m {
+        None => Labels::default(),
+        Some(LabelModifier::Include(names)) => Labels(
+            l.0.iter()
+                .filter(|x| names.labels.contains(&x.name))
+                .cloned()
+                .collect(),
+        ),
+        Some(LabelModifier::Exclude(names)) => Labels(
+            l.0.iter()
+                .filter(|x| x.name != METRIC_NAME && !names.labels.contains(&x.name))
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+/// Prometheus's `quantile`: linear interpolation between the closest ranks; NaN sorts first.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Mean as Prometheus's `avg` aggregation computes it.
+pub fn avg(values: &[f64]) -> f64 {
+    let mut it = values.iter();
+    let Some(&first) = it.next() else {
+        return f64::NAN;
+    };
+    let (mut sum, mut c, mut count) = (first, 0.0, 1.0);
+    let (mut incremental, mut mean) = (false, 0.0);
+    for &f in it {
+        count += 1.0;
+        if !incremental {
+            let (nv, nc) = kahan_inc(f, sum, c);
+            if !nv.is_infinite() {
+                sum = nv;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                continue;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                continue;
+            }
+        }
+        let cur = mean + c;
+        let (m, nc) = kahan_inc(f / count - cur / count, mean, c);
+        mean = m;
+        c = nc;
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
+/// Kahan sum.
+pub fn sum(values: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for (i, &f) in values.iter().enumerate() {
+        if i == 0 {
+            s = f;
+        } else {
+            (s, c) = kahan_inc(f, s, c);
+        }
+    }
+    s + c
+}
+
+/// Population variance (Welford with Kahan-compensated mean).
+pub fn variance(values: &[f64]) -> f64 {
+    let (mut count, mut mean, mut c, mut aux) = (0.0, 0.0, 0.0, 0.0);
+    for &f in values {
+        count += 1.0;
+        let delta = f - (mean + c);
+        (mean, c) = kahan_inc(delta / count, mean, c);
+        aux += delta * (f - (mean + c));
+    }
+    aux / count
+}
+
+pub fn min(values: &[f64]) -> f64 {
+    let mut m = values[0];
+    for &f in &values[1..] {
+        if m > f || m.is_nan() {
+            m = f;
+        }
+    }
+    m
+}
+
+pub fn max(values: &[f64]) -> f64 {
+    let mut m = values[0];
+    for &f in &values[1..] {
+        if m < f || m.is_nan() {
+            m = f;
+        }
+    }
+    m
+}
+
+/// Prometheus's hash of a label set (xxhash64 of `name\xffvalue\xff...`).
+pub fn labels_hash(l: &Labels) -> u64 {
+    let mut b = Vec::with_capacity(128);
+    for x in l.iter() {
+        b.extend_from_slice(x.name.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(x.value.as_bytes());
+        b.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&b, 0)
+}
+
+async fn param_scalar(ev: &Evaluator<'_>, p: Option<&Expr>, ctx: &Ctx) -> Result<Vec<f64>> {
+    let p = p.ok_or_else(|| Error::BadData("aggregation needs a parameter".into()))?;
+    ev.eval_scalar(p, ctx).await
+}
+
+pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Value> {
+    let op = a.op.id();
+    let n = ctx.len();
+    let modifier = a.modifier.as_ref();
+    match op {
+        token::T_COUNT_VALUES => {
+            let label = match a.param.as_deref() {
+                Some(Expr::StringLiteral(s)) => s.val.clone(),
+                Some(other) => match ev.eval(other, ctx).await? {
+                    Value::String(s) => s,
+                    _ => {
+                        return Err(Error::BadData(
+                            "count_values parameter must be a string".into(),
+                        ));
+                    }
+                },
+                None => return Err(Error::BadData("count_values needs a label name".into())),
+            };
+            if label.is_empty() || std::str::from_utf8(label.as_bytes()).is_err() {
+                return Err(Error::Execution(format!("invalid label name {label:?}")));
+            }
+            let input = ev.eval_vector(&a.expr, ctx).await?;
+            let mut out: Vec<Series> = Vec::new();
+            let mut index: HashMap<Labels, usize> = HashMap::new();
+            for step in 0..n {
+                let mut counts: HashMap<Labels, f64> = HashMap::new();
+                for s in &input {
+                    let Some(v) = s.vals[step] else { continue };
+                    let mut key = group_key(&s.labels, modifier);
+                    set_label(&mut key, &label, &format_float(v));
+                    *counts.entry(key).or_default() += 1.0;
+                }
+                for (key, c) in counts {
+                    let idx = *index.entry(key.clone()).or_insert_with(|| {
+                        out.push(Series {
+                            labels: key,
+                            vals: vec![None; n],
+                            drop_name: false,
+                        });
+                        out.len() - 1
+                    });
+                    out[idx].vals[step] = Some(c);
+                }
+            }
+            return Ok(Value::Vector(out));
+        }
+        token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO => {
+            let param = param_scalar(ev, a.param.as_deref(), ctx).await?;
+            let input = ev.eval_vector(&a.expr, ctx).await?;
+            return select_k(op, &param, input, modifier, n).map(Value::Vector);
+        }
+        _ => {}
+    }
+    let param = match op {
+        token::T_QUANTILE => Some(param_scalar(ev, a.param.as_deref(), ctx).await?),
+        _ => None,
+    };
+    let input = ev.eval_vector(&a.expr, ctx).await?;
+    // Group series once; values per step.
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut gi: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in input.iter().enumerate() {
+        let key = group_key(&s.labels, modifier);
+        let g = *gi.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, vec![]));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    let mut buf: Vec<f64> = Vec::new();
+    for (key, members) in groups {
+        let has_name = key.get(METRIC_NAME).is_some();
+        let drop = has_name && members.iter().any(|&i| input[i].drop_name);
+        let mut vals = vec![None; n];
+        for (step, slot) in vals.iter_mut().enumerate() {
+            buf.clear();
+            buf.extend(members.iter().filter_map(|&i| input[i].vals[step]));
+            if buf.is_empty() {
+                continue;
+            }
+            *slot = Some(match op {
+                token::T_SUM => sum(&buf),
+                token::T_AVG => avg(&buf),
+                token::T_COUNT => buf.len() as f64,
+                token::T_GROUP => 1.0,
+                token::T_MIN => min(&buf),
+                token::T_MAX => max(&buf),
+                token::T_STDDEV => variance(&buf).sqrt(),
+                token::T_STDVAR => variance(&buf),
+                token::T_QUANTILE => {
+                    let q = param.as_ref().map_or(f64::NAN, |p| p[step]);
+                    quantile(q, &mut buf)
+                }
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "aggregation {} is not supported",
+                        a.op
+                    )));
+                }
+            });
+        }
+        if vals.iter().any(Option::is_some) {
+            out.push(Series {
+                labels: key,
+                vals,
+                drop_name: drop,
+            });
+        }
+    }
+    if op == token::T_QUANTILE
+        && let Some(p) = &param
+        && p.iter().any(|q| q.is_nan() || *q < 0.0 || *q > 1.0)
+        && let Some(q) = p.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0)
+    {
+        ev.warn(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}",
+            format_float(*q)
+        ));
+    }
+    Ok(Value::Vector(out))
+}
+
+fn select_k(
+    op: TokenId,
+    param: &[f64],
+    input: Vec<Series>,
+    modifier: Option<&LabelModifier>,
+    n: usize,
+) -> Result<Vec<Series>> {
+    let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
+    let mut order: Vec<Labels> = Vec::new();
+    for (i, s) in input.iter().enumerate() {
+        let key = group_key(&s.labels, modifier);
+        groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            vec![]
+        });
+        if let Some(g) = groups.get_mut(&group_key(&s.labels, modifier)) {
+            g.push(i);
+        }
+    }
+    let mut keep = vec![vec![false; n]; input.len()];
+    for step in 0..n {
+        let p = param[step];
+        if op == token::T_LIMIT_RATIO {
+            if p.is_nan() {
+                return Err(Error::Execution("Ratio value is NaN".into()));
+            }
+            let r = p.clamp(-1.0, 1.0);
+            for (i, s) in input.iter().enumerate() {
+                if s.vals[step].is_none() {
+                    continue;
+                }
+                let offset = labels_hash(&s.labels) as f64 / u64::MAX as f64;
+                keep[i][step] = if r >= 0.0 {
+                    offset < r
+                } else {
+                    offset >= 1.0 + r
+                };
+            }
+            continue;
+        }
+        if p.is_nan() {
+            return Err(Error::Execution("Parameter value is NaN".into()));
+        }
+        let k = if p >= i64::MAX as f64 {
+            i64::MAX
+        } else {
+            p as i64
+        };
+        if k < 1 {
+            continue;
+        }
+        for key in &order {
+            let members = &groups[key];
+            let mut present: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&i| input[i].vals[step].is_some())
+                .collect();
+            if op != token::T_LIMITK {
+                let desc = op == token::T_TOPK;
+                present.sort_by(|&x, &y| {
+                    let (a, b) = (
+                        input[x].vals[step].unwrap_or(f64::NAN),
+                        input[y].vals[step].unwrap_or(f64::NAN),
+                    );
+                    // NaN is never preferred.
+                    match (a.is_nan(), b.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if desc => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+                        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+                    }
+                });
+            }
+            for &i in present.iter().take(k.min(present.len() as i64) as usize) {
+                keep[i][step] = true;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, mut s) in input.into_iter().enumerate() {
+        for (step, v) in s.vals.iter_mut().enumerate() {
+            if !keep[i][step] {
+                *v = None;
+            }
+        }
+        if s.vals.iter().any(Option::is_some) {
+            out.push(s);
+        }
+    }
+    // Instant queries: best first within each group, as Prometheus returns them.
+    if n == 1 && matches!(op, token::T_TOPK | token::T_BOTTOMK) {
+        let desc = op == token::T_TOPK;
+        out.sort_by(|x, y| {
+            let gx = group_key(&x.labels, modifier);
+            let gy = group_key(&y.labels, modifier);
+            let (a, b) = (x.vals[0].unwrap_or(f64::NAN), y.vals[0].unwrap_or(f64::NAN));
+            let ord = if desc {
+                b.partial_cmp(&a)
+            } else {
+                a.partial_cmp(&b)
+            };
+            order
+                .iter()
+                .position(|k| *k == gx)
+                .cmp(&order.iter().position(|k| *k == gy))
+                .then(ord.unwrap_or(std::cmp::Ordering::Equal))
+        });
+    }
+    let _ = Label {
+        name: String::new(),
+        value: String::new(),
+    };
+    Ok(out)
+}

@@ -1,0 +1,349 @@
+//! Binary operators: arithmetic, comparisons (filtering or `bool`), set operators, and vector
+//! matching with `on`/`ignoring` and `group_left`/`group_right`, per step.
+
+use std::collections::HashMap;
+
+use muninn_storage::labels::{Labels, METRIC_NAME};
+use promql_parser::parser::token::{self, TokenId};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::eval::{Ctx, Evaluator};
+use super::value::{Series, Value, set_label};
+use crate::{Error, Result};
+
+fn is_comparison(op: TokenId) -> bool {
+    matches!(
+        op,
+        token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE
+    )
+}
+
+fn is_set(op: TokenId) -> bool {
+    matches!(op, token::T_LAND | token::T_LOR | token::T_LUNLESS)
+}
+
+/// Applies an arithmetic or comparison operator: `(value, keep)`.
+pub fn apply(op: TokenId, a: f64, b: f64) -> (f64, bool) {
+    match op {
+        token::T_ADD => (a + b, true),
+        token::T_SUB => (a - b, true),
+        token::T_MUL => (a * b, true),
+        token::T_DIV => (a / b, true),
+        token::T_MOD => (a % b, true),
+        token::T_POW => (a.powf(b), true),
+        token::T_ATAN2 => (a.atan2(b), true),
+        token::T_EQLC => (a, a == b),
+        token::T_NEQ => (a, a != b),
+        token::T_GTR => (a, a > b),
+        token::T_LSS => (a, a < b),
+        token::T_GTE => (a, a >= b),
+        token::T_LTE => (a, a <= b),
+        _ => (f64::NAN, false),
+    }
+}
+
+/// The matching signature of a series: its labels restricted by `on`, or without `ignoring`
+/// labels and `__name__`.
+fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(names)) => Labels(
+            l.0.iter()
+                .filter(|x| names.labels.contains(&x.name))
+                .cloned()
+                .collect(),
+        ),
+        Some(LabelModifier::Exclude(names)) => Labels(
+            l.0.iter()
+                .filter(|x| x.name != METRIC_NAME && !names.labels.contains(&x.name))
+                .cloned()
+                .collect(),
+        ),
+        None => Labels(
+            l.0.iter()
+                .filter(|x| x.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value> {
+    let lhs = ev.eval(&b.lhs, ctx).await?;
+    let rhs = ev.eval(&b.rhs, ctx).await?;
+    let op = b.op.id();
+    let rb = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    match (lhs, rhs) {
+        (Value::Scalar(a), Value::Scalar(c)) => Ok(Value::Scalar(
+            a.iter()
+                .zip(&c)
+                .map(|(x, y)| {
+                    let (v, keep) = apply(op, *x, *y);
+                    if is_comparison(op) {
+                        if keep { 1.0 } else { 0.0 }
+                    } else {
+                        v
+                    }
+                })
+                .collect(),
+        )),
+        (Value::Vector(v), Value::Scalar(s)) => {
+            Ok(Value::Vector(vector_scalar(v, &s, op, rb, false)))
+        }
+        (Value::Scalar(s), Value::Vector(v)) => {
+            Ok(Value::Vector(vector_scalar(v, &s, op, rb, true)))
+        }
+        (Value::Vector(l), Value::Vector(r)) => {
+            let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+            if is_set(op) {
+                Ok(Value::Vector(set_op(l, r, op, matching, ctx.len())))
+            } else {
+                let card = b
+                    .modifier
+                    .as_ref()
+                    .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
+                Ok(Value::Vector(vector_vector(
+                    l,
+                    r,
+                    op,
+                    rb,
+                    matching,
+                    &card,
+                    ctx.len(),
+                )?))
+            }
+        }
+        (l, r) => Err(Error::BadData(format!(
+            "binary expression must contain only scalar and instant vector types, got {} and {}",
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn vector_scalar(v: Vec<Series>, s: &[f64], op: TokenId, rb: bool, swapped: bool) -> Vec<Series> {
+    let cmp = is_comparison(op);
+    v.into_iter()
+        .filter_map(|series| {
+            let vals: Vec<Option<f64>> = series
+                .vals
+                .iter()
+                .zip(s)
+                .map(|(x, &sv)| {
+                    let x = (*x)?;
+                    let (a, c) = if swapped { (sv, x) } else { (x, sv) };
+                    let (mut value, keep) = apply(op, a, c);
+                    if cmp && swapped {
+                        value = x;
+                    }
+                    if rb {
+                        Some(if keep { 1.0 } else { 0.0 })
+                    } else if !keep {
+                        None
+                    } else {
+                        Some(value)
+                    }
+                })
+                .collect();
+            let drop_name = series.drop_name || !cmp || rb;
+            vals.iter().any(Option::is_some).then_some(Series {
+                labels: series.labels,
+                vals,
+                drop_name,
+            })
+        })
+        .collect()
+}
+
+fn set_op(
+    l: Vec<Series>,
+    r: Vec<Series>,
+    op: TokenId,
+    matching: Option<&LabelModifier>,
+    n: usize,
+) -> Vec<Series> {
+    let rsig: Vec<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+    let lsig: Vec<Labels> = l.iter().map(|s| signature(&s.labels, matching)).collect();
+    // Per signature, per step: is a series present?
+    let presence = |series: &[Series], sigs: &[Labels]| {
+        let mut m: HashMap<Labels, Vec<bool>> = HashMap::new();
+        for (s, sig) in series.iter().zip(sigs) {
+            let e = m.entry(sig.clone()).or_insert_with(|| vec![false; n]);
+            for (i, v) in s.vals.iter().enumerate() {
+                e[i] |= v.is_some();
+            }
+        }
+        m
+    };
+    match op {
+        token::T_LAND | token::T_LUNLESS => {
+            let rp = presence(&r, &rsig);
+            let want = op == token::T_LAND;
+            l.into_iter()
+                .zip(lsig)
+                .filter_map(|(mut s, sig)| {
+                    let p = rp.get(&sig);
+                    for (i, v) in s.vals.iter_mut().enumerate() {
+                        let present = p.is_some_and(|p| p[i]);
+                        if present != want {
+                            *v = None;
+                        }
+                    }
+                    s.vals.iter().any(Option::is_some).then_some(s)
+                })
+                .collect()
+        }
+        _ => {
+            let lp = presence(&l, &lsig);
+            let mut out: Vec<Series> = l
+                .into_iter()
+                .filter(|s| s.vals.iter().any(Option::is_some))
+                .collect();
+            for (mut s, sig) in r.into_iter().zip(rsig) {
+                if let Some(p) = lp.get(&sig) {
+                    for (i, v) in s.vals.iter_mut().enumerate() {
+                        if p[i] {
+                            *v = None;
+                        }
+                    }
+                }
+                if s.vals.iter().any(Option::is_some) {
+                    out.push(s);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn fmt_series_list(series: &[&Series]) -> String {
+    let parts: Vec<String> = series.iter().map(|s| s.labels.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vector_vector(
+    l: Vec<Series>,
+    r: Vec<Series>,
+    op: TokenId,
+    rb: bool,
+    matching: Option<&LabelModifier>,
+    card: &VectorMatchCardinality,
+    n: usize,
+) -> Result<Vec<Series>> {
+    let cmp = is_comparison(op);
+    let (include, swapped) = match card {
+        VectorMatchCardinality::ManyToOne(ls) => (Some(&ls.labels), false),
+        VectorMatchCardinality::OneToMany(ls) => (Some(&ls.labels), true),
+        _ => (None, false),
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    // "many" side first.
+    let (many, one) = if swapped { (r, l) } else { (l, r) };
+    let many_sig: Vec<Labels> = many
+        .iter()
+        .map(|s| signature(&s.labels, matching))
+        .collect();
+    let one_sig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, matching)).collect();
+    let mut by_sig: HashMap<&Labels, Vec<usize>> = HashMap::new();
+    for (i, sig) in one_sig.iter().enumerate() {
+        by_sig.entry(sig).or_default().push(i);
+    }
+    let side = if swapped { "left" } else { "right" };
+    let mut out: Vec<Series> = Vec::new();
+    let mut index: HashMap<(Labels, bool), usize> = HashMap::new();
+    // For one-to-one: which many-side series matched each signature, per step.
+    let mut matched: HashMap<(&Labels, usize), usize> = HashMap::new();
+    for step in 0..n {
+        matched.clear();
+        for (mi, ms) in many.iter().enumerate() {
+            let Some(mv) = ms.vals[step] else { continue };
+            let sig = &many_sig[mi];
+            let Some(cands) = by_sig.get(sig) else {
+                continue;
+            };
+            let present: Vec<usize> = cands
+                .iter()
+                .copied()
+                .filter(|&i| one[i].vals[step].is_some())
+                .collect();
+            let oi = match present.as_slice() {
+                [] => continue,
+                [oi] => *oi,
+                _ => {
+                    let dups: Vec<&Series> = present.iter().map(|&i| &one[i]).collect();
+                    return Err(Error::Execution(format!(
+                        "found duplicate series for the match group {} on the {side} hand-side of the operation: {};many-to-many matching not allowed: matching labels must be unique on one side",
+                        sig,
+                        fmt_series_list(&dups)
+                    )));
+                }
+            };
+            if one_to_one
+                && let Some(prev) = matched.insert((sig, step), mi)
+                && prev != mi
+            {
+                {
+                    let other = if swapped { "right" } else { "left" };
+                    return Err(Error::Execution(format!(
+                        "found duplicate series for the match group {} on the {other} hand-side of the operation: {};many-to-many matching not allowed: matching labels must be unique on one side",
+                        sig,
+                        fmt_series_list(&[&many[prev], ms])
+                    )));
+                }
+            }
+            let os = &one[oi];
+            let ov = os.vals[step].unwrap_or(f64::NAN);
+            let (a, b) = if swapped { (ov, mv) } else { (mv, ov) };
+            // Comparisons yield the left operand's value, whichever side is "many".
+            let (value, keep) = apply(op, a, b);
+            let value = if rb {
+                if keep { 1.0 } else { 0.0 }
+            } else if !keep {
+                continue;
+            } else {
+                value
+            };
+            let drop = ms.drop_name || !cmp || rb;
+            let mut labels = ms.labels.clone();
+            if one_to_one {
+                match matching {
+                    Some(LabelModifier::Include(names)) => {
+                        labels.0.retain(|x| names.labels.contains(&x.name))
+                    }
+                    Some(LabelModifier::Exclude(names)) => {
+                        labels.0.retain(|x| !names.labels.contains(&x.name))
+                    }
+                    None => {}
+                }
+            }
+            if let Some(inc) = include {
+                for ln in inc {
+                    let v = os.labels.get(ln).unwrap_or("").to_owned();
+                    set_label(&mut labels, ln, &v);
+                }
+            }
+            let key = (labels, drop);
+            let idx = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    out.push(Series {
+                        labels: key.0.clone(),
+                        vals: vec![None; n],
+                        drop_name: drop,
+                    });
+                    index.insert(key, out.len() - 1);
+                    out.len() - 1
+                }
+            };
+            if out[idx].vals[step].is_some() {
+                return Err(Error::Execution(if one_to_one {
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()
+                } else {
+                    "multiple matches for labels: grouping labels must ensure unique matches".into()
+                }));
+            }
+            out[idx].vals[step] = Some(value);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,445 @@
+//! The evaluator: walks the AST once per query over all steps (step-vectorised), fetching
+//! series from the [`SeriesSource`] per selector.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use muninn_proto::tenant::TenantId;
+use muninn_storage::is_stale_nan;
+use muninn_storage::labels::METRIC_NAME;
+use muninn_storage::matcher::{MatchOp, Matcher};
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use super::value::{Matrix, RangeSeries, Series, Value};
+use super::{aggregate, binary, functions};
+use crate::store::{SeriesData, SeriesSource};
+use crate::{Error, Result};
+
+/// Evaluation steps: `start, start + interval, ..., end` (ms).
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+}
+
+impl Ctx {
+    pub fn len(&self) -> usize {
+        if self.end < self.start {
+            return 0;
+        }
+        ((self.end - self.start) / self.interval.max(1) + 1) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn at(&self, i: usize) -> i64 {
+        self.start + self.interval * i as i64
+    }
+}
+
+/// Warnings and infos collected during evaluation.
+#[derive(Debug, Default)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+/// Evaluates PromQL for one tenant.
+pub struct Evaluator<'a> {
+    pub store: &'a dyn SeriesSource,
+    pub tenant: &'a TenantId,
+    pub lookback_ms: i64,
+    pub subquery_step_ms: i64,
+    pub max_samples: usize,
+    /// Start and end of the whole query, for `@ start()` / `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    pub annotations: Mutex<Annotations>,
+    samples: Mutex<usize>,
+}
+
+pub(crate) fn duration_ms(d: &Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => duration_ms(d).saturating_neg(),
+        None => 0,
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |v| -v),
+    }
+}
+
+/// Storage matchers of a selector: its metric name plus its matchers, one set per `or` branch.
+pub fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>> {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Some(name) = &vs.name {
+            out.push(
+                Matcher::new(MatchOp::Equal, METRIC_NAME, name.as_str())
+                    .map_err(|e| Error::BadData(e.to_string()))?,
+            );
+        }
+        for m in ms {
+            let op = match m.op {
+                PMatchOp::Equal => MatchOp::Equal,
+                PMatchOp::NotEqual => MatchOp::NotEqual,
+                PMatchOp::Re(_) => MatchOp::Regex,
+                PMatchOp::NotRe(_) => MatchOp::NotRegex,
+            };
+            out.push(
+                Matcher::new(op, m.name.as_str(), m.value.as_str())
+                    .map_err(|e| Error::BadData(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![convert(&vs.matchers.matchers)?])
+    } else {
+        vs.matchers
+            .or_matchers
+            .iter()
+            .map(|ms| convert(ms))
+            .collect()
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(
+        store: &'a dyn SeriesSource,
+        tenant: &'a TenantId,
+        lookback_ms: i64,
+        query_start: i64,
+        query_end: i64,
+    ) -> Self {
+        Self {
+            store,
+            tenant,
+            lookback_ms,
+            subquery_step_ms: 60_000,
+            max_samples: 50_000_000,
+            query_start,
+            query_end,
+            annotations: Mutex::new(Annotations::default()),
+            samples: Mutex::new(0),
+        }
+    }
+
+    pub fn warn(&self, msg: String) {
+        if let Ok(mut a) = self.annotations.lock()
+            && !a.warnings.contains(&msg)
+        {
+            a.warnings.push(msg);
+        }
+    }
+
+    pub fn info(&self, msg: String) {
+        if let Ok(mut a) = self.annotations.lock()
+            && !a.infos.contains(&msg)
+        {
+            a.infos.push(msg);
+        }
+    }
+
+    fn count_samples(&self, n: usize) -> Result<()> {
+        let mut s = self
+            .samples
+            .lock()
+            .map_err(|_| Error::Corrupt("poisoned lock".into()))?;
+        *s += n;
+        if *s > self.max_samples {
+            return Err(Error::Execution(
+                "query processing would load too many samples into memory in query execution"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The evaluation time of each step for a selector with `@` and `offset`.
+    pub fn selector_times(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        ctx: &Ctx,
+    ) -> Vec<i64> {
+        let off = offset_ms(offset);
+        let fixed = match at {
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+            None => None,
+        };
+        (0..ctx.len())
+            .map(|i| fixed.unwrap_or(ctx.at(i)).saturating_sub(off))
+            .collect()
+    }
+
+    async fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<SeriesData>> {
+        let sets = matcher_sets(vs)?;
+        let mut all: Vec<SeriesData> = Vec::new();
+        for ms in &sets {
+            all.extend(
+                self.store
+                    .select(self.tenant, ms, mint, maxt, false)
+                    .await?,
+            );
+        }
+        if sets.len() > 1 {
+            all.sort_by(|a, b| a.labels.cmp(&b.labels));
+            all.dedup_by(|a, b| a.labels == b.labels);
+        }
+        Ok(all)
+    }
+
+    /// An instant vector selector. With `timestamps`, values are the sample timestamps in
+    /// seconds (for `timestamp()`).
+    pub async fn vector_selector(
+        &self,
+        vs: &VectorSelector,
+        ctx: &Ctx,
+        timestamps: bool,
+    ) -> Result<Vec<Series>> {
+        let times = self.selector_times(&vs.at, &vs.offset, ctx);
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(vec![]);
+        };
+        let series = self
+            .select(
+                vs,
+                lo.saturating_sub(self.lookback_ms).saturating_add(1),
+                hi,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let mut vals = Vec::with_capacity(times.len());
+            let mut any = false;
+            for &t in &times {
+                // Latest sample in the left-open lookback window (t - lookback, t].
+                let idx = s.samples.partition_point(|(ts, _)| *ts <= t);
+                let v = if idx == 0 {
+                    None
+                } else {
+                    let (ts, v) = s.samples[idx - 1];
+                    (ts > t.saturating_sub(self.lookback_ms) && !is_stale_nan(v))
+                        .then_some(if timestamps { ts as f64 / 1000.0 } else { v })
+                };
+                any |= v.is_some();
+                vals.push(v);
+            }
+            if any {
+                self.count_samples(vals.iter().filter(|v| v.is_some()).count())?;
+                out.push(Series {
+                    labels: s.labels,
+                    vals,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn matrix_selector(&self, vs: &VectorSelector, range: i64, ctx: &Ctx) -> Result<Matrix> {
+        let times = self.selector_times(&vs.at, &vs.offset, ctx);
+        let windows: Vec<(i64, i64)> = times
+            .iter()
+            .map(|&t| (t.saturating_sub(range), t))
+            .collect();
+        let (Some(lo), Some(hi)) = (
+            windows.iter().map(|w| w.0).min(),
+            windows.iter().map(|w| w.1).max(),
+        ) else {
+            return Ok(Matrix {
+                series: vec![],
+                windows,
+                range_ms: range,
+            });
+        };
+        let series = self.select(vs, lo.saturating_add(1), hi).await?;
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let samples: Vec<(i64, f64)> = s
+                .samples
+                .into_iter()
+                .filter(|(_, v)| !is_stale_nan(*v))
+                .collect();
+            self.count_samples(samples.len())?;
+            out.push(RangeSeries {
+                labels: s.labels,
+                samples,
+                drop_name: false,
+            });
+        }
+        Ok(Matrix {
+            series: out,
+            windows,
+            range_ms: range,
+        })
+    }
+
+    /// Evaluates a subquery into a range vector: the inner expression at steps aligned to
+    /// multiples of the subquery step.
+    async fn subquery(
+        &self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        ctx: &Ctx,
+    ) -> Result<Matrix> {
+        let range = duration_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(duration_ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.subquery_step_ms);
+        let times = self.selector_times(&sq.at, &sq.offset, ctx);
+        let windows: Vec<(i64, i64)> = times
+            .iter()
+            .map(|&t| (t.saturating_sub(range), t))
+            .collect();
+        let (Some(lo), Some(hi)) = (
+            windows.iter().map(|w| w.0).min(),
+            windows.iter().map(|w| w.1).max(),
+        ) else {
+            return Ok(Matrix {
+                series: vec![],
+                windows,
+                range_ms: range,
+            });
+        };
+        // First step-aligned timestamp after lo (Go's truncating division, as Prometheus).
+        let mut start = step * (lo / step);
+        if start <= lo {
+            start += step;
+        }
+        let inner = Ctx {
+            start,
+            end: hi,
+            interval: step,
+        };
+        let v = self.eval(&sq.expr, &inner).await?;
+        let series = match v {
+            Value::Vector(vs) => vs
+                .into_iter()
+                .map(|s| RangeSeries {
+                    samples: s
+                        .vals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
+                        .collect(),
+                    labels: s.labels,
+                    drop_name: s.drop_name,
+                })
+                .collect(),
+            Value::Scalar(vals) => vec![RangeSeries {
+                labels: Default::default(),
+                samples: vals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (inner.at(i), *v))
+                    .collect(),
+                drop_name: false,
+            }],
+            other => {
+                return Err(Error::BadData(format!(
+                    "subquery is only allowed on instant vector, got {}",
+                    other.type_name()
+                )));
+            }
+        };
+        Ok(Matrix {
+            series,
+            windows,
+            range_ms: range,
+        })
+    }
+
+    /// Evaluates `expr` over the steps of `ctx`.
+    pub fn eval<'s>(&'s self, expr: &'s Expr, ctx: &'s Ctx) -> BoxFuture<'s, Result<Value>> {
+        Box::pin(async move {
+            match expr {
+                Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; ctx.len()])),
+                Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+                Expr::Paren(p) => self.eval(&p.expr, ctx).await,
+                Expr::Unary(u) => match self.eval(&u.expr, ctx).await? {
+                    Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
+                    Value::Vector(series) => Ok(Value::Vector(
+                        series
+                            .into_iter()
+                            .map(|s| Series {
+                                labels: s.labels,
+                                vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                                drop_name: true,
+                            })
+                            .collect(),
+                    )),
+                    other => Err(Error::BadData(format!(
+                        "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                        other.type_name()
+                    ))),
+                },
+                Expr::Binary(b) => binary::eval(self, b, ctx).await,
+                Expr::VectorSelector(vs) => {
+                    Ok(Value::Vector(self.vector_selector(vs, ctx, false).await?))
+                }
+                Expr::MatrixSelector(ms) => Ok(Value::Matrix(
+                    self.matrix_selector(&ms.vs, duration_ms(&ms.range), ctx)
+                        .await?,
+                )),
+                Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, ctx).await?)),
+                Expr::Aggregate(a) => aggregate::eval(self, a, ctx).await,
+                Expr::Call(c) => functions::eval(self, c, ctx).await,
+                Expr::Extension(_) => Err(Error::Unsupported(
+                    "extension expressions are not supported".into(),
+                )),
+            }
+        })
+    }
+
+    /// Evaluates an argument that must be a scalar (per step).
+    pub async fn eval_scalar(&self, expr: &Expr, ctx: &Ctx) -> Result<Vec<f64>> {
+        match self.eval(expr, ctx).await? {
+            Value::Scalar(v) => Ok(v),
+            other => Err(Error::BadData(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates an argument that must be an instant vector.
+    pub async fn eval_vector(&self, expr: &Expr, ctx: &Ctx) -> Result<Vec<Series>> {
+        match self.eval(expr, ctx).await? {
+            Value::Vector(v) => Ok(v),
+            other => Err(Error::BadData(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates an argument that must be a range vector.
+    pub async fn eval_matrix(&self, expr: &Expr, ctx: &Ctx) -> Result<Matrix> {
+        match self.eval(expr, ctx).await? {
+            Value::Matrix(m) => Ok(m),
+            other => Err(Error::BadData(format!(
+                "expected range vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+}
