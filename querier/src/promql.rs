@@ -169,6 +169,7 @@ pub async fn range_query(
     step: i64,
 ) -> Result<QueryResult> {
     let mut ev = Evaluator::new(store, tenant, opts.lookback_ms, start, end);
+    ev.query_step = step;
     ev.subquery_step_ms = opts.subquery_step_ms;
     ev.max_samples = opts.max_samples;
     let ctx = Ctx {

@@ -59,6 +59,8 @@ pub struct Evaluator<'a> {
     /// Start and end of the whole query, for `@ start()` / `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// Step of a range query; 0 for instant queries.
+    pub query_step: i64,
     pub annotations: Mutex<Annotations>,
     samples: Mutex<usize>,
 }
@@ -133,6 +135,7 @@ impl<'a> Evaluator<'a> {
             max_samples: 50_000_000,
             query_start,
             query_end,
+            query_step: 0,
             annotations: Mutex::new(Annotations::default()),
             samples: Mutex::new(0),
         }

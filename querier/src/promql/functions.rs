@@ -1,8 +1,6 @@
 //! PromQL functions: instant-vector math, time and label functions, and the range-vector
 //! functions (`rate`, `*_over_time`, ...) with Prometheus's exact numerics.
 
-use std::collections::HashMap;
-
 use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
@@ -99,7 +97,8 @@ fn date_part(name: &str, secs: f64) -> f64 {
     }
 }
 
-/// Labels of `absent()`'s output: the equality matchers of a selector argument.
+/// Labels of `absent()`'s output: the equality matchers of a selector argument; a label
+/// constrained by any second matcher, or by a non-equality one, is left out (as Prometheus).
 fn absent_labels(e: &Expr) -> Labels {
     let vs = match unwrap_parens(e) {
         Expr::VectorSelector(vs) => vs,
@@ -110,20 +109,16 @@ fn absent_labels(e: &Expr) -> Labels {
         return Labels::default();
     };
     let mut out = Labels::default();
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut has: std::collections::HashSet<String> = std::collections::HashSet::new();
     for m in sets.first().into_iter().flatten() {
         if m.name == METRIC_NAME {
             continue;
         }
-        if m.op == muninn_storage::matcher::MatchOp::Equal {
-            *seen.entry(m.name.clone()).or_default() += 1;
+        if m.op == muninn_storage::matcher::MatchOp::Equal && !has.contains(&m.name) {
             set_label(&mut out, &m.name, &m.value);
-        }
-    }
-    // A label constrained twice by equality cannot be inferred.
-    for (name, n) in seen {
-        if n > 1 {
-            set_label(&mut out, &name, "");
+            has.insert(m.name.clone());
+        } else {
+            set_label(&mut out, &m.name, "");
         }
     }
     out
@@ -427,6 +422,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
                         buf.extend(w.iter().map(|x| x.1));
                         Some(quantile(scalar_args[0][i], &mut buf))
                     }
+                    "mad_over_time" if w.iter().any(|x| x.1.is_nan()) => Some(f64::NAN),
                     "mad_over_time" => {
                         buf.clear();
                         buf.extend(w.iter().map(|x| x.1));
@@ -521,6 +517,30 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
             (0..n).map(|i| ctx.at(i) as f64 / 1000.0).collect(),
         )),
         "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
+        "start" => Ok(Value::Scalar(vec![ev.query_start as f64 / 1000.0; n])),
+        "end" => Ok(Value::Scalar(vec![ev.query_end as f64 / 1000.0; n])),
+        "range" => Ok(Value::Scalar(vec![
+            (ev.query_end - ev.query_start) as f64
+                / 1000.0;
+            n
+        ])),
+        "step" => Ok(Value::Scalar(vec![ev.query_step as f64 / 1000.0; n])),
+        "min_of" | "max_of" => {
+            let a = ev.eval_scalar(arg(c, 0)?, ctx).await?;
+            let b = ev.eval_scalar(arg(c, 1)?, ctx).await?;
+            let f = |x: f64, y: f64| {
+                if x.is_nan() || y.is_nan() {
+                    f64::NAN
+                } else if name == "min_of" {
+                    x.min(y)
+                } else {
+                    x.max(y)
+                }
+            };
+            Ok(Value::Scalar(
+                a.iter().zip(&b).map(|(x, y)| f(*x, *y)).collect(),
+            ))
+        }
         "vector" => {
             let v = ev.eval_scalar(arg(c, 0)?, ctx).await?;
             Ok(Value::Vector(vec![Series {
@@ -776,6 +796,9 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         }
         "sort" | "sort_desc" => {
             let mut v = ev.eval_vector(arg(c, 0)?, ctx).await?;
+            if ev.query_step > 0 {
+                ev.warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into());
+            }
             if n == 1 {
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| {
@@ -793,6 +816,9 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         }
         "sort_by_label" | "sort_by_label_desc" => {
             let mut v = ev.eval_vector(arg(c, 0)?, ctx).await?;
+            if ev.query_step > 0 {
+                ev.warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into());
+            }
             let mut names = vec![];
             for i in 1..c.args.args.len() {
                 names.push(string_arg(ev, c, i, ctx).await?);
@@ -814,6 +840,8 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
             Ok(Value::Vector(v))
         }
         "histogram_quantile" => super::histogram::histogram_quantile(ev, c, ctx).await,
+        "histogram_quantiles" => super::histogram::histogram_quantiles(ev, c, ctx).await,
+        "histogram_fraction" => super::histogram::histogram_fraction(ev, c, ctx).await,
         other => Err(Error::Unsupported(format!(
             "function {other}() is not supported yet"
         ))),

@@ -90,29 +90,20 @@ pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> (f64, bool) {
     (start + (end - start) * (rank / count), forced)
 }
 
-pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
-    let n = ctx.len();
-    let q_expr = c
-        .args
-        .args
-        .first()
-        .ok_or_else(|| Error::BadData("histogram_quantile needs 2 arguments".into()))?;
-    let v_expr = c
-        .args
-        .args
-        .get(1)
-        .ok_or_else(|| Error::BadData("histogram_quantile needs 2 arguments".into()))?;
-    let q = ev.eval_scalar(q_expr, ctx).await?;
-    let v = ev.eval_vector(v_expr, ctx).await?;
+/// Classic histogram buckets grouped by their labels without `le` (and `__name__`).
+struct Groups {
+    groups: Vec<(Labels, Vec<(f64, usize)>)>,
+}
+
+fn group_buckets(ev: &Evaluator<'_>, v: &[Series]) -> Groups {
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut gi: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in v.iter().enumerate() {
-        let Some(le) = s.labels.get("le") else {
-            continue;
-        };
+        let le = s.labels.get("le").unwrap_or("");
         let Ok(ub) = parse_le(le) else {
-            ev.info(format!(
-                "PromQL info: bucket label \"le\" is missing or has a malformed value of {le:?}"
+            let name = s.labels.get("__name__").unwrap_or("");
+            ev.warn(format!(
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}"
             ));
             continue;
         };
@@ -130,15 +121,28 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
         });
         groups[g].1.push((ub, i));
     }
-    if let Some(bad) = q.iter().find(|x| x.is_nan() || **x < 0.0 || **x > 1.0) {
+    Groups { groups }
+}
+
+fn warn_quantile(ev: &Evaluator<'_>, q: f64) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
         ev.warn(format!(
             "PromQL warning: quantile value should be between 0 and 1, got {}",
-            format_float(*bad)
+            format_float(q)
         ));
     }
+}
+
+/// Evaluates `f(buckets)` per group and step.
+fn per_group(
+    v: &[Series],
+    groups: Groups,
+    n: usize,
+    mut f: impl FnMut(usize, &mut Vec<(f64, f64)>) -> Option<f64>,
+) -> Vec<(Labels, Vec<Option<f64>>)> {
     let mut out = Vec::new();
     let mut buckets = Vec::new();
-    for (key, members) in groups {
+    for (key, members) in groups.groups {
         let mut vals = vec![None; n];
         for (step, slot) in vals.iter_mut().enumerate() {
             buckets.clear();
@@ -150,21 +154,194 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
             if buckets.is_empty() {
                 continue;
             }
-            let (res, forced) = bucket_quantile(q[step], &mut buckets);
-            if forced {
-                ev.info("PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)".into());
-            }
-            *slot = Some(res);
+            *slot = f(step, &mut buckets);
         }
         if vals.iter().any(Option::is_some) {
+            out.push((key, vals));
+        }
+    }
+    out
+}
+
+const MONOTONIC_INFO: &str = "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
+
+pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
+    let n = ctx.len();
+    let q_expr = c
+        .args
+        .args
+        .first()
+        .ok_or_else(|| Error::BadData("histogram_quantile needs 2 arguments".into()))?;
+    let v_expr = c
+        .args
+        .args
+        .get(1)
+        .ok_or_else(|| Error::BadData("histogram_quantile needs 2 arguments".into()))?;
+    let q = ev.eval_scalar(q_expr, ctx).await?;
+    let v = ev.eval_vector(v_expr, ctx).await?;
+    q.iter().for_each(|q| warn_quantile(ev, *q));
+    let groups = group_buckets(ev, &v);
+    let out = per_group(&v, groups, n, |step, b| {
+        let (res, forced) = bucket_quantile(q[step], b);
+        if forced {
+            ev.info(MONOTONIC_INFO.into());
+        }
+        Some(res)
+    });
+    Ok(Value::Vector(
+        out.into_iter()
+            .map(|(labels, vals)| Series {
+                labels,
+                vals,
+                drop_name: false,
+            })
+            .collect(),
+    ))
+}
+
+/// `histogram_quantiles(v, "label", q1, q2, ...)`: one output series per quantile, labelled.
+pub async fn histogram_quantiles(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
+    let n = ctx.len();
+    let args = &c.args.args;
+    let v = ev
+        .eval_vector(
+            args.first()
+                .ok_or_else(|| Error::BadData("histogram_quantiles needs arguments".into()))?,
+            ctx,
+        )
+        .await?;
+    let label = match args.get(1).map(|a| a.as_ref()) {
+        Some(promql_parser::parser::Expr::StringLiteral(s)) => s.val.clone(),
+        _ => {
+            return Err(Error::BadData(
+                "histogram_quantiles: the second argument must be a label name".into(),
+            ));
+        }
+    };
+    let mut qs = vec![];
+    for a in args.iter().skip(2) {
+        qs.push(ev.eval_scalar(a, ctx).await?);
+    }
+    let mut out = Vec::new();
+    for q in &qs {
+        q.iter().for_each(|q| warn_quantile(ev, *q));
+        let groups = group_buckets(ev, &v);
+        let res = per_group(&v, groups, n, |step, b| {
+            let (r, forced) = bucket_quantile(q[step], b);
+            if forced {
+                ev.info(MONOTONIC_INFO.into());
+            }
+            Some(r)
+        });
+        for (mut labels, vals) in res {
+            super::value::set_label(&mut labels, &label, &format!("{:?}", q[0]));
             out.push(Series {
-                labels: key,
+                labels,
                 vals,
                 drop_name: false,
             });
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// `histogram_fraction(lower, upper, v)` over classic buckets.
+pub async fn histogram_fraction(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
+    let n = ctx.len();
+    let args = &c.args.args;
+    let get = |i: usize| {
+        args.get(i)
+            .ok_or_else(|| Error::BadData("histogram_fraction needs 3 arguments".into()))
+    };
+    let lower = ev.eval_scalar(get(0)?, ctx).await?;
+    let upper = ev.eval_scalar(get(1)?, ctx).await?;
+    let v = ev.eval_vector(get(2)?, ctx).await?;
+    let groups = group_buckets(ev, &v);
+    let out = per_group(&v, groups, n, |step, b| {
+        Some(bucket_fraction(lower[step], upper[step], b))
+    });
+    Ok(Value::Vector(
+        out.into_iter()
+            .map(|(labels, vals)| Series {
+                labels,
+                vals,
+                drop_name: false,
+            })
+            .collect(),
+    ))
+}
+
+/// Fraction of observations in `[lower, upper]`, interpolating linearly inside finite buckets;
+/// the first bucket spans from 0 when its bound is positive, and an infinitely wide bucket
+/// contributes nothing to a bound that falls inside it.
+pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut co: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(ub, c) in buckets.iter() {
+        match co.last_mut() {
+            Some(last) if last.0 == ub => last.1 += c,
+            _ => co.push((ub, c)),
+        }
+    }
+    let count = co[co.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(ub, bc)) in co.iter().enumerate() {
+        let lb = if i > 0 {
+            co[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interp = |v: f64| {
+            if lb.is_infinite() || ub.is_infinite() {
+                // No interpolation in an infinitely wide bucket.
+                if lb.is_infinite() { bc } else { rank }
+            } else {
+                rank + (bc - rank) * (v - lb) / (ub - lb)
+            }
+        };
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interp(lower);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interp(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = bc;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
 }
 
 fn parse_le(s: &str) -> std::result::Result<f64, ()> {
