@@ -130,7 +130,7 @@ fn now_ms() -> i64 {
 
 fn parse_query(p: &Params) -> Result<Expr> {
     let q = p.get("query").unwrap_or("");
-    promql_parser::parser::parse(q)
+    crate::promql::parse::parse(q)
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
@@ -279,7 +279,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
 fn match_params(p: &Params) -> Result<Vec<Vec<muninn_storage::matcher::Matcher>>> {
     let mut out = vec![];
     for m in p.all("match[]") {
-        let expr = promql_parser::parser::parse(m)
+        let expr = crate::promql::parse::parse(m)
             .map_err(|e| Error::BadData(format!("invalid parameter \"match[]\": {e}")))?;
         match expr {
             Expr::VectorSelector(vs) => out.extend(matcher_sets(&vs)?),

@@ -11,6 +11,7 @@ pub mod binary;
 pub mod eval;
 pub mod functions;
 pub mod histogram;
+pub mod parse;
 pub mod value;
 
 use std::collections::HashMap;

@@ -164,7 +164,7 @@ fn parse_labels(desc: &str) -> Result<Labels, String> {
         return Ok(Labels::default());
     }
     let expr =
-        promql_parser::parser::parse(desc).map_err(|e| format!("bad series {desc:?}: {e}"))?;
+        crate::promql::parse::parse(desc).map_err(|e| format!("bad series {desc:?}: {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("bad series {desc:?}"));
     };
@@ -293,6 +293,7 @@ pub async fn run_file(text: &str) -> FileReport {
     let mut report = FileReport::default();
     let mut store = MemStore::default();
     let mut histogram_names: HashSet<String> = HashSet::new();
+    let mut histogram_series: Vec<Labels> = Vec::new();
     let tenant = TenantId::anonymous();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -313,6 +314,7 @@ pub async fn run_file(text: &str) -> FileReport {
         if t == "clear" {
             store.clear();
             histogram_names.clear();
+            histogram_series.clear();
         } else if let Some(rest) = t.strip_prefix("load") {
             let nhcb = rest.starts_with("_with_nhcb");
             let rest = rest.trim_start_matches("_with_nhcb").trim();
@@ -342,6 +344,7 @@ pub async fn run_file(text: &str) -> FileReport {
                     if let Some(n) = labels.get(METRIC_NAME) {
                         histogram_names.insert(n.to_owned());
                     }
+                    histogram_series.push(labels);
                     continue;
                 }
                 if nhcb && let Some(n) = labels.get(METRIC_NAME) {
@@ -364,7 +367,16 @@ pub async fn run_file(text: &str) -> FileReport {
                 }
             }
         } else if t.starts_with("eval") {
-            match run_eval(&store, &tenant, t, &block, &histogram_names).await {
+            match run_eval(
+                &store,
+                &tenant,
+                t,
+                &block,
+                &histogram_names,
+                &histogram_series,
+            )
+            .await
+            {
                 Ok(Outcome::Pass) => report.passed += 1,
                 Ok(Outcome::Skip) => report.skipped += 1,
                 Ok(Outcome::Fail(why)) | Err(why) => {
@@ -413,6 +425,7 @@ async fn run_eval(
     cmd: &str,
     block: &[&str],
     hist: &HashSet<String>,
+    hist_series: &[Labels],
 ) -> Result<Outcome, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let verb = words[0];
@@ -449,12 +462,55 @@ async fn run_eval(
         }
         _ => return Err(format!("bad eval {cmd:?}")),
     };
-    let hist_related = e.histogram || hist.iter().any(|n| mentions(query, n));
+    let hist_related =
+        e.histogram || hist.iter().any(|n| mentions(query, n)) || selects_any(query, hist_series);
     let outcome = check(store, tenant, &e, range, query).await?;
     // A case about native histograms that fails is unsupported, not wrong.
     Ok(match outcome {
         Outcome::Fail(_) if hist_related => Outcome::Skip,
         o => o,
+    })
+}
+
+/// Whether any selector of `query` matches one of `series`.
+fn selects_any(query: &str, series: &[Labels]) -> bool {
+    fn walk(e: &Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+        match e {
+            Expr::VectorSelector(vs) => out.push(vs.clone()),
+            Expr::MatrixSelector(m) => out.push(m.vs.clone()),
+            Expr::Paren(p) => walk(&p.expr, out),
+            Expr::Unary(u) => walk(&u.expr, out),
+            Expr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            Expr::Subquery(s) => walk(&s.expr, out),
+            Expr::Aggregate(a) => {
+                walk(&a.expr, out);
+                if let Some(p) = &a.param {
+                    walk(p, out);
+                }
+            }
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, out)),
+            _ => {}
+        }
+    }
+    if series.is_empty() {
+        return false;
+    }
+    let Ok(expr) = crate::promql::parse::parse(query) else {
+        return false;
+    };
+    let mut sels = vec![];
+    walk(&expr, &mut sels);
+    sels.iter().any(|vs| {
+        crate::promql::eval::matcher_sets(vs).is_ok_and(|sets| {
+            sets.iter().any(|ms| {
+                series
+                    .iter()
+                    .any(|l| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+            })
+        })
     })
 }
 
@@ -481,7 +537,7 @@ async fn check(
         max_samples: 50_000_000,
     };
     let res: Result<QueryResult, String> = async {
-        let expr = promql_parser::parser::parse(query).map_err(|e| e.to_string())?;
+        let expr = crate::promql::parse::parse(query).map_err(|e| e.to_string())?;
         if range.2 == 0 {
             promql::instant_query(store, tenant, opts, &expr, range.0)
                 .await

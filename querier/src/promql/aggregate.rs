@@ -175,8 +175,11 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
                 },
                 None => return Err(Error::BadData("count_values needs a label name".into())),
             };
-            if label.is_empty() || std::str::from_utf8(label.as_bytes()).is_err() {
-                return Err(Error::Execution(format!("invalid label name {label:?}")));
+            if !super::parse::valid_label_name(&label) {
+                return Err(Error::Execution(format!(
+                    "invalid label name {}",
+                    super::parse::go_quote(&label)
+                )));
             }
             let input = ev.eval_vector(&a.expr, ctx).await?;
             let mut out: Vec<Series> = Vec::new();

@@ -848,9 +848,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
     }
 }
 
-fn valid_label_name(s: &str) -> bool {
-    !s.is_empty() && std::str::from_utf8(s.as_bytes()).is_ok()
-}
+use super::parse::valid_label_name;
 
 /// Natural order: digit runs compare as numbers.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
