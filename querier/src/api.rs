@@ -41,6 +41,12 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/labels", get(labels).post(labels))
         .route("/label/{name}/values", get(label_values))
         .route("/metadata", get(metadata))
+        .route(
+            "/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
+        .route("/format_query", get(format_query).post(format_query))
+        .route("/parse_query", get(parse_query_ast).post(parse_query_ast))
         .route("/status/buildinfo", get(buildinfo));
     Router::new()
         .nest("/api/v1", api.clone())
@@ -101,6 +107,7 @@ fn error_response(e: &Error) -> Response {
             (StatusCode::UNPROCESSABLE_ENTITY, "execution")
         }
         Error::Ingester { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         Error::Corrupt(_) | Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     let mut s = String::from("{\"status\":\"error\",\"errorType\":");
@@ -137,7 +144,29 @@ fn parse_query(p: &Params) -> Result<Expr> {
 fn opts(q: &Querier) -> EngineOptions {
     EngineOptions {
         lookback_ms: q.lookback_ms,
+        max_samples: q.max_samples,
         ..Default::default()
+    }
+}
+
+/// The query timeout: `--querier.timeout`, lowered by a `timeout` parameter.
+fn query_timeout(q: &Querier, p: &Params) -> Result<std::time::Duration> {
+    let limit = q.timeout;
+    Ok(match p.duration("timeout")? {
+        Some(ms) if ms > 0 => limit.min(std::time::Duration::from_millis(ms as u64)),
+        _ => limit,
+    })
+}
+
+async fn with_timeout<T>(
+    d: std::time::Duration,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(d, f).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout(
+            "query timed out in expression evaluation".into(),
+        )),
     }
 }
 
@@ -207,7 +236,12 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     let r = async {
         let expr = parse_query(&call.params)?;
         let t = call.params.time("time", now_ms())?;
-        let res = promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, t).await?;
+        let timeout = query_timeout(&q, &call.params)?;
+        let res = with_timeout(
+            timeout,
+            promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, t),
+        )
+        .await?;
         Ok((res, t))
     }
     .await;
@@ -266,7 +300,8 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
                 ));
             }
         }
-        promql::range_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, start, end, step).await
+        let timeout = query_timeout(&q, p)?;
+        with_timeout(timeout, promql::range_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, start, end, step)).await
     }
     .await;
     match r {
@@ -446,6 +481,32 @@ async fn metadata(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     }
     .await;
     respond("metadata", &call.tenant, r)
+}
+
+/// No exemplars are stored yet: a valid, empty answer.
+async fn query_exemplars(call: ApiCall) -> Response {
+    let r = (|| {
+        parse_query(&call.params)?;
+        Ok("[]".to_owned())
+    })();
+    respond("query_exemplars", &call.tenant, r)
+}
+
+async fn format_query(call: ApiCall) -> Response {
+    let r = parse_query(&call.params).map(|e| {
+        let mut s = String::new();
+        write_str(&mut s, &e.prettify());
+        s
+    });
+    respond("format_query", &call.tenant, r)
+}
+
+/// The query's AST as JSON (Prometheus 3's `parse_query`).
+async fn parse_query_ast(call: ApiCall) -> Response {
+    let r = parse_query(&call.params).and_then(|e| {
+        serde_json::to_string(&e).map_err(|e| Error::BadData(format!("serializing the AST: {e}")))
+    });
+    respond("parse_query", &call.tenant, r)
 }
 
 async fn buildinfo() -> Response {

@@ -26,6 +26,9 @@ pub enum Error {
     /// A valid query the engine cannot evaluate yet (422 `execution`).
     #[error("{0}")]
     Unsupported(String),
+    /// The query ran out of time (503 `timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// Evaluation failed (422 `execution`).
     #[error("{0}")]
     Execution(String),
@@ -56,6 +59,12 @@ pub struct QuerierArgs {
     /// How far back an instant vector selector looks for a sample, in seconds.
     #[arg(long = "querier.lookback-delta", default_value_t = 300)]
     pub lookback_delta_seconds: u64,
+    /// Longest a query may run, in seconds (a `timeout` parameter may lower it).
+    #[arg(long = "querier.timeout", default_value_t = 120)]
+    pub timeout_seconds: u64,
+    /// Most samples a query may load into memory (as Prometheus's `--query.max-samples`).
+    #[arg(long = "querier.max-samples", default_value_t = 50_000_000)]
+    pub max_samples: usize,
 }
 
 /// A configured querier.
@@ -63,6 +72,8 @@ pub struct Querier {
     pub store: Arc<dyn SeriesSource>,
     pub multitenancy: bool,
     pub lookback_ms: i64,
+    pub timeout: std::time::Duration,
+    pub max_samples: usize,
 }
 
 impl Querier {
@@ -71,6 +82,8 @@ impl Querier {
             store,
             multitenancy,
             lookback_ms: args.lookback_delta_seconds as i64 * 1000,
+            timeout: std::time::Duration::from_secs(args.timeout_seconds.max(1)),
+            max_samples: args.max_samples,
         })
     }
 

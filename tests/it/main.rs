@@ -7,5 +7,6 @@ mod bad_input;
 mod crash;
 mod harness;
 mod prometheus_remote_write;
+mod promql_differential;
 mod tenants;
 mod two_process;
