@@ -141,10 +141,11 @@ fn parse_query(p: &Params) -> Result<Expr> {
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
-fn opts(q: &Querier) -> EngineOptions {
+fn opts(q: &Querier, timeout: std::time::Duration) -> EngineOptions {
     EngineOptions {
         lookback_ms: q.lookback_ms,
         max_samples: q.max_samples,
+        timeout: Some(timeout),
         ..Default::default()
     }
 }
@@ -239,7 +240,7 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let timeout = query_timeout(&q, &call.params)?;
         let res = with_timeout(
             timeout,
-            promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, t),
+            promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, t),
         )
         .await?;
         Ok((res, t))
@@ -301,7 +302,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
             }
         }
         let timeout = query_timeout(&q, p)?;
-        with_timeout(timeout, promql::range_query(q.store.as_ref(), &call.tenant, opts(&q), &expr, start, end, step)).await
+        with_timeout(timeout, promql::range_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, start, end, step)).await
     }
     .await;
     match r {

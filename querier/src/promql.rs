@@ -31,6 +31,8 @@ pub struct EngineOptions {
     pub lookback_ms: i64,
     pub subquery_step_ms: i64,
     pub max_samples: usize,
+    /// Longest an evaluation may take.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +41,7 @@ impl Default for EngineOptions {
             lookback_ms: 5 * 60 * 1000,
             subquery_step_ms: 60_000,
             max_samples: 50_000_000,
+            timeout: None,
         }
     }
 }
@@ -113,6 +116,7 @@ pub async fn instant_query(
     let mut ev = Evaluator::new(store, tenant, opts.lookback_ms, t, t);
     ev.subquery_step_ms = opts.subquery_step_ms;
     ev.max_samples = opts.max_samples;
+    ev.deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
     let ctx = Ctx {
         start: t,
         end: t,
@@ -173,6 +177,7 @@ pub async fn range_query(
     ev.query_step = step;
     ev.subquery_step_ms = opts.subquery_step_ms;
     ev.max_samples = opts.max_samples;
+    ev.deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
     let ctx = Ctx {
         start,
         end,

@@ -531,11 +531,7 @@ async fn check(
     range: (i64, i64, i64),
     query: &str,
 ) -> Result<Outcome, String> {
-    let opts = EngineOptions {
-        lookback_ms: 5 * 60 * 1000,
-        subquery_step_ms: 60_000,
-        max_samples: 50_000_000,
-    };
+    let opts = EngineOptions::default();
     let res: Result<QueryResult, String> = async {
         let expr = crate::promql::parse::parse(query).map_err(|e| e.to_string())?;
         if range.2 == 0 {

@@ -6,6 +6,7 @@
 mod bad_input;
 mod crash;
 mod harness;
+mod http_api;
 mod prometheus_remote_write;
 mod promql_differential;
 mod tenants;

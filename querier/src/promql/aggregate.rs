@@ -232,6 +232,7 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     let mut out = Vec::with_capacity(groups.len());
     let mut buf: Vec<f64> = Vec::new();
     for (key, members) in groups {
+        ev.check_deadline()?;
         let has_name = key.get(METRIC_NAME).is_some();
         let drop = has_name && members.iter().any(|&i| input[i].drop_name);
         let mut vals = vec![None; n];

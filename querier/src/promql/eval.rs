@@ -63,6 +63,8 @@ pub struct Evaluator<'a> {
     pub query_step: i64,
     pub annotations: Mutex<Annotations>,
     samples: Mutex<usize>,
+    /// Evaluation stops with a timeout error once this instant passes.
+    pub deadline: Option<std::time::Instant>,
 }
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
@@ -138,6 +140,7 @@ impl<'a> Evaluator<'a> {
             query_step: 0,
             annotations: Mutex::new(Annotations::default()),
             samples: Mutex::new(0),
+            deadline: None,
         }
     }
 
@@ -157,7 +160,19 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Fails once the query's deadline has passed; called between units of work, since
+    /// evaluation is CPU-bound and an async timeout alone could not interrupt it.
+    pub fn check_deadline(&self) -> Result<()> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() > d => Err(Error::Timeout(
+                "query timed out in expression evaluation".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn count_samples(&self, n: usize) -> Result<()> {
+        self.check_deadline()?;
         let mut s = self
             .samples
             .lock()
@@ -374,6 +389,7 @@ impl<'a> Evaluator<'a> {
     /// Evaluates `expr` over the steps of `ctx`.
     pub fn eval<'s>(&'s self, expr: &'s Expr, ctx: &'s Ctx) -> BoxFuture<'s, Result<Value>> {
         Box::pin(async move {
+            self.check_deadline()?;
             match expr {
                 Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; ctx.len()])),
                 Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),

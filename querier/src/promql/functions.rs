@@ -320,6 +320,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
     let mut out = Vec::with_capacity(m.series.len());
     let mut buf: Vec<f64> = Vec::new();
     for s in &m.series {
+        ev.check_deadline()?;
         let mut vals = Vec::with_capacity(n);
         for i in 0..n {
             let w = m.window(s, i);

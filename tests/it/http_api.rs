@@ -1,0 +1,180 @@
+//! The Prometheus HTTP API surface Grafana and other clients use: form POSTs, both path
+//! prefixes, exemplars, query formatting and parsing, build info, warnings in responses.
+
+use crate::harness::{Muninn, agent, now_ms, result, series, write_request};
+
+fn post_form(m: &Muninn, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut resp = agent()
+        .post(&format!("{}{path}", m.http))
+        .header("X-Scope-OrgID", "api")
+        .send_form(form.iter().copied())
+        .unwrap();
+    let code = resp.status().as_u16();
+    (
+        code,
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn grafana_style_requests() {
+    let m = Muninn::all(&[]);
+    let now = now_ms();
+    let req = write_request(vec![
+        series(
+            &[("__name__", "api_requests_total"), ("job", "a")],
+            &[(now - 60_000, 1.0), (now - 30_000, 4.0)],
+        ),
+        series(
+            &[("__name__", "api_requests_total"), ("job", "b")],
+            &[(now - 60_000, 2.0), (now - 30_000, 8.0)],
+        ),
+    ]);
+    assert_eq!(m.push("api", &req).0, 200);
+    let t = format!("{}", now as f64 / 1000.0);
+
+    // Grafana's health check: instant query `1+1` as a form POST.
+    let (code, v) = post_form(
+        &m,
+        "/prometheus/api/v1/query",
+        &[("query", "1+1"), ("time", &t)],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["data"]["resultType"], "scalar");
+    assert_eq!(v["data"]["result"][1], "2");
+
+    let (code, v) = post_form(
+        &m,
+        "/api/v1/query",
+        &[
+            ("query", "sum by (job) (rate(api_requests_total[5m]))"),
+            ("time", &t),
+        ],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(result(&v).len(), 2);
+
+    let start = format!("{}", (now - 120_000) as f64 / 1000.0);
+    let (code, v) = post_form(
+        &m,
+        "/prometheus/api/v1/query_range",
+        &[
+            ("query", "sum(api_requests_total)"),
+            ("start", &start),
+            ("end", &t),
+            ("step", "15"),
+        ],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["resultType"], "matrix");
+
+    let (code, v) = post_form(
+        &m,
+        "/api/v1/series",
+        &[
+            ("match[]", "api_requests_total"),
+            ("start", &start),
+            ("end", &t),
+        ],
+    );
+    assert_eq!((code, v["data"].as_array().unwrap().len()), (200, 2));
+    let (code, v) = post_form(&m, "/api/v1/labels", &[("match[]", "api_requests_total")]);
+    assert_eq!(code, 200);
+    assert_eq!(v["data"], serde_json::json!(["__name__", "job"]));
+    let (code, v) = m.get(Some("api"), "/api/v1/label/job/values", &[("limit", "1")]);
+    assert_eq!((code, v["data"].clone()), (200, serde_json::json!(["a"])));
+
+    // An info annotation travels with the result, as Prometheus 3 sends it.
+    let (code, v) = post_form(
+        &m,
+        "/api/v1/query",
+        &[("query", "rate({job=\"a\"}[5m])"), ("time", &t)],
+    );
+    assert_eq!(code, 200);
+    assert!(v["infos"].is_null(), "a _total counter gets no info: {v}");
+
+    let (code, v) = m.get(
+        Some("api"),
+        "/api/v1/query_exemplars",
+        &[
+            ("query", "api_requests_total"),
+            ("start", &start),
+            ("end", &t),
+        ],
+    );
+    assert_eq!((code, v["data"].clone()), (200, serde_json::json!([])));
+
+    let (code, v) = m.get(
+        Some("api"),
+        "/api/v1/format_query",
+        &[("query", "sum(rate(foo{bar=\"baz\"}[5m]))by(job)")],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["data"], "sum by (job) (rate(foo{bar=\"baz\"}[5m]))");
+
+    let (code, v) = m.get(Some("api"), "/api/v1/parse_query", &[("query", "sum(up)")]);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["type"], "aggregation", "{v}");
+
+    let (code, v) = m.get(Some("api"), "/api/v1/status/buildinfo", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        v["data"]["version"].as_str().unwrap().starts_with('3'),
+        "{v}"
+    );
+
+    // Execution errors are 422 `execution`, with Prometheus's message.
+    let (code, v) = m.get(
+        Some("api"),
+        "/api/v1/query",
+        &[
+            ("query", "api_requests_total + on() api_requests_total"),
+            ("time", &t),
+        ],
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["errorType"], "execution");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("many-to-many matching not allowed"),
+        "{v}"
+    );
+}
+
+#[test]
+fn query_timeout_is_enforced() {
+    let m = Muninn::all(&["--querier.timeout=1"]);
+    let now = now_ms();
+    let mut batch = vec![];
+    for i in 0..2000 {
+        let inst = i.to_string();
+        batch.push(series(
+            &[("__name__", "load_metric"), ("i", &inst)],
+            &[(now - 1000, i as f64)],
+        ));
+    }
+    assert_eq!(m.push("api", &write_request(batch)).0, 200);
+    let t = format!("{}", now as f64 / 1000.0);
+    // A deliberately expensive query: 2,000 series × 11,000 steps × 300-sample windows.
+    let start = format!("{}", (now - 10_999_000) as f64 / 1000.0);
+    let started = std::time::Instant::now();
+    let (code, v) = m.get(
+        Some("api"),
+        "/api/v1/query_range",
+        &[
+            ("query", "sum(sum_over_time(load_metric[5m:1s]))"),
+            ("start", &start),
+            ("end", &t),
+            ("step", "1"),
+            ("timeout", "500ms"),
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stopped near its deadline"
+    );
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["errorType"], "timeout");
+}
