@@ -9,6 +9,7 @@
 
 mod corpus;
 mod proc_stats;
+mod query_bench;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,32 @@ enum Cmd {
         #[arg(long, default_value = "bench")]
         tenant: String,
     },
+    /// Query latency and peak memory, Muninn vs Prometheus, on the same synthetic data.
+    Query {
+        /// Muninn base URL (e.g. http://127.0.0.1:29009) and PID.
+        #[arg(long)]
+        muninn_url: String,
+        #[arg(long)]
+        muninn_pid: u32,
+        /// Prometheus base URL (remote-write receiver enabled) and PID.
+        #[arg(long)]
+        prometheus_url: String,
+        #[arg(long)]
+        prometheus_pid: u32,
+        /// Counter series (plus a 10-bucket histogram per 100 of them).
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        /// Samples per series, 15 s apart (480 = 2h).
+        #[arg(long, default_value_t = 480)]
+        steps: usize,
+        /// Skip loading (data already there); give the end time used when loading.
+        #[arg(long)]
+        end_ms: Option<i64>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// RSS per active series of a running receiver.
     SeriesMemory {
         #[arg(long)]
@@ -91,6 +118,62 @@ fn main() -> anyhow::Result<()> {
             requests,
             tenant,
         } => push(&bodies, &url, pid, copies, concurrency, requests, &tenant),
+        Cmd::Query {
+            muninn_url,
+            muninn_pid,
+            prometheus_url,
+            prometheus_pid,
+            series,
+            steps,
+            end_ms,
+            runs,
+            concurrency,
+        } => {
+            let targets = [
+                query_bench::Target {
+                    name: "muninn".into(),
+                    write_url: format!("{muninn_url}/api/v1/push"),
+                    api_url: muninn_url.clone(),
+                    pid: muninn_pid,
+                },
+                query_bench::Target {
+                    name: "prometheus".into(),
+                    write_url: format!("{prometheus_url}/api/v1/write"),
+                    api_url: prometheus_url.clone(),
+                    pid: prometheus_pid,
+                },
+            ];
+            let end = match end_ms {
+                Some(e) => e,
+                None => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_millis() as i64;
+                    let end = now / 15_000 * 15_000 - 15_000 + 371;
+                    query_bench::load(&targets, series, steps, end, concurrency)?;
+                    println!("loaded; rerun queries with --end-ms {end}");
+                    end
+                }
+            };
+            let end_s = (end + 129) as f64 / 1000.0;
+            println!(
+                "| query | muninn s | prometheus s | latency ratio | muninn peak RSS growth | prometheus peak RSS growth |"
+            );
+            println!("|---|---|---|---|---|---|");
+            for (name, path, params) in query_bench::queries(end_s) {
+                let m = query_bench::time_query(&targets[0], path, &params, runs)?;
+                let p = query_bench::time_query(&targets[1], path, &params, runs)?;
+                println!(
+                    "| {name} | {:.4} | {:.4} | {:.2} | {:.1} MB | {:.1} MB |",
+                    m.0,
+                    p.0,
+                    m.0 / p.0,
+                    m.1 as f64 / 1e6,
+                    p.1 as f64 / 1e6
+                );
+            }
+            Ok(())
+        }
         Cmd::SeriesMemory {
             url,
             pid,

@@ -145,6 +145,7 @@ fn opts(q: &Querier, timeout: std::time::Duration) -> EngineOptions {
     EngineOptions {
         lookback_ms: q.lookback_ms,
         max_samples: q.max_samples,
+        max_series: q.max_series,
         timeout: Some(timeout),
         ..Default::default()
     }

@@ -65,6 +65,9 @@ pub struct QuerierArgs {
     /// Most samples a query may load into memory (as Prometheus's `--query.max-samples`).
     #[arg(long = "querier.max-samples", default_value_t = 50_000_000)]
     pub max_samples: usize,
+    /// Most series one query may fetch from storage (0: no limit).
+    #[arg(long = "querier.max-fetched-series-per-query", default_value_t = 0)]
+    pub max_series: usize,
 }
 
 /// A configured querier.
@@ -74,6 +77,7 @@ pub struct Querier {
     pub lookback_ms: i64,
     pub timeout: std::time::Duration,
     pub max_samples: usize,
+    pub max_series: usize,
 }
 
 impl Querier {
@@ -84,6 +88,7 @@ impl Querier {
             lookback_ms: args.lookback_delta_seconds as i64 * 1000,
             timeout: std::time::Duration::from_secs(args.timeout_seconds.max(1)),
             max_samples: args.max_samples,
+            max_series: args.max_series,
         })
     }
 

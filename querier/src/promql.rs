@@ -33,6 +33,8 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Longest an evaluation may take.
     pub timeout: Option<std::time::Duration>,
+    /// Most series a query may fetch (0: no limit).
+    pub max_series: usize,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +44,7 @@ impl Default for EngineOptions {
             subquery_step_ms: 60_000,
             max_samples: 50_000_000,
             timeout: None,
+            max_series: 0,
         }
     }
 }
@@ -117,6 +120,7 @@ pub async fn instant_query(
     ev.subquery_step_ms = opts.subquery_step_ms;
     ev.max_samples = opts.max_samples;
     ev.deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
+    ev.max_series = opts.max_series;
     let ctx = Ctx {
         start: t,
         end: t,
@@ -178,6 +182,7 @@ pub async fn range_query(
     ev.subquery_step_ms = opts.subquery_step_ms;
     ev.max_samples = opts.max_samples;
     ev.deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
+    ev.max_series = opts.max_series;
     let ctx = Ctx {
         start,
         end,

@@ -178,3 +178,39 @@ fn query_timeout_is_enforced() {
     assert_eq!(code, 503, "{v}");
     assert_eq!(v["errorType"], "timeout");
 }
+
+#[test]
+fn max_fetched_series_limit() {
+    let m = Muninn::all(&["--querier.max-fetched-series-per-query=10"]);
+    let now = now_ms();
+    let batch: Vec<_> = (0..20)
+        .map(|i| {
+            series(
+                &[("__name__", "many"), ("i", &i.to_string())],
+                &[(now - 1000, 1.0)],
+            )
+        })
+        .collect();
+    assert_eq!(m.push("api", &write_request(batch)).0, 200);
+    let t = format!("{}", now as f64 / 1000.0);
+    let (code, v) = m.get(
+        Some("api"),
+        "/api/v1/query",
+        &[("query", "count(many)"), ("time", &t)],
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("max number of series limit (limit: 10 series)"),
+        "{v}"
+    );
+    let (code, v) = m.get(
+        Some("api"),
+        "/api/v1/query",
+        &[("query", "count(many{i=~\"[0-5]\"})"), ("time", &t)],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(result(&v)[0]["value"][1], "6");
+}

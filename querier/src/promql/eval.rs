@@ -65,6 +65,9 @@ pub struct Evaluator<'a> {
     samples: Mutex<usize>,
     /// Evaluation stops with a timeout error once this instant passes.
     pub deadline: Option<std::time::Instant>,
+    /// Most series the query may fetch (0: no limit).
+    pub max_series: usize,
+    series_fetched: Mutex<usize>,
 }
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
@@ -141,6 +144,8 @@ impl<'a> Evaluator<'a> {
             annotations: Mutex::new(Annotations::default()),
             samples: Mutex::new(0),
             deadline: None,
+            max_series: 0,
+            series_fetched: Mutex::new(0),
         }
     }
 
@@ -219,6 +224,19 @@ impl<'a> Evaluator<'a> {
         if sets.len() > 1 {
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
             all.dedup_by(|a, b| a.labels == b.labels);
+        }
+        if self.max_series > 0 {
+            let mut n = self
+                .series_fetched
+                .lock()
+                .map_err(|_| Error::Corrupt("poisoned lock".into()))?;
+            *n += all.len();
+            if *n > self.max_series {
+                return Err(Error::Execution(format!(
+                    "the query hit the max number of series limit (limit: {} series)",
+                    self.max_series
+                )));
+            }
         }
         Ok(all)
     }
