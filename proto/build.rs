@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Chunk bytes become zero-copy slices of the received buffer.
+        .bytes(".")
         .compile_fds(fds)?;
     Ok(())
 }

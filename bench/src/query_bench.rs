@@ -147,8 +147,11 @@ pub fn load(
     Ok(())
 }
 
-/// The query shapes: (name, path, params besides time).
-pub fn queries(end_s: f64) -> Vec<(&'static str, &'static str, Vec<(&'static str, String)>)> {
+/// A query shape: name, API path, parameters.
+pub type QueryShape = (&'static str, &'static str, Vec<(&'static str, String)>);
+
+/// The query shapes.
+pub fn queries(end_s: f64) -> Vec<QueryShape> {
     let t = format!("{end_s:.3}");
     let range = |q: &str| {
         vec![

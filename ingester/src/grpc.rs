@@ -120,7 +120,7 @@ impl IngesterRpc for IngesterGrpc {
                                 min_time_ms: c.min_t,
                                 max_time_ms: c.max_t,
                                 encoding: CHUNK_ENCODING_XOR,
-                                data: c.data,
+                                data: c.data.into(),
                             })
                             .collect()
                     };

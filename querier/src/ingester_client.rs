@@ -11,12 +11,11 @@ use muninn_proto::ingester::{
 use muninn_proto::prometheus::{LabelMatcher, label_matcher, metric_metadata};
 use muninn_proto::tenant::TenantId;
 use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
-use muninn_storage::chunk::XorIter;
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::{MatchOp, Matcher};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::store::{FamilyMeta, SeriesData, SeriesSource};
+use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
 use crate::{Error, Result};
 
 /// Clients of every ingester.
@@ -118,7 +117,9 @@ impl SeriesSource for IngesterStore {
                 }
             }))
             .await?;
-            let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+            // Copies of a series (from several ingesters) are merged; a single copy keeps
+            // its chunks undecoded until the engine needs them.
+            let mut all: Vec<(Labels, Vec<bytes::Bytes>)> = Vec::new();
             for series in per_ingester.into_iter().flatten() {
                 let labels = Labels(
                     series
@@ -130,28 +131,44 @@ impl SeriesSource for IngesterStore {
                         })
                         .collect(),
                 );
-                let samples = merged.entry(labels).or_default();
-                for c in &series.chunks {
+                let mut chunks = Vec::with_capacity(series.chunks.len());
+                for c in series.chunks {
                     if c.encoding != CHUNK_ENCODING_XOR {
                         return Err(Error::Corrupt(format!(
                             "unknown chunk encoding {}",
                             c.encoding
                         )));
                     }
-                    let mut it = XorIter::new(&c.data);
-                    samples.extend(it.by_ref().filter(|(t, _)| *t >= mint && *t <= maxt));
-                    if let Some(e) = it.err() {
-                        return Err(Error::Corrupt(format!("chunk from ingester: {e}")));
-                    }
+                    chunks.push(c.data);
+                }
+                all.push((labels, chunks));
+            }
+            all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut merged: Vec<(Labels, Vec<Vec<bytes::Bytes>>)> = Vec::with_capacity(all.len());
+            for (labels, chunks) in all {
+                match merged.last_mut() {
+                    Some((l, copies)) if *l == labels => copies.push(chunks),
+                    _ => merged.push((labels, vec![chunks])),
                 }
             }
-            Ok(merged
-                .into_iter()
-                .map(|(labels, samples)| SeriesData {
-                    labels,
-                    samples: merge_samples(samples),
-                })
-                .collect())
+            let mut out = Vec::with_capacity(merged.len());
+            for (labels, mut copies) in merged {
+                let samples = if copies.len() == 1 {
+                    Samples::Chunks {
+                        chunks: copies.pop().unwrap_or_default(),
+                        mint,
+                        maxt,
+                    }
+                } else {
+                    let mut all = Vec::new();
+                    for chunks in copies {
+                        all.extend(Samples::Chunks { chunks, mint, maxt }.to_vec()?);
+                    }
+                    Samples::Raw(merge_samples(all))
+                };
+                out.push(SeriesData { labels, samples });
+            }
+            Ok(out)
         })
     }
 

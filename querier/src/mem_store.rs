@@ -10,12 +10,19 @@ use muninn_storage::labels::Labels;
 use muninn_storage::matcher::Matcher;
 
 use crate::Result;
-use crate::store::{FamilyMeta, SeriesData, SeriesSource};
+use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
+
+/// One stored series.
+#[derive(Clone)]
+struct MemSeries {
+    labels: Labels,
+    samples: Vec<(i64, f64)>,
+}
 
 /// Series held in memory, sorted by labels; samples sorted by time.
 #[derive(Default, Clone)]
 pub struct MemStore {
-    series: Vec<SeriesData>,
+    series: Vec<MemSeries>,
 }
 
 impl MemStore {
@@ -26,7 +33,7 @@ impl MemStore {
             Err(i) => {
                 self.series.insert(
                     i,
-                    SeriesData {
+                    MemSeries {
                         labels,
                         samples: vec![],
                     },
@@ -52,10 +59,7 @@ impl MemStore {
         self.series.clear();
     }
 
-    fn matching<'a>(
-        &'a self,
-        matchers: &'a [Matcher],
-    ) -> impl Iterator<Item = &'a SeriesData> + 'a {
+    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = &'a MemSeries> + 'a {
         self.series.iter().filter(move |s| {
             matchers
                 .iter()
@@ -64,7 +68,7 @@ impl MemStore {
     }
 }
 
-fn in_range(s: &SeriesData, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+fn in_range(s: &MemSeries, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
     let a = s.samples.partition_point(|x| x.0 < mint);
     let b = s.samples.partition_point(|x| x.0 <= maxt);
     s.samples[a..b.max(a)].to_vec()
@@ -86,7 +90,7 @@ impl SeriesSource for MemStore {
                     let samples = in_range(s, mint, maxt);
                     (!samples.is_empty()).then(|| SeriesData {
                         labels: s.labels.clone(),
-                        samples: if labels_only { vec![] } else { samples },
+                        samples: Samples::Raw(if labels_only { vec![] } else { samples }),
                     })
                 })
                 .collect())

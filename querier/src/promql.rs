@@ -14,7 +14,7 @@ pub mod histogram;
 pub mod parse;
 pub mod value;
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use muninn_proto::tenant::TenantId;
 use muninn_storage::labels::Labels;
@@ -139,8 +139,10 @@ pub async fn instant_query(
         Value::Matrix(m) => {
             let mut out = Vec::with_capacity(m.series.len());
             let mut seen = std::collections::HashSet::new();
+            let mut buf = Vec::new();
             for s in &m.series {
-                let pts = m.window(s, 0).to_vec();
+                s.decode_into(&mut buf)?;
+                let pts = m.window(&buf, 0).to_vec();
                 if pts.is_empty() {
                     continue;
                 }

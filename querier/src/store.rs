@@ -6,13 +6,61 @@ use muninn_proto::tenant::TenantId;
 use muninn_storage::labels::Labels;
 use muninn_storage::matcher::Matcher;
 
-use crate::Result;
+use muninn_storage::chunk::XorIter;
 
-/// One series with its raw samples in the requested range, oldest first, one per timestamp.
+use crate::{Error, Result};
+
+/// One series with its samples in the requested range, oldest first, one per timestamp.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeriesData {
     pub labels: Labels,
-    pub samples: Vec<(i64, f64)>,
+    pub samples: Samples,
+}
+
+/// Samples, either decoded or still as XOR chunks (about 1–2 bytes a sample instead of 16),
+/// decoded one series at a time by whoever needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Samples {
+    Raw(Vec<(i64, f64)>),
+    /// Non-overlapping chunks in time order; samples outside `[mint, maxt]` are skipped.
+    Chunks {
+        chunks: Vec<bytes::Bytes>,
+        mint: i64,
+        maxt: i64,
+    },
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples::Raw(Vec::new())
+    }
+}
+
+impl Samples {
+    /// Decodes into `out` (cleared first).
+    pub fn decode_into(&self, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        out.clear();
+        match self {
+            Samples::Raw(v) => out.extend_from_slice(v),
+            Samples::Chunks { chunks, mint, maxt } => {
+                for c in chunks {
+                    let mut it = XorIter::new(c);
+                    out.extend(it.by_ref().filter(|(t, _)| *t >= *mint && *t <= *maxt));
+                    if let Some(e) = it.err() {
+                        return Err(Error::Corrupt(format!("chunk: {e}")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The decoded samples.
+    pub fn to_vec(&self) -> Result<Vec<(i64, f64)>> {
+        let mut v = Vec::new();
+        self.decode_into(&mut v)?;
+        Ok(v)
+    }
 }
 
 /// Metadata of one metric family.

@@ -1,7 +1,7 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, ...) with `by`/`without`,
 //! per step, with Prometheus's numerics (Kahan summation, incremental mean on overflow).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use muninn_storage::labels::{Label, Labels, METRIC_NAME};
 use promql_parser::parser::token::{self, TokenId};

@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparisons (filtering or `bool`), set operators, and vector
 //! matching with `on`/`ignoring` and `group_left`/`group_right`, per step.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{self, TokenId};

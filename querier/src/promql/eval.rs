@@ -176,7 +176,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn count_samples(&self, n: usize) -> Result<()> {
+    pub fn count_samples(&self, n: usize) -> Result<()> {
         self.check_deadline()?;
         let mut s = self
             .samples
@@ -261,16 +261,19 @@ impl<'a> Evaluator<'a> {
             )
             .await?;
         let mut out = Vec::with_capacity(series.len());
+        let mut buf = Vec::new();
         for s in series {
+            s.samples.decode_into(&mut buf)?;
+            let samples = &buf;
             let mut vals = Vec::with_capacity(times.len());
             let mut any = false;
             for &t in &times {
                 // Latest sample in the left-open lookback window (t - lookback, t].
-                let idx = s.samples.partition_point(|(ts, _)| *ts <= t);
+                let idx = samples.partition_point(|(ts, _)| *ts <= t);
                 let v = if idx == 0 {
                     None
                 } else {
-                    let (ts, v) = s.samples[idx - 1];
+                    let (ts, v) = samples[idx - 1];
                     (ts > t.saturating_sub(self.lookback_ms) && !is_stale_nan(v))
                         .then_some(if timestamps { ts as f64 / 1000.0 } else { v })
                 };
@@ -308,15 +311,11 @@ impl<'a> Evaluator<'a> {
         let series = self.select(vs, lo.saturating_add(1), hi).await?;
         let mut out = Vec::with_capacity(series.len());
         for s in series {
-            let samples: Vec<(i64, f64)> = s
-                .samples
-                .into_iter()
-                .filter(|(_, v)| !is_stale_nan(*v))
-                .collect();
-            self.count_samples(samples.len())?;
+            // Kept as fetched (often still XOR chunks); decoded one series at a time by the
+            // function that consumes the range.
             out.push(RangeSeries {
                 labels: s.labels,
-                samples,
+                samples: s.samples,
                 drop_name: false,
             });
         }
@@ -371,23 +370,25 @@ impl<'a> Evaluator<'a> {
             Value::Vector(vs) => vs
                 .into_iter()
                 .map(|s| RangeSeries {
-                    samples: s
-                        .vals
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
-                        .collect(),
+                    samples: crate::store::Samples::Raw(
+                        s.vals
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
+                            .collect(),
+                    ),
                     labels: s.labels,
                     drop_name: s.drop_name,
                 })
                 .collect(),
             Value::Scalar(vals) => vec![RangeSeries {
                 labels: Default::default(),
-                samples: vals
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (inner.at(i), *v))
-                    .collect(),
+                samples: crate::store::Samples::Raw(
+                    vals.iter()
+                        .enumerate()
+                        .map(|(i, v)| (inner.at(i), *v))
+                        .collect(),
+                ),
                 drop_name: false,
             }],
             other => {

@@ -298,15 +298,16 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
             }
         }
     }
+    let mut sbuf: Vec<(i64, f64)> = Vec::new();
     if name == "absent_over_time" {
-        let vals: Vec<Option<f64>> = (0..n)
-            .map(|i| {
-                m.series
-                    .iter()
-                    .all(|s| m.window(s, i).is_empty())
-                    .then_some(1.0)
-            })
-            .collect();
+        let mut present = vec![false; n];
+        for s in &m.series {
+            s.decode_into(&mut sbuf)?;
+            for (i, p) in present.iter_mut().enumerate() {
+                *p |= !m.window(&sbuf, i).is_empty();
+            }
+        }
+        let vals: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
         if vals.iter().any(Option::is_some) {
             return Ok(Value::Vector(vec![Series {
                 labels: absent_labels(arg(c, 0)?),
@@ -321,9 +322,11 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
     let mut buf: Vec<f64> = Vec::new();
     for s in &m.series {
         ev.check_deadline()?;
+        s.decode_into(&mut sbuf)?;
+        ev.count_samples(sbuf.len())?;
         let mut vals = Vec::with_capacity(n);
         for i in 0..n {
-            let w = m.window(s, i);
+            let w = m.window(&sbuf, i);
             let (lo, hi) = m.windows[i];
             let v = if w.is_empty() {
                 None

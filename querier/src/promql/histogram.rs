@@ -1,7 +1,7 @@
 //! `histogram_quantile` over classic (`le`-bucketed) histograms, with Prometheus's bucket
 //! coalescing and monotonicity repair.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use muninn_storage::labels::Labels;
 use promql_parser::parser::Call;

@@ -1,6 +1,9 @@
 //! Values flowing through step-vectorised evaluation.
 
+use muninn_storage::is_stale_nan;
 use muninn_storage::labels::{Label, Labels, METRIC_NAME};
+
+use crate::store::Samples;
 
 /// One instant-vector series: a value (or none) per evaluation step.
 #[derive(Clone, Debug)]
@@ -12,12 +15,21 @@ pub struct Series {
     pub drop_name: bool,
 }
 
-/// Raw samples of one series for range-vector arguments.
+/// Samples of one series for range-vector arguments, decoded on use.
 #[derive(Clone, Debug)]
 pub struct RangeSeries {
     pub labels: Labels,
-    pub samples: Vec<(i64, f64)>,
+    pub samples: Samples,
     pub drop_name: bool,
+}
+
+impl RangeSeries {
+    /// Decodes the samples into `out`, without staleness markers (not samples of a range).
+    pub fn decode_into(&self, out: &mut Vec<(i64, f64)>) -> crate::Result<()> {
+        self.samples.decode_into(out)?;
+        out.retain(|(_, v)| !is_stale_nan(*v));
+        Ok(())
+    }
 }
 
 /// A range vector over all steps: each step looks at `samples` in its window `(lo, hi]`.
@@ -31,12 +43,12 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Samples of `s` in the window of `step`.
-    pub fn window<'a>(&self, s: &'a RangeSeries, step: usize) -> &'a [(i64, f64)] {
+    /// The part of a series' decoded samples in the window of `step`.
+    pub fn window<'a>(&self, samples: &'a [(i64, f64)], step: usize) -> &'a [(i64, f64)] {
         let (lo, hi) = self.windows[step];
-        let a = s.samples.partition_point(|(t, _)| *t <= lo);
-        let b = s.samples.partition_point(|(t, _)| *t <= hi);
-        &s.samples[a..b.max(a)]
+        let a = samples.partition_point(|(t, _)| *t <= lo);
+        let b = samples.partition_point(|(t, _)| *t <= hi);
+        &samples[a..b.max(a)]
     }
 }
 
