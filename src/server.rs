@@ -97,6 +97,7 @@ pub async fn run(
         }
         let store = Arc::new(IngesterStore::new(&addrs)?);
         let q = Querier::new(store, config.multitenancy, &config.querier);
+        q.metrics.register(&mut registry);
         app = app.merge(q.http_router());
         tracing::info!(ingesters = ?addrs, "querier reading from ingesters");
     }

@@ -160,16 +160,50 @@ fn query_timeout(q: &Querier, p: &Params) -> Result<std::time::Duration> {
     })
 }
 
-async fn with_timeout<T>(
+/// Runs a query with its timeout, counting the outcome. A query whose request is dropped
+/// before it finishes (the client went away) is logged and counted as canceled; the
+/// evaluator yields regularly, so dropping the request really stops the work.
+async fn run_query<T>(
+    q: &Querier,
+    endpoint: &'static str,
+    tenant: &TenantId,
     d: std::time::Duration,
     f: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(d, f).await {
+    struct Guard<'a> {
+        q: &'a Querier,
+        endpoint: &'static str,
+        tenant: &'a TenantId,
+        done: bool,
+    }
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            if !self.done {
+                tracing::info!(endpoint = self.endpoint, tenant = %self.tenant, "query canceled: the client went away");
+                self.q.metrics.count(self.endpoint, "canceled");
+            }
+        }
+    }
+    let mut guard = Guard {
+        q,
+        endpoint,
+        tenant,
+        done: false,
+    };
+    let r = match tokio::time::timeout(d, f).await {
         Ok(r) => r,
         Err(_) => Err(Error::Timeout(
             "query timed out in expression evaluation".into(),
         )),
-    }
+    };
+    guard.done = true;
+    let outcome = match &r {
+        Ok(_) => "success",
+        Err(Error::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    q.metrics.count(endpoint, outcome);
+    r
 }
 
 /// `{"resultType":...,"result":...}` of a query result.
@@ -239,7 +273,10 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let expr = parse_query(&call.params)?;
         let t = call.params.time("time", now_ms())?;
         let timeout = query_timeout(&q, &call.params)?;
-        let res = with_timeout(
+        let res = run_query(
+            &q,
+            "query",
+            &call.tenant,
             timeout,
             promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, t),
         )
@@ -303,7 +340,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
             }
         }
         let timeout = query_timeout(&q, p)?;
-        with_timeout(timeout, promql::range_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, start, end, step)).await
+        run_query(&q, "query_range", &call.tenant, timeout, promql::range_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, start, end, step)).await
     }
     .await;
     match r {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod ingester_client;
 pub mod json;
 pub mod mem_store;
+pub mod metrics;
 pub mod promql;
 pub mod promqltest;
 pub mod store;
@@ -78,6 +79,7 @@ pub struct Querier {
     pub timeout: std::time::Duration,
     pub max_samples: usize,
     pub max_series: usize,
+    pub metrics: metrics::QuerierMetrics,
 }
 
 impl Querier {
@@ -89,6 +91,7 @@ impl Querier {
             timeout: std::time::Duration::from_secs(args.timeout_seconds.max(1)),
             max_samples: args.max_samples,
             max_series: args.max_series,
+            metrics: metrics::QuerierMetrics::default(),
         })
     }
 

@@ -214,3 +214,48 @@ fn max_fetched_series_limit() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(result(&v)[0]["value"][1], "6");
 }
+
+#[test]
+fn a_client_that_disconnects_cancels_its_query() {
+    use std::io::Write;
+    let m = Muninn::all(&[]);
+    let now = now_ms();
+    let batch: Vec<_> = (0..2000)
+        .map(|i| {
+            series(
+                &[("__name__", "load_metric"), ("i", &i.to_string())],
+                &[(now - 1000, 1.0)],
+            )
+        })
+        .collect();
+    assert_eq!(m.push("api", &write_request(batch)).0, 200);
+    // The expensive range query of the timeout test, with no timeout, over a raw connection.
+    let q = format!(
+        "/api/v1/query_range?query=sum(sum_over_time(load_metric%5B5m:1s%5D))&start={}&end={}&step=1",
+        (now - 10_999_000) / 1000,
+        now / 1000
+    );
+    let addr = m.http.trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "GET {q} HTTP/1.1\r\nHost: {addr}\r\nX-Scope-OrgID: api\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(conn);
+    let started = std::time::Instant::now();
+    crate::harness::wait_for(
+        "the query to be counted as canceled",
+        std::time::Duration::from_secs(20),
+        || {
+            m.metrics()
+                .contains(
+                    "muninn_querier_queries_total{endpoint=\"query_range\",outcome=\"canceled\"} 1",
+                )
+                .then_some(())
+        },
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(m.log_text().contains("query canceled"));
+}

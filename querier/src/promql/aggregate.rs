@@ -3,7 +3,7 @@
 
 use hashbrown::HashMap;
 
-use muninn_storage::labels::{Label, Labels, METRIC_NAME};
+use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
@@ -232,7 +232,7 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     let mut out = Vec::with_capacity(groups.len());
     let mut buf: Vec<f64> = Vec::new();
     for (key, members) in groups {
-        ev.check_deadline()?;
+        ev.checkpoint().await?;
         let has_name = key.get(METRIC_NAME).is_some();
         let drop = has_name && members.iter().any(|&i| input[i].drop_name);
         let mut vals = vec![None; n];
@@ -284,6 +284,8 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     Ok(Value::Vector(out))
 }
 
+/// `topk`/`bottomk`/`limitk`/`limit_ratio`: the input series, each kept at the steps where it
+/// is selected in its group.
 fn select_k(
     op: TokenId,
     param: &[f64],
@@ -291,19 +293,31 @@ fn select_k(
     modifier: Option<&LabelModifier>,
     n: usize,
 ) -> Result<Vec<Series>> {
-    let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
-    let mut order: Vec<Labels> = Vec::new();
+    // Group membership, computed once; groups in order of first appearance.
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: Vec<usize> = Vec::with_capacity(input.len());
     for (i, s) in input.iter().enumerate() {
-        let key = group_key(&s.labels, modifier);
-        groups.entry(key.clone()).or_insert_with(|| {
-            order.push(key);
-            vec![]
-        });
-        if let Some(g) = groups.get_mut(&group_key(&s.labels, modifier)) {
-            g.push(i);
-        }
+        let g = *index
+            .entry(group_key(&s.labels, modifier))
+            .or_insert_with(|| {
+                groups.push(vec![]);
+                groups.len() - 1
+            });
+        groups[g].push(i);
+        group_of.push(g);
     }
+    let desc = op == token::T_TOPK;
+    // Best first; NaN is never preferred.
+    let cmp = |a: f64, b: f64| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if desc => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    };
     let mut keep = vec![vec![false; n]; input.len()];
+    let mut present: Vec<usize> = Vec::new();
     for step in 0..n {
         let p = param[step];
         if op == token::T_LIMIT_RATIO {
@@ -335,36 +349,29 @@ fn select_k(
         if k < 1 {
             continue;
         }
-        for key in &order {
-            let members = &groups[key];
-            let mut present: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|&i| input[i].vals[step].is_some())
-                .collect();
-            if op != token::T_LIMITK {
-                let desc = op == token::T_TOPK;
-                present.sort_by(|&x, &y| {
-                    let (a, b) = (
-                        input[x].vals[step].unwrap_or(f64::NAN),
-                        input[y].vals[step].unwrap_or(f64::NAN),
-                    );
-                    // NaN is never preferred.
-                    match (a.is_nan(), b.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if desc => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
-                        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-                    }
-                });
+        for members in &groups {
+            present.clear();
+            present.extend(
+                members
+                    .iter()
+                    .copied()
+                    .filter(|&i| input[i].vals[step].is_some()),
+            );
+            let k = (k as usize).min(present.len());
+            if k == 0 {
+                continue;
             }
-            for &i in present.iter().take(k.min(present.len() as i64) as usize) {
+            if op != token::T_LIMITK && k < present.len() {
+                let val = |i: usize| input[i].vals[step].unwrap_or(f64::NAN);
+                present.select_nth_unstable_by(k - 1, |&x, &y| cmp(val(x), val(y)).then(x.cmp(&y)));
+            }
+            for &i in &present[..k] {
                 keep[i][step] = true;
             }
         }
     }
     let mut out = Vec::new();
+    let mut out_group = Vec::new();
     for (i, mut s) in input.into_iter().enumerate() {
         for (step, v) in s.vals.iter_mut().enumerate() {
             if !keep[i][step] {
@@ -373,30 +380,20 @@ fn select_k(
         }
         if s.vals.iter().any(Option::is_some) {
             out.push(s);
+            out_group.push(group_of[i]);
         }
     }
     // Instant queries: best first within each group, as Prometheus returns them.
     if n == 1 && matches!(op, token::T_TOPK | token::T_BOTTOMK) {
-        let desc = op == token::T_TOPK;
-        out.sort_by(|x, y| {
-            let gx = group_key(&x.labels, modifier);
-            let gy = group_key(&y.labels, modifier);
-            let (a, b) = (x.vals[0].unwrap_or(f64::NAN), y.vals[0].unwrap_or(f64::NAN));
-            let ord = if desc {
-                b.partial_cmp(&a)
-            } else {
-                a.partial_cmp(&b)
-            };
-            order
-                .iter()
-                .position(|k| *k == gx)
-                .cmp(&order.iter().position(|k| *k == gy))
-                .then(ord.unwrap_or(std::cmp::Ordering::Equal))
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|&x, &y| {
+            out_group[x].cmp(&out_group[y]).then(cmp(
+                out[x].vals[0].unwrap_or(f64::NAN),
+                out[y].vals[0].unwrap_or(f64::NAN),
+            ))
         });
+        let mut slots: Vec<Option<Series>> = out.into_iter().map(Some).collect();
+        out = order.into_iter().filter_map(|i| slots[i].take()).collect();
     }
-    let _ = Label {
-        name: String::new(),
-        value: String::new(),
-    };
     Ok(out)
 }

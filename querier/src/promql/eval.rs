@@ -68,6 +68,7 @@ pub struct Evaluator<'a> {
     /// Most series the query may fetch (0: no limit).
     pub max_series: usize,
     series_fetched: Mutex<usize>,
+    work: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
@@ -146,6 +147,7 @@ impl<'a> Evaluator<'a> {
             deadline: None,
             max_series: 0,
             series_fetched: Mutex::new(0),
+            work: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -174,6 +176,17 @@ impl<'a> Evaluator<'a> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// A point where evaluation may stop: checks the deadline and, every so often, yields to
+    /// the runtime so that a dropped request (client gone) cancels the query promptly.
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.check_deadline()?;
+        let n = self.work.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+        Ok(())
     }
 
     pub fn count_samples(&self, n: usize) -> Result<()> {
@@ -408,7 +421,7 @@ impl<'a> Evaluator<'a> {
     /// Evaluates `expr` over the steps of `ctx`.
     pub fn eval<'s>(&'s self, expr: &'s Expr, ctx: &'s Ctx) -> BoxFuture<'s, Result<Value>> {
         Box::pin(async move {
-            self.check_deadline()?;
+            self.checkpoint().await?;
             match expr {
                 Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; ctx.len()])),
                 Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),

@@ -321,7 +321,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
     let mut out = Vec::with_capacity(m.series.len());
     let mut buf: Vec<f64> = Vec::new();
     for s in &m.series {
-        ev.check_deadline()?;
+        ev.checkpoint().await?;
         s.decode_into(&mut sbuf)?;
         ev.count_samples(sbuf.len())?;
         let mut vals = Vec::with_capacity(n);
