@@ -4,7 +4,10 @@
 //!   Prometheus TSDB blocks, so Muninn's data can be checked against Prometheus itself.
 //! - [`labels`]: label sets as the query side sees them (sorted by name).
 //! - [`matcher`]: label matchers with Prometheus's semantics (anchored RE2-style regexes).
+//! - [`block`]: the Parquet block format; [`bucket`]: per-tenant object-storage layout.
 
+pub mod block;
+pub mod bucket;
 pub mod chunk;
 pub mod labels;
 pub mod matcher;
@@ -14,6 +17,15 @@ pub mod matcher;
 pub enum Error {
     #[error("corrupt chunk: {0}")]
     CorruptChunk(&'static str),
+    #[error("block: {0}")]
+    Block(String),
+    #[error("object store {op} {path}: {source}")]
+    ObjectStore {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     #[error("invalid regex {pattern:?}: {source}")]
     BadRegex {
         pattern: String,

@@ -1,0 +1,176 @@
+//! Selecting series from a block in object storage. Only the row groups whose `__name__` (or
+//! other equality-matched label) statistics can match are fetched, and only the label columns
+//! plus the `s_data_<n>` slices overlapping the query's time range (range GETs via
+//! `ParquetObjectReader`).
+
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, StringArray};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use parquet::arrow::ProjectionMask;
+// `ParquetObjectReader` is deprecated in parquet 60 in favour of hand-written
+// `AsyncFileReader`s; it still does exactly what we need (ranged GETs through object_store).
+#[allow(deprecated)]
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+
+use super::{BlockMeta, cell, label_column};
+use crate::labels::{Label, Labels};
+use crate::matcher::{MatchOp, Matcher};
+use crate::{Error, Result};
+
+/// A series read from a block: labels and its XOR chunks overlapping the range.
+#[derive(Debug, Clone)]
+pub struct BlockSeries {
+    pub labels: Labels,
+    pub chunks: Vec<Bytes>,
+}
+
+fn perr(e: impl std::fmt::Display) -> Error {
+    Error::Block(format!("reading parquet: {e}"))
+}
+
+/// Series of the block at `path` matching `matchers` with chunks overlapping `[mint, maxt]`.
+pub async fn select(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    meta: &BlockMeta,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<BlockSeries>> {
+    if maxt < meta.min_time || mint >= meta.max_time {
+        return Ok(vec![]);
+    }
+    #[allow(deprecated)]
+    let reader = ParquetObjectReader::new(store, path);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(perr)?;
+    let schema = builder.schema().clone();
+    let pmeta = builder.metadata().clone();
+
+    let mut label_cols: Vec<(usize, String)> = Vec::new();
+    let mut data_cols: Vec<usize> = Vec::new();
+    let width = meta.slice_ms.max(1);
+    for (i, f) in schema.fields().iter().enumerate() {
+        if let Some(name) = f.name().strip_prefix("s_lbl_") {
+            label_cols.push((i, name.to_owned()));
+        } else if let Some(n) = f
+            .name()
+            .strip_prefix("s_data_")
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            let (lo, hi) = (meta.min_time + n * width, meta.min_time + (n + 1) * width);
+            if lo <= maxt && hi > mint {
+                data_cols.push(i);
+            }
+        }
+    }
+    // Equality matchers on labels the block does not have select nothing.
+    for m in matchers {
+        if m.op == MatchOp::Equal
+            && !m.value.is_empty()
+            && !label_cols.iter().any(|(_, n)| *n == m.name)
+        {
+            return Ok(vec![]);
+        }
+    }
+    // Row groups whose statistics rule out an equality matcher are skipped.
+    let mut groups = Vec::new();
+    'rg: for (g, rg) in pmeta.row_groups().iter().enumerate() {
+        for m in matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+        {
+            let col = label_column(&m.name);
+            let Some(idx) = schema.fields().iter().position(|f| *f.name() == col) else {
+                continue;
+            };
+            if let Some(st) = rg.column(idx).statistics()
+                && let (Some(lo), Some(hi)) = (st.min_bytes_opt(), st.max_bytes_opt())
+                && (m.value.as_bytes() < lo || m.value.as_bytes() > hi)
+            {
+                continue 'rg;
+            }
+        }
+        groups.push(g);
+    }
+    if groups.is_empty() {
+        return Ok(vec![]);
+    }
+    let leaves: Vec<usize> = label_cols
+        .iter()
+        .map(|(i, _)| *i)
+        .chain(data_cols.iter().copied())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), leaves);
+    let mut stream = builder
+        .with_row_groups(groups)
+        .with_projection(mask)
+        .build()
+        .map_err(perr)?;
+    let mut out = Vec::new();
+    while let Some(batch) = stream.try_next().await.map_err(perr)? {
+        let bschema = batch.schema();
+        let mut lcols: Vec<(&str, &StringArray)> = Vec::new();
+        let mut dcols: Vec<&BinaryArray> = Vec::new();
+        for (i, f) in bschema.fields().iter().enumerate() {
+            let col = batch.column(i);
+            if let Some(name) = f.name().strip_prefix("s_lbl_") {
+                let a = col
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| Error::Block(format!("column {} is not utf8", f.name())))?;
+                lcols.push((name, a));
+            } else {
+                let a = col
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .ok_or_else(|| Error::Block(format!("column {} is not binary", f.name())))?;
+                dcols.push(a);
+            }
+        }
+        'row: for row in 0..batch.num_rows() {
+            // Matchers first, on borrowed values; labels are built only for matches.
+            for m in matchers {
+                let v = lcols
+                    .iter()
+                    .find(|(n, _)| *n == m.name)
+                    .map_or("", |(_, a)| if a.is_null(row) { "" } else { a.value(row) });
+                if !m.matches(v) {
+                    continue 'row;
+                }
+            }
+            let mut chunks = Vec::new();
+            for d in &dcols {
+                if d.is_null(row) {
+                    continue;
+                }
+                for c in cell::decode(d.value(row))? {
+                    if c.min_t <= maxt && c.max_t >= mint {
+                        chunks.push(Bytes::copy_from_slice(c.data));
+                    }
+                }
+            }
+            if chunks.is_empty() {
+                continue;
+            }
+            let labels = Labels(
+                lcols
+                    .iter()
+                    .filter(|(_, a)| !a.is_null(row))
+                    .map(|(n, a)| Label {
+                        name: (*n).to_owned(),
+                        value: a.value(row).to_owned(),
+                    })
+                    .collect(),
+            );
+            out.push(BlockSeries { labels, chunks });
+        }
+    }
+    // Parquet columns come in schema order, which sorts `s_lbl_<name>` like the names.
+    Ok(out)
+}

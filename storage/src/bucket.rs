@@ -1,0 +1,183 @@
+//! The bucket: object storage laid out per tenant.
+//!
+//! `<tenant>/<block-ulid>/block.parquet`, `<tenant>/<block-ulid>/meta.json` (written last: a
+//! block without it does not exist for readers) and `<tenant>/bucket-index.json` (the list of
+//! block metas, rewritten by whoever changes the set of blocks). Every key is built from a
+//! validated [`TenantId`], so no request can address another tenant's objects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use muninn_proto::tenant::TenantId;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{BlockMeta, DATA_FILE};
+use crate::{Error, Result};
+
+/// `bucket-index.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketIndex {
+    pub version: u32,
+    pub updated_at_ms: i64,
+    pub blocks: Vec<BlockMeta>,
+}
+
+/// Object storage holding every tenant's blocks.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+}
+
+fn os_err(op: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> Error + use<> {
+    let path = path.to_string();
+    move |e| Error::ObjectStore {
+        op,
+        path,
+        source: Box::new(e),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Bucket {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    /// A bucket in a local directory (the default backend).
+    pub fn filesystem(dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Block(format!("creating bucket dir {}: {e}", dir.display())))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::Block(format!("bucket dir {}: {e}", dir.display())))?;
+        Ok(Self::new(Arc::new(fs)))
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// Key of a file of a block.
+    pub fn block_file(tenant: &TenantId, ulid: &str, file: &str) -> Path {
+        Path::from(format!("{}/{ulid}/{file}", tenant.as_str()))
+    }
+
+    fn index_path(tenant: &TenantId) -> Path {
+        Path::from(format!("{}/bucket-index.json", tenant.as_str()))
+    }
+
+    async fn put_retrying(&self, path: &Path, data: Bytes) -> Result<()> {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1.. {
+            match self
+                .store
+                .put(path, PutPayload::from_bytes(data.clone()))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(path = %path, attempt, error = %e, "upload failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(os_err("put", path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads a block: data first, `meta.json` last. Idempotent: a retry overwrites the same
+    /// keys with the same content.
+    pub async fn upload_block(
+        &self,
+        tenant: &TenantId,
+        data: Vec<u8>,
+        meta: &BlockMeta,
+    ) -> Result<()> {
+        self.put_retrying(
+            &Self::block_file(tenant, &meta.ulid, DATA_FILE),
+            Bytes::from(data),
+        )
+        .await?;
+        let json =
+            serde_json::to_vec_pretty(meta).map_err(|e| Error::Block(format!("meta.json: {e}")))?;
+        self.put_retrying(
+            &Self::block_file(tenant, &meta.ulid, "meta.json"),
+            Bytes::from(json),
+        )
+        .await
+    }
+
+    /// Every complete block of a tenant, by listing (blocks without `meta.json` are skipped).
+    pub async fn list_blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
+        let prefix = Path::from(tenant.as_str());
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(os_err("list", &prefix))?;
+        let mut metas = Vec::new();
+        for o in objects
+            .iter()
+            .filter(|o| o.location.filename() == Some("meta.json"))
+        {
+            let data = self
+                .store
+                .get(&o.location)
+                .await
+                .map_err(os_err("get", &o.location))?;
+            let bytes = data.bytes().await.map_err(os_err("get", &o.location))?;
+            match serde_json::from_slice::<BlockMeta>(&bytes) {
+                Ok(m) => metas.push(m),
+                Err(e) => {
+                    tracing::warn!(path = %o.location, error = %e, "skipping unreadable meta.json")
+                }
+            }
+        }
+        metas.sort_by(|a, b| (a.min_time, &a.ulid).cmp(&(b.min_time, &b.ulid)));
+        Ok(metas)
+    }
+
+    /// Rewrites the tenant's bucket index from a listing.
+    pub async fn write_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
+        let index = BucketIndex {
+            version: 1,
+            updated_at_ms: now_ms(),
+            blocks: self.list_blocks(tenant).await?,
+        };
+        let json =
+            serde_json::to_vec(&index).map_err(|e| Error::Block(format!("bucket index: {e}")))?;
+        self.put_retrying(&Self::index_path(tenant), Bytes::from(json))
+            .await?;
+        Ok(index)
+    }
+
+    /// The tenant's blocks: from the bucket index, falling back to listing.
+    pub async fn blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
+        let path = Self::index_path(tenant);
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(os_err("get", &path))?;
+                match serde_json::from_slice::<BucketIndex>(&bytes) {
+                    Ok(i) => Ok(i.blocks),
+                    Err(e) => {
+                        tracing::warn!(%tenant, error = %e, "unreadable bucket index; listing instead");
+                        self.list_blocks(tenant).await
+                    }
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => self.list_blocks(tenant).await,
+            Err(e) => Err(os_err("get", &path)(e)),
+        }
+    }
+}
