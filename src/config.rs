@@ -56,6 +56,8 @@ pub struct Config {
     pub querier: muninn_querier::QuerierArgs,
     #[command(flatten)]
     pub compactor: muninn_compactor::CompactorArgs,
+    #[command(flatten)]
+    pub storage: muninn_storage::bucket::StorageArgs,
 }
 
 impl Config {

@@ -12,7 +12,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use muninn_ingester::{Ingester, IngesterConfig};
 use muninn_querier::Querier;
+use muninn_querier::block_store::BlockStore;
 use muninn_querier::ingester_client::IngesterStore;
+use muninn_querier::merged_store::MergedStore;
+use muninn_querier::store::SeriesSource;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,21 +47,28 @@ pub async fn run(
     let mut app = Router::new();
     let mut tasks = tokio::task::JoinSet::new();
 
+    let bucket = config
+        .storage
+        .open(&config.data_dir)
+        .context("opening the bucket")?;
     let mut grpc_addr: Option<SocketAddr> = None;
+    let mut ingester: Option<Arc<Ingester>> = None;
     if role.runs_ingester() {
         let cfg = IngesterConfig::new(
             config.data_dir.clone(),
             config.multitenancy,
             &config.ingester,
         );
+        let b = bucket.clone();
         let ing = tokio::task::spawn_blocking({
             let mut reg = std::mem::take(&mut registry);
-            move || Ingester::open(cfg, &mut reg).map(|i| (i, reg))
+            move || Ingester::open(cfg, Some(b), &mut reg).map(|i| (i, reg))
         })
         .await??;
         let (ing, reg) = ing;
         registry = reg;
         app = app.merge(ing.http_router());
+        ingester = Some(ing.clone());
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
@@ -92,10 +102,15 @@ pub async fn run(
             }
             _ => config.querier.ingester_addrs.clone(),
         };
-        if addrs.is_empty() {
-            anyhow::bail!("the querier needs --querier.ingester-addrs");
-        }
-        let store = Arc::new(IngesterStore::new(&addrs)?);
+        // Recent data from the ingesters, older data from blocks; merged, duplicates once.
+        let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(bucket.clone()));
+        let store: Arc<dyn SeriesSource> = if addrs.is_empty() {
+            blocks
+        } else {
+            Arc::new(MergedStore {
+                parts: vec![Arc::new(IngesterStore::new(&addrs)?), blocks],
+            })
+        };
         let q = Querier::new(store, config.multitenancy, &config.querier);
         q.metrics.register(&mut registry);
         app = app.merge(q.http_router());
@@ -140,6 +155,19 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    if let Some(ing) = &ingester
+        && ing.config.flush_on_shutdown
+    {
+        match muninn_ingester::shipper::flush(ing).await {
+            Ok(blocks) => tracing::info!(
+                blocks = blocks.len(),
+                "flushed the head to blocks before shutdown"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "flush on shutdown failed; the WAL keeps the data")
+            }
+        }
+    }
     let _ = stop_tx.send(true);
     while let Some(r) = tasks.join_next().await {
         r??;

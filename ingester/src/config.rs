@@ -15,6 +15,13 @@ pub struct IngesterArgs {
     /// an fdatasync per request).
     #[arg(long = "ingester.wal-fsync", default_value = "never")]
     pub wal_fsync: FsyncPolicy,
+    /// Time range of the blocks cut from the head, in seconds (aligned to multiples of it).
+    #[arg(long = "ingester.block-range", default_value_t = 7200)]
+    pub block_range_seconds: u64,
+    /// Flush every tenant's head to blocks on clean shutdown.
+    #[arg(long = "ingester.flush-on-shutdown", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub flush_on_shutdown: bool,
     /// Longest label name accepted.
     #[arg(long = "validation.max-label-name-length", default_value_t = 1024)]
     pub max_label_name_length: usize,
@@ -34,6 +41,8 @@ pub struct IngesterConfig {
     pub max_request_bytes: usize,
     pub wal_fsync: FsyncPolicy,
     pub limits: Limits,
+    pub block_range_ms: i64,
+    pub flush_on_shutdown: bool,
 }
 
 impl IngesterConfig {
@@ -43,6 +52,8 @@ impl IngesterConfig {
             multitenancy,
             max_request_bytes: args.max_request_bytes,
             wal_fsync: args.wal_fsync,
+            block_range_ms: args.block_range_seconds.max(1) as i64 * 1000,
+            flush_on_shutdown: args.flush_on_shutdown,
             limits: Limits {
                 max_label_name_length: args.max_label_name_length,
                 max_label_value_length: args.max_label_value_length,

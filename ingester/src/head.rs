@@ -340,6 +340,35 @@ impl Head {
             .collect()
     }
 
+    /// Oldest and newest sample timestamps in the head.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.series
+            .iter()
+            .filter_map(MemSeries::time_range)
+            .fold(None, |acc, (a, b)| match acc {
+                None => Some((a, b)),
+                Some((x, y)) => Some((x.min(a), y.max(b))),
+            })
+    }
+
+    /// Every series with its decoded samples in `[min_t, max_t)`, for cutting a block.
+    pub fn snapshot(&self, min_t: i64, max_t: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let mut out = Vec::new();
+        for id in 0..self.series.len() as SeriesId {
+            let mut samples = Vec::new();
+            for c in self.chunks(id, min_t, max_t - 1) {
+                samples.extend(
+                    muninn_storage::chunk::XorIter::new(&c.data)
+                        .filter(|(t, _)| *t >= min_t && *t < max_t),
+                );
+            }
+            if !samples.is_empty() {
+                out.push((self.labels(id), samples));
+            }
+        }
+        out
+    }
+
     /// Approximate heap bytes held by the head.
     pub fn heap_size(&self) -> usize {
         let postings: usize = self

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod head;
 pub mod metrics;
 pub mod push;
+pub mod shipper;
 pub mod tenant_db;
 pub mod tenants;
 pub mod validate;
@@ -56,12 +57,15 @@ pub struct Ingester {
     pub config: IngesterConfig,
     pub tenants: Tenants,
     pub metrics: IngesterMetrics,
+    /// Where blocks are shipped; `None` keeps everything in the head.
+    pub bucket: Option<muninn_storage::bucket::Bucket>,
 }
 
 impl Ingester {
     /// Opens the data directory, replaying every tenant's WAL (progress in the log).
     pub fn open(
         config: IngesterConfig,
+        bucket: Option<muninn_storage::bucket::Bucket>,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Arc<Self>> {
         let metrics = IngesterMetrics::default();
@@ -71,6 +75,7 @@ impl Ingester {
             config,
             tenants,
             metrics,
+            bucket,
         }))
     }
 

@@ -34,6 +34,7 @@ pub struct IngesterMetrics {
     pub wal_fsyncs: Counter,
     pub wal_replayed_records: Counter,
     pub wal_truncations: Counter,
+    pub blocks_uploaded: Counter,
 }
 
 impl IngesterMetrics {
@@ -79,6 +80,11 @@ impl IngesterMetrics {
             "wal_truncations",
             "WAL segments truncated at a torn or corrupt record",
             self.wal_truncations.clone(),
+        );
+        r.register(
+            "blocks_uploaded",
+            "Blocks cut from the head and uploaded",
+            self.blocks_uploaded.clone(),
         );
     }
 }

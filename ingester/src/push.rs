@@ -69,7 +69,38 @@ impl PushError {
 pub fn router(ing: Arc<Ingester>) -> Router {
     Router::new()
         .route("/api/v1/push", post(push))
+        .route("/ingester/flush", post(flush))
         .with_state(ing)
+}
+
+/// `POST /ingester/flush`: cuts and uploads every tenant's blocks; returns when all are uploaded.
+async fn flush(State(ing): State<Arc<Ingester>>) -> Response {
+    match crate::shipper::flush(&ing).await {
+        Ok(blocks) => {
+            let lines: Vec<String> = blocks
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} {} [{}, {}) series={} samples={}",
+                        b.tenant, b.ulid, b.min_time, b.max_time, b.series, b.samples
+                    )
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                format!("flushed {} blocks\n{}\n", blocks.len(), lines.join("\n")),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "flush failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("flush failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) -> Response {

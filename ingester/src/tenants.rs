@@ -69,6 +69,18 @@ impl Tenants {
         self.dbs.read().get(tenant).cloned()
     }
 
+    /// Every tenant with its database.
+    pub fn all(&self) -> Vec<(TenantId, Arc<TenantDb>)> {
+        let mut v: Vec<_> = self
+            .dbs
+            .read()
+            .iter()
+            .map(|(t, d)| (t.clone(), d.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// The tenant's database, created on first use.
     pub fn get_or_create(&self, tenant: &TenantId) -> Result<Arc<TenantDb>> {
         if let Some(db) = self.get(tenant) {

@@ -106,7 +106,9 @@ fn error_response(e: &Error) -> Response {
         Error::Unsupported(_) | Error::Execution(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "execution")
         }
-        Error::Ingester { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Ingester { .. } | Error::Storage(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
         Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         Error::Corrupt(_) | Error::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };

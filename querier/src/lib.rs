@@ -6,9 +6,11 @@
 //! nothing is shared between tenants.
 
 pub mod api;
+pub mod block_store;
 pub mod ingester_client;
 pub mod json;
 pub mod mem_store;
+pub mod merged_store;
 pub mod metrics;
 pub mod promql;
 pub mod promqltest;
@@ -27,6 +29,9 @@ pub enum Error {
     /// A valid query the engine cannot evaluate yet (422 `execution`).
     #[error("{0}")]
     Unsupported(String),
+    /// Object storage failed (503 `unavailable`).
+    #[error("storage: {0}")]
+    Storage(String),
     /// The query ran out of time (503 `timeout`).
     #[error("{0}")]
     Timeout(String),

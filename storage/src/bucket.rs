@@ -181,3 +181,32 @@ impl Bucket {
         }
     }
 }
+
+/// Flags choosing the bucket (the `--storage.*` flags).
+#[derive(clap::Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Object storage backend: `filesystem` (default).
+    #[arg(long = "storage.backend", default_value = "filesystem")]
+    pub backend: String,
+    /// Directory of the filesystem bucket (default: `<data-dir>/bucket`).
+    #[arg(long = "storage.filesystem.dir")]
+    pub filesystem_dir: Option<std::path::PathBuf>,
+}
+
+impl StorageArgs {
+    /// Opens the configured bucket.
+    pub fn open(&self, data_dir: &std::path::Path) -> Result<Bucket> {
+        match self.backend.as_str() {
+            "filesystem" => {
+                let dir = self
+                    .filesystem_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("bucket"));
+                Bucket::filesystem(&dir)
+            }
+            other => Err(Error::Block(format!(
+                "unknown storage backend {other:?} (this build supports: filesystem)"
+            ))),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod blocks;
 mod crash;
 mod harness;
 mod http_api;

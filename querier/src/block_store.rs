@@ -1,0 +1,160 @@
+//! [`SeriesSource`] over a tenant's blocks in the bucket: finds blocks through the bucket
+//! index (falling back to listing) and reads only what a query needs from each.
+
+use std::collections::BTreeSet;
+
+use futures::future::BoxFuture;
+use muninn_proto::tenant::TenantId;
+use muninn_storage::block::{DATA_FILE, reader};
+use muninn_storage::bucket::Bucket;
+use muninn_storage::labels::Labels;
+use muninn_storage::matcher::{MatchOp, Matcher};
+
+use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
+use crate::{Error, Result};
+
+/// Blocks of every tenant in one bucket.
+pub struct BlockStore {
+    bucket: Bucket,
+}
+
+impl BlockStore {
+    pub fn new(bucket: Bucket) -> Self {
+        Self { bucket }
+    }
+}
+
+fn serr(e: muninn_storage::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+impl SeriesSource for BlockStore {
+    fn select<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+        labels_only: bool,
+    ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
+        Box::pin(async move {
+            let mut metas = self.bucket.blocks(tenant).await.map_err(serr)?;
+            metas.retain(|m| m.min_time <= maxt && m.max_time > mint);
+            metas.sort_by_key(|m| m.min_time);
+            // (labels, block index, chunks) from every block.
+            let mut all: Vec<(Labels, usize, Vec<bytes::Bytes>)> = Vec::new();
+            for (bi, meta) in metas.iter().enumerate() {
+                let path = Bucket::block_file(tenant, &meta.ulid, DATA_FILE);
+                for s in reader::select(self.bucket.store(), path, meta, matchers, mint, maxt)
+                    .await
+                    .map_err(serr)?
+                {
+                    all.push((s.labels, bi, s.chunks));
+                }
+            }
+            all.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut out: Vec<SeriesData> = Vec::new();
+            let mut i = 0;
+            while i < all.len() {
+                let mut j = i + 1;
+                while j < all.len() && all[j].0 == all[i].0 {
+                    j += 1;
+                }
+                let parts = &all[i..j];
+                // Chunks of non-overlapping blocks concatenate in time order; overlapping
+                // blocks (replica copies) are merged and deduplicated.
+                let disjoint = parts
+                    .windows(2)
+                    .all(|w| metas[w[0].1].max_time <= metas[w[1].1].min_time);
+                let samples = if labels_only {
+                    Samples::Raw(vec![])
+                } else if disjoint {
+                    Samples::Chunks {
+                        chunks: parts.iter().flat_map(|p| p.2.iter().cloned()).collect(),
+                        mint,
+                        maxt,
+                    }
+                } else {
+                    let mut v = Vec::new();
+                    for p in parts {
+                        v.extend(
+                            Samples::Chunks {
+                                chunks: p.2.clone(),
+                                mint,
+                                maxt,
+                            }
+                            .to_vec()?,
+                        );
+                    }
+                    v.sort_by_key(|s| s.0);
+                    v.dedup_by_key(|s| s.0);
+                    Samples::Raw(v)
+                };
+                out.push(SeriesData {
+                    labels: all[i].0.clone(),
+                    samples,
+                });
+                i = j;
+            }
+            Ok(out)
+        })
+    }
+
+    fn label_names<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let any = [Matcher::new(MatchOp::Regex, "__name__", ".+")
+                .map_err(|e| Error::BadData(e.to_string()))?];
+            let ms = if matchers.is_empty() {
+                &any[..]
+            } else {
+                matchers
+            };
+            let series = self.select(tenant, ms, mint, maxt, true).await?;
+            let names: BTreeSet<String> = series
+                .iter()
+                .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+                .collect();
+            Ok(names.into_iter().collect())
+        })
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let any = [Matcher::new(MatchOp::Regex, "__name__", ".+")
+                .map_err(|e| Error::BadData(e.to_string()))?];
+            let ms = if matchers.is_empty() {
+                &any[..]
+            } else {
+                matchers
+            };
+            let series = self.select(tenant, ms, mint, maxt, true).await?;
+            let values: BTreeSet<String> = series
+                .iter()
+                .filter_map(|s| s.labels.get(name).map(str::to_owned))
+                .collect();
+            Ok(values.into_iter().collect())
+        })
+    }
+
+    fn metadata<'a>(
+        &'a self,
+        _tenant: &'a TenantId,
+        _family: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<FamilyMeta>>> {
+        // Blocks carry no metric metadata (yet).
+        Box::pin(async move { Ok(vec![]) })
+    }
+}
