@@ -53,6 +53,13 @@ impl Bucket {
         Self { store }
     }
 
+    /// The same bucket with its traffic counted in `metrics`.
+    pub fn metered(self, metrics: crate::metered::StoreMetrics) -> Self {
+        Self {
+            store: Arc::new(crate::metered::MeteredStore::new(self.store, metrics)),
+        }
+    }
+
     /// A bucket in a local directory (the default backend).
     pub fn filesystem(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)

@@ -11,6 +11,7 @@ pub mod bucket;
 pub mod chunk;
 pub mod labels;
 pub mod matcher;
+pub mod metered;
 
 /// Errors of the storage formats.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,46 @@ fn data() -> Vec<(Labels, Vec<(i64, f64)>)> {
 }
 
 #[tokio::test]
+async fn a_one_metric_query_reads_a_fraction_of_the_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = muninn_storage::metered::StoreMetrics::default();
+    let bucket = Bucket::filesystem(dir.path())
+        .unwrap()
+        .metered(metrics.clone());
+    let tenant = TenantId::new("t1").unwrap();
+    let mut series = vec![];
+    for m in 0..10 {
+        for i in 0..2000 {
+            let labels = Labels::from_pairs([
+                ("__name__", format!("metric_{m}")),
+                ("inst", format!("i{i}")),
+            ]);
+            series.push((
+                labels,
+                (0..240)
+                    .map(|k| (k * 30_000, (k * i % 97) as f64))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+    }
+    let (bytes, meta) = writer::build(series, 0, 7_200_000, 1, vec![]).unwrap();
+    let size = bytes.len() as u64;
+    bucket.upload_block(&tenant, bytes, &meta).await.unwrap();
+    let (_, before) = metrics.get("get_range");
+    let path = Bucket::block_file(&tenant, &meta.ulid, "block.parquet");
+    let m = Matcher::new(MatchOp::Equal, "__name__", "metric_3").unwrap();
+    let got = reader::select(bucket.store(), path, &meta, &[m], 0, 7_200_000)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2000);
+    let (reqs, after) = metrics.get("get_range");
+    let read = after - before;
+    eprintln!("one metric of ten: {read} of {size} bytes in {reqs} range requests");
+    assert!(read * 4 < size, "read {read} of {size} bytes");
+    assert!(read > 0);
+}
+
+#[tokio::test]
 async fn build_upload_select() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = Bucket::filesystem(dir.path()).unwrap();
