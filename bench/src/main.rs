@@ -409,7 +409,8 @@ fn push(
 fn block_size(bodies: &[Vec<u8>], range: i64) -> anyhow::Result<()> {
     use std::collections::BTreeMap;
     let reqs = corpus::decode_all(bodies)?;
-    let mut series: BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>> = BTreeMap::new();
+    type LabelPairs = Vec<(String, String)>;
+    let mut series: BTreeMap<LabelPairs, Vec<(i64, f64)>> = BTreeMap::new();
     for r in &reqs {
         for ts in &r.timeseries {
             let key: Vec<(String, String)> = ts
