@@ -72,6 +72,12 @@ pub async fn run(
         registry = reg;
         app = app.merge(ing.http_router());
         ingester = Some(ing.clone());
+        let (ing2, stop) = (ing.clone(), stopped());
+        let every = ing.config.cut_interval;
+        tasks.spawn(async move {
+            muninn_ingester::shipper::run(ing2, every, stop).await;
+            Ok(())
+        });
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC {}", config.grpc_addr))?;

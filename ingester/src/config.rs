@@ -18,6 +18,9 @@ pub struct IngesterArgs {
     /// Time range of the blocks cut from the head, in seconds (aligned to multiples of it).
     #[arg(long = "ingester.block-range", default_value_t = 7200)]
     pub block_range_seconds: u64,
+    /// Seconds between checks for block ranges to cut from the head.
+    #[arg(long = "ingester.cut-interval", default_value_t = 60)]
+    pub cut_interval_seconds: u64,
     /// Flush every tenant's head to blocks on clean shutdown.
     #[arg(long = "ingester.flush-on-shutdown", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
@@ -43,6 +46,7 @@ pub struct IngesterConfig {
     pub limits: Limits,
     pub block_range_ms: i64,
     pub flush_on_shutdown: bool,
+    pub cut_interval: std::time::Duration,
 }
 
 impl IngesterConfig {
@@ -54,6 +58,7 @@ impl IngesterConfig {
             wal_fsync: args.wal_fsync,
             block_range_ms: args.block_range_seconds.max(1) as i64 * 1000,
             flush_on_shutdown: args.flush_on_shutdown,
+            cut_interval: std::time::Duration::from_secs(args.cut_interval_seconds.max(1)),
             limits: Limits {
                 max_label_name_length: args.max_label_name_length,
                 max_label_value_length: args.max_label_value_length,

@@ -48,6 +48,8 @@ pub struct Head {
     /// Series created in memory whose WAL record has not been written yet (a WAL write
     /// failed); the next successful write logs them.
     unlogged: Vec<SeriesId>,
+    /// Samples before this are in blocks and refused (0 before the first truncation).
+    min_valid_t: Option<i64>,
 }
 
 /// Hash of a label set (sorted `(name, value)` pairs): names and values with separators.
@@ -148,6 +150,9 @@ impl Head {
 
     /// Appends one sample to a series.
     pub fn append(&mut self, id: SeriesId, t: i64, v: f64) -> AppendOutcome {
+        if self.min_valid_t.is_some_and(|m| t < m) {
+            return AppendOutcome::TooOld;
+        }
         let out = self.series[id as usize].append(t, v);
         if out == AppendOutcome::Appended {
             self.samples += 1;
@@ -337,6 +342,42 @@ impl Head {
         };
         ids.into_iter()
             .filter(|&id| self.overlaps(id, mint, maxt))
+            .collect()
+    }
+
+    /// Drops every chunk that ends before `t` and refuses samples older than `t` from now on:
+    /// the data is in uploaded blocks. Series themselves stay (ids are WAL references).
+    pub fn truncate_before(&mut self, t: i64) {
+        for s in &mut self.series {
+            s.truncate_before(t);
+        }
+        self.min_valid_t = Some(self.min_valid_t.map_or(t, |m| m.max(t)));
+    }
+
+    /// The time before which samples are refused, if the head was truncated.
+    pub fn min_valid_time(&self) -> Option<i64> {
+        self.min_valid_t
+    }
+
+    /// Series `ids` with labels and all samples still in the head (for a WAL checkpoint).
+    pub fn checkpoint_data(
+        &self,
+        ids: std::ops::Range<SeriesId>,
+    ) -> Vec<(SeriesId, Vec<(String, String)>, Vec<(i64, f64)>)> {
+        ids.filter(|&id| (id as usize) < self.series.len())
+            .map(|id| {
+                let labels = self
+                    .labels(id)
+                    .0
+                    .into_iter()
+                    .map(|l| (l.name, l.value))
+                    .collect();
+                let mut samples = Vec::new();
+                for c in self.chunks(id, i64::MIN, i64::MAX) {
+                    samples.extend(muninn_storage::chunk::XorIter::new(&c.data));
+                }
+                (id, labels, samples)
+            })
             .collect()
     }
 

@@ -35,6 +35,7 @@ pub struct IngesterMetrics {
     pub wal_replayed_records: Counter,
     pub wal_truncations: Counter,
     pub blocks_uploaded: Counter,
+    pub block_failures: Counter,
 }
 
 impl IngesterMetrics {

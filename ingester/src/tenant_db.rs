@@ -148,6 +148,60 @@ impl TenantDb {
         ))
     }
 
+    /// After the blocks up to `t` are uploaded: drops the head's data before `t` and replaces
+    /// the WAL with a checkpoint of what the head still holds, written in batches of series so
+    /// memory stays bounded. Returns the WAL segments removed. Writes wait meanwhile.
+    pub fn truncate_before(&self, t: i64) -> Result<usize> {
+        const BATCH: u32 = 10_000;
+        let mut head = self.head.write();
+        head.truncate_before(t);
+        let n = head.num_series() as u32;
+        let mut wal = self.wal.lock();
+        let first_kept = wal.start_checkpoint()?;
+        let mut start = 0;
+        while start < n {
+            let data = head.checkpoint_data(start..(start + BATCH).min(n));
+            wal.write(|fb| {
+                let series: Vec<(u32, Vec<(&str, &str)>)> = data
+                    .iter()
+                    .map(|(id, l, _)| {
+                        (
+                            *id,
+                            l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+                        )
+                    })
+                    .collect();
+                fb.frame(|b| {
+                    record::encode_series(series.iter().map(|(id, l)| (*id, l.as_slice())), b)
+                });
+                let samples: Vec<(u32, i64, f64)> = data
+                    .iter()
+                    .flat_map(|(id, _, s)| s.iter().map(move |&(t, v)| (*id, t, v)))
+                    .collect();
+                if !samples.is_empty() {
+                    fb.frame(|b| record::encode_samples(&samples, b));
+                }
+            })?;
+            start += BATCH;
+        }
+        let meta = head.metadata(None);
+        let md: Vec<(&str, &str, &str, &str)> = meta
+            .iter()
+            .map(|(f, m)| {
+                (
+                    f.as_str(),
+                    m.metric_type.as_str(),
+                    m.help.as_str(),
+                    m.unit.as_str(),
+                )
+            })
+            .collect();
+        if !md.is_empty() {
+            wal.write(|fb| fb.frame(|b| record::encode_metadata(&md, b)))?;
+        }
+        wal.finish_checkpoint(first_kept)
+    }
+
     /// Applies a decoded request. Invalid series and samples are counted in the outcome;
     /// `Err` only for our own faults (WAL I/O), after which the client should retry.
     pub fn push(&self, req: &WriteRequestView<'_>, limits: &Limits) -> Result<PushOutcome> {
@@ -210,6 +264,7 @@ impl TenantDb {
                     AppendOutcome::OutOfOrder => {
                         out.reject(Reason::OutOfOrder, 1, || series_text(lbls))
                     }
+                    AppendOutcome::TooOld => out.reject(Reason::TooOld, 1, || series_text(lbls)),
                     AppendOutcome::ConflictingDuplicate => {
                         out.reject(Reason::DuplicateTimestamp, 1, || series_text(lbls))
                     }

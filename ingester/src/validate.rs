@@ -37,11 +37,12 @@ pub enum Reason {
     TooManyLabels,
     OutOfOrder,
     DuplicateTimestamp,
+    TooOld,
     NativeHistogram,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::MissingMetricName,
         Reason::InvalidMetricName,
         Reason::InvalidLabelName,
@@ -53,6 +54,7 @@ impl Reason {
         Reason::TooManyLabels,
         Reason::OutOfOrder,
         Reason::DuplicateTimestamp,
+        Reason::TooOld,
         Reason::NativeHistogram,
     ];
 
@@ -69,6 +71,7 @@ impl Reason {
             Reason::TooManyLabels => "max_label_names_per_series",
             Reason::OutOfOrder => "sample_out_of_order",
             Reason::DuplicateTimestamp => "sample_duplicate_timestamp",
+            Reason::TooOld => "sample_too_old",
             Reason::NativeHistogram => "native_histogram_unsupported",
         }
     }
@@ -89,6 +92,9 @@ impl Reason {
                 "out-of-order sample (older than the newest sample of the series)"
             }
             Reason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
+            Reason::TooOld => {
+                "sample is older than the data the head still accepts (already cut into a block)"
+            }
             Reason::NativeHistogram => "native histograms are not supported yet",
         }
     }

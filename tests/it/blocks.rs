@@ -232,3 +232,65 @@ fn blocks_on_a_real_s3_server() {
     assert_eq!(code, 503, "{v}");
     assert_eq!(v["errorType"], "unavailable");
 }
+
+#[test]
+fn head_is_cut_automatically_and_the_wal_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = format!(
+        "--storage.filesystem.dir={}",
+        tmp.path().join("bucket").display()
+    );
+    let args = [
+        storage.as_str(),
+        "--ingester.block-range=600",
+        "--ingester.cut-interval=1",
+        "--ingester.flush-on-shutdown=false",
+    ];
+    let mut m = Muninn::start_in("all", &tmp.path().join("data"), &args);
+    let end = now_ms() / 1000 * 1000 - 1000;
+    let start = end - 45 * 60_000;
+    for k in 0..270i64 {
+        let t = start + k * 10_000 + 3;
+        let batch = vec![
+            series(
+                &[
+                    ("__name__", "blk_requests_total"),
+                    ("instance", "0"),
+                    ("job", "a"),
+                ],
+                &[(t, k as f64)],
+            ),
+            series(
+                &[("__name__", "blk_temp"), ("room", "x")],
+                &[(t, (k % 9) as f64)],
+            ),
+        ];
+        assert_eq!(m.push(T, &write_request(batch)).0, 200);
+    }
+    let before = answers(&m, end);
+    crate::harness::wait_for(
+        "two blocks cut by the ingester itself",
+        Duration::from_secs(30),
+        || {
+            let text = m.metrics();
+            let n = text
+                .lines()
+                .find(|l| l.starts_with("muninn_ingester_blocks_uploaded_total "))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            (n >= 2.0 && m.log_text().contains("truncated head and wal")).then_some(())
+        },
+    );
+    // The head now refuses what is already in blocks, and answers are unchanged.
+    let old = write_request(vec![series(
+        &[("__name__", "blk_temp"), ("room", "x")],
+        &[(start + 1, 1.0)],
+    )]);
+    let (code, msg) = m.push(T, &old);
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("sample_too_old"), "{msg}");
+    assert_eq!(answers(&m, end), before);
+    // The WAL was replaced by a checkpoint: after a crash, head + blocks still answer the same.
+    m.restart();
+    assert_eq!(answers(&m, end), before);
+}

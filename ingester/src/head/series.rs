@@ -22,6 +22,8 @@ pub enum AppendOutcome {
     OutOfOrder,
     /// Same timestamp as the last sample with a different value.
     ConflictingDuplicate,
+    /// Older than what the head still accepts (its data up to there is in blocks).
+    TooOld,
 }
 
 /// A series in the head.
@@ -99,6 +101,18 @@ impl MemSeries {
             a.append(t, v);
         }
         AppendOutcome::Appended
+    }
+
+    /// Drops chunks that end before `t` (already in a block).
+    pub fn truncate_before(&mut self, t: i64) {
+        self.closed.retain(|c| c.max_t >= t);
+        if self
+            .head
+            .as_ref()
+            .is_some_and(|(_, a)| a.last_timestamp() < t)
+        {
+            self.head = None;
+        }
     }
 
     /// Heap bytes held by this series (labels and chunks).
