@@ -27,6 +27,9 @@ pub struct MetricMeta {
     pub unit: String,
 }
 
+/// A series as a WAL checkpoint records it: id, labels, samples still in the head.
+pub type CheckpointSeries = (SeriesId, Vec<(String, String)>, Vec<(i64, f64)>);
+
 /// A chunk copied out of the head for a reader.
 #[derive(Clone, Debug)]
 pub struct ChunkCopy {
@@ -360,10 +363,7 @@ impl Head {
     }
 
     /// Series `ids` with labels and all samples still in the head (for a WAL checkpoint).
-    pub fn checkpoint_data(
-        &self,
-        ids: std::ops::Range<SeriesId>,
-    ) -> Vec<(SeriesId, Vec<(String, String)>, Vec<(i64, f64)>)> {
+    pub fn checkpoint_data(&self, ids: std::ops::Range<SeriesId>) -> Vec<CheckpointSeries> {
         ids.filter(|&id| (id as usize) < self.series.len())
             .map(|id| {
                 let labels = self
