@@ -92,6 +92,8 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         range_hours: i64,
     },
+    /// Writes the corpus as OpenMetrics text (for `promtool tsdb create-blocks-from openmetrics`).
+    Openmetrics,
     /// RSS per active series of a running receiver.
     SeriesMemory {
         #[arg(long)]
@@ -181,6 +183,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::BlockSize { range_hours } => block_size(&bodies, range_hours * 3_600_000),
+        Cmd::Openmetrics => openmetrics(&bodies),
         Cmd::SeriesMemory {
             url,
             pid,
@@ -403,6 +406,56 @@ fn push(
         total_samples as f64 / cpu / 1e6,
         errors.load(Ordering::Relaxed)
     );
+    Ok(())
+}
+
+fn openmetrics(bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    type Key = (String, Vec<(String, String)>);
+    let mut series: BTreeMap<Key, Vec<(i64, f64)>> = BTreeMap::new();
+    for r in corpus::decode_all(bodies)? {
+        for ts in &r.timeseries {
+            let name = ts
+                .labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map(|l| l.value.clone())
+                .unwrap_or_default();
+            let rest = ts
+                .labels
+                .iter()
+                .filter(|l| l.name != "__name__")
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            series
+                .entry((name, rest))
+                .or_default()
+                .extend(ts.samples.iter().map(|s| (s.timestamp, s.value)));
+        }
+    }
+    let out = std::io::stdout();
+    let mut w = std::io::BufWriter::new(out.lock());
+    for ((name, labels), samples) in &mut series {
+        samples.sort_by_key(|s| s.0);
+        samples.dedup_by_key(|s| s.0);
+        let l: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={:?}", v)).collect();
+        for (t, v) in samples.iter() {
+            let v = if v.is_nan() {
+                "NaN".to_string()
+            } else {
+                format!("{v:?}")
+            };
+            writeln!(
+                w,
+                "{name}{{{}}} {v} {}.{:03}",
+                l.join(","),
+                t.div_euclid(1000),
+                t.rem_euclid(1000)
+            )?;
+        }
+    }
+    writeln!(w, "# EOF")?;
     Ok(())
 }
 
