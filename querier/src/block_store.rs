@@ -22,6 +22,24 @@ impl BlockStore {
     pub fn new(bucket: Bucket) -> Self {
         Self { bucket }
     }
+
+    /// Series (labels only) matching `matchers`, or every series when there are none.
+    async fn matching(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>> {
+        let any = [Matcher::new(MatchOp::Regex, "__name__", ".+")
+            .map_err(|e| Error::BadData(e.to_string()))?];
+        let ms = if matchers.is_empty() {
+            &any[..]
+        } else {
+            matchers
+        };
+        self.select(tenant, ms, mint, maxt, true).await
+    }
 }
 
 fn serr(e: muninn_storage::Error) -> Error {
@@ -108,14 +126,7 @@ impl SeriesSource for BlockStore {
         maxt: i64,
     ) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            let any = [Matcher::new(MatchOp::Regex, "__name__", ".+")
-                .map_err(|e| Error::BadData(e.to_string()))?];
-            let ms = if matchers.is_empty() {
-                &any[..]
-            } else {
-                matchers
-            };
-            let series = self.select(tenant, ms, mint, maxt, true).await?;
+            let series = self.matching(tenant, matchers, mint, maxt).await?;
             let names: BTreeSet<String> = series
                 .iter()
                 .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
@@ -133,14 +144,7 @@ impl SeriesSource for BlockStore {
         maxt: i64,
     ) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            let any = [Matcher::new(MatchOp::Regex, "__name__", ".+")
-                .map_err(|e| Error::BadData(e.to_string()))?];
-            let ms = if matchers.is_empty() {
-                &any[..]
-            } else {
-                matchers
-            };
-            let series = self.select(tenant, ms, mint, maxt, true).await?;
+            let series = self.matching(tenant, matchers, mint, maxt).await?;
             let values: BTreeSet<String> = series
                 .iter()
                 .filter_map(|s| s.labels.get(name).map(str::to_owned))

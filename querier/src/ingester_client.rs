@@ -45,6 +45,20 @@ impl IngesterStore {
         Ok(Self { clients })
     }
 
+    /// Calls every ingester with `req` (tenant attached); fails if any fails.
+    async fn fan_out<Req, T, F, Fut>(&self, tenant: &TenantId, req: Req, call: F) -> Result<Vec<T>>
+    where
+        Req: Clone,
+        F: Fn(IngesterClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        try_join_all(self.clients.iter().map(|(addr, c)| {
+            let fut = call(c.clone(), Self::request(tenant, req.clone()));
+            async move { fut.await.map_err(|s| status_err(addr, s)) }
+        }))
+        .await
+    }
+
     fn request<T>(tenant: &TenantId, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         if let Ok(v) = tenant.as_str().parse() {
@@ -66,6 +80,15 @@ fn to_proto(ms: &[Matcher]) -> Vec<LabelMatcher> {
             name: m.name.clone(),
             value: m.value.clone(),
         })
+        .collect()
+}
+
+/// The sorted, deduplicated union of the ingesters' answers.
+fn sorted_union(all: Vec<Vec<String>>) -> Vec<String> {
+    all.into_iter()
+        .flatten()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
@@ -185,23 +208,12 @@ impl SeriesSource for IngesterStore {
                 end_ms: maxt,
                 matchers: to_proto(matchers),
             };
-            let all = try_join_all(self.clients.iter().map(|(addr, c)| {
-                let mut c = c.clone();
-                let req = Self::request(tenant, req.clone());
-                async move {
-                    c.label_names(req)
-                        .await
-                        .map(|r| r.into_inner().names)
-                        .map_err(|s| status_err(addr, s))
-                }
-            }))
-            .await?;
-            Ok(all
-                .into_iter()
-                .flatten()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect())
+            let all = self
+                .fan_out(tenant, req, |mut c, r| async move {
+                    c.label_names(r).await.map(|r| r.into_inner().names)
+                })
+                .await?;
+            Ok(sorted_union(all))
         })
     }
 
@@ -220,23 +232,12 @@ impl SeriesSource for IngesterStore {
                 end_ms: maxt,
                 matchers: to_proto(matchers),
             };
-            let all = try_join_all(self.clients.iter().map(|(addr, c)| {
-                let mut c = c.clone();
-                let req = Self::request(tenant, req.clone());
-                async move {
-                    c.label_values(req)
-                        .await
-                        .map(|r| r.into_inner().values)
-                        .map_err(|s| status_err(addr, s))
-                }
-            }))
-            .await?;
-            Ok(all
-                .into_iter()
-                .flatten()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect())
+            let all = self
+                .fan_out(tenant, req, |mut c, r| async move {
+                    c.label_values(r).await.map(|r| r.into_inner().values)
+                })
+                .await?;
+            Ok(sorted_union(all))
         })
     }
 

@@ -17,6 +17,9 @@ use super::{aggregate, binary, functions};
 use crate::store::{SeriesData, SeriesSource};
 use crate::{Error, Result};
 
+/// A `(lo, hi]` time window in milliseconds.
+pub type Window = (i64, i64);
+
 /// Evaluation steps: `start, start + interval, ..., end` (ms).
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx {
@@ -305,16 +308,28 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    async fn matrix_selector(&self, vs: &VectorSelector, range: i64, ctx: &Ctx) -> Result<Matrix> {
-        let times = self.selector_times(&vs.at, &vs.offset, ctx);
-        let windows: Vec<(i64, i64)> = times
+    /// The `(t - range, t]` window of every step, and the overall bounds (none without steps).
+    fn windows(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        range: i64,
+        ctx: &Ctx,
+    ) -> (Vec<Window>, Option<Window>) {
+        let windows: Vec<(i64, i64)> = self
+            .selector_times(at, offset, ctx)
             .iter()
             .map(|&t| (t.saturating_sub(range), t))
             .collect();
-        let (Some(lo), Some(hi)) = (
-            windows.iter().map(|w| w.0).min(),
-            windows.iter().map(|w| w.1).max(),
-        ) else {
+        let lo = windows.iter().map(|w| w.0).min();
+        let hi = windows.iter().map(|w| w.1).max();
+        let bounds = lo.zip(hi);
+        (windows, bounds)
+    }
+
+    async fn matrix_selector(&self, vs: &VectorSelector, range: i64, ctx: &Ctx) -> Result<Matrix> {
+        let (windows, bounds) = self.windows(&vs.at, &vs.offset, range, ctx);
+        let Some((lo, hi)) = bounds else {
             return Ok(Matrix {
                 series: vec![],
                 windows,
@@ -353,15 +368,8 @@ impl<'a> Evaluator<'a> {
             .map(duration_ms)
             .filter(|s| *s > 0)
             .unwrap_or(self.subquery_step_ms);
-        let times = self.selector_times(&sq.at, &sq.offset, ctx);
-        let windows: Vec<(i64, i64)> = times
-            .iter()
-            .map(|&t| (t.saturating_sub(range), t))
-            .collect();
-        let (Some(lo), Some(hi)) = (
-            windows.iter().map(|w| w.0).min(),
-            windows.iter().map(|w| w.1).max(),
-        ) else {
+        let (windows, bounds) = self.windows(&sq.at, &sq.offset, range, ctx);
+        let Some((lo, hi)) = bounds else {
             return Ok(Matrix {
                 series: vec![],
                 windows,
