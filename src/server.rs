@@ -54,6 +54,13 @@ pub async fn run(
         .open(&config.data_dir)
         .context("opening the bucket")?
         .metered(bucket_metrics);
+    if role == crate::roles::Role::Compactor && config.compactor.once {
+        let metrics = muninn_compactor::CompactorMetrics::default();
+        let failed = muninn_compactor::pass(&bucket, &config.compactor, &metrics).await;
+        anyhow::ensure!(failed == 0, "compaction failed for {failed} tenants");
+        tracing::info!("compaction pass done (--once)");
+        return Ok(());
+    }
     let mut grpc_addr: Option<SocketAddr> = None;
     let mut ingester: Option<Arc<Ingester>> = None;
     if role.runs_ingester() {
@@ -126,10 +133,11 @@ pub async fn run(
         tracing::info!(ingesters = ?addrs, "querier reading from ingesters");
     }
     if role.runs_compactor() {
-        let args = config.compactor.clone();
-        let stop = stopped();
+        let metrics = Arc::new(muninn_compactor::CompactorMetrics::default());
+        metrics.register(&mut registry);
+        let (args, stop, b) = (config.compactor.clone(), stopped(), bucket.clone());
         tasks.spawn(async move {
-            muninn_compactor::run(args, stop).await;
+            muninn_compactor::run(b, args, metrics, stop).await;
             Ok(())
         });
     }

@@ -1,10 +1,35 @@
 //! The compactor: merges, deduplicates and expires each tenant's blocks in object storage.
 //!
-//! Blocks do not exist yet (they arrive with the block format), so this role only owns its
-//! configuration and its place in the process: it starts, reports that it has nothing to
-//! compact, and stops cleanly. The planner and executor land here with the blocks.
+//! A pass, per tenant: mark blocks that a listed block already replaces (finishing a pass a
+//! crash interrupted), expire blocks past retention, run the [`planner`]'s jobs one at a time
+//! ([`executor`]: vertical merges of overlapping blocks, then horizontal merges through the
+//! level ranges), and delete blocks marked longer ago than the deletion delay. Deletion is
+//! two-phase: a replacement is uploaded and listed in the bucket index before its sources are
+//! marked, and marked blocks stay readable until the delay passes. The compactor rewrites the
+//! tenant's bucket index after each change. Overlaps are merged, never a reason to stop.
+
+pub mod executor;
+pub mod planner;
 
 use std::time::Duration;
+
+use muninn_proto::tenant::TenantId;
+use muninn_storage::bucket::Bucket;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Errors of the compactor.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// Flags owned by the compactor.
 #[derive(clap::Args, Clone, Debug)]
@@ -12,14 +37,226 @@ pub struct CompactorArgs {
     /// Seconds between compaction passes.
     #[arg(long = "compactor.interval", default_value_t = 3600)]
     pub interval_seconds: u64,
+    /// Run one pass and exit (0 on success).
+    #[arg(long = "once", default_value_t = false)]
+    pub once: bool,
+    /// Level ranges in hours, smallest first.
+    #[arg(
+        long = "compactor.block-ranges",
+        value_delimiter = ',',
+        default_value = "2,12,24"
+    )]
+    pub block_ranges_hours: Vec<i64>,
+    /// Blocks older than this many seconds are deleted (0: keep forever).
+    #[arg(long = "compactor.retention", default_value_t = 0)]
+    pub retention_seconds: u64,
+    /// Per-tenant retention overrides, `tenant=seconds`, comma separated.
+    #[arg(long = "compactor.retention-overrides", value_delimiter = ',')]
+    pub retention_overrides: Vec<String>,
+    /// Seconds a marked block stays before its objects are deleted.
+    #[arg(long = "compactor.deletion-delay", default_value_t = 12 * 3600)]
+    pub deletion_delay_seconds: u64,
 }
 
-/// Runs compaction passes until `shutdown` resolves.
-pub async fn run(args: CompactorArgs, shutdown: impl std::future::Future<Output = ()>) {
+impl CompactorArgs {
+    fn retention_ms(&self, tenant: &TenantId) -> i64 {
+        for o in &self.retention_overrides {
+            if let Some((t, s)) = o.split_once('=')
+                && t == tenant.as_str()
+                && let Ok(s) = s.parse::<i64>()
+            {
+                return s * 1000;
+            }
+        }
+        self.retention_seconds as i64 * 1000
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+/// Compaction metrics.
+#[derive(Default)]
+pub struct CompactorMetrics {
+    pub compactions: Family<TenantLabels, Counter>,
+    pub blocks_compacted: Family<TenantLabels, Counter>,
+    pub blocks_deleted: Family<TenantLabels, Counter>,
+    pub failures: Family<TenantLabels, Counter>,
+    pub last_success: Family<TenantLabels, Gauge>,
+}
+
+impl CompactorMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("muninn_compactor");
+        r.register(
+            "compactions",
+            "Compaction jobs run",
+            self.compactions.clone(),
+        );
+        r.register(
+            "blocks_compacted",
+            "Source blocks merged into new blocks",
+            self.blocks_compacted.clone(),
+        );
+        r.register(
+            "blocks_deleted",
+            "Blocks deleted after the deletion delay or retention",
+            self.blocks_deleted.clone(),
+        );
+        r.register(
+            "failures",
+            "Failed compaction passes",
+            self.failures.clone(),
+        );
+        r.register(
+            "last_success_timestamp_seconds",
+            "Last successful pass per tenant",
+            self.last_success.clone(),
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn serr(e: muninn_storage::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// One pass over one tenant.
+pub async fn compact_tenant(
+    bucket: &Bucket,
+    tenant: &TenantId,
+    args: &CompactorArgs,
+    metrics: &CompactorMetrics,
+) -> Result<()> {
+    let t = TenantLabels {
+        tenant: tenant.to_string(),
+    };
+    let mut index = bucket.write_index(tenant).await.map_err(serr)?;
+    let marked: std::collections::HashSet<String> =
+        index.deletion_marks.iter().map(|m| m.id.clone()).collect();
+    // Finish what a crash interrupted: sources of listed blocks get their marks.
+    let replaced: Vec<String> = index
+        .blocks
+        .iter()
+        .flat_map(|b| {
+            b.compaction
+                .sources
+                .iter()
+                .filter(move |s| **s != b.ulid)
+                .cloned()
+        })
+        .filter(|s| index.blocks.iter().any(|b| b.ulid == *s) && !marked.contains(s))
+        .collect();
+    for ulid in &replaced {
+        bucket
+            .mark_for_deletion(tenant, ulid, "compacted")
+            .await
+            .map_err(serr)?;
+    }
+    // Retention.
+    let retention = args.retention_ms(tenant);
+    if retention > 0 {
+        let cutoff = now_ms() - retention;
+        for b in index.live_blocks().iter().filter(|b| b.max_time <= cutoff) {
+            tracing::info!(%tenant, block = %b.ulid, max_time = b.max_time, "block expired by retention");
+            bucket
+                .mark_for_deletion(tenant, &b.ulid, "retention")
+                .await
+                .map_err(serr)?;
+        }
+    }
+    index = bucket.write_index(tenant).await.map_err(serr)?;
+    let ranges: Vec<i64> = args
+        .block_ranges_hours
+        .iter()
+        .map(|h| h * 3_600_000)
+        .collect();
+    // Jobs, one at a time, until the plan is empty.
+    loop {
+        let live = index.live_blocks();
+        let Some(job) = planner::plan(&live, &ranges) else {
+            break;
+        };
+        let start = std::time::Instant::now();
+        let out = executor::run(bucket, tenant, &job).await?;
+        metrics.compactions.get_or_create(&t).inc();
+        metrics
+            .blocks_compacted
+            .get_or_create(&t)
+            .inc_by(job.sources.len() as u64);
+        tracing::info!(
+            %tenant, vertical = job.vertical, sources = job.sources.len(), new_block = %out.new_block.ulid,
+            min_time = job.min_time, max_time = job.max_time, level = job.level,
+            source_samples = out.source_samples, samples = out.new_block.stats.num_samples,
+            elapsed_ms = start.elapsed().as_millis() as u64, "compacted"
+        );
+        index = bucket.index(tenant).await.map_err(serr)?;
+    }
+    // Delete blocks marked long enough ago.
+    let delay = args.deletion_delay_seconds as i64 * 1000;
+    let now = now_ms();
+    let mut deleted = 0;
+    for m in index
+        .deletion_marks
+        .iter()
+        .filter(|m| now - m.deletion_time_ms >= delay)
+    {
+        bucket.delete_block(tenant, &m.id).await.map_err(serr)?;
+        deleted += 1;
+    }
+    if deleted > 0 {
+        metrics.blocks_deleted.get_or_create(&t).inc_by(deleted);
+        bucket.write_index(tenant).await.map_err(serr)?;
+        tracing::info!(%tenant, deleted, "deleted marked blocks");
+    }
+    metrics.last_success.get_or_create(&t).set(now / 1000);
+    Ok(())
+}
+
+/// One pass over every tenant of the bucket. Returns the number of tenants that failed.
+pub async fn pass(bucket: &Bucket, args: &CompactorArgs, metrics: &CompactorMetrics) -> usize {
+    let tenants = match bucket.tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "listing tenants failed");
+            return 1;
+        }
+    };
+    let mut failed = 0;
+    for tenant in tenants {
+        if let Err(e) = compact_tenant(bucket, &tenant, args, metrics).await {
+            failed += 1;
+            metrics
+                .failures
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.to_string(),
+                })
+                .inc();
+            tracing::error!(%tenant, error = %e, "compaction failed; the next pass retries");
+        }
+    }
+    failed
+}
+
+/// Runs passes every `--compactor.interval` until `shutdown` resolves.
+pub async fn run(
+    bucket: Bucket,
+    args: CompactorArgs,
+    metrics: std::sync::Arc<CompactorMetrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let interval = Duration::from_secs(args.interval_seconds.max(1));
     tokio::pin!(shutdown);
     loop {
-        tracing::info!("compaction pass: no blocks in storage yet, nothing to compact");
+        let failed = pass(&bucket, &args, &metrics).await;
+        tracing::info!(failed_tenants = failed, "compaction pass done");
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(interval) => {}

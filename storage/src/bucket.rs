@@ -25,6 +25,48 @@ pub struct BucketIndex {
     pub version: u32,
     pub updated_at_ms: i64,
     pub blocks: Vec<BlockMeta>,
+    /// Blocks marked for deletion (replaced by a compacted block, or expired).
+    #[serde(default)]
+    pub deletion_marks: Vec<DeletionMark>,
+}
+
+/// `<tenant>/<ulid>/deletion-mark.json` (after Thanos's marker): the block's objects go away
+/// after the deletion delay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionMark {
+    pub id: String,
+    /// When it was marked, ms.
+    pub deletion_time_ms: i64,
+    /// `compacted` (a listed block replaces it) or `retention` (expired).
+    #[serde(default)]
+    pub reason: String,
+    pub version: u32,
+}
+
+impl BucketIndex {
+    /// The blocks a reader should use. A block marked after compaction is dropped only once a
+    /// listed block names it as a source, so no reader ever misses its data; an expired block
+    /// is dropped at once.
+    pub fn live_blocks(&self) -> Vec<BlockMeta> {
+        let replaced: std::collections::HashSet<&str> = self
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                b.compaction
+                    .sources
+                    .iter()
+                    .filter(move |s| **s != b.ulid)
+                    .map(String::as_str)
+            })
+            .collect();
+        let gone = |b: &BlockMeta| {
+            self.deletion_marks.iter().any(|m| {
+                m.id == b.ulid && (m.reason == "retention" || replaced.contains(b.ulid.as_str()))
+            })
+        };
+        self.blocks.iter().filter(|b| !gone(b)).cloned().collect()
+    }
 }
 
 /// Object storage holding every tenant's blocks.
@@ -155,13 +197,113 @@ impl Bucket {
         Ok(metas)
     }
 
-    /// Rewrites the tenant's bucket index from a listing.
-    pub async fn write_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
-        let index = BucketIndex {
+    async fn listed_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
+        Ok(BucketIndex {
             version: 1,
             updated_at_ms: now_ms(),
             blocks: self.list_blocks(tenant).await?,
+            deletion_marks: self.list_marks(tenant).await?,
+        })
+    }
+
+    /// Deletion marks of a tenant's blocks, by listing.
+    pub async fn list_marks(&self, tenant: &TenantId) -> Result<Vec<DeletionMark>> {
+        let prefix = Path::from(tenant.as_str());
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(os_err("list", &prefix))?;
+        let mut marks = Vec::new();
+        for o in objects
+            .iter()
+            .filter(|o| o.location.filename() == Some("deletion-mark.json"))
+        {
+            let bytes = self
+                .store
+                .get(&o.location)
+                .await
+                .map_err(os_err("get", &o.location))?;
+            let bytes = bytes.bytes().await.map_err(os_err("get", &o.location))?;
+            if let Ok(m) = serde_json::from_slice::<DeletionMark>(&bytes) {
+                marks.push(m);
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Marks a block for deletion (create-only: an existing mark is kept).
+    pub async fn mark_for_deletion(
+        &self,
+        tenant: &TenantId,
+        ulid: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let path = Self::block_file(tenant, ulid, "deletion-mark.json");
+        let mark = DeletionMark {
+            id: ulid.to_owned(),
+            deletion_time_ms: now_ms(),
+            reason: reason.to_owned(),
+            version: 1,
         };
+        let json =
+            serde_json::to_vec(&mark).map_err(|e| Error::Block(format!("deletion mark: {e}")))?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(json), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(os_err("put", &path)(e)),
+        }
+    }
+
+    /// Deletes a block's objects: `meta.json` first, so readers stop seeing it at once.
+    pub async fn delete_block(&self, tenant: &TenantId, ulid: &str) -> Result<()> {
+        let meta = Self::block_file(tenant, ulid, "meta.json");
+        match self.store.delete(&meta).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(os_err("delete", &meta)(e)),
+        }
+        let prefix = Path::from(format!("{}/{ulid}", tenant.as_str()));
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(os_err("list", &prefix))?;
+        for o in objects {
+            match self.store.delete(&o.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(os_err("delete", &o.location)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tenants with objects in the bucket.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        let root = Path::from("");
+        let list = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(os_err("list", &root))?;
+        Ok(list
+            .common_prefixes
+            .iter()
+            .filter_map(|p| TenantId::new(p.as_ref()).ok())
+            .collect())
+    }
+
+    /// Rewrites the tenant's bucket index from a listing.
+    pub async fn write_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
+        let index = self.listed_index(tenant).await?;
         let json =
             serde_json::to_vec(&index).map_err(|e| Error::Block(format!("bucket index: {e}")))?;
         self.put_retrying(&Self::index_path(tenant), Bytes::from(json))
@@ -169,21 +311,26 @@ impl Bucket {
         Ok(index)
     }
 
-    /// The tenant's blocks: from the bucket index, falling back to listing.
+    /// The blocks readers should use: [`BucketIndex::live_blocks`] of the tenant's index.
     pub async fn blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
+        Ok(self.index(tenant).await?.live_blocks())
+    }
+
+    /// The tenant's bucket index, or one built by listing when there is none.
+    pub async fn index(&self, tenant: &TenantId) -> Result<BucketIndex> {
         let path = Self::index_path(tenant);
         match self.store.get(&path).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(os_err("get", &path))?;
                 match serde_json::from_slice::<BucketIndex>(&bytes) {
-                    Ok(i) => Ok(i.blocks),
+                    Ok(i) => Ok(i),
                     Err(e) => {
                         tracing::warn!(%tenant, error = %e, "unreadable bucket index; listing instead");
-                        self.list_blocks(tenant).await
+                        self.listed_index(tenant).await
                     }
                 }
             }
-            Err(object_store::Error::NotFound { .. }) => self.list_blocks(tenant).await,
+            Err(object_store::Error::NotFound { .. }) => self.listed_index(tenant).await,
             Err(e) => Err(os_err("get", &path)(e)),
         }
     }

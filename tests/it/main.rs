@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod blocks;
+mod compaction;
 mod crash;
 mod harness;
 mod http_api;
