@@ -94,13 +94,16 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
         .upload_block(tenant, bytes, &meta)
         .await
         .map_err(serr)?;
+    crate::crash_point("after-upload");
     bucket.write_index(tenant).await.map_err(serr)?;
     for s in &sources {
         bucket
             .mark_for_deletion(tenant, &s.ulid, "compacted")
             .await
             .map_err(serr)?;
+        crate::crash_point("mid-mark");
     }
+    crate::crash_point("after-mark");
     bucket.write_index(tenant).await.map_err(serr)?;
     Ok(Outcome {
         new_block: meta,

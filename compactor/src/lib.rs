@@ -13,6 +13,8 @@ pub mod planner;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use muninn_proto::tenant::TenantId;
 use muninn_storage::bucket::Bucket;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -53,6 +55,9 @@ pub struct CompactorArgs {
     /// Per-tenant retention overrides, `tenant=seconds`, comma separated.
     #[arg(long = "compactor.retention-overrides", value_delimiter = ',')]
     pub retention_overrides: Vec<String>,
+    /// Tenants compacted in parallel.
+    #[arg(long = "compactor.concurrency", default_value_t = 2)]
+    pub concurrency: usize,
     /// Seconds a marked block stays before its objects are deleted.
     #[arg(long = "compactor.deletion-delay", default_value_t = 12 * 3600)]
     pub deletion_delay_seconds: u64,
@@ -115,6 +120,16 @@ impl CompactorMetrics {
             "Last successful pass per tenant",
             self.last_success.clone(),
         );
+    }
+}
+
+/// Test-only fault injection: when `MUNINN_COMPACTOR_CRASH_AT` names this point, the process
+/// aborts here (no unwinding, no cleanup: like SIGKILL), so tests can crash a pass at chosen
+/// steps and check that the next pass repairs everything.
+pub fn crash_point(name: &str) {
+    if std::env::var("MUNINN_COMPACTOR_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("crash point {name}: aborting");
+        std::process::abort();
     }
 }
 
@@ -210,6 +225,7 @@ pub async fn compact_tenant(
     {
         bucket.delete_block(tenant, &m.id).await.map_err(serr)?;
         deleted += 1;
+        crash_point("mid-delete");
     }
     if deleted > 0 {
         metrics.blocks_deleted.get_or_create(&t).inc_by(deleted);
@@ -229,20 +245,22 @@ pub async fn pass(bucket: &Bucket, args: &CompactorArgs, metrics: &CompactorMetr
             return 1;
         }
     };
-    let mut failed = 0;
-    for tenant in tenants {
-        if let Err(e) = compact_tenant(bucket, &tenant, args, metrics).await {
-            failed += 1;
-            metrics
-                .failures
-                .get_or_create(&TenantLabels {
-                    tenant: tenant.to_string(),
-                })
-                .inc();
-            tracing::error!(%tenant, error = %e, "compaction failed; the next pass retries");
-        }
-    }
-    failed
+    // Tenants in parallel, at most `--compactor.concurrency` at a time.
+    let results: Vec<bool> = futures::stream::iter(tenants)
+        .map(|tenant| async move {
+            match compact_tenant(bucket, &tenant, args, metrics).await {
+                Ok(()) => true,
+                Err(e) => {
+                    metrics.failures.get_or_create(&TenantLabels { tenant: tenant.to_string() }).inc();
+                    tracing::error!(%tenant, error = %e, "compaction failed; the next pass retries");
+                    false
+                }
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    results.iter().filter(|ok| !**ok).count()
 }
 
 /// Runs passes every `--compactor.interval` until `shutdown` resolves.

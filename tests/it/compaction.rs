@@ -235,3 +235,84 @@ fn retention_expires_only_that_tenants_old_blocks() {
     );
     assert_eq!(count("long"), 2, "other tenants keep theirs");
 }
+
+/// Two ingesters write the same data and flush: overlapping replica blocks in `bucket`.
+fn replica_blocks(tmp: &std::path::Path, bucket: &std::path::Path) -> i64 {
+    let storage = format!("--storage.filesystem.dir={}", bucket.display());
+    let a = Muninn::start_in("ingester", &tmp.join("a"), &[&storage]);
+    let b = Muninn::start_in("ingester", &tmp.join("b"), &[&storage]);
+    let end = now_ms() / 1000 * 1000 - 1000;
+    let start = end - 3 * 3_600_000;
+    for k in 0..180i64 {
+        let t = start + k * 60_000 + 11;
+        let batch: Vec<_> = (0..3)
+            .map(|i| {
+                series(
+                    &[("__name__", "c_total"), ("i", &i.to_string())],
+                    &[(t, (k * (i + 1)) as f64)],
+                )
+            })
+            .collect();
+        let req = write_request(batch);
+        assert_eq!(a.push(T, &req).0, 200);
+        assert_eq!(b.push(T, &req).0, 200);
+    }
+    for m in [&a, &b] {
+        assert_eq!(
+            agent()
+                .post(&format!("{}/ingester/flush", m.http))
+                .send_empty()
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+    }
+    end
+}
+
+#[test]
+fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
+    for point in ["after-upload", "mid-mark", "after-mark", "mid-delete"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = tmp.path().join("bucket");
+        let storage = format!("--storage.filesystem.dir={}", bucket.display());
+        let end = replica_blocks(tmp.path(), &bucket);
+        let ranges: std::collections::BTreeSet<i64> = live_blocks(&bucket)
+            .iter()
+            .map(|b| b["minTime"].as_i64().unwrap())
+            .collect();
+        let q = Muninn::start_in("querier", &tmp.path().join("q"), &[&storage]);
+        let before = answers(&q, end);
+        let data_dir = format!("--data-dir={}", tmp.path().join("c").display());
+        let args = [
+            storage.as_str(),
+            "--compactor.deletion-delay=0",
+            data_dir.as_str(),
+        ];
+        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_muninn"))
+            .args(["compactor", "--once"])
+            .args(args)
+            .env("MUNINN_COMPACTOR_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "{point}: the pass was killed");
+        assert!(
+            String::from_utf8_lossy(&crashed.stderr).contains(&format!("crash point {point}")),
+            "{point}"
+        );
+        assert_eq!(answers(&q, end), before, "{point}: after the crash");
+        let out = compactor(&args);
+        assert!(
+            out.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(answers(&q, end), before, "{point}: after the repair pass");
+        assert_eq!(
+            live_blocks(&bucket).len(),
+            ranges.len(),
+            "{point}: one block per range"
+        );
+    }
+}
