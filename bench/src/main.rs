@@ -92,6 +92,21 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         range_hours: i64,
     },
+    /// Compaction throughput and peak RSS: the corpus written as `replicas` identical
+    /// (overlapping) block sets, `copies` times over with distinct `instance`s, then one
+    /// in-process compaction pass.
+    Compaction {
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        #[arg(long, default_value_t = 4)]
+        copies: usize,
+        /// Bucket directory (emptied first).
+        #[arg(long, default_value = "/tmp/muninn-compaction-bench")]
+        dir: String,
+        /// Only write the input blocks (then run `muninn compactor --once` on them yourself).
+        #[arg(long)]
+        prepare_only: bool,
+    },
     /// Writes the corpus as OpenMetrics text (for `promtool tsdb create-blocks-from openmetrics`).
     Openmetrics,
     /// RSS per active series of a running receiver.
@@ -184,6 +199,12 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::BlockSize { range_hours } => block_size(&bodies, range_hours * 3_600_000),
         Cmd::Openmetrics => openmetrics(&bodies),
+        Cmd::Compaction {
+            replicas,
+            copies,
+            dir,
+            prepare_only,
+        } => compaction(&bodies, replicas, copies, &dir, prepare_only),
         Cmd::SeriesMemory {
             url,
             pid,
@@ -456,6 +477,142 @@ fn openmetrics(bodies: &[Vec<u8>]) -> anyhow::Result<()> {
         }
     }
     writeln!(w, "# EOF")?;
+    Ok(())
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            n += if path.is_dir() {
+                dir_bytes(&path)
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            };
+        }
+    }
+    n
+}
+
+fn compaction(
+    bodies: &[Vec<u8>],
+    replicas: usize,
+    copies: usize,
+    dir: &str,
+    prepare_only: bool,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    let reqs = corpus::decode_all(bodies)?;
+    type LabelPairs = Vec<(String, String)>;
+    let mut series: BTreeMap<LabelPairs, Vec<(i64, f64)>> = BTreeMap::new();
+    for r in &reqs {
+        for ts in &r.timeseries {
+            let key: Vec<(String, String)> = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            series
+                .entry(key)
+                .or_default()
+                .extend(ts.samples.iter().map(|s| (s.timestamp, s.value)));
+        }
+    }
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for v in series.values_mut() {
+        v.sort_by_key(|s| s.0);
+        v.dedup_by_key(|s| s.0);
+        min = min.min(v[0].0);
+        max = max.max(v[v.len() - 1].0);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let bucket = muninn_storage::bucket::Bucket::filesystem(std::path::Path::new(dir))?;
+    let tenant = muninn_proto::tenant::TenantId::new("bench")?;
+    let range = 2 * 3_600_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut samples_in = 0u64;
+    let mut start = min.div_euclid(range) * range;
+    while start <= max {
+        let input: Vec<_> = (0..copies)
+            .flat_map(|c| {
+                series.iter().map(move |(l, s)| {
+                    let mut l = l.clone();
+                    for (n, v) in &mut l {
+                        if n == "instance" {
+                            *v = format!("{v}-c{c}");
+                        }
+                    }
+                    // Distinct values per copy, so Parquet cannot share their chunks.
+                    let s: Vec<(i64, f64)> =
+                        s.iter().map(|&(t, v)| (t, v + c as f64 * 0.25)).collect();
+                    (muninn_storage::labels::Labels::from_pairs(l), s)
+                })
+            })
+            .collect();
+        for _ in 0..replicas {
+            let (data, meta) = muninn_storage::block::writer::build(
+                input.clone(),
+                start,
+                start + range,
+                1,
+                vec![],
+            )?;
+            if meta.stats.num_samples == 0 {
+                continue;
+            }
+            samples_in += meta.stats.num_samples;
+            rt.block_on(bucket.upload_block(&tenant, data, &meta))?;
+        }
+        start += range;
+    }
+    rt.block_on(bucket.write_index(&tenant))?;
+    let before = dir_bytes(std::path::Path::new(dir));
+    eprintln!(
+        "{samples_in} samples in {replicas} replicas × {copies} copies of the corpus: {before} bytes"
+    );
+    if prepare_only {
+        println!(
+            "prepared {samples_in} samples ({} unique), {before} bytes, in {dir}",
+            samples_in / replicas as u64
+        );
+        return Ok(());
+    }
+    let args = muninn_compactor::CompactorArgs {
+        interval_seconds: 3600,
+        once: true,
+        block_ranges_hours: vec![2, 12, 24],
+        retention_seconds: 0,
+        retention_overrides: vec![],
+        concurrency: 1,
+        deletion_delay_seconds: 0,
+    };
+    let metrics = muninn_compactor::CompactorMetrics::default();
+    let cpu0 = proc_stats::cpu_seconds(std::process::id())?;
+    let rss0 = proc_stats::rss_bytes(std::process::id())?;
+    let t0 = Instant::now();
+    let failed = rt.block_on(muninn_compactor::pass(&bucket, &args, &metrics));
+    anyhow::ensure!(failed == 0, "compaction failed");
+    let el = t0.elapsed().as_secs_f64();
+    let cpu = proc_stats::cpu_seconds(std::process::id())? - cpu0;
+    let after = dir_bytes(std::path::Path::new(dir));
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?")
+        .to_owned();
+    let unique = samples_in / replicas as u64;
+    println!(
+        "compaction: {samples_in} samples read ({unique} unique) in {el:.2}s wall, {cpu:.2} CPU-s = {:.2}M samples/s per core; \
+         bytes {before} -> {after} ({:.3} -> {:.3} bytes per unique sample); RSS before pass {:.0} MB, peak {hwm}",
+        samples_in as f64 / cpu / 1e6,
+        before as f64 / unique as f64,
+        after as f64 / unique as f64,
+        rss0 as f64 / 1e6,
+    );
     Ok(())
 }
 
