@@ -1,12 +1,15 @@
 //! Building a block: series (decoded samples) → one Parquet file, rows sorted by metric name
 //! then labels, one `s_lbl_<name>` column per label name and one `s_data_<n>` column per time
-//! slice. Pure: returns the bytes and the meta; uploading is the caller's job.
+//! slice. [`StreamWriter`] takes series one at a time in that order and writes a row group
+//! every [`ROW_GROUP_ROWS`] rows, so memory stays bounded by a row group whatever the block
+//! size; [`build`] is the in-memory convenience used by the ingester.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -20,49 +23,72 @@ use crate::{Error, Result};
 /// Rows per row group: small enough that one metric's rows are a small part of the file.
 pub const ROW_GROUP_ROWS: usize = 4096;
 
-/// Writes a block of `series` covering `[min_t, max_t)`; samples outside are dropped.
-pub fn build(
-    mut series: Vec<(Labels, Vec<(i64, f64)>)>,
+/// The order of rows: metric name, then the whole label set.
+pub fn row_order(a: &Labels, b: &Labels) -> std::cmp::Ordering {
+    a.get(METRIC_NAME)
+        .cmp(&b.get(METRIC_NAME))
+        .then_with(|| a.cmp(b))
+}
+
+fn perr(e: impl std::fmt::Display) -> Error {
+    Error::Block(format!("writing parquet: {e}"))
+}
+
+/// Writes a block's Parquet file incrementally. Series must come in [`row_order`].
+pub struct StreamWriter<W: Write + Send> {
+    writer: ArrowWriter<W>,
+    schema: SchemaRef,
+    names: Vec<String>,
     min_t: i64,
     max_t: i64,
-    level: u32,
-    sources: Vec<String>,
-) -> Result<(Vec<u8>, BlockMeta)> {
-    let ulid = ulid::Ulid::generate().to_string();
-    for (_, s) in &mut series {
-        s.retain(|(t, _)| *t >= min_t && *t < max_t);
-    }
-    series.retain(|(_, s)| !s.is_empty());
-    series.sort_by(|a, b| {
-        a.0.get(METRIC_NAME)
-            .cmp(&b.0.get(METRIC_NAME))
-            .then_with(|| a.0.cmp(&b.0))
-    });
-    let names: BTreeSet<&str> = series
-        .iter()
-        .flat_map(|(l, _)| l.iter().map(|x| x.name.as_str()))
-        .collect();
-    let width = slice_width(max_t - min_t);
-    let slices = ((max_t - min_t + width - 1) / width).max(1) as usize;
+    width: i64,
+    slices: usize,
+    rows: Vec<(Labels, Vec<Option<Vec<u8>>>)>,
+    stats: BlockStats,
+    ulid: String,
+}
 
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for name in &names {
-        fields.push(Field::new(label_column(name), DataType::Utf8, true));
-        let col: StringArray = series.iter().map(|(l, _)| l.get(name)).collect();
-        columns.push(Arc::new(col));
+impl<W: Write + Send> StreamWriter<W> {
+    /// A writer for a block covering `[min_t, max_t)` whose series use `label_names`.
+    pub fn new(out: W, label_names: BTreeSet<String>, min_t: i64, max_t: i64) -> Result<Self> {
+        let width = slice_width(max_t - min_t);
+        let slices = ((max_t - min_t + width - 1) / width).max(1) as usize;
+        let mut fields: Vec<Field> = label_names
+            .iter()
+            .map(|n| Field::new(label_column(n), DataType::Utf8, true))
+            .collect();
+        fields.extend((0..slices).map(|n| Field::new(data_column(n), DataType::Binary, true)));
+        let schema = Arc::new(Schema::new(fields));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_data_page_row_count_limit(512)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(perr)?;
+        Ok(Self {
+            writer,
+            schema,
+            names: label_names.into_iter().collect(),
+            min_t,
+            max_t,
+            width,
+            slices,
+            rows: Vec::with_capacity(ROW_GROUP_ROWS),
+            stats: BlockStats::default(),
+            ulid: ulid::Ulid::generate().to_string(),
+        })
     }
-    let mut stats = BlockStats {
-        num_series: series.len() as u64,
-        ..Default::default()
-    };
-    for n in 0..slices {
-        let (lo, hi) = (
-            min_t + n as i64 * width,
-            (min_t + (n as i64 + 1) * width).min(max_t),
-        );
-        let mut cells: Vec<Option<Vec<u8>>> = Vec::with_capacity(series.len());
-        for (_, samples) in &series {
+
+    /// Adds a series (samples time-ordered; those outside the block are dropped).
+    pub fn push(&mut self, labels: Labels, samples: &[(i64, f64)]) -> Result<()> {
+        let mut cells = Vec::with_capacity(self.slices);
+        let mut any = false;
+        for n in 0..self.slices {
+            let (lo, hi) = (
+                self.min_t + n as i64 * self.width,
+                (self.min_t + (n as i64 + 1) * self.width).min(self.max_t),
+            );
             let a = samples.partition_point(|(t, _)| *t < lo);
             let b = samples.partition_point(|(t, _)| *t < hi);
             if a == b {
@@ -70,46 +96,87 @@ pub fn build(
                 continue;
             }
             let mut buf = Vec::new();
-            stats.num_chunks += cell::encode(&samples[a..b], &mut buf);
-            stats.num_samples += (b - a) as u64;
+            self.stats.num_chunks += cell::encode(&samples[a..b], &mut buf);
+            self.stats.num_samples += (b - a) as u64;
             cells.push(Some(buf));
+            any = true;
         }
-        fields.push(Field::new(data_column(n), DataType::Binary, true));
-        let col: BinaryArray = cells.iter().map(|c| c.as_deref()).collect();
-        columns.push(Arc::new(col));
+        if any {
+            self.stats.num_series += 1;
+            self.rows.push((labels, cells));
+        }
+        if self.rows.len() >= ROW_GROUP_ROWS {
+            self.flush_rows()?;
+        }
+        Ok(())
     }
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Block(format!("building record batch: {e}")))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(512)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .build();
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, schema, Some(props))
-        .map_err(|e| Error::Block(format!("parquet writer: {e}")))?;
-    w.write(&batch)
-        .map_err(|e| Error::Block(format!("writing parquet: {e}")))?;
-    w.close()
-        .map_err(|e| Error::Block(format!("closing parquet: {e}")))?;
-    let meta = BlockMeta {
-        ulid: ulid.clone(),
-        min_time: min_t,
-        max_time: max_t,
-        stats,
-        compaction: Compaction {
-            level,
-            sources: if sources.is_empty() {
-                vec![ulid]
-            } else {
-                sources
+
+    fn flush_rows(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.names.len() + self.slices);
+        for name in &self.names {
+            let col: StringArray = self.rows.iter().map(|(l, _)| l.get(name)).collect();
+            columns.push(Arc::new(col));
+        }
+        for n in 0..self.slices {
+            let col: BinaryArray = self.rows.iter().map(|(_, c)| c[n].as_deref()).collect();
+            columns.push(Arc::new(col));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(perr)?;
+        self.writer.write(&batch).map_err(perr)?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Finishes the file; returns the block's meta (its `sources` default to itself).
+    pub fn finish(mut self, level: u32, sources: Vec<String>) -> Result<BlockMeta> {
+        self.flush_rows()?;
+        self.writer.close().map_err(perr)?;
+        let ulid = self.ulid;
+        Ok(BlockMeta {
+            ulid: ulid.clone(),
+            min_time: self.min_t,
+            max_time: self.max_t,
+            stats: self.stats,
+            compaction: Compaction {
+                level,
+                sources: if sources.is_empty() {
+                    vec![ulid]
+                } else {
+                    sources
+                },
             },
-        },
-        version: FORMAT_VERSION,
-        slice_ms: width,
-        files: vec![super::DATA_FILE.to_owned()],
-    };
+            version: FORMAT_VERSION,
+            slice_ms: self.width,
+            files: vec![super::DATA_FILE.to_owned()],
+        })
+    }
+}
+
+/// Writes a block of `series` covering `[min_t, max_t)` in memory; samples outside are dropped.
+pub fn build(
+    mut series: Vec<(Labels, Vec<(i64, f64)>)>,
+    min_t: i64,
+    max_t: i64,
+    level: u32,
+    sources: Vec<String>,
+) -> Result<(Vec<u8>, BlockMeta)> {
+    for (_, s) in &mut series {
+        s.retain(|(t, _)| *t >= min_t && *t < max_t);
+    }
+    series.retain(|(_, s)| !s.is_empty());
+    series.sort_by(|a, b| row_order(&a.0, &b.0));
+    let names: BTreeSet<String> = series
+        .iter()
+        .flat_map(|(l, _)| l.iter().map(|x| x.name.clone()))
+        .collect();
+    let mut out = Vec::new();
+    let mut w = StreamWriter::new(&mut out, names, min_t, max_t)?;
+    for (l, s) in series {
+        w.push(l, &s)?;
+    }
+    let meta = w.finish(level, sources)?;
     Ok((out, meta))
 }
