@@ -3,17 +3,12 @@
 //! deterministic rule), write and upload the new block, list it, and only then mark the
 //! sources for deletion.
 //!
-//! Memory: the job's series are merged in memory (one job at a time). Streaming the merge row
-//! group by row group is the planned next step for blocks larger than RAM.
-
-use std::collections::BTreeMap;
+//! Memory: a streaming merge (see [`run`]); compacting blocks larger than RAM works.
 
 use muninn_proto::tenant::TenantId;
 use muninn_storage::block::{BlockMeta, DATA_FILE, reader, writer};
 use muninn_storage::bucket::Bucket;
 use muninn_storage::chunk::XorIter;
-use muninn_storage::labels::Labels;
-use muninn_storage::matcher::{MatchOp, Matcher};
 
 use crate::planner::Job;
 use crate::{Error, Result};
@@ -29,50 +24,88 @@ pub struct Outcome {
     pub source_samples: u64,
 }
 
-/// Runs `job` for `tenant`.
+/// One source block being read, a batch of rows at a time.
+struct Input {
+    rows: futures::stream::BoxStream<'static, muninn_storage::Result<Vec<reader::BlockSeries>>>,
+    buf: std::collections::VecDeque<reader::BlockSeries>,
+    done: bool,
+}
+
+/// Runs `job` for `tenant`: a streaming k-way merge of the sources' rows (all in the same row
+/// order), so memory is bounded by a batch per source plus a row group of output, whatever
+/// the block sizes. The output goes to a temporary file, then a multipart upload.
 pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcome> {
-    let all = [Matcher::new(MatchOp::Regex, "__name__", ".+").map_err(serr)?];
+    use futures::StreamExt;
     let mut sources = job.sources.clone();
     sources.sort_by(|a, b| a.ulid.cmp(&b.ulid));
-    let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    let mut source_samples = 0;
+    let mut inputs = Vec::with_capacity(sources.len());
+    let mut names = std::collections::BTreeSet::new();
     for meta in &sources {
-        let path = Bucket::block_file(tenant, &meta.ulid, DATA_FILE);
-        let series = reader::select(
+        let (n, rows) = reader::stream_rows(
             bucket.store(),
-            path,
-            meta,
-            &all,
-            meta.min_time,
-            meta.max_time - 1,
+            Bucket::block_file(tenant, &meta.ulid, DATA_FILE),
         )
         .await
         .map_err(serr)?;
-        for s in series {
-            let e = merged.entry(s.labels).or_default();
-            for c in &s.chunks {
-                let mut it = XorIter::new(c);
-                let before = e.len();
-                e.extend(it.by_ref());
-                source_samples += (e.len() - before) as u64;
-                if let Some(err) = it.err() {
-                    return Err(Error::Storage(format!(
-                        "block {}: corrupt chunk: {err}",
-                        meta.ulid
-                    )));
+        names.extend(n);
+        inputs.push(Input {
+            rows,
+            buf: Default::default(),
+            done: false,
+        });
+    }
+    let tmp = std::env::temp_dir().join(format!(
+        "muninn-compact-{}-{}.parquet",
+        tenant.as_str(),
+        sources[0].ulid
+    ));
+    let file = std::fs::File::create(&tmp)
+        .map_err(|e| Error::Storage(format!("creating {}: {e}", tmp.display())))?;
+    let mut writer =
+        writer::StreamWriter::new(file, names, job.min_time, job.max_time).map_err(serr)?;
+    let mut source_samples = 0u64;
+    let mut samples: Vec<(i64, f64)> = Vec::new();
+    loop {
+        for inp in &mut inputs {
+            while inp.buf.is_empty() && !inp.done {
+                match inp.rows.next().await {
+                    Some(Ok(rows)) => inp.buf.extend(rows),
+                    Some(Err(e)) => return Err(serr(e)),
+                    None => inp.done = true,
                 }
             }
         }
+        let Some(key) = inputs
+            .iter()
+            .filter_map(|i| i.buf.front())
+            .map(|s| &s.labels)
+            .min_by(|a, b| writer::row_order(a, b))
+            .cloned()
+        else {
+            break;
+        };
+        samples.clear();
+        // Sources in ULID order: for conflicting values at one timestamp the first one stays.
+        for inp in &mut inputs {
+            if inp.buf.front().is_some_and(|s| s.labels == key)
+                && let Some(s) = inp.buf.pop_front()
+            {
+                for c in &s.chunks {
+                    let mut it = XorIter::new(c);
+                    samples.extend(it.by_ref());
+                    if let Some(err) = it.err() {
+                        return Err(Error::Storage(format!(
+                            "corrupt chunk in a source of {tenant}: {err}"
+                        )));
+                    }
+                }
+            }
+        }
+        source_samples += samples.len() as u64;
+        samples.sort_by_key(|s| s.0);
+        samples.dedup_by_key(|s| s.0);
+        tokio::task::block_in_place(|| writer.push(key, &samples)).map_err(serr)?;
     }
-    let series: Vec<(Labels, Vec<(i64, f64)>)> = merged
-        .into_iter()
-        .map(|(l, mut v)| {
-            // Stable: for equal timestamps the earlier source (smaller ULID) stays first.
-            v.sort_by_key(|s| s.0);
-            v.dedup_by_key(|s| s.0);
-            (l, v)
-        })
-        .collect();
     let lineage: Vec<String> = {
         let mut v: Vec<String> = sources
             .iter()
@@ -83,17 +116,14 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
         v.dedup();
         v
     };
-    let (min, max, level) = (job.min_time, job.max_time, job.level);
-    let (bytes, meta) =
-        tokio::task::spawn_blocking(move || writer::build(series, min, max, level, lineage))
-            .await
-            .map_err(|e| Error::Storage(e.to_string()))?
-            .map_err(serr)?;
-    // Upload and list the replacement before touching the sources.
-    bucket
-        .upload_block(tenant, bytes, &meta)
+    let meta = tokio::task::block_in_place(|| writer.finish(job.level, lineage)).map_err(serr)?;
+    let uploaded = bucket
+        .upload_block_file(tenant, &tmp, &meta)
         .await
-        .map_err(serr)?;
+        .map_err(serr);
+    let _ = std::fs::remove_file(&tmp);
+    uploaded?;
+    // The replacement is uploaded; list it before touching the sources.
     crate::crash_point("after-upload");
     bucket.write_index(tenant).await.map_err(serr)?;
     for s in &sources {

@@ -166,6 +166,46 @@ impl Bucket {
         .await
     }
 
+    /// Uploads a block whose data was written to a local file, streaming it (multipart) so
+    /// memory stays bounded; `meta.json` last, as [`Bucket::upload_block`].
+    pub async fn upload_block_file(
+        &self,
+        tenant: &TenantId,
+        file: &std::path::Path,
+        meta: &BlockMeta,
+    ) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let path = Self::block_file(tenant, &meta.ulid, DATA_FILE);
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(os_err("put_multipart", &path))?;
+        let mut w = object_store::WriteMultipart::new(upload);
+        let mut f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| Error::Block(format!("opening {}: {e}", file.display())))?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .await
+                .map_err(|e| Error::Block(format!("reading {}: {e}", file.display())))?;
+            if n == 0 {
+                break;
+            }
+            w.write(&buf[..n]);
+        }
+        w.finish().await.map_err(os_err("put_multipart", &path))?;
+        let json =
+            serde_json::to_vec_pretty(meta).map_err(|e| Error::Block(format!("meta.json: {e}")))?;
+        self.put_retrying(
+            &Self::block_file(tenant, &meta.ulid, "meta.json"),
+            Bytes::from(json),
+        )
+        .await
+    }
+
     /// Every complete block of a tenant, by listing (blocks without `meta.json` are skipped).
     pub async fn list_blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
         let prefix = Path::from(tenant.as_str());

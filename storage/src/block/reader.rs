@@ -174,3 +174,74 @@ pub async fn select(
     // Parquet columns come in schema order, which sorts `s_lbl_<name>` like the names.
     Ok(out)
 }
+
+/// Every row of a block in file order ([`super::writer::row_order`]), a batch at a time, with
+/// all its chunks: the input of a streaming merge. Also returns the block's label names.
+pub async fn stream_rows(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+) -> Result<(
+    Vec<String>,
+    futures::stream::BoxStream<'static, Result<Vec<BlockSeries>>>,
+)> {
+    use futures::StreamExt;
+    #[allow(deprecated)]
+    let reader = ParquetObjectReader::new(store, path);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(perr)?;
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|f| f.name().strip_prefix("s_lbl_").map(str::to_owned))
+        .collect();
+    let stream = builder.with_batch_size(1024).build().map_err(perr)?;
+    let rows = stream.map(|batch| {
+        let batch = batch.map_err(perr)?;
+        let bschema = batch.schema();
+        let mut lcols: Vec<(&str, &StringArray)> = Vec::new();
+        let mut dcols: Vec<&BinaryArray> = Vec::new();
+        for (i, f) in bschema.fields().iter().enumerate() {
+            let col = batch.column(i);
+            if let Some(name) = f.name().strip_prefix("s_lbl_") {
+                lcols.push((
+                    name,
+                    col.as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or_else(|| Error::Block("label column is not utf8".into()))?,
+                ));
+            } else {
+                dcols.push(
+                    col.as_any()
+                        .downcast_ref::<BinaryArray>()
+                        .ok_or_else(|| Error::Block("data column is not binary".into()))?,
+                );
+            }
+        }
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let labels = Labels(
+                lcols
+                    .iter()
+                    .filter(|(_, a)| !a.is_null(row))
+                    .map(|(n, a)| Label {
+                        name: (*n).to_owned(),
+                        value: a.value(row).to_owned(),
+                    })
+                    .collect(),
+            );
+            let mut chunks = Vec::new();
+            for d in &dcols {
+                if !d.is_null(row) {
+                    for c in cell::decode(d.value(row))? {
+                        chunks.push(Bytes::copy_from_slice(c.data));
+                    }
+                }
+            }
+            out.push(BlockSeries { labels, chunks });
+        }
+        Ok(out)
+    });
+    Ok((names, rows.boxed()))
+}
