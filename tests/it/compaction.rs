@@ -316,3 +316,71 @@ fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
         );
     }
 }
+
+#[test]
+fn compaction_on_a_real_s3_server() {
+    let s3 = crate::harness::Seaweed::start("muninn-compact");
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--storage.backend=s3".to_string(),
+        format!("--storage.s3.endpoint={}", s3.endpoint),
+        format!("--storage.s3.bucket={}", s3.bucket),
+        "--storage.s3.allow-http=true".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", crate::harness::S3_KEY),
+        ("AWS_SECRET_ACCESS_KEY", crate::harness::S3_SECRET),
+    ];
+    let a = Muninn::start_in_env("ingester", &tmp.path().join("a"), &args, &env);
+    let b = Muninn::start_in_env("ingester", &tmp.path().join("b"), &args, &env);
+    let end = now_ms() / 1000 * 1000 - 1000;
+    for k in 0..180i64 {
+        let t = end - 3 * 3_600_000 + k * 60_000 + 11;
+        let req = write_request(
+            (0..3)
+                .map(|i| {
+                    series(
+                        &[("__name__", "c_total"), ("i", &i.to_string())],
+                        &[(t, (k * (i + 1)) as f64)],
+                    )
+                })
+                .collect(),
+        );
+        assert_eq!(a.push(T, &req).0, 200);
+        assert_eq!(b.push(T, &req).0, 200);
+    }
+    for m in [&a, &b] {
+        assert_eq!(
+            agent()
+                .post(&format!("{}/ingester/flush", m.http))
+                .send_empty()
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+    }
+    let q = Muninn::start_in_env("querier", &tmp.path().join("q"), &args, &env);
+    let before = answers(&q, end);
+    let data_dir = format!("--data-dir={}", tmp.path().join("c").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_muninn"))
+        .args([
+            "compactor",
+            "--once",
+            "--compactor.deletion-delay=0",
+            &data_dir,
+        ])
+        .args(&args)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.matches("compacted").count() >= 2, "{log}");
+    assert_eq!(answers(&q, end), before);
+}
