@@ -586,6 +586,7 @@ fn compaction(
         block_ranges_hours: vec![2, 12, 24],
         retention_seconds: 0,
         retention_overrides: vec![],
+        runtime_config: None,
         concurrency: 1,
         deletion_delay_seconds: 0,
     };

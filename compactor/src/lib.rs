@@ -55,6 +55,10 @@ pub struct CompactorArgs {
     /// Per-tenant retention overrides, `tenant=seconds`, comma separated.
     #[arg(long = "compactor.retention-overrides", value_delimiter = ',')]
     pub retention_overrides: Vec<String>,
+    /// Runtime overrides file (YAML, re-read every pass), as Mimir's:
+    /// `overrides: {<tenant>: {compactor_blocks_retention_period: 7d}}` (s/m/h/d/w or seconds).
+    #[arg(long = "runtime-config.file")]
+    pub runtime_config: Option<std::path::PathBuf>,
     /// Tenants compacted in parallel.
     #[arg(long = "compactor.concurrency", default_value_t = 2)]
     pub concurrency: usize,
@@ -63,8 +67,70 @@ pub struct CompactorArgs {
     pub deletion_delay_seconds: u64,
 }
 
+/// The runtime overrides file.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RuntimeConfig {
+    #[serde(default)]
+    overrides: std::collections::BTreeMap<String, TenantOverrides>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct TenantOverrides {
+    compactor_blocks_retention_period: Option<String>,
+}
+
+/// `7d`, `12h`, `30m`, `45s`, `2w` or plain seconds, to milliseconds.
+fn parse_period(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n * 1000);
+    }
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
 impl CompactorArgs {
+    /// Retention of a tenant: the runtime overrides file, then the flag overrides, then
+    /// `--compactor.retention`.
     fn retention_ms(&self, tenant: &TenantId) -> i64 {
+        if let Some(path) = &self.runtime_config {
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    if t.trim().is_empty() {
+                        Ok(RuntimeConfig::default())
+                    } else {
+                        serde_saphyr::from_str::<RuntimeConfig>(&t).map_err(|e| e.to_string())
+                    }
+                }) {
+                Ok(rc) => {
+                    if let Some(p) = rc
+                        .overrides
+                        .get(tenant.as_str())
+                        .and_then(|o| o.compactor_blocks_retention_period.as_deref())
+                    {
+                        match parse_period(p) {
+                            Some(ms) => return ms,
+                            None => {
+                                tracing::warn!(%tenant, value = p, "unparsable compactor_blocks_retention_period")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read the runtime config file; using flags")
+                }
+            }
+        }
         for o in &self.retention_overrides {
             if let Some((t, s)) = o.split_once('=')
                 && t == tenant.as_str()
