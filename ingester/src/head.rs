@@ -53,6 +53,8 @@ pub struct Head {
     unlogged: Vec<SeriesId>,
     /// Samples before this are in blocks and refused (0 before the first truncation).
     min_valid_t: Option<i64>,
+    /// Tombstoned slots in `series`.
+    dead: usize,
 }
 
 /// Hash of a label set (sorted `(name, value)` pairs): names and values with separators.
@@ -256,7 +258,11 @@ impl Head {
             }
             candidates = Some(ids);
         }
-        let ids = candidates.unwrap_or_else(|| (0..self.series.len() as SeriesId).collect());
+        let ids: Vec<SeriesId> = candidates.unwrap_or_else(|| {
+            (0..self.series.len() as SeriesId)
+                .filter(|&id| !self.series[id as usize].is_dead())
+                .collect()
+        });
         let name_ids: Vec<Option<u32>> = matchers
             .iter()
             .map(|m| self.symbols.get(m.name.as_bytes()))
@@ -350,11 +356,83 @@ impl Head {
 
     /// Drops every chunk that ends before `t` and refuses samples older than `t` from now on:
     /// the data is in uploaded blocks. Series themselves stay (ids are WAL references).
-    pub fn truncate_before(&mut self, t: i64) {
+    pub fn truncate_before(&mut self, t: i64) -> usize {
         for s in &mut self.series {
             s.truncate_before(t);
         }
         self.min_valid_t = Some(self.min_valid_t.map_or(t, |m| m.max(t)));
+        self.gc()
+    }
+
+    /// Garbage-collects series left without samples: they leave the lookup table and the
+    /// postings, and their slot keeps only a tombstone (ids are WAL references and stay
+    /// stable). A series that comes back gets a new id. Returns how many were collected.
+    fn gc(&mut self) -> usize {
+        let dead: Vec<SeriesId> = (0..self.series.len() as SeriesId)
+            .filter(|&id| {
+                let s = &self.series[id as usize];
+                !s.is_dead() && s.is_empty()
+            })
+            .collect();
+        if dead.is_empty() {
+            return 0;
+        }
+        let set: std::collections::HashSet<SeriesId> = dead.iter().copied().collect();
+        for &id in &dead {
+            let hash = self.series[id as usize].hash;
+            if let Ok(e) = self.lookup.find_entry(hash, |&i| i == id) {
+                e.remove();
+            }
+        }
+        for values in self.postings.values_mut() {
+            for ids in values.values_mut() {
+                ids.retain(|i| !set.contains(i));
+            }
+            values.retain(|_, ids| !ids.is_empty());
+        }
+        self.postings.retain(|_, values| !values.is_empty());
+        for &id in &dead {
+            self.series[id as usize] = MemSeries::new(Box::new([]), 0);
+        }
+        self.dead += dead.len();
+        dead.len()
+    }
+
+    /// Live (not collected) series.
+    pub fn live_series(&self) -> usize {
+        self.series.len() - self.dead
+    }
+
+    /// Creates a series at a given id (WAL replay keeps the ids the WAL refers to), unless
+    /// that id holds another live series; returns the id used.
+    pub fn create_at(&mut self, id: SeriesId, labels: &[(&str, &str)], hash: u64) -> SeriesId {
+        let idx = id as usize;
+        if idx >= self.series.len() {
+            while self.series.len() < idx {
+                self.series.push(MemSeries::new(Box::new([]), 0));
+                self.dead += 1;
+            }
+            return self.create(labels, hash);
+        }
+        if !self.series[idx].is_dead() {
+            return self.create(labels, hash);
+        }
+        let interned: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|(n, v)| (self.symbols.intern(n), self.symbols.intern(v)))
+            .collect();
+        for &(n, v) in interned.iter() {
+            let ids = self.postings.entry(n).or_default().entry(v).or_default();
+            if let Err(pos) = ids.binary_search(&id) {
+                ids.insert(pos, id);
+            }
+        }
+        self.series[idx] = MemSeries::new(interned, hash);
+        self.dead -= 1;
+        let series = &self.series;
+        self.lookup
+            .insert_unique(hash, id, |&i| series[i as usize].hash);
+        id
     }
 
     /// The time before which samples are refused, if the head was truncated.
@@ -364,7 +442,7 @@ impl Head {
 
     /// Series `ids` with labels and all samples still in the head (for a WAL checkpoint).
     pub fn checkpoint_data(&self, ids: std::ops::Range<SeriesId>) -> Vec<CheckpointSeries> {
-        ids.filter(|&id| (id as usize) < self.series.len())
+        ids.filter(|&id| (id as usize) < self.series.len() && !self.series[id as usize].is_dead())
             .map(|id| {
                 let labels = self
                     .labels(id)

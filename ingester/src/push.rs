@@ -221,7 +221,7 @@ pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutc
         let view = WriteRequestView::decode(&buf[..n])?;
         let db = ing.tenants.get_or_create(tenant)?;
         let out = db.push(&view, &ing.config.limits)?;
-        let series = db.head.read().num_series();
+        let series = db.head.read().live_series();
         ing.metrics
             .memory_series
             .get_or_create(&TenantLabels {

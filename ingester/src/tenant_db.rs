@@ -110,7 +110,13 @@ impl TenantDb {
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
                     let hash = label_hash_str(&pairs, &mut scratch);
-                    ids.insert(wal_id, head.get_or_create(&pairs, hash).0);
+                    // Keep the WAL's ids (later records refer to them), even across
+                    // garbage-collected gaps.
+                    let id = match head.find(&pairs, hash) {
+                        Some(id) => id,
+                        None => head.create_at(wal_id, &pairs, hash),
+                    };
+                    ids.insert(wal_id, id);
                 }
             }
             Record::Samples(samples) => {
@@ -154,7 +160,13 @@ impl TenantDb {
     pub fn truncate_before(&self, t: i64) -> Result<usize> {
         const BATCH: u32 = 10_000;
         let mut head = self.head.write();
-        head.truncate_before(t);
+        let collected = head.truncate_before(t);
+        if collected > 0 {
+            tracing::info!(
+                series = collected,
+                "garbage-collected series without samples"
+            );
+        }
         let n = head.num_series() as u32;
         let mut wal = self.wal.lock();
         let first_kept = wal.start_checkpoint()?;
@@ -346,5 +358,82 @@ impl TenantDb {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+
+    fn push(db: &TenantDb, name: &str, t: i64, v: f64) {
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                }],
+                samples: vec![Sample {
+                    value: v,
+                    timestamp: t,
+                }],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        let bytes = req.encode_to_vec();
+        let view = WriteRequestView::decode(&bytes).unwrap();
+        let out = db.push(&view, &Limits::default()).unwrap();
+        assert_eq!(out.rejected_samples, 0);
+    }
+
+    fn samples(db: &TenantDb, name: &str) -> Vec<(i64, f64)> {
+        let head = db.head.read();
+        let m = muninn_storage::matcher::Matcher::new(
+            muninn_storage::matcher::MatchOp::Equal,
+            "__name__",
+            name,
+        )
+        .unwrap();
+        let ids = head.select(&[m]);
+        ids.iter()
+            .flat_map(|&id| head.chunks(id, i64::MIN, i64::MAX))
+            .flat_map(|c| muninn_storage::chunk::decode_all(&c.data).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn collected_series_keep_wal_ids_consistent_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+            push(&db, "gone", 1000, 1.0); // id 0: only old data
+            push(&db, "kept", 1000, 1.0); // id 1
+            push(&db, "kept", 5000, 2.0);
+            db.truncate_before(3000).unwrap();
+            assert_eq!(db.head.read().live_series(), 1, "`gone` was collected");
+            assert!(samples(&db, "gone").is_empty());
+            push(&db, "kept", 6000, 3.0);
+            push(&db, "gone", 7000, 4.0); // comes back with a new id
+        }
+        {
+            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+            // Truncation works on whole chunks: `kept`'s chunk still holds its 1000 sample.
+            assert_eq!(
+                samples(&db, "kept"),
+                vec![(1000, 1.0), (5000, 2.0), (6000, 3.0)]
+            );
+            assert_eq!(samples(&db, "gone"), vec![(7000, 4.0)]);
+            assert_eq!(db.head.read().live_series(), 2);
+            // Writes after a restart refer to the replayed ids, which must be the WAL's.
+            push(&db, "kept", 8000, 5.0);
+        }
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(
+            samples(&db, "kept"),
+            vec![(1000, 1.0), (5000, 2.0), (6000, 3.0), (8000, 5.0)]
+        );
+        assert_eq!(samples(&db, "gone"), vec![(7000, 4.0)]);
     }
 }

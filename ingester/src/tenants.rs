@@ -39,7 +39,7 @@ impl Tenants {
             };
             let start = std::time::Instant::now();
             let (db, report) = TenantDb::open(&e.path(), fsync)?;
-            let series = db.head.read().num_series();
+            let series = db.head.read().live_series();
             metrics.wal_replayed_records.inc_by(report.records);
             metrics
                 .wal_truncations

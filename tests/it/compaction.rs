@@ -296,10 +296,14 @@ fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
             .env("MUNINN_COMPACTOR_CRASH_AT", point)
             .output()
             .unwrap();
-        assert!(!crashed.status.success(), "{point}: the pass was killed");
+        let stderr = String::from_utf8_lossy(&crashed.stderr);
         assert!(
-            String::from_utf8_lossy(&crashed.stderr).contains(&format!("crash point {point}")),
-            "{point}"
+            !crashed.status.success(),
+            "{point}: the pass was killed: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("crash point {point}")),
+            "{point}: {stderr}"
         );
         assert_eq!(answers(&q, end), before, "{point}: after the crash");
         let out = compactor(&args);

@@ -103,6 +103,16 @@ impl MemSeries {
         AppendOutcome::Appended
     }
 
+    /// Whether the series holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.closed.is_empty() && self.head.is_none()
+    }
+
+    /// Whether this slot is a garbage-collected series (valid series always have labels).
+    pub fn is_dead(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     /// Drops chunks that end before `t` (already in a block).
     pub fn truncate_before(&mut self, t: i64) {
         self.closed.retain(|c| c.max_t >= t);
