@@ -55,9 +55,10 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
         });
     }
     let tmp = std::env::temp_dir().join(format!(
-        "muninn-compact-{}-{}.parquet",
+        "muninn-compact-{}-{}-{}.parquet",
         tenant.as_str(),
-        sources[0].ulid
+        sources[0].ulid,
+        std::process::id()
     ));
     let file = std::fs::File::create(&tmp)
         .map_err(|e| Error::Storage(format!("creating {}: {e}", tmp.display())))?;
