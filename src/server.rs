@@ -32,6 +32,18 @@ pub async fn run(
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::new(&mut registry);
 
+    // `compactor --once` runs one pass and exits: no listeners.
+    if role == crate::roles::Role::Compactor && config.compactor.once {
+        let bucket = config
+            .storage
+            .open(&config.data_dir)
+            .context("opening the bucket")?;
+        let metrics = muninn_compactor::CompactorMetrics::default();
+        let failed = muninn_compactor::pass(&bucket, &config.compactor, &metrics).await;
+        anyhow::ensure!(failed == 0, "compaction failed for {failed} tenants");
+        tracing::info!("compaction pass done (--once)");
+        return Ok(());
+    }
     let http = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP {}", config.http_addr))?;
@@ -54,13 +66,6 @@ pub async fn run(
         .open(&config.data_dir)
         .context("opening the bucket")?
         .metered(bucket_metrics);
-    if role == crate::roles::Role::Compactor && config.compactor.once {
-        let metrics = muninn_compactor::CompactorMetrics::default();
-        let failed = muninn_compactor::pass(&bucket, &config.compactor, &metrics).await;
-        anyhow::ensure!(failed == 0, "compaction failed for {failed} tenants");
-        tracing::info!("compaction pass done (--once)");
-        return Ok(());
-    }
     let mut grpc_addr: Option<SocketAddr> = None;
     let mut ingester: Option<Arc<Ingester>> = None;
     if role.runs_ingester() {
