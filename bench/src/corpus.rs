@@ -30,3 +30,29 @@ pub fn decode_all(bodies: &[Vec<u8>]) -> anyhow::Result<Vec<WriteRequest>> {
         })
         .collect()
 }
+
+/// Label pairs of a series, in request order.
+pub type LabelPairs = Vec<(String, String)>;
+
+/// Every series of the requests with its samples, time-ordered, one per timestamp.
+pub fn series(reqs: &[WriteRequest]) -> std::collections::BTreeMap<LabelPairs, Vec<(i64, f64)>> {
+    let mut series: std::collections::BTreeMap<LabelPairs, Vec<(i64, f64)>> = Default::default();
+    for r in reqs {
+        for ts in &r.timeseries {
+            let key = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            series
+                .entry(key)
+                .or_default()
+                .extend(ts.samples.iter().map(|s| (s.timestamp, s.value)));
+        }
+    }
+    for v in series.values_mut() {
+        v.sort_by_key(|s| s.0);
+        v.dedup_by_key(|s| s.0);
+    }
+    series
+}

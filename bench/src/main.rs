@@ -502,27 +502,9 @@ fn compaction(
     dir: &str,
     prepare_only: bool,
 ) -> anyhow::Result<()> {
-    use std::collections::BTreeMap;
-    let reqs = corpus::decode_all(bodies)?;
-    type LabelPairs = Vec<(String, String)>;
-    let mut series: BTreeMap<LabelPairs, Vec<(i64, f64)>> = BTreeMap::new();
-    for r in &reqs {
-        for ts in &r.timeseries {
-            let key: Vec<(String, String)> = ts
-                .labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            series
-                .entry(key)
-                .or_default()
-                .extend(ts.samples.iter().map(|s| (s.timestamp, s.value)));
-        }
-    }
+    let series = corpus::series(&corpus::decode_all(bodies)?);
     let (mut min, mut max) = (i64::MAX, i64::MIN);
-    for v in series.values_mut() {
-        v.sort_by_key(|s| s.0);
-        v.dedup_by_key(|s| s.0);
+    for v in series.values() {
         min = min.min(v[0].0);
         max = max.max(v[v.len() - 1].0);
     }
@@ -618,29 +600,11 @@ fn compaction(
 }
 
 fn block_size(bodies: &[Vec<u8>], range: i64) -> anyhow::Result<()> {
-    use std::collections::BTreeMap;
-    let reqs = corpus::decode_all(bodies)?;
-    type LabelPairs = Vec<(String, String)>;
-    let mut series: BTreeMap<LabelPairs, Vec<(i64, f64)>> = BTreeMap::new();
-    for r in &reqs {
-        for ts in &r.timeseries {
-            let key: Vec<(String, String)> = ts
-                .labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            series
-                .entry(key)
-                .or_default()
-                .extend(ts.samples.iter().map(|s| (s.timestamp, s.value)));
-        }
-    }
+    let series = corpus::series(&corpus::decode_all(bodies)?);
     let mut min = i64::MAX;
     let mut max = i64::MIN;
     let mut total = 0u64;
-    for v in series.values_mut() {
-        v.sort_by_key(|s| s.0);
-        v.dedup_by_key(|s| s.0);
+    for v in series.values() {
         total += v.len() as u64;
         min = min.min(v[0].0);
         max = max.max(v[v.len() - 1].0);

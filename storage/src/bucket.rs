@@ -206,19 +206,27 @@ impl Bucket {
         .await
     }
 
-    /// Every complete block of a tenant, by listing (blocks without `meta.json` are skipped).
-    pub async fn list_blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
+    /// Every object of a tenant (one listing).
+    async fn list_tenant(&self, tenant: &TenantId) -> Result<Vec<object_store::ObjectMeta>> {
         let prefix = Path::from(tenant.as_str());
-        let objects: Vec<_> = self
-            .store
+        self.store
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(os_err("list", &prefix))?;
-        let mut metas = Vec::new();
+            .map_err(os_err("list", &prefix))
+    }
+
+    /// The JSON objects named `file` among `objects`, parsed; unreadable ones are skipped
+    /// with a warning.
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        objects: &[object_store::ObjectMeta],
+        file: &str,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
         for o in objects
             .iter()
-            .filter(|o| o.location.filename() == Some("meta.json"))
+            .filter(|o| o.location.filename() == Some(file))
         {
             let data = self
                 .store
@@ -226,51 +234,42 @@ impl Bucket {
                 .await
                 .map_err(os_err("get", &o.location))?;
             let bytes = data.bytes().await.map_err(os_err("get", &o.location))?;
-            match serde_json::from_slice::<BlockMeta>(&bytes) {
-                Ok(m) => metas.push(m),
+            match serde_json::from_slice::<T>(&bytes) {
+                Ok(v) => out.push(v),
                 Err(e) => {
-                    tracing::warn!(path = %o.location, error = %e, "skipping unreadable meta.json")
+                    tracing::warn!(path = %o.location, error = %e, "skipping unreadable {file}")
                 }
             }
         }
-        metas.sort_by(|a, b| (a.min_time, &a.ulid).cmp(&(b.min_time, &b.ulid)));
-        Ok(metas)
+        Ok(out)
     }
 
+    fn sorted(mut metas: Vec<BlockMeta>) -> Vec<BlockMeta> {
+        metas.sort_by(|a, b| (a.min_time, &a.ulid).cmp(&(b.min_time, &b.ulid)));
+        metas
+    }
+
+    /// Every complete block of a tenant, by listing (blocks without `meta.json` are skipped).
+    pub async fn list_blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
+        let objects = self.list_tenant(tenant).await?;
+        Ok(Self::sorted(self.read_json(&objects, "meta.json").await?))
+    }
+
+    /// Blocks and deletion marks from a single listing.
     async fn listed_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
+        let objects = self.list_tenant(tenant).await?;
         Ok(BucketIndex {
             version: 1,
             updated_at_ms: now_ms(),
-            blocks: self.list_blocks(tenant).await?,
-            deletion_marks: self.list_marks(tenant).await?,
+            blocks: Self::sorted(self.read_json(&objects, "meta.json").await?),
+            deletion_marks: self.read_json(&objects, "deletion-mark.json").await?,
         })
     }
 
     /// Deletion marks of a tenant's blocks, by listing.
     pub async fn list_marks(&self, tenant: &TenantId) -> Result<Vec<DeletionMark>> {
-        let prefix = Path::from(tenant.as_str());
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(os_err("list", &prefix))?;
-        let mut marks = Vec::new();
-        for o in objects
-            .iter()
-            .filter(|o| o.location.filename() == Some("deletion-mark.json"))
-        {
-            let bytes = self
-                .store
-                .get(&o.location)
-                .await
-                .map_err(os_err("get", &o.location))?;
-            let bytes = bytes.bytes().await.map_err(os_err("get", &o.location))?;
-            if let Ok(m) = serde_json::from_slice::<DeletionMark>(&bytes) {
-                marks.push(m);
-            }
-        }
-        Ok(marks)
+        let objects = self.list_tenant(tenant).await?;
+        self.read_json(&objects, "deletion-mark.json").await
     }
 
     /// Marks a block for deletion (create-only: an existing mark is kept).

@@ -237,10 +237,9 @@ fn retention_expires_only_that_tenants_old_blocks() {
 }
 
 /// Two ingesters write the same data and flush: overlapping replica blocks in `bucket`.
-fn replica_blocks(tmp: &std::path::Path, bucket: &std::path::Path) -> i64 {
-    let storage = format!("--storage.filesystem.dir={}", bucket.display());
-    let a = Muninn::start_in("ingester", &tmp.join("a"), &[&storage]);
-    let b = Muninn::start_in("ingester", &tmp.join("b"), &[&storage]);
+fn replica_blocks(tmp: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> i64 {
+    let a = Muninn::start_in_env("ingester", &tmp.join("a"), args, env);
+    let b = Muninn::start_in_env("ingester", &tmp.join("b"), args, env);
     let end = now_ms() / 1000 * 1000 - 1000;
     let start = end - 3 * 3_600_000;
     for k in 0..180i64 {
@@ -277,7 +276,7 @@ fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let bucket = tmp.path().join("bucket");
         let storage = format!("--storage.filesystem.dir={}", bucket.display());
-        let end = replica_blocks(tmp.path(), &bucket);
+        let end = replica_blocks(tmp.path(), &[&storage], &[]);
         let ranges: std::collections::BTreeSet<i64> = live_blocks(&bucket)
             .iter()
             .map(|b| b["minTime"].as_i64().unwrap())
@@ -336,35 +335,7 @@ fn compaction_on_a_real_s3_server() {
         ("AWS_ACCESS_KEY_ID", crate::harness::S3_KEY),
         ("AWS_SECRET_ACCESS_KEY", crate::harness::S3_SECRET),
     ];
-    let a = Muninn::start_in_env("ingester", &tmp.path().join("a"), &args, &env);
-    let b = Muninn::start_in_env("ingester", &tmp.path().join("b"), &args, &env);
-    let end = now_ms() / 1000 * 1000 - 1000;
-    for k in 0..180i64 {
-        let t = end - 3 * 3_600_000 + k * 60_000 + 11;
-        let req = write_request(
-            (0..3)
-                .map(|i| {
-                    series(
-                        &[("__name__", "c_total"), ("i", &i.to_string())],
-                        &[(t, (k * (i + 1)) as f64)],
-                    )
-                })
-                .collect(),
-        );
-        assert_eq!(a.push(T, &req).0, 200);
-        assert_eq!(b.push(T, &req).0, 200);
-    }
-    for m in [&a, &b] {
-        assert_eq!(
-            agent()
-                .post(&format!("{}/ingester/flush", m.http))
-                .send_empty()
-                .unwrap()
-                .status()
-                .as_u16(),
-            200
-        );
-    }
+    let end = replica_blocks(tmp.path(), &args, &env);
     let q = Muninn::start_in_env("querier", &tmp.path().join("q"), &args, &env);
     let before = answers(&q, end);
     let data_dir = format!("--data-dir={}", tmp.path().join("c").display());
