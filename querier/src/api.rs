@@ -24,8 +24,6 @@ use crate::promql::{self, EngineOptions, QueryResult, QueryValue};
 use crate::{Error, Querier, Result};
 use params::{MAX_TIME_MS, MIN_TIME_MS, Params};
 
-/// Most points a range query may return per series (as Prometheus).
-const MAX_POINTS: i64 = 11_000;
 /// Largest form body accepted.
 const MAX_FORM_BYTES: usize = 16 << 20;
 
@@ -148,6 +146,7 @@ fn opts(q: &Querier, timeout: std::time::Duration) -> EngineOptions {
         lookback_ms: q.lookback_ms,
         max_samples: q.max_samples,
         max_series: q.max_series,
+        max_bytes: q.max_bytes,
         timeout: Some(timeout),
         ..Default::default()
     }
@@ -309,25 +308,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     let r = async {
         let p = &call.params;
         let expr = parse_query(p)?;
-        let bad_time = |k: &str| Error::BadData(format!("invalid parameter \"{k}\": cannot parse \"\" to a valid timestamp"));
-        let start = if p.get("start").is_some() { p.time("start", 0)? } else { return Err(bad_time("start")) };
-        let end = if p.get("end").is_some() { p.time("end", 0)? } else { return Err(bad_time("end")) };
-        if end < start {
-            return Err(Error::BadData("end timestamp must not be before start time".into()));
-        }
-        let step = p.duration("step")?.ok_or_else(|| {
-            Error::BadData("invalid parameter \"step\": cannot parse \"\" to a valid duration".into())
-        })?;
-        if step <= 0 {
-            return Err(Error::BadData(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
-            ));
-        }
-        if (end - start) / step > MAX_POINTS {
-            return Err(Error::BadData(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
-            ));
-        }
+        let (start, end, step) = params::range(p)?;
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             ValueType::Matrix => {

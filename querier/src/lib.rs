@@ -74,6 +74,11 @@ pub struct QuerierArgs {
     /// Most series one query may fetch from storage (0: no limit).
     #[arg(long = "querier.max-fetched-series-per-query", default_value_t = 0)]
     pub max_series: usize,
+    /// Most memory one query's values may hold, labels included (estimated: label names and
+    /// values of every series held plus 16 bytes a sample or step). A byte count or a size
+    /// with a unit: `512MiB`, `1GiB`, `1GB`. 0: no limit.
+    #[arg(long = "querier.max-memory-per-query", default_value = "1GiB")]
+    pub max_memory_per_query: promql::limits::ByteSize,
 }
 
 /// A configured querier.
@@ -84,6 +89,8 @@ pub struct Querier {
     pub timeout: std::time::Duration,
     pub max_samples: usize,
     pub max_series: usize,
+    /// Most bytes one query may hold (0: no limit).
+    pub max_bytes: usize,
     pub metrics: metrics::QuerierMetrics,
 }
 
@@ -93,9 +100,10 @@ impl Querier {
             store,
             multitenancy,
             lookback_ms: args.lookback_delta_seconds as i64 * 1000,
-            timeout: std::time::Duration::from_secs(args.timeout_seconds.max(1)),
+            timeout: std::time::Duration::from_secs(args.timeout_seconds.clamp(1, 365 * 86_400)),
             max_samples: args.max_samples,
             max_series: args.max_series,
+            max_bytes: usize::try_from(args.max_memory_per_query.0).unwrap_or(usize::MAX),
             metrics: metrics::QuerierMetrics::default(),
         })
     }

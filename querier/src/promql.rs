@@ -11,6 +11,7 @@ pub mod binary;
 pub mod eval;
 pub mod functions;
 pub mod histogram;
+pub mod limits;
 pub mod parse;
 pub mod value;
 
@@ -35,6 +36,8 @@ pub struct EngineOptions {
     pub timeout: Option<std::time::Duration>,
     /// Most series a query may fetch (0: no limit).
     pub max_series: usize,
+    /// Most bytes a query's values may hold, labels included (0: no limit).
+    pub max_bytes: usize,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +48,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: None,
             max_series: 0,
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -70,7 +74,11 @@ pub struct QueryResult {
 
 /// Removes flagged names and merges series that end up with the same labels, failing when
 /// two of them have a value at the same step.
-fn finish_vector(series: Vec<value::Series>, n: usize) -> Result<Vec<(Labels, Vec<Option<f64>>)>> {
+fn finish_vector(
+    ev: &Evaluator<'_>,
+    series: Vec<value::Series>,
+    n: usize,
+) -> Result<Vec<(Labels, Vec<Option<f64>>)>> {
     let mut out: Vec<(Labels, Vec<Option<f64>>)> = Vec::with_capacity(series.len());
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in series {
@@ -79,6 +87,8 @@ fn finish_vector(series: Vec<value::Series>, n: usize) -> Result<Vec<(Labels, Ve
         } else {
             s.labels
         };
+        // The index holds a copy of the labels.
+        ev.charge(limits::labels_bytes(&labels))?;
         match index.get(&labels) {
             Some(&i) => {
                 for step in 0..n {
@@ -101,6 +111,32 @@ fn finish_vector(series: Vec<value::Series>, n: usize) -> Result<Vec<(Labels, Ve
     Ok(out)
 }
 
+/// Sets the evaluator's limits from the options.
+fn configure(ev: &mut Evaluator<'_>, opts: &EngineOptions) {
+    ev.subquery_step_ms = opts.subquery_step_ms;
+    ev.max_samples = opts.max_samples;
+    ev.deadline = opts
+        .timeout
+        .and_then(|t| std::time::Instant::now().checked_add(t));
+    ev.max_series = opts.max_series;
+    ev.max_bytes = opts.max_bytes;
+}
+
+/// Charges what answering will take on top of the result: the response text, about
+/// [`limits::JSON_POINT_BYTES`] a point plus the labels.
+fn charge_response<'a>(
+    ev: &Evaluator<'_>,
+    series: impl Iterator<Item = (&'a Labels, usize)>,
+) -> Result<()> {
+    let mut bytes = 0usize;
+    for (l, points) in series {
+        bytes = bytes
+            .saturating_add(limits::labels_bytes(l))
+            .saturating_add(points.saturating_mul(limits::JSON_POINT_BYTES));
+    }
+    ev.charge(bytes)
+}
+
 fn annotations(ev: Evaluator<'_>) -> (Vec<String>, Vec<String>) {
     match ev.annotations.into_inner() {
         Ok(a) => (a.warnings, a.infos),
@@ -117,10 +153,7 @@ pub async fn instant_query(
     t: i64,
 ) -> Result<QueryResult> {
     let mut ev = Evaluator::new(store, tenant, opts.lookback_ms, t, t);
-    ev.subquery_step_ms = opts.subquery_step_ms;
-    ev.max_samples = opts.max_samples;
-    ev.deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
-    ev.max_series = opts.max_series;
+    configure(&mut ev, &opts);
     let ctx = Ctx {
         start: t,
         end: t,
@@ -130,12 +163,14 @@ pub async fn instant_query(
     let value = match v {
         Value::Scalar(v) => QueryValue::Scalar(v[0]),
         Value::String(s) => QueryValue::String(s),
-        Value::Vector(series) => QueryValue::Vector(
-            finish_vector(series, 1)?
+        Value::Vector(series) => {
+            let v: Vec<(Labels, f64)> = finish_vector(&ev, series, 1)?
                 .into_iter()
                 .filter_map(|(l, v)| v[0].map(|x| (l, x)))
-                .collect(),
-        ),
+                .collect();
+            charge_response(&ev, v.iter().map(|(l, _)| (l, 1)))?;
+            QueryValue::Vector(v)
+        }
         Value::Matrix(m) => {
             let mut out = Vec::with_capacity(m.series.len());
             let mut seen = std::collections::HashSet::new();
@@ -151,6 +186,10 @@ pub async fn instant_query(
                 } else {
                     s.labels.clone()
                 };
+                ev.charge(
+                    limits::series_bytes(&labels, pts.len())
+                        .saturating_add(limits::labels_bytes(&labels)),
+                )?;
                 if !seen.insert(labels.clone()) {
                     return Err(Error::Execution(
                         "vector cannot contain metrics with the same labelset".into(),
@@ -158,6 +197,7 @@ pub async fn instant_query(
                 }
                 out.push((labels, pts));
             }
+            charge_response(&ev, out.iter().map(|(l, p)| (l, p.len())))?;
             QueryValue::Matrix(out)
         }
     };
@@ -181,20 +221,17 @@ pub async fn range_query(
 ) -> Result<QueryResult> {
     let mut ev = Evaluator::new(store, tenant, opts.lookback_ms, start, end);
     ev.query_step = step;
-    ev.subquery_step_ms = opts.subquery_step_ms;
-    ev.max_samples = opts.max_samples;
-    ev.deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
-    ev.max_series = opts.max_series;
+    configure(&mut ev, &opts);
     let ctx = Ctx {
         start,
         end,
         interval: step,
     };
-    let n = ctx.len();
+    let n = ev.check_steps(limits::step_count(start, end, step.max(1)))?;
     let v = ev.eval(expr, &ctx).await?;
     let mut series = match v {
         Value::Scalar(vals) => vec![(Labels::default(), vals.into_iter().map(Some).collect())],
-        Value::Vector(series) => finish_vector(series, n)?,
+        Value::Vector(series) => finish_vector(&ev, series, n)?,
         other => {
             return Err(Error::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
@@ -218,10 +255,151 @@ pub async fn range_query(
             .filter(|(_, pts)| !pts.is_empty())
             .collect(),
     );
+    if let QueryValue::Matrix(m) = &value {
+        charge_response(&ev, m.iter().map(|(l, p)| (l, p.len())))?;
+    }
     let (warnings, infos) = annotations(ev);
     Ok(QueryResult {
         value,
         warnings,
         infos,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem_store::MemStore;
+    use muninn_storage::labels::Label;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels(
+            pairs
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+        )
+    }
+
+    async fn instant(store: &MemStore, opts: EngineOptions, q: &str) -> Result<QueryResult> {
+        let expr = parse::parse(q).map_err(Error::BadData)?;
+        instant_query(store, &TenantId::anonymous(), opts, &expr, 3_600_000).await
+    }
+
+    fn message(r: Result<QueryResult>) -> String {
+        match r {
+            Err(Error::Execution(m)) => m,
+            Err(other) => panic!("not an execution error: {other:?}"),
+            Ok(_) => panic!("the query was answered"),
+        }
+    }
+
+    #[tokio::test]
+    async fn subquery_steps_are_refused_before_allocation() {
+        let store = MemStore::default();
+        let opts = EngineOptions::default();
+        let samples = "query processing would load too many samples into memory in query execution";
+        // 3.15e10 and 8.6e7 steps: refused at once, never allocated (the first would need
+        // 500 GB).
+        for q in [
+            "vector(1)[365d:1ms]",
+            "max_over_time(vector(1)[365d:1ms])",
+            "sum_over_time(vector(1)[1000d:1s])",
+            "count_over_time(vector(time())[292y:1ms])",
+        ] {
+            let t = std::time::Instant::now();
+            assert_eq!(message(instant(&store, opts, q).await), samples, "{q}");
+            assert!(t.elapsed() < std::time::Duration::from_secs(1), "{q}");
+        }
+        // Within --querier.max-samples but past the memory budget: refused before sizing.
+        let small = EngineOptions {
+            max_bytes: 1 << 20,
+            ..opts
+        };
+        let m = message(instant(&store, small, "sum_over_time(vector(1)[1d:1s])").await);
+        assert!(m.contains("--querier.max-memory-per-query"), "{m}");
+        assert!(m.contains("1MiB"), "{m}");
+        // And a subquery inside the budgets is answered.
+        let r = instant(&store, opts, "count_over_time(vector(1)[1h:1s])").await;
+        match r.map(|r| r.value) {
+            Ok(QueryValue::Vector(v)) => assert_eq!(v[0].1, 3600.0),
+            other => panic!("{other:?}"),
+        }
+        // A range query's own steps count too.
+        let expr = parse::parse("vector(1)").map_err(Error::BadData);
+        let Ok(expr) = expr else { panic!() };
+        let r = range_query(&store, &TenantId::anonymous(), opts, &expr, 0, i64::MAX, 1).await;
+        assert_eq!(message(r), samples);
+    }
+
+    #[tokio::test]
+    async fn label_bytes_count_against_the_memory_budget() {
+        let mut store = MemStore::default();
+        for i in 0..1000 {
+            store.add(
+                labels(&[("__name__", "big"), ("i", &format!("{i:05}"))]),
+                [(3_600_000 - 1000, 1.0)],
+            );
+        }
+        let repl = "'$1'".repeat(5000);
+        let q = format!(r#"count(label_replace(big, "x", "{repl}", "i", "(.*)"))"#);
+        // 1000 series × 35 kB of new label: 35 MB, past a 16 MiB budget.
+        let opts = EngineOptions {
+            max_bytes: 16 << 20,
+            ..EngineOptions::default()
+        };
+        let m = message(instant(&store, opts, &q).await);
+        assert!(m.contains("more than 16MiB"), "{m}");
+        // The default budget answers it, correctly.
+        let r = instant(&store, EngineOptions::default(), &q).await;
+        match r.map(|r| r.value) {
+            Ok(QueryValue::Vector(v)) => assert_eq!(v[0].1, 1000.0),
+            other => panic!("{other:?}"),
+        }
+        // label_join grows labels the same way.
+        let join = format!(
+            r#"count(label_join(big, "x", "{}", "i", "i", "i"))"#,
+            "-".repeat(20_000)
+        );
+        let m = message(instant(&store, opts, &join).await);
+        assert!(m.contains("--querier.max-memory-per-query"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn series_held_count_against_the_memory_budget() {
+        let mut store = MemStore::default();
+        let long = "v".repeat(10_000);
+        for i in 0..200 {
+            store.add(
+                labels(&[("__name__", "wide"), ("i", &i.to_string()), ("l", &long)]),
+                [(3_600_000 - 1000, 1.0)],
+            );
+        }
+        // 200 series of 10 kB labels: 2 MB held by the selector alone.
+        let opts = EngineOptions {
+            max_bytes: 1 << 20,
+            ..EngineOptions::default()
+        };
+        for q in [
+            "wide",
+            "sum by (l, i) (wide)",
+            "wide * on(i) wide",
+            "wide + 1",
+        ] {
+            let m = message(instant(&store, opts, q).await);
+            assert!(m.contains("--querier.max-memory-per-query"), "{q}: {m}");
+        }
+        let unlimited = EngineOptions {
+            max_bytes: 0,
+            ..EngineOptions::default()
+        };
+        assert!(
+            instant(&store, unlimited, "sum by (l, i) (wide)")
+                .await
+                .is_ok()
+        );
+    }
 }

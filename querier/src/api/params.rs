@@ -1,5 +1,9 @@
 //! Request parameters the way Prometheus reads them: URL query and form-encoded body merged,
 //! times as RFC 3339 or decimal Unix seconds, durations as seconds or PromQL durations.
+//!
+//! Every time and duration is an `i64` of milliseconds, or a `bad_data` error: NaN,
+//! infinities and values past `i64` milliseconds never parse, and the range of a
+//! `query_range` is checked with overflow-free arithmetic before anything is sized by it.
 
 use std::collections::HashMap;
 
@@ -9,6 +13,50 @@ use crate::{Error, Result};
 /// formatted in RFC 3339 by clients such as Grafana).
 pub const MIN_TIME_MS: i64 = -9_223_372_036_854_775 + 1;
 pub const MAX_TIME_MS: i64 = 9_223_372_036_854_775 - 1;
+
+/// Most points a range query may return per series (as Prometheus).
+pub const MAX_POINTS: i64 = 11_000;
+
+/// `start`, `end` and `step` of a range query, in milliseconds, validated as Prometheus
+/// does: both times present, `end` not before `start`, a positive step, at most
+/// [`MAX_POINTS`] points per series (a range whose length overflows `i64` has too many).
+pub fn range(p: &Params) -> Result<(i64, i64, i64)> {
+    let bad_time = |k: &str| {
+        Error::BadData(format!(
+            "invalid parameter \"{k}\": cannot parse \"\" to a valid timestamp"
+        ))
+    };
+    let start = match p.get("start") {
+        Some(_) => p.time("start", 0)?,
+        None => return Err(bad_time("start")),
+    };
+    let end = match p.get("end") {
+        Some(_) => p.time("end", 0)?,
+        None => return Err(bad_time("end")),
+    };
+    if end < start {
+        return Err(Error::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    let step = p.duration("step")?.ok_or_else(|| {
+        Error::BadData("invalid parameter \"step\": cannot parse \"\" to a valid duration".into())
+    })?;
+    if step <= 0 {
+        return Err(Error::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if end
+        .checked_sub(start)
+        .is_none_or(|span| span / step > MAX_POINTS)
+    {
+        return Err(Error::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    Ok((start, end, step))
+}
 
 /// All parameters of a request, multi-valued.
 #[derive(Debug, Default)]
@@ -157,7 +205,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 pub fn parse_duration(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         let ms = f * 1000.0;
-        if !ms.is_finite() || ms.abs() > i64::MAX as f64 {
+        // `i64::MAX as f64` rounds up to 2^63, which does not fit: compare with `>=`.
+        if !ms.is_finite() || ms.abs() >= i64::MAX as f64 {
             return None;
         }
         return Some(ms.round() as i64);
@@ -213,5 +262,65 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(90_000));
         assert_eq!(parse_duration("500ms"), Some(500));
         assert_eq!(parse_duration("1x"), None);
+    }
+
+    fn range_of(q: &str) -> std::result::Result<(i64, i64, i64), String> {
+        range(&Params::parse(Some(q), None)).map_err(|e| match e {
+            Error::BadData(m) => m,
+            other => panic!("not bad_data: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn hostile_times_are_bad_data() {
+        assert_eq!(range_of("start=0&end=60&step=15"), Ok((0, 60_000, 15_000)));
+        for q in [
+            "start=NaN&end=60&step=15",
+            "start=0&end=Inf&step=15",
+            "start=-Inf&end=60&step=15",
+            "start=1e300&end=1e301&step=15",
+            "start=0&end=9223372036854775807&step=15",
+        ] {
+            let e = range_of(q).unwrap_err();
+            assert!(e.contains("to a valid timestamp"), "{q}: {e}");
+        }
+        for q in [
+            "start=0&end=60&step=NaN",
+            "start=0&end=60&step=Inf",
+            "start=0&end=60&step=1e300",
+            "start=0&end=60&step=9223372036854775.807",
+        ] {
+            let e = range_of(q).unwrap_err();
+            assert!(e.contains("to a valid duration"), "{q}: {e}");
+        }
+        for q in [
+            "start=0&end=60&step=0",
+            "start=0&end=60&step=-1",
+            "start=0&end=60&step=0.0001",
+        ] {
+            let e = range_of(q).unwrap_err();
+            assert!(
+                e.starts_with("zero or negative query resolution"),
+                "{q}: {e}"
+            );
+        }
+        assert_eq!(
+            range_of("start=60&end=0&step=1").unwrap_err(),
+            "end timestamp must not be before start time"
+        );
+        let resolution = "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)";
+        // The span overflows i64 milliseconds: too many points, not a wrapped negative.
+        assert_eq!(
+            range_of("start=-9e15&end=9e15&step=1").unwrap_err(),
+            resolution
+        );
+        assert_eq!(
+            range_of("start=0&end=11001&step=1").unwrap_err(),
+            resolution
+        );
+        assert_eq!(
+            range_of("start=0&end=11000&step=1"),
+            Ok((0, 11_000_000, 1000))
+        );
     }
 }

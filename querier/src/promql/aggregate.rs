@@ -8,6 +8,7 @@ use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::eval::{Ctx, Evaluator};
+use super::limits::{labels_bytes, series_bytes};
 use super::value::{Series, Value, format_float, kahan_inc, set_label};
 use crate::{Error, Result};
 
@@ -193,14 +194,20 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
                     *counts.entry(key).or_default() += 1.0;
                 }
                 for (key, c) in counts {
-                    let idx = *index.entry(key.clone()).or_insert_with(|| {
-                        out.push(Series {
-                            labels: key,
-                            vals: vec![None; n],
-                            drop_name: false,
-                        });
-                        out.len() - 1
-                    });
+                    let idx = match index.get(&key) {
+                        Some(&i) => i,
+                        None => {
+                            // The output series and the index's copy of its labels.
+                            ev.charge(series_bytes(&key, n).saturating_add(labels_bytes(&key)))?;
+                            out.push(Series {
+                                labels: key.clone(),
+                                vals: vec![None; n],
+                                drop_name: false,
+                            });
+                            index.insert(key, out.len() - 1);
+                            out.len() - 1
+                        }
+                    };
                     out[idx].vals[step] = Some(c);
                 }
             }
@@ -209,6 +216,8 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
         token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO => {
             let param = param_scalar(ev, a.param.as_deref(), ctx).await?;
             let input = ev.eval_vector(&a.expr, ctx).await?;
+            // The per-series, per-step selection flags.
+            ev.charge(input.len().saturating_mul(n.saturating_add(24)))?;
             return select_k(op, &param, input, modifier, n).map(Value::Vector);
         }
         _ => {}
@@ -223,10 +232,16 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     let mut gi: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in input.iter().enumerate() {
         let key = group_key(&s.labels, modifier);
-        let g = *gi.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, vec![]));
-            groups.len() - 1
-        });
+        let g = match gi.get(&key) {
+            Some(&g) => g,
+            None => {
+                // The group's key twice (list and index) and its output series.
+                ev.charge(labels_bytes(&key).saturating_add(series_bytes(&key, n)))?;
+                gi.insert(key.clone(), groups.len());
+                groups.push((key, vec![]));
+                groups.len() - 1
+            }
+        };
         groups[g].1.push(i);
     }
     let mut out = Vec::with_capacity(groups.len());

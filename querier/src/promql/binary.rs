@@ -8,6 +8,7 @@ use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::eval::{Ctx, Evaluator};
+use super::limits::{labels_bytes, series_bytes};
 use super::value::{Series, Value, set_label};
 use crate::{Error, Result};
 
@@ -94,6 +95,14 @@ pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value
         }
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+            // Matching signatures (at most each side's labels) and, for set operators, the
+            // per-step presence of each signature.
+            let sigs = l
+                .iter()
+                .chain(&r)
+                .map(|s| labels_bytes(&s.labels).saturating_add(ctx.len()))
+                .fold(0usize, usize::saturating_add);
+            ev.charge(sigs)?;
             if is_set(op) {
                 Ok(Value::Vector(set_op(l, r, op, matching, ctx.len())))
             } else {
@@ -102,6 +111,7 @@ pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value
                     .as_ref()
                     .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
                 Ok(Value::Vector(vector_vector(
+                    ev,
                     l,
                     r,
                     op,
@@ -222,6 +232,7 @@ fn fmt_series_list(series: &[&Series]) -> String {
 
 #[allow(clippy::too_many_arguments)]
 fn vector_vector(
+    ev: &Evaluator<'_>,
     l: Vec<Series>,
     r: Vec<Series>,
     op: TokenId,
@@ -326,6 +337,8 @@ fn vector_vector(
             let idx = match index.get(&key) {
                 Some(&i) => i,
                 None => {
+                    // The output series and the index's copy of its labels.
+                    ev.charge(series_bytes(&key.0, n).saturating_add(labels_bytes(&key.0)))?;
                     out.push(Series {
                         labels: key.0.clone(),
                         vals: vec![None; n],

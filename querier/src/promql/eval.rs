@@ -2,6 +2,7 @@
 //! series from the [`SeriesSource`] per selector.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -12,6 +13,9 @@ use muninn_storage::matcher::{MatchOp, Matcher};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
+use super::limits::{
+    ByteSize, SLOT_BYTES, labels_bytes, samples_bytes, series_bytes, step_count, value_bytes,
+};
 use super::value::{Matrix, RangeSeries, Series, Value};
 use super::{aggregate, binary, functions};
 use crate::store::{SeriesData, SeriesSource};
@@ -29,11 +33,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The number of steps (saturating: a caller checks it against the query's budget with
+    /// [`Evaluator::check_steps`] before sizing anything by it).
     pub fn len(&self) -> usize {
-        if self.end < self.start {
-            return 0;
-        }
-        ((self.end - self.start) / self.interval.max(1) + 1) as usize
+        usize::try_from(step_count(self.start, self.end, self.interval.max(1)))
+            .unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -41,7 +45,8 @@ impl Ctx {
     }
 
     pub fn at(&self, i: usize) -> i64 {
-        self.start + self.interval * i as i64
+        let i = i64::try_from(i).unwrap_or(i64::MAX);
+        self.start.saturating_add(self.interval.saturating_mul(i))
     }
 }
 
@@ -72,6 +77,20 @@ pub struct Evaluator<'a> {
     pub max_series: usize,
     series_fetched: Mutex<usize>,
     work: std::sync::atomic::AtomicU64,
+    /// Most bytes the query's values may hold (0: no limit).
+    pub max_bytes: usize,
+    /// Estimated bytes held now: values of finished sub-expressions still in use plus what
+    /// the current operation has charged so far.
+    bytes: AtomicUsize,
+    /// The most `bytes` reached.
+    peak_bytes: AtomicUsize,
+}
+
+/// The error of a query whose steps or samples exceed `--querier.max-samples`.
+pub fn too_many_samples() -> Error {
+    Error::Execution(
+        "query processing would load too many samples into memory in query execution".into(),
+    )
 }
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
@@ -151,6 +170,9 @@ impl<'a> Evaluator<'a> {
             max_series: 0,
             series_fetched: Mutex::new(0),
             work: std::sync::atomic::AtomicU64::new(0),
+            max_bytes: 0,
+            bytes: AtomicUsize::new(0),
+            peak_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -198,14 +220,70 @@ impl<'a> Evaluator<'a> {
             .samples
             .lock()
             .map_err(|_| Error::Corrupt("poisoned lock".into()))?;
-        *s += n;
+        *s = s.saturating_add(n);
         if *s > self.max_samples {
-            return Err(Error::Execution(
-                "query processing would load too many samples into memory in query execution"
-                    .into(),
-            ));
+            return Err(too_many_samples());
         }
         Ok(())
+    }
+
+    /// Checks a step count against the budget before anything is sized by it: more steps
+    /// than `--querier.max-samples`, or steps whose values alone would exceed the memory
+    /// budget, are refused. Returns the count as `usize`.
+    pub fn check_steps(&self, steps: u64) -> Result<usize> {
+        if steps > self.max_samples as u64 {
+            return Err(too_many_samples());
+        }
+        let n = usize::try_from(steps).map_err(|_| too_many_samples())?;
+        if self.max_bytes > 0 && n.saturating_mul(SLOT_BYTES) > self.max_bytes {
+            return Err(self.memory_error());
+        }
+        Ok(n)
+    }
+
+    /// The error of a query past `--querier.max-memory-per-query`.
+    pub fn memory_error(&self) -> Error {
+        Error::Execution(format!(
+            "query processing would hold more than {} in memory (limit set by --querier.max-memory-per-query)",
+            ByteSize(self.max_bytes as u64)
+        ))
+    }
+
+    /// Charges `n` bytes about to be held, failing past `--querier.max-memory-per-query`.
+    /// Call it before allocating what the bytes stand for.
+    pub fn charge(&self, n: usize) -> Result<()> {
+        let now = self.bytes.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+        if self.max_bytes > 0 && now > self.max_bytes {
+            return Err(self.memory_error());
+        }
+        Ok(())
+    }
+
+    /// Charges a series of `slots` step slots (or samples), labels included.
+    pub fn charge_series(
+        &self,
+        labels: &muninn_storage::labels::Labels,
+        slots: usize,
+    ) -> Result<()> {
+        self.charge(series_bytes(labels, slots))
+    }
+
+    /// The estimated bytes held now.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes held at once so far.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Once an operation is done, what it charged is replaced by its result: `before` is
+    /// what was held when it started, `result` the result's size.
+    fn settle(&self, before: usize, result: usize) -> Result<()> {
+        self.bytes.store(before, Ordering::Relaxed);
+        self.charge(result)
     }
 
     /// The evaluation time of each step for a selector with `@` and `offset`.
@@ -241,6 +319,12 @@ impl<'a> Evaluator<'a> {
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
             all.dedup_by(|a, b| a.labels == b.labels);
         }
+        // Already in memory; charged so that what follows has the rest of the budget.
+        self.charge(
+            all.iter()
+                .map(|s| labels_bytes(&s.labels).saturating_add(samples_bytes(&s.samples)))
+                .fold(0usize, usize::saturating_add),
+        )?;
         if self.max_series > 0 {
             let mut n = self
                 .series_fetched
@@ -281,6 +365,7 @@ impl<'a> Evaluator<'a> {
         for s in series {
             s.samples.decode_into(&mut buf)?;
             let samples = &buf;
+            self.charge(times.len().saturating_mul(SLOT_BYTES))?;
             let mut vals = Vec::with_capacity(times.len());
             let mut any = false;
             for &t in &times {
@@ -377,31 +462,46 @@ impl<'a> Evaluator<'a> {
             });
         };
         // First step-aligned timestamp after lo (Go's truncating division, as Prometheus).
-        let mut start = step * (lo / step);
+        let mut start = step.saturating_mul(lo / step);
         if start <= lo {
-            start += step;
+            let Some(next) = start.checked_add(step) else {
+                // No step-aligned time after lo fits in i64: no steps.
+                return Ok(Matrix {
+                    series: vec![],
+                    windows,
+                    range_ms: range,
+                });
+            };
+            start = next;
         }
         let inner = Ctx {
             start,
             end: hi,
             interval: step,
         };
+        // The budget is checked before the inner expression sizes anything by its steps.
+        self.check_steps(step_count(inner.start, inner.end, inner.interval))?;
         let v = self.eval(&sq.expr, &inner).await?;
         let series = match v {
-            Value::Vector(vs) => vs
-                .into_iter()
-                .map(|s| RangeSeries {
-                    samples: crate::store::Samples::Raw(
-                        s.vals
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
-                            .collect(),
-                    ),
-                    labels: s.labels,
-                    drop_name: s.drop_name,
-                })
-                .collect(),
+            Value::Vector(vs) => {
+                let mut out = Vec::with_capacity(vs.len());
+                for s in vs {
+                    let n = s.vals.iter().filter(|v| v.is_some()).count();
+                    self.charge(n.saturating_mul(SLOT_BYTES))?;
+                    out.push(RangeSeries {
+                        samples: crate::store::Samples::Raw(
+                            s.vals
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
+                                .collect(),
+                        ),
+                        labels: s.labels,
+                        drop_name: s.drop_name,
+                    });
+                }
+                out
+            }
             Value::Scalar(vals) => vec![RangeSeries {
                 labels: Default::default(),
                 samples: crate::store::Samples::Raw(
@@ -427,46 +527,64 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates `expr` over the steps of `ctx`.
+    ///
+    /// Memory: whatever the operation charged while it ran (its inputs, what it built) is
+    /// replaced, once it returns, by the size of its result, which stays charged while the
+    /// caller holds it.
     pub fn eval<'s>(&'s self, expr: &'s Expr, ctx: &'s Ctx) -> BoxFuture<'s, Result<Value>> {
         Box::pin(async move {
             self.checkpoint().await?;
-            match expr {
-                Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; ctx.len()])),
-                Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
-                Expr::Paren(p) => self.eval(&p.expr, ctx).await,
-                Expr::Unary(u) => match self.eval(&u.expr, ctx).await? {
-                    Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
-                    Value::Vector(series) => Ok(Value::Vector(
-                        series
-                            .into_iter()
-                            .map(|s| Series {
-                                labels: s.labels,
-                                vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
-                                drop_name: true,
-                            })
-                            .collect(),
-                    )),
-                    other => Err(Error::BadData(format!(
-                        "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
-                        other.type_name()
-                    ))),
-                },
-                Expr::Binary(b) => binary::eval(self, b, ctx).await,
-                Expr::VectorSelector(vs) => {
-                    Ok(Value::Vector(self.vector_selector(vs, ctx, false).await?))
-                }
-                Expr::MatrixSelector(ms) => Ok(Value::Matrix(
-                    self.matrix_selector(&ms.vs, duration_ms(&ms.range), ctx)
-                        .await?,
-                )),
-                Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, ctx).await?)),
-                Expr::Aggregate(a) => aggregate::eval(self, a, ctx).await,
-                Expr::Call(c) => functions::eval(self, c, ctx).await,
-                Expr::Extension(_) => Err(Error::Unsupported(
-                    "extension expressions are not supported".into(),
-                )),
+            let mut expr = expr;
+            while let Expr::Paren(p) = expr {
+                expr = &p.expr;
             }
+            let before = self.held_bytes();
+            let v = self.eval_node(expr, ctx).await?;
+            self.settle(before, value_bytes(&v))?;
+            Ok(v)
         })
+    }
+
+    async fn eval_node(&self, expr: &Expr, ctx: &Ctx) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => {
+                self.charge(ctx.len().saturating_mul(8))?;
+                Ok(Value::Scalar(vec![n.val; ctx.len()]))
+            }
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, ctx).await,
+            Expr::Unary(u) => match self.eval(&u.expr, ctx).await? {
+                Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
+                Value::Vector(series) => Ok(Value::Vector(
+                    series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: s.labels,
+                            vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                            drop_name: true,
+                        })
+                        .collect(),
+                )),
+                other => Err(Error::BadData(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    other.type_name()
+                ))),
+            },
+            Expr::Binary(b) => binary::eval(self, b, ctx).await,
+            Expr::VectorSelector(vs) => {
+                Ok(Value::Vector(self.vector_selector(vs, ctx, false).await?))
+            }
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(
+                self.matrix_selector(&ms.vs, duration_ms(&ms.range), ctx)
+                    .await?,
+            )),
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, ctx).await?)),
+            Expr::Aggregate(a) => aggregate::eval(self, a, ctx).await,
+            Expr::Call(c) => functions::eval(self, c, ctx).await,
+            Expr::Extension(_) => Err(Error::Unsupported(
+                "extension expressions are not supported".into(),
+            )),
+        }
     }
 
     /// Evaluates an argument that must be a scalar (per step).

@@ -7,6 +7,7 @@ use regex::Regex;
 
 use super::aggregate::{quantile, variance};
 use super::eval::{Ctx, Evaluator, duration_ms, matcher_sets};
+use super::limits::{LABEL_OVERHEAD, SLOT_BYTES};
 use super::value::{Matrix, Series, Value, kahan_inc, set_label};
 use crate::{Error, Result};
 
@@ -324,6 +325,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         ev.checkpoint().await?;
         s.decode_into(&mut sbuf)?;
         ev.count_samples(sbuf.len())?;
+        ev.charge_series(&s.labels, n)?;
         let mut vals = Vec::with_capacity(n);
         for i in 0..n {
             let w = m.window(&sbuf, i);
@@ -516,6 +518,10 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
     if RANGE_FUNCTIONS.contains(&name) {
         return range_function(ev, c, ctx).await;
     }
+    // Every function below builds at most one value per step for a new series or scalar
+    // before its result is settled; inputs that grow (label_replace, label_join) charge
+    // as they go.
+    ev.charge(n.saturating_mul(SLOT_BYTES))?;
     match name {
         "time" => Ok(Value::Scalar(
             (0..n).map(|i| ctx.at(i) as f64 / 1000.0).collect(),
@@ -757,8 +763,14 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
             }
             let mut out = Vec::with_capacity(v.len());
             for mut s in v {
+                ev.checkpoint().await?;
                 let sv = s.labels.get(&src).unwrap_or("").to_owned();
                 if let Some(caps) = re.captures(&sv) {
+                    // The new value is charged before it is built: its length is known from
+                    // the template and the captures, and it is what may grow without bound.
+                    ev.charge(
+                        expanded_len(&repl, &caps).saturating_add(dst.len() + LABEL_OVERHEAD),
+                    )?;
                     let mut res = String::new();
                     caps.expand(&repl, &mut res);
                     set_label(&mut s.labels, &dst, &res);
@@ -783,20 +795,24 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                     "invalid destination label name in label_join(): {dst}"
                 )));
             }
-            Ok(Value::Vector(
-                v.into_iter()
-                    .map(|mut s| {
-                        let joined: Vec<&str> =
-                            srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
-                        let joined = joined.join(&sep);
-                        set_label(&mut s.labels, &dst, &joined);
-                        if dst == METRIC_NAME {
-                            s.drop_name = false;
-                        }
-                        s
-                    })
-                    .collect(),
-            ))
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                ev.checkpoint().await?;
+                let parts: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+                let len = parts
+                    .iter()
+                    .map(|p| p.len())
+                    .sum::<usize>()
+                    .saturating_add(sep.len().saturating_mul(parts.len().saturating_sub(1)));
+                ev.charge(len.saturating_add(dst.len() + LABEL_OVERHEAD))?;
+                let joined = parts.join(&sep);
+                set_label(&mut s.labels, &dst, &joined);
+                if dst == METRIC_NAME {
+                    s.drop_name = false;
+                }
+                out.push(s);
+            }
+            Ok(Value::Vector(out))
         }
         "sort" | "sort_desc" => {
             let mut v = ev.eval_vector(arg(c, 0)?, ctx).await?;
@@ -853,6 +869,55 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
 }
 
 use super::parse::valid_label_name;
+
+/// The length of `caps.expand(template, ..)`'s output, computed without building it, so a
+/// label_replace() template such as `$1$1$1...` is charged before it is expanded. An
+/// over-estimate where the regex crate would read a reference differently is harmless.
+fn expanded_len(template: &str, caps: &regex::Captures<'_>) -> usize {
+    let b = template.as_bytes();
+    let mut len = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            len += 1;
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) == Some(&b'$') {
+            len += 1;
+            i += 2;
+            continue;
+        }
+        // `${name}` or `$name` (letters, digits, `_`).
+        let (name, next) = if b.get(i + 1) == Some(&b'{') {
+            match template[i + 2..].find('}') {
+                Some(e) => (&template[i + 2..i + 2 + e], i + 3 + e),
+                None => {
+                    len += 1;
+                    i += 1;
+                    continue;
+                }
+            }
+        } else {
+            let e = template[i + 1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(template.len(), |e| i + 1 + e);
+            (&template[i + 1..e], e)
+        };
+        if name.is_empty() {
+            len += 1;
+            i += 1;
+            continue;
+        }
+        let m = match name.parse::<usize>() {
+            Ok(idx) => caps.get(idx),
+            Err(_) => caps.name(name),
+        };
+        len = len.saturating_add(m.map_or(0, |m| m.len()));
+        i = next;
+    }
+    len
+}
 
 /// Natural order: digit runs compare as numbers.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {

@@ -3,14 +3,194 @@
 //! 0x80–0xFF inside string literals become private-use characters U+F780+NN (the
 //! "surrogateescape" idea), so label-name validation can still reject them as Prometheus does
 //! and messages can print them back as `\xNN`.
+//!
+//! Hostile queries: the parser, dropping an AST and evaluating one all recurse once per
+//! level, and a stack overflow aborts the process. So before parsing, [`check_depth`] bounds
+//! the depth of the AST the text can produce (nested brackets, and operator chains such as
+//! `1+1+1...` or `- - -1`, which nest without brackets) and refuses anything deeper than
+//! [`MAX_DEPTH`]. A panic inside the parser (it converts some numbers with panicking
+//! conversions) becomes a parse error.
 
 use promql_parser::parser::Expr;
 
 const ESCAPE_BASE: u32 = 0xF700;
 
+/// The deepest AST a query may produce: levels of parentheses, brackets, calls, aggregations,
+/// subqueries and operators.
+pub const MAX_DEPTH: usize = 256;
+
 /// Parses a PromQL expression.
 pub fn parse(query: &str) -> Result<Expr, String> {
-    promql_parser::parser::parse(&escape_invalid_bytes(query))
+    check_depth(query, MAX_DEPTH)?;
+    let escaped = escape_invalid_bytes(query);
+    match std::panic::catch_unwind(|| promql_parser::parser::parse(&escaped)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the parser failed".into());
+            Err(format!("parse error: {msg}"))
+        }
+    }
+}
+
+/// One bracket group of the depth scan (the whole query is the outermost one).
+#[derive(Default)]
+struct Group {
+    /// The opening bracket; 0 for the whole query.
+    open: u8,
+    /// Operators in the current comma-separated part.
+    ops: usize,
+    /// Depth contributed by the bracket groups of the current operand (`f(x)[5m:1m]`).
+    operand: usize,
+    /// Deepest operand of the current part.
+    part_operand: usize,
+    /// Deepest finished part.
+    parts: usize,
+}
+
+impl Group {
+    fn end_operand(&mut self) {
+        self.part_operand = self.part_operand.max(self.operand);
+        self.operand = 0;
+    }
+
+    fn end_part(&mut self) {
+        self.end_operand();
+        // A part without brackets is still one leaf deep.
+        self.parts = self.parts.max(self.ops + self.part_operand.max(1));
+        self.ops = 0;
+        self.part_operand = 0;
+    }
+
+    /// An upper bound of the depth of the AST of this group's contents.
+    fn depth(mut self) -> usize {
+        self.end_part();
+        self.parts
+    }
+}
+
+/// Refuses a query whose AST could be deeper than `limit`, from its text alone (linear, no
+/// recursion, string literals and comments skipped).
+///
+/// The bound: within one bracket group, the operators of a comma-separated part form a tree
+/// over its operands, so the part is at most (its operators + its deepest operand) deep; an
+/// operand is at most the sum of its bracket groups (`sum by (l) (x)`, `f(x)[5m:1m]`), each
+/// adding one node (paren, call, aggregation, subquery) to its contents' depth. Matchers
+/// inside `{}` are not operators.
+pub fn check_depth(q: &str, limit: usize) -> Result<(), String> {
+    let too_deep = || {
+        format!(
+            "query is nested too deeply: more than {limit} levels of parentheses, brackets, function calls, subqueries or operators"
+        )
+    };
+    let b = q.as_bytes();
+    let mut stack: Vec<Group> = vec![Group::default()];
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let in_braces = stack.last().is_some_and(|g| g.open == b'{');
+        match c {
+            b'"' | b'\'' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                if stack.len() > limit {
+                    return Err(too_deep());
+                }
+                stack.push(Group {
+                    open: c,
+                    ..Group::default()
+                });
+            }
+            // An unmatched closing bracket is left to the parser to report.
+            b')' | b']' | b'}' if stack.len() > 1 => {
+                close(&mut stack, limit).ok_or_else(too_deep)?;
+            }
+            b',' => {
+                if let Some(g) = stack.last_mut() {
+                    g.end_part();
+                }
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'=' | b'!' | b'<' | b'>' => {
+                // Two-character operators (`==`, `!=`, `<=`, `>=`, `=~`, `!~`) count once.
+                if matches!(b.get(i + 1), Some(b'=' | b'~'))
+                    && matches!(c, b'=' | b'!' | b'<' | b'>')
+                {
+                    i += 1;
+                }
+                if !in_braces {
+                    operator(&mut stack, limit).ok_or_else(too_deep)?;
+                }
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b':' || c == b'.' => {
+                let start = i;
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b':' | b'.'))
+                {
+                    i += 1;
+                }
+                let word = &q[start..i];
+                if !in_braces
+                    && ["and", "or", "unless", "atan2"]
+                        .iter()
+                        .any(|k| word.eq_ignore_ascii_case(k))
+                {
+                    operator(&mut stack, limit).ok_or_else(too_deep)?;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    while stack.len() > 1 {
+        close(&mut stack, limit).ok_or_else(too_deep)?;
+    }
+    let top = stack.pop().map_or(0, Group::depth);
+    if top > limit {
+        return Err(too_deep());
+    }
+    Ok(())
+}
+
+/// Counts an operator in the innermost group; `None` past the limit.
+fn operator(stack: &mut [Group], limit: usize) -> Option<()> {
+    let g = stack.last_mut()?;
+    g.end_operand();
+    g.ops += 1;
+    (g.ops <= limit).then_some(())
+}
+
+/// Closes the innermost group, adding its depth to the operand it belongs to; `None` past
+/// the limit.
+fn close(stack: &mut Vec<Group>, limit: usize) -> Option<()> {
+    let g = stack.pop()?;
+    let depth = if g.open == b'{' { 1 } else { g.depth() + 1 };
+    let parent = stack.last_mut()?;
+    parent.operand = parent.operand.saturating_add(depth);
+    (depth <= limit && parent.operand <= limit).then_some(())
 }
 
 fn escape_invalid_bytes(q: &str) -> std::borrow::Cow<'_, str> {
@@ -99,5 +279,92 @@ mod tests {
         assert_eq!(go_quote(&s.val), r#""a\xc5z""#);
         assert!(valid_label_name("ÿ"));
         assert!(parse(r#"up{job="x\x41"}"#).is_ok());
+    }
+
+    /// The depth of an AST, counted as the scan bounds it (every node one level).
+    fn ast_depth(e: &Expr) -> usize {
+        1 + match e {
+            Expr::Aggregate(a) => ast_depth(&a.expr).max(a.param.as_deref().map_or(0, ast_depth)),
+            Expr::Unary(u) => ast_depth(&u.expr),
+            Expr::Binary(b) => ast_depth(&b.lhs).max(ast_depth(&b.rhs)),
+            Expr::Paren(p) => ast_depth(&p.expr),
+            Expr::Subquery(s) => ast_depth(&s.expr),
+            Expr::Call(c) => c.args.args.iter().map(|a| ast_depth(a)).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    fn scan_bound(q: &str) -> usize {
+        (1..=2000)
+            .find(|&l| check_depth(q, l).is_ok())
+            .unwrap_or(usize::MAX)
+    }
+
+    #[test]
+    fn depth_scan_bounds_the_ast() {
+        for q in [
+            "up",
+            "((((up))))",
+            "1 + 2 * 3 - 4 / 5 ^ 6",
+            "- - - -1",
+            "sum by (job) (rate(http_requests_total{job=~\"a|(b)\", x!=\"((\"}[5m]))",
+            "max_over_time((rate(x[5m]) + on(a) group_left(b) y)[1h:1m] offset 5m)",
+            "histogram_quantile(0.9, sum by (le) (rate(b[5m]))) > bool 1 and c or d unless e",
+            "label_replace(up, \"a\", \"$1\", \"b\", \"(.*)\")",
+            "atan2(a, b) atan2 c",
+            "topk(3, sum without (x) (a * b + c * d))",
+            "a[5m:1m][10m:1m]",
+            "((a)[5m:1m])[10m:2m]",
+            "abs(abs(abs(abs(vector(1)))))",
+            "1e-5 + 0x1F # comment (((\n + 2",
+            "`raw ((( string`",
+        ] {
+            let Ok(e) = parse(q) else { continue };
+            let (bound, depth) = (scan_bound(q), ast_depth(&e));
+            assert!(bound >= depth, "{q}: bound {bound} < AST depth {depth}");
+            assert!(
+                bound <= 2 * depth + 4,
+                "{q}: bound {bound} far above depth {depth}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_queries_are_refused_before_parsing() {
+        let limit = MAX_DEPTH;
+        let nested = |n: usize| format!("{}1{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&nested(limit - 1)).is_ok());
+        for q in [
+            nested(limit),
+            nested(100_000),
+            "(".repeat(100_000),
+            format!("1{}", "+1".repeat(100_000)),
+            format!("{}1", "- ".repeat(100_000)),
+            format!("{}vector(1){}", "abs(".repeat(limit), ")".repeat(limit)),
+            format!("x{}", " or x".repeat(limit)),
+            format!("{}x{}", "(x)[5m:1m] + ".repeat(limit), ""),
+        ] {
+            let e = parse(&q).unwrap_err();
+            assert!(
+                e.starts_with("query is nested too deeply"),
+                "{}: {e}",
+                &q[..40]
+            );
+        }
+        assert!(parse(&format!("1{}", "+1".repeat(limit - 2))).is_ok());
+        // Brackets inside strings and comments do not count; matchers are not operators.
+        let s = format!("up{{a=\"{}\", b!=\"x\"}}", "(".repeat(1000));
+        assert!(parse(&s).is_ok());
+        assert!(parse(&format!("up # {}\n", "(".repeat(1000))).is_ok());
+        let many = (0..300).map(|i| format!("l{i}!=\"v\"")).collect::<Vec<_>>();
+        assert!(parse(&format!("up{{{}}}", many.join(","))).is_ok());
+    }
+
+    #[test]
+    fn parser_panics_become_errors() {
+        // promql-parser converts `1e300` seconds with a panicking conversion.
+        for q in ["up[1e300]", "up offset 1e300", "up[1e300:1s]"] {
+            assert!(parse(q).is_err(), "{q}");
+        }
     }
 }
