@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(args)?;
     init_logging(&config);
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -34,6 +35,15 @@ fn init_logging(config: &Config) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go programs such as Prometheus
+/// do: the common default soft limit of 1,024 is far below what a busy server needs.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

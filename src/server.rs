@@ -177,16 +177,25 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
-    if let Some(ing) = &ingester
-        && ing.config.flush_on_shutdown
-    {
-        match muninn_ingester::shipper::flush(ing).await {
-            Ok(blocks) => tracing::info!(
-                blocks = blocks.len(),
-                "flushed the head to blocks before shutdown"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "flush on shutdown failed; the WAL keeps the data")
+    if let Some(ing) = &ingester {
+        // Drain: new pushes get 503 (senders retry elsewhere or later), the ones in flight
+        // finish; then the flush sees every acknowledged write.
+        ing.stop_accepting(std::time::Duration::from_secs(30)).await;
+        if ing.config.flush_on_shutdown {
+            let report =
+                muninn_ingester::shipper::cut_all(ing, muninn_ingester::shipper::CutMode::Flush)
+                    .await;
+            if report.failures.is_empty() {
+                tracing::info!(
+                    blocks = report.blocks.len(),
+                    "flushed the head to indexed blocks before shutdown"
+                );
+            } else {
+                tracing::error!(
+                    blocks = report.blocks.len(),
+                    failed_tenants = report.failures.len(),
+                    "flush on shutdown failed for some tenants; the WAL keeps their data"
+                );
             }
         }
     }

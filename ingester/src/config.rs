@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use muninn_proto::duration::FlagDuration;
+
 use crate::validate::Limits;
 use crate::wal::FsyncPolicy;
 
@@ -15,12 +17,22 @@ pub struct IngesterArgs {
     /// an fdatasync per request).
     #[arg(long = "ingester.wal-fsync", default_value = "never")]
     pub wal_fsync: FsyncPolicy,
-    /// Time range of the blocks cut from the head, in seconds (aligned to multiples of it).
-    #[arg(long = "ingester.block-range", default_value_t = 7200)]
-    pub block_range_seconds: u64,
-    /// Seconds between checks for block ranges to cut from the head.
-    #[arg(long = "ingester.cut-interval", default_value_t = 60)]
-    pub cut_interval_seconds: u64,
+    /// Time range of the blocks cut from the head (aligned to multiples of it), e.g. `2h` or
+    /// seconds. Samples older than the head's newest sample minus half of it are refused.
+    #[arg(long = "ingester.block-range", default_value = "2h")]
+    pub block_range: FlagDuration,
+    /// How often the head is checked for block ranges to cut, and shipped data retained long
+    /// enough is dropped.
+    #[arg(long = "ingester.cut-interval", default_value = "1m")]
+    pub cut_interval: FlagDuration,
+    /// How long shipped data stays queryable in the head after its block is uploaded and
+    /// indexed, so that no query misses it while queriers pick up the new index.
+    #[arg(long = "ingester.retain-after-ship", default_value = "15m")]
+    pub retain_after_ship: FlagDuration,
+    /// Samples further than this ahead of the ingester's clock are refused
+    /// (`too_far_in_future`).
+    #[arg(long = "validation.create-grace-period", default_value = "10m")]
+    pub create_grace_period: FlagDuration,
     /// Flush every tenant's head to blocks on clean shutdown.
     #[arg(long = "ingester.flush-on-shutdown", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
@@ -47,18 +59,34 @@ pub struct IngesterConfig {
     pub block_range_ms: i64,
     pub flush_on_shutdown: bool,
     pub cut_interval: std::time::Duration,
+    pub retain_after_ship: std::time::Duration,
+    pub create_grace_period_ms: i64,
 }
 
 impl IngesterConfig {
+    /// The time bounds of a push received now.
+    pub fn time_bounds(&self) -> crate::tenant_db::TimeBounds {
+        crate::tenant_db::TimeBounds {
+            now_ms: now_ms(),
+            grace_ms: self.create_grace_period_ms,
+            too_old_window_ms: self.block_range_ms / 2,
+        }
+    }
+
     pub fn new(data_dir: PathBuf, multitenancy: bool, args: &IngesterArgs) -> Self {
         Self {
             data_dir,
             multitenancy,
             max_request_bytes: args.max_request_bytes,
             wal_fsync: args.wal_fsync,
-            block_range_ms: args.block_range_seconds.max(1) as i64 * 1000,
+            block_range_ms: args.block_range.as_millis_i64().max(1000),
             flush_on_shutdown: args.flush_on_shutdown,
-            cut_interval: std::time::Duration::from_secs(args.cut_interval_seconds.max(1)),
+            cut_interval: args
+                .cut_interval
+                .0
+                .max(std::time::Duration::from_millis(100)),
+            retain_after_ship: args.retain_after_ship.0,
+            create_grace_period_ms: args.create_grace_period.as_millis_i64(),
             limits: Limits {
                 max_label_name_length: args.max_label_name_length,
                 max_label_value_length: args.max_label_value_length,
@@ -66,4 +94,11 @@ impl IngesterConfig {
             },
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -13,7 +13,7 @@ use hashbrown::HashTable;
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::Matcher;
 
-pub use series::{AppendOutcome, CHUNK_RANGE_MS, ClosedChunk, MemSeries};
+pub use series::{AppendOutcome, CHUNK_RANGE_MS, ClosedChunk, MemSeries, NOTHING_SHIPPED};
 use symbols::Symbols;
 
 /// Id of a series inside one head.
@@ -27,8 +27,12 @@ pub struct MetricMeta {
     pub unit: String,
 }
 
-/// A series as a WAL checkpoint records it: id, labels, samples still in the head.
-pub type CheckpointSeries = (SeriesId, Vec<(String, String)>, Vec<(i64, f64)>);
+/// A series as a WAL checkpoint records it: id, labels, samples still in the head, and the
+/// newest shipped timestamp ([`NOTHING_SHIPPED`] if none).
+pub type CheckpointSeries = (SeriesId, Vec<(String, String)>, Vec<(i64, f64)>, i64);
+
+/// A series' samples of one block range that are not shipped yet, for cutting a block.
+pub type UnshippedSeries = (SeriesId, Labels, Vec<(i64, f64)>);
 
 /// A chunk copied out of the head for a reader.
 #[derive(Clone, Debug)]
@@ -39,7 +43,6 @@ pub struct ChunkCopy {
 }
 
 /// Mutable state of a head, behind the tenant's lock.
-#[derive(Default)]
 pub struct Head {
     symbols: Symbols,
     lookup: HashTable<SeriesId>,
@@ -51,10 +54,27 @@ pub struct Head {
     /// Series created in memory whose WAL record has not been written yet (a WAL write
     /// failed); the next successful write logs them.
     unlogged: Vec<SeriesId>,
-    /// Samples before this are in blocks and refused (0 before the first truncation).
-    min_valid_t: Option<i64>,
+    /// The newest timestamp ever appended (never lowered by truncation or a flush): the
+    /// "too old" bound is relative to it, as in Prometheus's head.
+    max_t: i64,
     /// Tombstoned slots in `series`.
     dead: usize,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self {
+            symbols: Symbols::default(),
+            lookup: HashTable::new(),
+            series: Vec::new(),
+            postings: HashMap::new(),
+            metadata: BTreeMap::new(),
+            samples: 0,
+            unlogged: Vec::new(),
+            max_t: i64::MIN,
+            dead: 0,
+        }
+    }
 }
 
 /// Hash of a label set (sorted `(name, value)` pairs): names and values with separators.
@@ -153,16 +173,25 @@ impl Head {
         }
     }
 
-    /// Appends one sample to a series.
+    /// Appends one sample to a series (in order per series; time bounds are the caller's).
     pub fn append(&mut self, id: SeriesId, t: i64, v: f64) -> AppendOutcome {
-        if self.min_valid_t.is_some_and(|m| t < m) {
-            return AppendOutcome::TooOld;
-        }
         let out = self.series[id as usize].append(t, v);
         if out == AppendOutcome::Appended {
             self.samples += 1;
+            self.max_t = self.max_t.max(t);
         }
         out
+    }
+
+    /// The newest timestamp ever appended, if any.
+    pub fn max_time(&self) -> Option<i64> {
+        (self.max_t != i64::MIN).then_some(self.max_t)
+    }
+
+    /// The oldest timestamp the head accepts: its newest minus `window` (Prometheus: half
+    /// the block range). `None` while the head has never had a sample.
+    pub fn appendable_min(&self, window: i64) -> Option<i64> {
+        self.max_time().map(|m| m.saturating_sub(window))
     }
 
     /// Takes the ids of series still missing from the WAL.
@@ -354,13 +383,50 @@ impl Head {
             .collect()
     }
 
-    /// Drops every chunk that ends before `t` and refuses samples older than `t` from now on:
-    /// the data is in uploaded blocks. Series themselves stay (ids are WAL references).
-    pub fn truncate_before(&mut self, t: i64) -> usize {
-        for s in &mut self.series {
-            s.truncate_before(t);
+    /// The oldest sample of any series that is not shipped yet.
+    pub fn oldest_unshipped(&self) -> Option<i64> {
+        self.series
+            .iter()
+            .filter_map(MemSeries::first_unshipped)
+            .min()
+    }
+
+    /// Every series' samples in `[min_t, max_t)` that are not shipped yet, for cutting a block.
+    pub fn snapshot_unshipped(&self, min_t: i64, max_t: i64) -> Vec<UnshippedSeries> {
+        let mut out = Vec::new();
+        for (id, s) in self.series.iter().enumerate() {
+            if s.is_dead() || s.last().is_none_or(|(t, _)| t <= s.shipped_t) {
+                continue;
+            }
+            let samples = s.samples_in(min_t, max_t, s.shipped_t);
+            if !samples.is_empty() {
+                out.push((id as SeriesId, self.labels(id as SeriesId), samples));
+            }
         }
-        self.min_valid_t = Some(self.min_valid_t.map_or(t, |m| m.max(t)));
+        out
+    }
+
+    /// Records that each series' samples up to the given timestamp are in an indexed block.
+    pub fn mark_shipped(&mut self, marks: &[(SeriesId, i64)]) {
+        for &(id, t) in marks {
+            if let Some(s) = self.series.get_mut(id as usize)
+                && !s.is_dead()
+            {
+                s.shipped_t = s.shipped_t.max(t);
+            }
+        }
+    }
+
+    /// Drops the samples that `marks` name as shipped (each series up to its timestamp),
+    /// then garbage-collects series left empty. Returns how many were collected.
+    pub fn drop_shipped(&mut self, marks: &[(SeriesId, i64)]) -> usize {
+        for &(id, t) in marks {
+            if let Some(s) = self.series.get_mut(id as usize)
+                && !s.is_dead()
+            {
+                s.drop_through(t.min(s.shipped_t));
+            }
+        }
         self.gc()
     }
 
@@ -435,11 +501,6 @@ impl Head {
         id
     }
 
-    /// The time before which samples are refused, if the head was truncated.
-    pub fn min_valid_time(&self) -> Option<i64> {
-        self.min_valid_t
-    }
-
     /// Series `ids` with labels and all samples still in the head (for a WAL checkpoint).
     pub fn checkpoint_data(&self, ids: std::ops::Range<SeriesId>) -> Vec<CheckpointSeries> {
         ids.filter(|&id| (id as usize) < self.series.len() && !self.series[id as usize].is_dead())
@@ -450,11 +511,8 @@ impl Head {
                     .into_iter()
                     .map(|l| (l.name, l.value))
                     .collect();
-                let mut samples = Vec::new();
-                for c in self.chunks(id, i64::MIN, i64::MAX) {
-                    samples.extend(muninn_storage::chunk::XorIter::new(&c.data));
-                }
-                (id, labels, samples)
+                let s = &self.series[id as usize];
+                (id, labels, s.samples().collect(), s.shipped_t)
             })
             .collect()
     }
@@ -468,24 +526,6 @@ impl Head {
                 None => Some((a, b)),
                 Some((x, y)) => Some((x.min(a), y.max(b))),
             })
-    }
-
-    /// Every series with its decoded samples in `[min_t, max_t)`, for cutting a block.
-    pub fn snapshot(&self, min_t: i64, max_t: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
-        let mut out = Vec::new();
-        for id in 0..self.series.len() as SeriesId {
-            let mut samples = Vec::new();
-            for c in self.chunks(id, min_t, max_t - 1) {
-                samples.extend(
-                    muninn_storage::chunk::XorIter::new(&c.data)
-                        .filter(|(t, _)| *t >= min_t && *t < max_t),
-                );
-            }
-            if !samples.is_empty() {
-                out.push((self.labels(id), samples));
-            }
-        }
-        out
     }
 
     /// Approximate heap bytes held by the head.

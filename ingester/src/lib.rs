@@ -59,6 +59,9 @@ pub struct Ingester {
     pub metrics: IngesterMetrics,
     /// Where blocks are shipped; `None` keeps everything in the head.
     pub bucket: Option<muninn_storage::bucket::Bucket>,
+    /// `false` once shutdown began: pushes get 503. Each push holds a read guard while it
+    /// runs, so [`Ingester::stop_accepting`] returns once no push is in flight.
+    accepting: tokio::sync::RwLock<bool>,
 }
 
 impl Ingester {
@@ -76,7 +79,19 @@ impl Ingester {
             tenants,
             metrics,
             bucket,
+            accepting: tokio::sync::RwLock::new(true),
         }))
+    }
+
+    /// Stops accepting pushes (they get 503 from now on) and waits, up to `wait`, for the
+    /// pushes in flight to finish, so that a shutdown flush sees every acknowledged write.
+    pub async fn stop_accepting(&self, wait: std::time::Duration) {
+        match tokio::time::timeout(wait, self.accepting.write()).await {
+            Ok(mut a) => *a = false,
+            Err(_) => tracing::warn!(
+                "pushes still in flight after {wait:?}; flushing anyway (the WAL keeps them)"
+            ),
+        }
     }
 
     /// HTTP routes of the ingester (`/api/v1/push`).

@@ -46,6 +46,8 @@ pub enum PushError {
     Rejected(String),
     #[error("internal error: {0}")]
     Internal(#[from] crate::Error),
+    #[error("the ingester is shutting down; retry on another ingester or later")]
+    ShuttingDown,
 }
 
 impl PushError {
@@ -61,6 +63,7 @@ impl PushError {
             | PushError::Protobuf(_)
             | PushError::Rejected(_) => StatusCode::BAD_REQUEST,
             PushError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PushError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -73,42 +76,61 @@ pub fn router(ing: Arc<Ingester>) -> Router {
         .with_state(ing)
 }
 
-/// `POST /ingester/flush`: cuts and uploads every tenant's blocks; returns when all are uploaded.
-async fn flush(State(ing): State<Arc<Ingester>>) -> Response {
-    match crate::shipper::flush(&ing).await {
-        Ok(blocks) => {
-            let lines: Vec<String> = blocks
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{} {} [{}, {}) series={} samples={}",
-                        b.tenant, b.ulid, b.min_time, b.max_time, b.series, b.samples
-                    )
-                })
-                .collect();
-            (
-                StatusCode::OK,
-                format!("flushed {} blocks\n{}\n", blocks.len(), lines.join("\n")),
-            )
-                .into_response()
+/// `POST /ingester/flush`: cuts and uploads the blocks of the tenant the request names
+/// (`X-Scope-OrgID` or basic-auth user), or of every tenant with `?all=true`. Returns once
+/// every block is uploaded and listed in its tenant's bucket index.
+async fn flush(
+    State(ing): State<Arc<Ingester>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let all = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv == "all=true" || kv == "all=1");
+    let report = if all {
+        crate::shipper::cut_all(&ing, crate::shipper::CutMode::Flush).await
+    } else {
+        match TenantId::from_headers(&headers, ing.config.multitenancy) {
+            Ok(t) => crate::shipper::flush_tenant(&ing, &t).await,
+            Err(e) => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    format!("{e} (or flush every tenant with ?all=true)\n"),
+                )
+                    .into_response();
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "flush failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("flush failed: {e}\n"),
-            )
-                .into_response()
-        }
+    };
+    crate::shipper::drop_shipped_all(&ing).await;
+    let mut body = format!("flushed {} blocks\n", report.blocks.len());
+    for b in &report.blocks {
+        body.push_str(&format!(
+            "{} {} [{}, {}) series={} samples={}\n",
+            b.tenant, b.ulid, b.min_time, b.max_time, b.series, b.samples
+        ));
     }
+    if report.failures.is_empty() {
+        return (StatusCode::OK, body).into_response();
+    }
+    for (tenant, e) in &report.failures {
+        tracing::error!(%tenant, error = %e, "flush failed");
+        body.push_str(&format!("flush of tenant {tenant} failed: {e}\n"));
+    }
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
 async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) -> Response {
     let tenant = TenantId::from_headers(&headers, ing.config.multitenancy);
+    // Held until the push is answered: shutdown waits for it before flushing.
+    let accepting = ing.accepting.read().await;
     let result = match tenant {
+        _ if !*accepting => Err(PushError::ShuttingDown),
         Ok(ref t) => handle(&ing, t.clone(), &headers, body).await,
         Err(ref e) => Err(PushError::from(e.clone())),
     };
+    drop(accepting);
     let status = match &result {
         Ok(()) => StatusCode::OK,
         Err(e) => e.status(),
@@ -203,6 +225,17 @@ thread_local! {
     static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Largest decompression buffer a thread keeps between requests.
+const KEEP_DECOMPRESSED: usize = 8 << 20;
+
+/// The most a snappy body of `compressed` bytes can decompress to. The densest element of the
+/// format is a 3-byte copy emitting 64 bytes, so a valid body never expands more than 64/3
+/// times (plus a header). A body declaring more is corrupt: the buffer is sized from what
+/// actually arrived, never from a declared length alone.
+pub fn max_decompressed_len(compressed: usize) -> usize {
+    compressed.saturating_mul(22).saturating_add(64)
+}
+
 /// Decompresses, decodes and applies a body. Runs on a blocking thread.
 pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
     let limit = ing.config.max_request_bytes;
@@ -213,23 +246,42 @@ pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutc
             limit,
         });
     }
+    if len > max_decompressed_len(body.len()) {
+        return Err(PushError::Snappy(snap::Error::HeaderMismatch {
+            expected_len: len as u64,
+            got_len: max_decompressed_len(body.len()) as u64,
+        }));
+    }
     DECOMPRESSED.with_borrow_mut(|buf| {
         buf.resize(len, 0);
-        let n = snap::raw::Decoder::new()
-            .decompress(body, buf)
-            .map_err(PushError::Snappy)?;
-        let view = WriteRequestView::decode(&buf[..n])?;
-        let db = ing.tenants.get_or_create(tenant)?;
-        let out = db.push(&view, &ing.config.limits)?;
-        let series = db.head.read().live_series();
-        ing.metrics
-            .memory_series
-            .get_or_create(&TenantLabels {
-                tenant: tenant.to_string(),
-            })
-            .set(series as i64);
-        Ok(out)
+        let result = decompress_and_apply(ing, tenant, body, buf);
+        if buf.capacity() > KEEP_DECOMPRESSED {
+            *buf = Vec::new();
+        }
+        result
     })
+}
+
+fn decompress_and_apply(
+    ing: &Ingester,
+    tenant: &TenantId,
+    body: &[u8],
+    buf: &mut [u8],
+) -> Result<PushOutcome, PushError> {
+    let n = snap::raw::Decoder::new()
+        .decompress(body, buf)
+        .map_err(PushError::Snappy)?;
+    let view = WriteRequestView::decode(&buf[..n])?;
+    let db = ing.tenants.get_or_create(tenant)?;
+    let out = db.push(&view, &ing.config.limits, &ing.config.time_bounds())?;
+    let series = db.head.read().live_series();
+    ing.metrics
+        .memory_series
+        .get_or_create(&TenantLabels {
+            tenant: tenant.to_string(),
+        })
+        .set(series as i64);
+    Ok(out)
 }
 
 fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcome) {

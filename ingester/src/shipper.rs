@@ -1,14 +1,26 @@
 //! Cutting the head into blocks and shipping them to the bucket.
 //!
-//! A flush builds, for every tenant and every block range (`--ingester.block-range`, aligned
-//! to multiples of it as Prometheus aligns blocks) that the head covers, a Parquet block off the
-//! async runtime, uploads it (data, then `meta.json`, retried with backoff) and rewrites the
-//! tenant's bucket index. Only then are the head's data before the block's end and the WAL
-//! behind it dropped (a checkpoint of what remains replaces the WAL). A crash before that
-//! leaves the data in the WAL and possibly in a block too; queriers merge blocks with ingester
-//! data and count identical samples once, so every sample is queryable exactly once.
+//! A cut of one tenant holds the tenant's `cut_lock` from start to end, so cuts of a tenant
+//! (the periodic one, `POST /ingester/flush`, the shutdown flush) never overlap. Each step:
+//!
+//! 1. pick the block range (`--ingester.block-range`, aligned to multiples of it as
+//!    Prometheus aligns blocks) holding the oldest sample not shipped yet;
+//! 2. snapshot, under the head's read lock (atomic with pushes, which hold the write lock for
+//!    a whole request), every series' unshipped samples in that range;
+//! 3. build the Parquet block off the async runtime, upload it (data, then `meta.json`,
+//!    retried) and add it to the tenant's bucket index with a conditional write;
+//! 4. only then mark exactly the snapshotted samples shipped (and log the marks to the WAL).
+//!
+//! A sample that arrives during the upload is newer than its series' snapshotted samples
+//! (appends are in order per series), so it stays unshipped and goes into a later block even
+//! if it falls inside the range just shipped: nothing acknowledged is lost. Shipped data stays
+//! in the head for `--ingester.retain-after-ship`, so no query misses it while queriers pick up
+//! the new index; then it is dropped and the WAL replaced by a checkpoint. A crash at any point
+//! leaves the data in the WAL and possibly in a block too; readers and the compactor count
+//! identical samples once. The protocol is written down in `docs/visibility.md`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use muninn_proto::tenant::TenantId;
 use muninn_storage::block::writer;
@@ -16,7 +28,7 @@ use muninn_storage::block::writer;
 use crate::tenant_db::TenantDb;
 use crate::{Error, Ingester, Result};
 
-/// A block a flush uploaded.
+/// A block a cut uploaded.
 #[derive(Debug, Clone)]
 pub struct Flushed {
     pub tenant: String,
@@ -27,23 +39,57 @@ pub struct Flushed {
     pub samples: u64,
 }
 
-/// Flushes every tenant's whole head to blocks (`POST /ingester/flush`, shutdown).
-pub async fn flush(ing: &Arc<Ingester>) -> Result<Vec<Flushed>> {
-    cut_all(ing, true).await
+/// What to cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutMode {
+    /// As Prometheus: the oldest unshipped block range, while the head's unshipped data spans
+    /// more than 1.5 block ranges.
+    Auto,
+    /// Everything unshipped that is not newer than the head's newest sample when the cut
+    /// starts (`/ingester/flush`, shutdown).
+    Flush,
 }
 
-/// Cuts blocks for every tenant: with `force`, everything; otherwise, as Prometheus does, the
-/// oldest block range while the head spans more than 1.5 ranges.
-pub async fn cut_all(ing: &Arc<Ingester>, force: bool) -> Result<Vec<Flushed>> {
-    let mut out = Vec::new();
+/// The outcome of cutting several tenants: one tenant's failure does not stop the others.
+#[derive(Debug, Default)]
+pub struct CutReport {
+    pub blocks: Vec<Flushed>,
+    pub failures: Vec<(TenantId, Error)>,
+}
+
+/// Cuts every tenant (each on its own; failures are collected, not fatal to the others).
+pub async fn cut_all(ing: &Arc<Ingester>, mode: CutMode) -> CutReport {
+    let mut report = CutReport::default();
     for (tenant, db) in ing.tenants.all() {
-        out.extend(cut_tenant(ing, &tenant, &db, force).await?);
+        match cut_tenant(ing, &tenant, &db, mode).await {
+            Ok(blocks) => report.blocks.extend(blocks),
+            Err(e) => {
+                ing.metrics.block_failures.inc();
+                tracing::error!(%tenant, error = %e, "cutting blocks failed; the WAL keeps the data, will retry");
+                report.failures.push((tenant, e));
+            }
+        }
     }
-    Ok(out)
+    report
 }
 
-/// Runs [`cut_all`] every `interval` until `shutdown` resolves; failures are logged and retried
-/// at the next tick (the WAL still holds the data).
+/// Flushes one tenant (`POST /ingester/flush` naming it).
+pub async fn flush_tenant(ing: &Arc<Ingester>, tenant: &TenantId) -> CutReport {
+    let mut report = CutReport::default();
+    if let Some(db) = ing.tenants.get(tenant) {
+        match cut_tenant(ing, tenant, &db, CutMode::Flush).await {
+            Ok(blocks) => report.blocks = blocks,
+            Err(e) => {
+                ing.metrics.block_failures.inc();
+                report.failures.push((tenant.clone(), e));
+            }
+        }
+    }
+    report
+}
+
+/// Every `interval` until `shutdown` resolves: cuts what is due, then drops shipped data
+/// retained long enough. Failures are logged and retried at the next tick.
 pub async fn run(
     ing: Arc<Ingester>,
     interval: std::time::Duration,
@@ -55,72 +101,120 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        if let Err(e) = cut_all(&ing, false).await {
-            ing.metrics.block_failures.inc();
-            tracing::error!(error = %e, "cutting blocks failed; will retry");
+        cut_all(&ing, CutMode::Auto).await;
+        drop_shipped_all(&ing).await;
+    }
+}
+
+/// Drops, for every tenant, shipped data older than `--ingester.retain-after-ship`.
+pub async fn drop_shipped_all(ing: &Arc<Ingester>) {
+    let Some(deadline) = Instant::now().checked_sub(ing.config.retain_after_ship) else {
+        return;
+    };
+    for (tenant, db) in ing.tenants.all() {
+        let _cut = db.cut_lock.lock().await;
+        let db2 = db.clone();
+        match tokio::task::spawn_blocking(move || db2.drop_shipped(deadline)).await {
+            Ok(Ok(Some(removed))) => {
+                tracing::info!(%tenant, wal_segments_removed = removed, "dropped shipped data from the head; wal checkpointed")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(%tenant, error = %e, "dropping shipped data failed; will retry")
+            }
+            Err(e) => tracing::error!(%tenant, error = %e, "dropping shipped data panicked"),
         }
     }
+}
+
+/// The next block range `[start, end)` to cut, if any.
+fn next_range(
+    db: &TenantDb,
+    range: i64,
+    mode: CutMode,
+    flush_upto: Option<i64>,
+) -> Option<(i64, i64)> {
+    let head = db.head.read();
+    let oldest = head.oldest_unshipped()?;
+    match mode {
+        CutMode::Auto => {
+            let newest = head.max_time()?;
+            if newest.saturating_sub(oldest) <= range.saturating_add(range / 2) {
+                return None;
+            }
+        }
+        CutMode::Flush => {
+            if flush_upto.is_none_or(|upto| oldest > upto) {
+                return None;
+            }
+        }
+    }
+    let start = oldest.div_euclid(range).saturating_mul(range);
+    Some((start, start.saturating_add(range)))
 }
 
 async fn cut_tenant(
     ing: &Arc<Ingester>,
     tenant: &TenantId,
     db: &Arc<TenantDb>,
-    force: bool,
+    mode: CutMode,
 ) -> Result<Vec<Flushed>> {
     let Some(bucket) = ing.bucket.clone() else {
         return Err(Error::Task("no bucket configured".into()));
     };
+    let _cut = db.cut_lock.lock().await;
     let range = ing.config.block_range_ms.max(1);
+    let flush_upto = db.head.read().max_time();
     let mut out = Vec::new();
-    loop {
-        let Some((min, max)) = db.head.read().time_range() else {
-            break;
-        };
-        if !force && max - min <= range + range / 2 {
-            break;
-        }
-        let start = min.div_euclid(range) * range;
-        let end = start + range;
+    while let Some((start, end)) = next_range(db, range, mode, flush_upto) {
         let db2 = db.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let series = db2.head.read().snapshot(start, end);
+            let snapshot = db2.snapshot_unshipped(start, end);
+            let mut marks = Vec::with_capacity(snapshot.len());
+            let mut series = Vec::with_capacity(snapshot.len());
+            for (id, labels, samples) in snapshot {
+                if let Some(&(last, _)) = samples.last() {
+                    marks.push((id, last));
+                    series.push((labels, samples));
+                }
+            }
             if series.is_empty() {
                 return Ok(None);
             }
-            writer::build(series, start, end, 1, vec![]).map(Some)
+            writer::build(series, start, end, 1, vec![]).map(|b| Some((b, marks)))
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?
         .map_err(|e| Error::Task(format!("building block: {e}")))?;
-        if let Some((bytes, meta)) = built {
-            let size = bytes.len();
-            bucket
-                .upload_block(tenant, bytes, &meta)
-                .await
-                .map_err(|e| Error::Task(format!("uploading block: {e}")))?;
-            bucket
-                .write_index(tenant)
-                .await
-                .map_err(|e| Error::Task(format!("writing bucket index: {e}")))?;
-            ing.metrics.blocks_uploaded.inc();
-            tracing::info!(%tenant, block = %meta.ulid, min_time = meta.min_time, max_time = meta.max_time,
-                series = meta.stats.num_series, samples = meta.stats.num_samples, bytes = size, "uploaded block");
-            out.push(Flushed {
-                tenant: tenant.to_string(),
-                ulid: meta.ulid.clone(),
-                min_time: meta.min_time,
-                max_time: meta.max_time,
-                series: meta.stats.num_series,
-                samples: meta.stats.num_samples,
-            });
-        }
-        // Only now that the block is uploaded and listed does the head (and WAL) let go of it.
-        let db2 = db.clone();
-        let removed = tokio::task::spawn_blocking(move || db2.truncate_before(end))
+        // The oldest unshipped sample is in [start, end) and only this cut ships: never empty.
+        let Some(((bytes, meta), marks)) = built else {
+            break;
+        };
+        let size = bytes.len();
+        bucket
+            .upload_block(tenant, bytes, &meta)
             .await
-            .map_err(|e| Error::Task(e.to_string()))??;
-        tracing::info!(%tenant, before = end, wal_segments_removed = removed, "truncated head and wal");
+            .map_err(|e| Error::Task(format!("uploading block: {e}")))?;
+        bucket
+            .add_to_index(tenant, &meta)
+            .await
+            .map_err(|e| Error::Task(format!("updating bucket index: {e}")))?;
+        ing.metrics.blocks_uploaded.inc();
+        tracing::info!(%tenant, block = %meta.ulid, min_time = meta.min_time, max_time = meta.max_time,
+            series = meta.stats.num_series, samples = meta.stats.num_samples, bytes = size, "uploaded block");
+        out.push(Flushed {
+            tenant: tenant.to_string(),
+            ulid: meta.ulid.clone(),
+            min_time: meta.min_time,
+            max_time: meta.max_time,
+            series: meta.stats.num_series,
+            samples: meta.stats.num_samples,
+        });
+        // Only now that the block is uploaded and listed are its samples marked shipped.
+        let db2 = db.clone();
+        tokio::task::spawn_blocking(move || db2.mark_shipped(marks))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
     }
     Ok(out)
 }

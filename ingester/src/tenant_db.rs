@@ -5,14 +5,17 @@
 //! WAL in one write. The response is only sent after that write, so everything acknowledged
 //! is in the WAL. Series ids in the WAL are head ids: replay creates series in record order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::time::Instant;
 
 use muninn_proto::write_view::WriteRequestView;
 use parking_lot::{Mutex, RwLock};
 
 use crate::Result;
-use crate::head::{AppendOutcome, Head, MetricMeta, label_hash, label_hash_str};
+use crate::head::{
+    AppendOutcome, Head, MetricMeta, SeriesId, UnshippedSeries, label_hash, label_hash_str,
+};
 use crate::validate::{Limits, Reason, validate_labels};
 use crate::wal::record::{self, Record};
 use crate::wal::{FsyncPolicy, ReplayReport, Wal, WalStats};
@@ -20,10 +23,42 @@ use crate::wal::{FsyncPolicy, ReplayReport, Wal, WalStats};
 /// How many rejections a response describes in detail.
 const MAX_REPORTED_REASONS: usize = 3;
 
+/// The oldest timestamp accepted at all (the Unix epoch): older ones are refused, which
+/// also keeps every time computation (spans, range alignment) far from overflow.
+pub const MIN_TIMESTAMP_MS: i64 = 0;
+
+/// The time bounds a push is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeBounds {
+    /// The ingester's clock.
+    pub now_ms: i64,
+    /// Samples newer than `now_ms` plus this are refused (`too_far_in_future`).
+    pub grace_ms: i64,
+    /// Samples older than the head's newest sample minus this are refused
+    /// (`sample_too_old`): half the block range, as Prometheus.
+    pub too_old_window_ms: i64,
+}
+
+/// Series whose samples up to a timestamp were shipped at `at`; dropped from the head once
+/// they have been retained long enough.
+struct ShipEvent {
+    at: Instant,
+    marks: Vec<(SeriesId, i64)>,
+}
+
 /// A tenant's storage.
+///
+/// Locking rules: pushes take the head's write lock for a whole request, including the WAL
+/// write; readers and block snapshots take the read lock; nothing does I/O on object storage
+/// or builds blocks under either. Cuts of one tenant are serialized by `cut_lock`.
 pub struct TenantDb {
     pub head: RwLock<Head>,
     wal: Mutex<Wal>,
+    /// Held for a whole cut (snapshot, build, upload, index, mark), so cuts of one tenant
+    /// never run at once.
+    pub cut_lock: tokio::sync::Mutex<()>,
+    /// Shipped data waiting for `--ingester.retain-after-ship` before it leaves the head.
+    shipped: Mutex<VecDeque<ShipEvent>>,
 }
 
 /// What happened to one write request.
@@ -102,6 +137,7 @@ impl TenantDb {
         let mut ids: HashMap<u32, u32> = HashMap::new();
         let mut scratch = Vec::new();
         let mut unknown_refs = 0u64;
+        let mut shipped: HashMap<SeriesId, i64> = HashMap::new();
         let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
             Record::Series(series) => {
                 for (wal_id, labels) in series {
@@ -129,6 +165,13 @@ impl TenantDb {
                     }
                 }
             }
+            Record::Shipped(marks) => {
+                for (wal_id, t) in marks {
+                    if let Some(&id) = ids.get(&wal_id) {
+                        shipped.insert(id, t);
+                    }
+                }
+            }
             Record::Metadata(entries) => {
                 for (family, metric_type, help, unit) in entries {
                     head.set_metadata(
@@ -145,22 +188,77 @@ impl TenantDb {
         if unknown_refs > 0 {
             tracing::warn!(dir = %dir.display(), samples = unknown_refs, "wal samples referred to unknown series and were skipped");
         }
+        // Shipped data replayed from the WAL is retained again from now on.
+        let marks: Vec<(SeriesId, i64)> = shipped.into_iter().collect();
+        head.mark_shipped(&marks);
+        let mut events = VecDeque::new();
+        if !marks.is_empty() {
+            events.push_back(ShipEvent {
+                at: Instant::now(),
+                marks,
+            });
+        }
         Ok((
             Self {
                 head: RwLock::new(head),
                 wal: Mutex::new(wal),
+                cut_lock: tokio::sync::Mutex::new(()),
+                shipped: Mutex::new(events),
             },
             report,
         ))
     }
 
-    /// After the blocks up to `t` are uploaded: drops the head's data before `t` and replaces
-    /// the WAL with a checkpoint of what the head still holds, written in batches of series so
-    /// memory stays bounded. Returns the WAL segments removed. Writes wait meanwhile.
-    pub fn truncate_before(&self, t: i64) -> Result<usize> {
+    /// Not yet shipped samples of every series in `[min_t, max_t)`.
+    pub fn snapshot_unshipped(&self, min_t: i64, max_t: i64) -> Vec<UnshippedSeries> {
+        self.head.read().snapshot_unshipped(min_t, max_t)
+    }
+
+    /// After a block holding these samples is uploaded and indexed: marks them shipped (so no
+    /// later cut ships them again), logs the marks to the WAL (so a restart does not either),
+    /// and schedules their removal from the head after the retention. A WAL failure here is
+    /// logged, not returned: the block is already indexed, and at worst a restart ships the
+    /// same samples again, which readers and the compactor deduplicate.
+    pub fn mark_shipped(&self, marks: Vec<(SeriesId, i64)>) {
+        let mut head = self.head.write();
+        head.mark_shipped(&marks);
+        if let Err(e) = self
+            .wal
+            .lock()
+            .write(|fb| fb.frame(|b| record::encode_shipped(&marks, b)))
+        {
+            tracing::error!(error = %e, "logging shipped marks failed");
+        }
+        drop(head);
+        self.shipped.lock().push_back(ShipEvent {
+            at: Instant::now(),
+            marks,
+        });
+    }
+
+    /// Drops from the head the data shipped at or before `shipped_before`, then replaces the
+    /// WAL with a checkpoint of what the head still holds. Returns the WAL segments removed,
+    /// or `None` if nothing was due.
+    pub fn drop_shipped(&self, shipped_before: Instant) -> Result<Option<usize>> {
+        let due: Vec<ShipEvent> = {
+            let mut q = self.shipped.lock();
+            let n = q.iter().take_while(|e| e.at <= shipped_before).count();
+            q.drain(..n).collect()
+        };
+        if due.is_empty() {
+            return Ok(None);
+        }
+        let marks: Vec<(SeriesId, i64)> = due.into_iter().flat_map(|e| e.marks).collect();
+        self.truncate(|head| head.drop_shipped(&marks)).map(Some)
+    }
+
+    /// Applies `drop` to the head (it returns how many series it garbage-collected), then
+    /// replaces the WAL with a checkpoint of what the head still holds, written in batches of
+    /// series so memory stays bounded. Returns the WAL segments removed. Writes wait meanwhile.
+    fn truncate(&self, drop: impl FnOnce(&mut Head) -> usize) -> Result<usize> {
         const BATCH: u32 = 10_000;
         let mut head = self.head.write();
-        let collected = head.truncate_before(t);
+        let collected = drop(&mut head);
         if collected > 0 {
             tracing::info!(
                 series = collected,
@@ -176,7 +274,7 @@ impl TenantDb {
             wal.write(|fb| {
                 let series: Vec<(u32, Vec<(&str, &str)>)> = data
                     .iter()
-                    .map(|(id, l, _)| {
+                    .map(|(id, l, _, _)| {
                         (
                             *id,
                             l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
@@ -188,10 +286,18 @@ impl TenantDb {
                 });
                 let samples: Vec<(u32, i64, f64)> = data
                     .iter()
-                    .flat_map(|(id, _, s)| s.iter().map(move |&(t, v)| (*id, t, v)))
+                    .flat_map(|(id, _, s, _)| s.iter().map(move |&(t, v)| (*id, t, v)))
                     .collect();
                 if !samples.is_empty() {
                     fb.frame(|b| record::encode_samples(&samples, b));
+                }
+                let shipped: Vec<(u32, i64)> = data
+                    .iter()
+                    .filter(|(_, _, _, t)| *t != crate::head::NOTHING_SHIPPED)
+                    .map(|(id, _, _, t)| (*id, *t))
+                    .collect();
+                if !shipped.is_empty() {
+                    fb.frame(|b| record::encode_shipped(&shipped, b));
                 }
             })?;
             start += BATCH;
@@ -216,7 +322,12 @@ impl TenantDb {
 
     /// Applies a decoded request. Invalid series and samples are counted in the outcome;
     /// `Err` only for our own faults (WAL I/O), after which the client should retry.
-    pub fn push(&self, req: &WriteRequestView<'_>, limits: &Limits) -> Result<PushOutcome> {
+    pub fn push(
+        &self,
+        req: &WriteRequestView<'_>,
+        limits: &Limits,
+        bounds: &TimeBounds,
+    ) -> Result<PushOutcome> {
         let mut out = PushOutcome::default();
         let mut labels_buf: Vec<(&str, &str)> = Vec::with_capacity(16);
         let mut scratch = Vec::with_capacity(256);
@@ -261,8 +372,25 @@ impl TenantDb {
                     id
                 }
             };
+            let newest_ok = bounds.now_ms.saturating_add(bounds.grace_ms);
             for sample in ss {
-                match head.append(id, sample.timestamp_ms, sample.value) {
+                let t = sample.timestamp_ms;
+                if t < MIN_TIMESTAMP_MS {
+                    out.reject(Reason::TimestampOutOfRange, 1, || series_text(lbls));
+                    continue;
+                }
+                if t > newest_ok {
+                    out.reject(Reason::TooFarInFuture, 1, || series_text(lbls));
+                    continue;
+                }
+                if head
+                    .appendable_min(bounds.too_old_window_ms)
+                    .is_some_and(|min| t < min)
+                {
+                    out.reject(Reason::TooOld, 1, || series_text(lbls));
+                    continue;
+                }
+                match head.append(id, t, sample.value) {
                     AppendOutcome::Appended => {
                         samples.push((id, sample.timestamp_ms, sample.value));
                         out.ingested_samples += 1;
@@ -276,7 +404,6 @@ impl TenantDb {
                     AppendOutcome::OutOfOrder => {
                         out.reject(Reason::OutOfOrder, 1, || series_text(lbls))
                     }
-                    AppendOutcome::TooOld => out.reject(Reason::TooOld, 1, || series_text(lbls)),
                     AppendOutcome::ConflictingDuplicate => {
                         out.reject(Reason::DuplicateTimestamp, 1, || series_text(lbls))
                     }
@@ -367,7 +494,13 @@ mod tests {
     use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
     use prost::Message;
 
-    fn push(db: &TenantDb, name: &str, t: i64, v: f64) {
+    const BOUNDS: TimeBounds = TimeBounds {
+        now_ms: 10_000_000,
+        grace_ms: 600_000,
+        too_old_window_ms: 3_600_000,
+    };
+
+    fn push_with(db: &TenantDb, name: &str, t: i64, v: f64, bounds: &TimeBounds) -> PushOutcome {
         let req = WriteRequest {
             timeseries: vec![TimeSeries {
                 labels: vec![Label {
@@ -384,8 +517,12 @@ mod tests {
         };
         let bytes = req.encode_to_vec();
         let view = WriteRequestView::decode(&bytes).unwrap();
-        let out = db.push(&view, &Limits::default()).unwrap();
-        assert_eq!(out.rejected_samples, 0);
+        db.push(&view, &Limits::default(), bounds).unwrap()
+    }
+
+    fn push(db: &TenantDb, name: &str, t: i64, v: f64) {
+        let out = push_with(db, name, t, v, &BOUNDS);
+        assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
     }
 
     fn samples(db: &TenantDb, name: &str) -> Vec<(i64, f64)> {
@@ -403,6 +540,18 @@ mod tests {
             .collect()
     }
 
+    /// Ships everything before `t` the way the shipper does: snapshot, then mark.
+    fn ship_before(db: &TenantDb, t: i64) -> usize {
+        let snap = db.snapshot_unshipped(0, t);
+        let n = snap.len();
+        db.mark_shipped(
+            snap.into_iter()
+                .map(|(id, _, s)| (id, s.last().unwrap().0))
+                .collect(),
+        );
+        n
+    }
+
     #[test]
     fn collected_series_keep_wal_ids_consistent_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
@@ -411,7 +560,8 @@ mod tests {
             push(&db, "gone", 1000, 1.0); // id 0: only old data
             push(&db, "kept", 1000, 1.0); // id 1
             push(&db, "kept", 5000, 2.0);
-            db.truncate_before(3000).unwrap();
+            assert_eq!(ship_before(&db, 3000), 2);
+            db.drop_shipped(Instant::now()).unwrap();
             assert_eq!(db.head.read().live_series(), 1, "`gone` was collected");
             assert!(samples(&db, "gone").is_empty());
             push(&db, "kept", 6000, 3.0);
@@ -419,11 +569,7 @@ mod tests {
         }
         {
             let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
-            // Truncation works on whole chunks: `kept`'s chunk still holds its 1000 sample.
-            assert_eq!(
-                samples(&db, "kept"),
-                vec![(1000, 1.0), (5000, 2.0), (6000, 3.0)]
-            );
+            assert_eq!(samples(&db, "kept"), vec![(5000, 2.0), (6000, 3.0)]);
             assert_eq!(samples(&db, "gone"), vec![(7000, 4.0)]);
             assert_eq!(db.head.read().live_series(), 2);
             // Writes after a restart refer to the replayed ids, which must be the WAL's.
@@ -432,8 +578,61 @@ mod tests {
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
         assert_eq!(
             samples(&db, "kept"),
-            vec![(1000, 1.0), (5000, 2.0), (6000, 3.0), (8000, 5.0)]
+            vec![(5000, 2.0), (6000, 3.0), (8000, 5.0)]
         );
         assert_eq!(samples(&db, "gone"), vec![(7000, 4.0)]);
+    }
+
+    #[test]
+    fn shipped_data_is_retained_then_dropped_and_never_shipped_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        push(&db, "a", 1000, 1.0);
+        push(&db, "a", 2000, 2.0);
+        let before = Instant::now();
+        assert_eq!(ship_before(&db, 10_000), 1);
+        // A write after the snapshot, inside the shipped range, is not lost: it is unshipped.
+        push(&db, "a", 3000, 3.0);
+        let snap = db.snapshot_unshipped(0, 10_000);
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].2, vec![(3000, 3.0)]);
+        // Retained: not due yet for a deadline before the ship.
+        assert_eq!(db.drop_shipped(before).unwrap(), None);
+        assert_eq!(samples(&db, "a").len(), 3);
+        // A restart keeps the shipped marks (WAL record): nothing is shipped twice.
+        drop(db);
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        assert_eq!(db.snapshot_unshipped(0, 10_000)[0].2, vec![(3000, 3.0)]);
+        db.drop_shipped(Instant::now()).unwrap();
+        assert_eq!(samples(&db, "a"), vec![(3000, 3.0)]);
+    }
+
+    #[test]
+    fn time_bounds_follow_prometheus() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let reason = |o: PushOutcome| o.first.first().map(|r| r.0);
+        // Far future: refused, and it does not move the too-old bound.
+        let far = BOUNDS.now_ms + 10 * 86_400_000;
+        assert_eq!(
+            reason(push_with(&db, "a", far, 1.0, &BOUNDS)),
+            Some(Reason::TooFarInFuture)
+        );
+        assert_eq!(
+            reason(push_with(&db, "a", i64::MIN + 1000, 1.0, &BOUNDS)),
+            Some(Reason::TimestampOutOfRange)
+        );
+        push(&db, "a", BOUNDS.now_ms, 1.0);
+        // Older than the head's newest minus the window: too old, even for a new series.
+        assert_eq!(
+            reason(push_with(&db, "b", BOUNDS.now_ms - 3_600_001, 1.0, &BOUNDS)),
+            Some(Reason::TooOld)
+        );
+        push(&db, "b", BOUNDS.now_ms - 3_599_000, 1.0);
+        // A flush (everything shipped and dropped) does not move the bound.
+        ship_before(&db, i64::MAX);
+        db.drop_shipped(Instant::now()).unwrap();
+        push(&db, "b", BOUNDS.now_ms - 3_000_000, 1.0);
+        push(&db, "a", BOUNDS.now_ms + 1000, 1.0);
     }
 }

@@ -38,11 +38,13 @@ pub enum Reason {
     OutOfOrder,
     DuplicateTimestamp,
     TooOld,
+    TooFarInFuture,
+    TimestampOutOfRange,
     NativeHistogram,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::MissingMetricName,
         Reason::InvalidMetricName,
         Reason::InvalidLabelName,
@@ -55,6 +57,8 @@ impl Reason {
         Reason::OutOfOrder,
         Reason::DuplicateTimestamp,
         Reason::TooOld,
+        Reason::TooFarInFuture,
+        Reason::TimestampOutOfRange,
         Reason::NativeHistogram,
     ];
 
@@ -72,6 +76,8 @@ impl Reason {
             Reason::OutOfOrder => "sample_out_of_order",
             Reason::DuplicateTimestamp => "sample_duplicate_timestamp",
             Reason::TooOld => "sample_too_old",
+            Reason::TooFarInFuture => "too_far_in_future",
+            Reason::TimestampOutOfRange => "timestamp_out_of_range",
             Reason::NativeHistogram => "native_histogram_unsupported",
         }
     }
@@ -93,8 +99,12 @@ impl Reason {
             }
             Reason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
             Reason::TooOld => {
-                "sample is older than the data the head still accepts (already cut into a block)"
+                "sample is older than the head accepts (its newest sample minus half the block range)"
             }
+            Reason::TooFarInFuture => {
+                "sample is newer than now plus --validation.create-grace-period"
+            }
+            Reason::TimestampOutOfRange => "sample timestamp is before 1970-01-01 (negative)",
             Reason::NativeHistogram => "native histograms are not supported yet",
         }
     }

@@ -50,14 +50,21 @@ pub struct WalStats {
     pub fsyncs: u64,
 }
 
-/// An open WAL, positioned at a fresh segment.
+/// An open WAL. It holds no file descriptor between writes (a tenant that is idle costs no
+/// fd), and its next segment is created by the first write after open, so restarts of an
+/// idle tenant add no files.
 pub struct Wal {
     dir: PathBuf,
-    file: File,
+    /// The segment writes go to.
     segment: u64,
+    /// Whether `segment` has been created (by a write since open or the last rotation).
+    created: bool,
+    /// Bytes of whole frames in `segment`: where a failed write is cut back to.
     segment_bytes: u64,
     fsync: FsyncPolicy,
     buf: Vec<u8>,
+    #[cfg(test)]
+    fail_after: Option<usize>,
 }
 
 /// What replay found.
@@ -92,14 +99,38 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+/// Creates `dir` if missing; a new directory's entry in its parent is synced.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Largest write buffer kept between writes; larger ones are freed after use, so idle
+/// tenants hold little memory.
+const KEEP_BUF: usize = 16 << 10;
+
 impl Wal {
-    /// Replays `dir` through `apply`, repairs a torn tail, and opens a new segment for writes.
+    /// Replays `dir` through `apply` and repairs a torn tail. Later writes go to a new
+    /// segment after the last one.
     pub fn open(
         dir: &Path,
         fsync: FsyncPolicy,
         mut apply: impl FnMut(Record),
     ) -> Result<(Self, ReplayReport)> {
-        fs::create_dir_all(dir).map_err(|e| Error::io("creating wal dir", dir, e))?;
+        create_dir_durable(dir)?;
         let segments = list_segments(dir)?;
         let mut report = ReplayReport {
             segments: segments.len(),
@@ -130,50 +161,103 @@ impl Wal {
                     .truncated
                     .push((path.clone(), (data.len() - good) as u64));
             }
-            tracing::info!(dir = %dir.display(), segment = i + 1, of = segments.len(), records = report.records, "wal replay progress");
+            if segments.len() > 1 {
+                tracing::info!(dir = %dir.display(), segment = i + 1, of = segments.len(), records = report.records, "wal replay progress");
+            }
         }
-        let segment = segments.last().map_or(0, |n| n + 1);
-        let file = create_segment(dir, segment)?;
         Ok((
             Self {
                 dir: dir.to_owned(),
-                file,
-                segment,
+                segment: segments.last().map_or(0, |n| n + 1),
+                created: false,
                 segment_bytes: 0,
                 fsync,
-                buf: Vec::with_capacity(64 << 10),
+                buf: Vec::new(),
+                #[cfg(test)]
+                fail_after: None,
             },
             report,
         ))
     }
 
+    /// Opens the current segment for appending, creating it (and syncing the directory) on
+    /// the first write.
+    fn open_segment(&mut self) -> Result<File> {
+        let path = segment_path(&self.dir, self.segment);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening wal segment", &path, e))?;
+        if !self.created {
+            self.created = true;
+            self.segment_bytes = 0;
+            sync_dir(&self.dir)?;
+        }
+        Ok(f)
+    }
+
     /// Appends framed payloads, built by `build` into one buffer, with a single write; syncs
     /// per the policy. Returns what was written and synced.
+    ///
+    /// A failed write (e.g. ENOSPC after part of the buffer went out) is cut back to the last
+    /// whole frame before the error is returned; if even that fails, later writes go to a
+    /// new segment. Either way no later frame ever follows a torn one, so replay, which
+    /// stops a segment at its first bad frame, never drops an acknowledged write.
     pub fn write(&mut self, build: impl FnOnce(&mut FrameBuilder<'_>)) -> Result<WalStats> {
         self.buf.clear();
         build(&mut FrameBuilder { buf: &mut self.buf });
-        if self.buf.is_empty() {
+        let len = self.buf.len() as u64;
+        if len == 0 {
             return Ok(WalStats::default());
         }
-        if self.segment_bytes > 0 && self.segment_bytes + self.buf.len() as u64 > SEGMENT_SIZE {
+        if self.created && self.segment_bytes > 0 && self.segment_bytes + len > SEGMENT_SIZE {
             self.rotate()?;
         }
+        let mut file = self.open_segment()?;
         let path = segment_path(&self.dir, self.segment);
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| Error::io("writing wal", &path, e))?;
-        self.segment_bytes += self.buf.len() as u64;
-        let mut stats = WalStats {
-            bytes_written: self.buf.len() as u64,
-            fsyncs: 0,
-        };
-        if self.fsync == FsyncPolicy::Always {
-            self.file
-                .sync_data()
-                .map_err(|e| Error::io("syncing wal", &path, e))?;
-            stats.fsyncs = 1;
+        let written = self.write_all(&mut file).and_then(|()| {
+            if self.fsync == FsyncPolicy::Always {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        if self.buf.capacity() > KEEP_BUF {
+            self.buf = Vec::new();
         }
-        Ok(stats)
+        if let Err(e) = written {
+            let repaired = file
+                .set_len(self.segment_bytes)
+                .and_then(|()| file.sync_data());
+            if let Err(re) = repaired {
+                tracing::error!(segment = %path.display(), error = %re, "cannot cut a failed wal write back; moving to a new segment");
+                self.segment += 1;
+                self.created = false;
+            }
+            return Err(Error::io("writing wal", &path, e));
+        }
+        self.segment_bytes += len;
+        Ok(WalStats {
+            bytes_written: len,
+            fsyncs: u64::from(self.fsync == FsyncPolicy::Always),
+        })
+    }
+
+    #[cfg(not(test))]
+    fn write_all(&self, file: &mut File) -> std::io::Result<()> {
+        file.write_all(&self.buf)
+    }
+
+    /// Test builds can fail a write after `fail_after` bytes, as a full disk does.
+    #[cfg(test)]
+    fn write_all(&mut self, file: &mut File) -> std::io::Result<()> {
+        match self.fail_after.take() {
+            Some(n) => {
+                file.write_all(&self.buf[..n.min(self.buf.len())])?;
+                Err(std::io::Error::from_raw_os_error(libc_enospc()))
+            }
+            None => file.write_all(&self.buf),
+        }
     }
 
     /// Starts a checkpoint: later writes go to a fresh segment. Write everything the head
@@ -188,10 +272,7 @@ impl Wal {
 
     /// Syncs the checkpoint, then deletes every segment before `first_kept`. Returns how many.
     pub fn finish_checkpoint(&mut self, first_kept: u64) -> Result<usize> {
-        let path = segment_path(&self.dir, self.segment);
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io("syncing wal checkpoint", &path, e))?;
+        self.sync_current()?;
         let mut removed = 0;
         for n in list_segments(&self.dir)?
             .into_iter()
@@ -201,36 +282,34 @@ impl Wal {
             std::fs::remove_file(&p).map_err(|e| Error::io("removing wal segment", &p, e))?;
             removed += 1;
         }
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        sync_dir(&self.dir)?;
         Ok(removed)
     }
 
-    fn rotate(&mut self) -> Result<()> {
+    fn sync_current(&self) -> Result<()> {
+        if !self.created {
+            return Ok(());
+        }
         let path = segment_path(&self.dir, self.segment);
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io("syncing wal", &path, e))?;
-        self.segment += 1;
-        self.file = create_segment(&self.dir, self.segment)?;
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("syncing wal segment", &path, e))
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.sync_current()?;
+        if self.created {
+            self.segment += 1;
+        }
+        self.created = false;
         self.segment_bytes = 0;
         Ok(())
     }
 }
 
-fn create_segment(dir: &Path, n: u64) -> Result<File> {
-    let path = segment_path(dir, n);
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io("creating wal segment", &path, e))?;
-    // Make the new file's directory entry durable too.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(f)
+#[cfg(test)]
+fn libc_enospc() -> i32 {
+    28
 }
 
 /// Builds frames into the WAL's write buffer.
@@ -321,7 +400,25 @@ mod tests {
         fs::write(&seg, &data).unwrap();
         let (got, _) = replay(dir.path());
         assert_eq!(got, (0..5).collect::<Vec<_>>());
-        // Later segments (written after the earlier replays) survive.
-        assert!(list_segments(dir.path()).unwrap().len() >= 3);
+        // Opening (replaying) creates no segment: restarts of an idle tenant add no files.
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_so_later_writes_survive_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut w, _) = Wal::open(dir.path(), FsyncPolicy::Never, |_| {}).unwrap();
+            w.write(|fb| samples_frame(fb, 0)).unwrap();
+            // A full disk: part of the next frame reaches the file, then ENOSPC.
+            w.fail_after = Some(5);
+            assert!(w.write(|fb| samples_frame(fb, 1)).is_err());
+            // The sender retries; later writes follow.
+            w.write(|fb| samples_frame(fb, 1)).unwrap();
+            w.write(|fb| samples_frame(fb, 2)).unwrap();
+        }
+        let (got, rep) = replay(dir.path());
+        assert_eq!(got, vec![0, 1, 2], "nothing after the failed write is lost");
+        assert!(rep.truncated.is_empty(), "no torn frame was left behind");
     }
 }

@@ -5,8 +5,10 @@
 //! - [`write_view`]: the hot-path decoder, a borrowed view of a `WriteRequest` that points into
 //!   the decompressed body instead of allocating a string per label.
 //! - [`ingester`]: the querier → ingester gRPC service (tonic).
+//! - [`duration`]: the one duration parser (flags, config files, query parameters).
 //! - [`tenant`]: the validated [`tenant::TenantId`] newtype and how a request names its tenant.
 
+pub mod duration;
 pub mod tenant;
 pub mod varint;
 pub mod write_view;

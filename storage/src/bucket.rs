@@ -2,8 +2,10 @@
 //!
 //! `<tenant>/<block-ulid>/block.parquet`, `<tenant>/<block-ulid>/meta.json` (written last: a
 //! block without it does not exist for readers) and `<tenant>/bucket-index.json` (the list of
-//! block metas, rewritten by whoever changes the set of blocks). Every key is built from a
-//! validated [`TenantId`], so no request can address another tenant's objects.
+//! block metas, rewritten by whoever changes the set of blocks, always with a conditional
+//! write on the version it read, retried on conflict, so no writer's update is lost; see
+//! `docs/visibility.md`). Every key is built from a validated [`TenantId`], so no request can
+//! address another tenant's objects.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,9 +108,9 @@ impl Bucket {
     pub fn filesystem(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Block(format!("creating bucket dir {}: {e}", dir.display())))?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+        let fs = crate::local_store::open(dir)
             .map_err(|e| Error::Block(format!("bucket dir {}: {e}", dir.display())))?;
-        Ok(Self::new(Arc::new(fs)))
+        Ok(Self::new(fs))
     }
 
     pub fn store(&self) -> Arc<dyn ObjectStore> {
@@ -325,7 +327,8 @@ impl Bucket {
         Ok(())
     }
 
-    /// Tenants with objects in the bucket.
+    /// Tenants with objects in the bucket. Listed prefixes may come back percent-encoded
+    /// (`*`, `(`, `'` in a tenant id), so they are decoded before validation.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
         let root = Path::from("");
         let list = self
@@ -333,21 +336,78 @@ impl Bucket {
             .list_with_delimiter(None)
             .await
             .map_err(os_err("list", &root))?;
-        Ok(list
-            .common_prefixes
-            .iter()
-            .filter_map(|p| TenantId::new(p.as_ref()).ok())
-            .collect())
+        let mut out = Vec::new();
+        for p in &list.common_prefixes {
+            let raw = p.as_ref();
+            let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+            match TenantId::new(&decoded) {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    tracing::warn!(prefix = raw, error = %e, "skipping bucket prefix that is not a tenant")
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Rewrites the tenant's bucket index from a listing.
+    /// Rewrites the tenant's bucket index from a listing, with a conditional write on the
+    /// version read before listing: if another writer updated it meanwhile, the write fails
+    /// and is redone from a new listing (which includes that writer's blocks).
     pub async fn write_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
-        let index = self.listed_index(tenant).await?;
-        let json =
-            serde_json::to_vec(&index).map_err(|e| Error::Block(format!("bucket index: {e}")))?;
-        self.put_retrying(&Self::index_path(tenant), Bytes::from(json))
-            .await?;
-        Ok(index)
+        let path = Self::index_path(tenant);
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mode = match self.store.head(&path).await {
+                Ok(m) => object_store::PutMode::Update(object_store::UpdateVersion {
+                    e_tag: m.e_tag,
+                    version: m.version,
+                }),
+                Err(object_store::Error::NotFound { .. }) => object_store::PutMode::Create,
+                Err(e) => return Err(os_err("head", &path)(e)),
+            };
+            let index = self.listed_index(tenant).await?;
+            let json = serde_json::to_vec(&index)
+                .map_err(|e| Error::Block(format!("bucket index: {e}")))?;
+            let opts = object_store::PutOptions {
+                mode,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(json), opts)
+                .await
+            {
+                Ok(_) => return Ok(index),
+                Err(
+                    e @ (object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. }),
+                ) if attempt < 50 => {
+                    tracing::debug!(%tenant, attempt, error = %e, "bucket index changed meanwhile; retrying");
+                }
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(%tenant, attempt, error = %e, "writing bucket index failed; retrying");
+                }
+                Err(e) => return Err(os_err("put", &path)(e)),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Adds a just-uploaded block to the tenant's index ([`Bucket::write_index`]); returns
+    /// only once an index that lists it is written.
+    pub async fn add_to_index(&self, tenant: &TenantId, meta: &BlockMeta) -> Result<()> {
+        let index = self.write_index(tenant).await?;
+        if index.blocks.iter().any(|b| b.ulid == meta.ulid) {
+            Ok(())
+        } else {
+            Err(Error::Block(format!(
+                "block {} is not in the listing after its upload",
+                meta.ulid
+            )))
+        }
     }
 
     /// The blocks readers should use: [`BucketIndex::live_blocks`] of the tenant's index.

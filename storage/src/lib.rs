@@ -10,6 +10,7 @@ pub mod block;
 pub mod bucket;
 pub mod chunk;
 pub mod labels;
+pub mod local_store;
 pub mod matcher;
 pub mod metered;
 

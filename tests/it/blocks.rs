@@ -91,7 +91,7 @@ fn flushed_blocks_answer_like_the_head() {
     assert!(!before[0]["data"]["result"].as_array().unwrap().is_empty());
 
     let mut resp = agent()
-        .post(&format!("{}/ingester/flush", m.http))
+        .post(&format!("{}/ingester/flush?all=true", m.http))
         .send_empty()
         .unwrap();
     let body = resp.body_mut().read_to_string().unwrap();
@@ -196,7 +196,7 @@ fn blocks_on_a_real_s3_server() {
     }
     let before = answers(&m, end);
     let mut resp = agent()
-        .post(&format!("{}/ingester/flush", m.http))
+        .post(&format!("{}/ingester/flush?all=true", m.http))
         .send_empty()
         .unwrap();
     let body = resp.body_mut().read_to_string().unwrap();
@@ -242,8 +242,9 @@ fn head_is_cut_automatically_and_the_wal_truncated() {
     );
     let args = [
         storage.as_str(),
-        "--ingester.block-range=600",
-        "--ingester.cut-interval=1",
+        "--ingester.block-range=10m",
+        "--ingester.cut-interval=1s",
+        "--ingester.retain-after-ship=0s",
         "--ingester.flush-on-shutdown=false",
     ];
     let mut m = Muninn::start_in("all", &tmp.path().join("data"), &args);
@@ -278,10 +279,11 @@ fn head_is_cut_automatically_and_the_wal_truncated() {
                 .find(|l| l.starts_with("muninn_ingester_blocks_uploaded_total "))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
                 .unwrap_or(0.0);
-            (n >= 2.0 && m.log_text().contains("truncated head and wal")).then_some(())
+            (n >= 2.0 && m.log_text().contains("dropped shipped data from the head")).then_some(())
         },
     );
-    // The head now refuses what is already in blocks, and answers are unchanged.
+    // The head refuses what is older than its newest sample minus half the block range, and
+    // answers are unchanged.
     let old = write_request(vec![series(
         &[("__name__", "blk_temp"), ("room", "x")],
         &[(start + 1, 1.0)],

@@ -97,7 +97,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
     }
     for m in [&a, &b] {
         let r = agent()
-            .post(&format!("{}/ingester/flush", m.http))
+            .post(&format!("{}/ingester/flush?all=true", m.http))
             .send_empty()
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -192,7 +192,7 @@ fn retention_expires_only_that_tenants_old_blocks() {
     }
     assert_eq!(
         agent()
-            .post(&format!("{}/ingester/flush", m.http))
+            .post(&format!("{}/ingester/flush?all=true", m.http))
             .send_empty()
             .unwrap()
             .status()
@@ -259,7 +259,7 @@ fn replica_blocks(tmp: &std::path::Path, args: &[&str], env: &[(&str, &str)]) ->
     for m in [&a, &b] {
         assert_eq!(
             agent()
-                .post(&format!("{}/ingester/flush", m.http))
+                .post(&format!("{}/ingester/flush?all=true", m.http))
                 .send_empty()
                 .unwrap()
                 .status()

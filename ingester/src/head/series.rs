@@ -1,10 +1,14 @@
 //! One in-memory series: its interned labels, closed XOR chunks and the open head chunk.
 
-use muninn_storage::chunk::{SAMPLES_PER_CHUNK, XorAppender};
+use muninn_storage::chunk::{SAMPLES_PER_CHUNK, XorAppender, XorIter};
 
 /// Chunks never span a multiple of this many milliseconds (the default block range), so a
-/// later block cut never splits a chunk.
+/// cut at the default range never splits a chunk; other ranges re-encode the chunk that a
+/// cut splits (see [`MemSeries::drop_through`]).
 pub const CHUNK_RANGE_MS: i64 = 2 * 3600 * 1000;
+
+/// `shipped_t` of a series nothing of which was shipped.
+pub const NOTHING_SHIPPED: i64 = i64::MIN;
 
 /// A closed, immutable chunk.
 pub struct ClosedChunk {
@@ -22,8 +26,6 @@ pub enum AppendOutcome {
     OutOfOrder,
     /// Same timestamp as the last sample with a different value.
     ConflictingDuplicate,
-    /// Older than what the head still accepts (its data up to there is in blocks).
-    TooOld,
 }
 
 /// A series in the head.
@@ -34,6 +36,10 @@ pub struct MemSeries {
     pub hash: u64,
     pub closed: Vec<ClosedChunk>,
     pub head: Option<(i64, XorAppender)>,
+    /// The newest timestamp of this series that is in an uploaded, indexed block
+    /// ([`NOTHING_SHIPPED`] if none). Samples are in order per series, so what is shipped is
+    /// always a prefix.
+    pub shipped_t: i64,
 }
 
 impl MemSeries {
@@ -43,6 +49,97 @@ impl MemSeries {
             hash,
             closed: Vec::new(),
             head: None,
+            shipped_t: NOTHING_SHIPPED,
+        }
+    }
+
+    /// Every sample held, oldest first.
+    pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.closed
+            .iter()
+            .map(|c| &*c.data)
+            .chain(self.head.as_ref().map(|(_, a)| a.bytes()))
+            .flat_map(XorIter::new)
+    }
+
+    /// Samples in `[min_t, max_t)` newer than `after`, decoding only the chunks that overlap.
+    pub fn samples_in(&self, min_t: i64, max_t: i64, after: i64) -> Vec<(i64, f64)> {
+        let lo = min_t.max(after.saturating_add(1));
+        let chunks = self
+            .closed
+            .iter()
+            .map(|c| (c.min_t, c.max_t, &*c.data))
+            .chain(
+                self.head
+                    .as_ref()
+                    .map(|(min, a)| (*min, a.last_timestamp(), a.bytes())),
+            );
+        let mut out = Vec::new();
+        for (cmin, cmax, data) in chunks {
+            if cmax < lo || cmin >= max_t {
+                continue;
+            }
+            out.extend(XorIter::new(data).filter(|(t, _)| *t >= lo && *t < max_t));
+        }
+        out
+    }
+
+    /// The oldest sample not shipped yet.
+    pub fn first_unshipped(&self) -> Option<i64> {
+        let after = self.shipped_t;
+        if self.last()?.0 <= after {
+            return None;
+        }
+        let chunks = self.closed.iter().map(|c| (c.max_t, &*c.data)).chain(
+            self.head
+                .as_ref()
+                .map(|(_, a)| (a.last_timestamp(), a.bytes())),
+        );
+        for (cmax, data) in chunks {
+            if cmax > after {
+                return XorIter::new(data).map(|(t, _)| t).find(|t| *t > after);
+            }
+        }
+        None
+    }
+
+    /// Drops every sample at or before `t` (shipped and retained long enough). A chunk that
+    /// straddles `t` is re-encoded with what remains, so any block range works.
+    pub fn drop_through(&mut self, t: i64) {
+        self.closed.retain(|c| c.max_t > t);
+        if let Some(c) = self.closed.first_mut()
+            && c.min_t <= t
+        {
+            let mut a = XorAppender::with_capacity(c.data.len());
+            let mut min_t = None;
+            for (ts, v) in XorIter::new(&c.data).filter(|(ts, _)| *ts > t) {
+                min_t.get_or_insert(ts);
+                a.append(ts, v);
+            }
+            match min_t {
+                Some(m) => {
+                    c.min_t = m;
+                    c.data = a.into_bytes().into_boxed_slice();
+                }
+                None => {
+                    self.closed.remove(0);
+                }
+            }
+        }
+        if let Some((min_t, a)) = &self.head
+            && *min_t <= t
+        {
+            if a.last_timestamp() <= t {
+                self.head = None;
+            } else {
+                let mut b = XorAppender::with_capacity(a.bytes().len());
+                let mut first = None;
+                for (ts, v) in a.iter().filter(|(ts, _)| *ts > t) {
+                    first.get_or_insert(ts);
+                    b.append(ts, v);
+                }
+                self.head = first.map(|f| (f, b));
+            }
         }
     }
 
@@ -113,18 +210,6 @@ impl MemSeries {
         self.labels.is_empty()
     }
 
-    /// Drops chunks that end before `t` (already in a block).
-    pub fn truncate_before(&mut self, t: i64) {
-        self.closed.retain(|c| c.max_t >= t);
-        if self
-            .head
-            .as_ref()
-            .is_some_and(|(_, a)| a.last_timestamp() < t)
-        {
-            self.head = None;
-        }
-    }
-
     /// Heap bytes held by this series (labels and chunks).
     pub fn heap_size(&self) -> usize {
         self.labels.len() * 8
@@ -151,5 +236,31 @@ mod tests {
         s.append(CHUNK_RANGE_MS, 1.0);
         assert_eq!(s.closed.len(), 3, "boundary cut");
         assert_eq!(s.time_range(), Some((0, CHUNK_RANGE_MS)));
+    }
+
+    #[test]
+    fn drop_through_splits_chunks_at_any_time() {
+        let mut s = MemSeries::new(Box::new([]), 0);
+        for i in 0..300 {
+            s.append(i * 1000, i as f64);
+        }
+        assert_eq!(s.first_unshipped(), Some(0));
+        s.shipped_t = 150_000;
+        assert_eq!(s.first_unshipped(), Some(151_000));
+        assert_eq!(s.samples_in(100_000, 160_000, 150_000).len(), 9);
+        // 150 s falls inside the second closed chunk (120..240 s).
+        s.drop_through(150_000);
+        let left: Vec<i64> = s.samples().map(|(t, _)| t).collect();
+        assert_eq!(left, (151..300).map(|i| i * 1000).collect::<Vec<_>>());
+        assert_eq!(s.time_range(), Some((151_000, 299_000)));
+        // Inside the open chunk: it is rebuilt and still takes appends.
+        s.drop_through(250_000);
+        assert_eq!(s.closed.len(), 0);
+        assert_eq!(s.append(300_000, 1.0), AppendOutcome::Appended);
+        let left: Vec<i64> = s.samples().map(|(t, _)| t).collect();
+        assert_eq!(left.first(), Some(&251_000));
+        assert_eq!(left.len(), 50);
+        s.drop_through(300_000);
+        assert!(s.is_empty());
     }
 }

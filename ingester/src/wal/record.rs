@@ -9,6 +9,7 @@ use muninn_proto::varint::{put_uvarint, put_varint, read_uvarint, read_varint};
 const SERIES: u8 = 1;
 const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
+const SHIPPED: u8 = 4;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +18,9 @@ pub enum Record {
     Samples(Vec<(u32, i64, f64)>),
     /// (family, type, help, unit)
     Metadata(Vec<(String, String, String, String)>),
+    /// (series id, timestamp): the series' samples up to and including the timestamp are in
+    /// an uploaded, indexed block.
+    Shipped(Vec<(u32, i64)>),
 }
 
 /// Why a payload does not decode (its frame's crc matched, so this is a writer bug or an
@@ -75,6 +79,16 @@ pub fn encode_metadata(entries: &[(&str, &str, &str, &str)], out: &mut Vec<u8>) 
         put_str(out, t);
         put_str(out, h);
         put_str(out, u);
+    }
+}
+
+/// Encodes shipped marks `(series id, last shipped timestamp)`.
+pub fn encode_shipped(marks: &[(u32, i64)], out: &mut Vec<u8>) {
+    out.push(SHIPPED);
+    put_uvarint(out, marks.len() as u64);
+    for &(id, t) in marks {
+        put_uvarint(out, u64::from(id));
+        put_varint(out, t);
     }
 }
 
@@ -159,6 +173,14 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
             }
             Ok(Record::Metadata(out))
         }
+        SHIPPED => {
+            let n = r.count()?;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                out.push((r.uvarint()? as u32, r.varint()?));
+            }
+            Ok(Record::Shipped(out))
+        }
         other => Err(RecordError::UnknownType(other)),
     }
 }
@@ -196,6 +218,12 @@ mod tests {
         let mut b = vec![];
         encode_metadata(&[("up", "gauge", "h", "")], &mut b);
         assert!(matches!(decode(&b).unwrap(), Record::Metadata(m) if m[0].0 == "up"));
+        let mut b = vec![];
+        encode_shipped(&[(3, i64::MIN), (4, 7_200_000)], &mut b);
+        assert_eq!(
+            decode(&b).unwrap(),
+            Record::Shipped(vec![(3, i64::MIN), (4, 7_200_000)])
+        );
         assert_eq!(decode(&[9]), Err(RecordError::UnknownType(9)));
     }
 }
