@@ -57,6 +57,8 @@ pub struct Muninn {
     pub log: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// A command the process is started under (e.g. `prlimit --nofile=1024:1024 --`).
+    wrapper: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -101,11 +103,54 @@ impl Muninn {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            wrapper: vec![],
             child: None,
             _tmp: None,
         };
         m.spawn();
         m
+    }
+
+    /// Starts `role` with `data_dir` under `wrapper`, a command that execs the rest of its
+    /// arguments (so the pid stays muninn's), e.g. `prlimit --nofile=1024:1024 --`.
+    pub fn start_wrapped(role: &str, data_dir: &Path, extra: &[&str], wrapper: &[&str]) -> Self {
+        let mut m = Self::start_in_env(role, data_dir, extra, &[]);
+        m.kill9();
+        m.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        m.spawn();
+        m
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the process to exit; returns its exit status,
+    /// or `None` (after a SIGKILL) if it did not exit in time.
+    pub fn sigterm_and_wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Starts the stopped process again (same ports, data dir and arguments).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
     }
 
     fn spawn(&mut self) {
@@ -115,7 +160,15 @@ impl Muninn {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_muninn"))
+        let mut cmd = match self.wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_muninn"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_muninn")),
+        };
+        let child = cmd
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
