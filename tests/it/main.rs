@@ -11,5 +11,6 @@ mod harness;
 mod http_api;
 mod prometheus_remote_write;
 mod promql_differential;
+mod reliability;
 mod tenants;
 mod two_process;
