@@ -207,6 +207,54 @@ async fn run_query<T>(
     r
 }
 
+/// Stack of a query's evaluation thread. Evaluation recurses a few frames per AST level
+/// (at most [`promql::parse::MAX_DEPTH`]); a runtime worker's 2 MiB stack overflows at
+/// about 120 levels in a debug build, and a stack overflow aborts the process. Only the
+/// pages used are ever committed.
+const EVAL_STACK_BYTES: usize = 64 << 20;
+
+/// Runs a query's evaluation on its own thread with a large stack, at most
+/// `--querier.max-concurrent-queries` at a time, while the runtime keeps I/O and timers going
+/// (so ingestion is served by the runtime's workers, not starved by evaluation). Dropping
+/// the returned future (timeout, client gone) aborts the evaluation at its next yield.
+async fn evaluate<T, F, Fut>(q: &Querier, make: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    use futures::future::{AbortHandle, Abortable};
+    struct AbortOnDrop(AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _permit = q
+        .eval_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::Execution("the querier is shutting down".into()))?;
+    let handle = tokio::runtime::Handle::current();
+    let (abort, registration) = AbortHandle::new_pair();
+    let _abort_on_drop = AbortOnDrop(abort);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("muninn-query".into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(move || {
+            let r = handle.block_on(Abortable::new(make(), registration));
+            let _ = tx.send(r);
+        })
+        .map_err(|e| Error::Execution(format!("starting a query thread: {e}")))?;
+    match rx.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_aborted)) => Err(Error::Timeout("query canceled".into())),
+        // The thread ended without an answer: the evaluation panicked (logged by the hook).
+        Err(_) => Err(Error::Corrupt("query evaluation failed".into())),
+    }
+}
+
 /// `{"resultType":...,"result":...}` of a query result.
 fn write_result(s: &mut String, v: &QueryValue, t: i64) {
     match v {
@@ -274,12 +322,16 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let expr = parse_query(&call.params)?;
         let t = call.params.time("time", now_ms())?;
         let timeout = query_timeout(&q, &call.params)?;
+        let (qc, tenant) = (q.clone(), call.tenant.clone());
         let res = run_query(
             &q,
             "query",
             &call.tenant,
             timeout,
-            promql::instant_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, t),
+            evaluate(&q, move || async move {
+                promql::instant_query(qc.store.as_ref(), &tenant, opts(&qc, timeout), &expr, t)
+                    .await
+            }),
         )
         .await?;
         Ok((res, t))
@@ -323,7 +375,11 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
             }
         }
         let timeout = query_timeout(&q, p)?;
-        run_query(&q, "query_range", &call.tenant, timeout, promql::range_query(q.store.as_ref(), &call.tenant, opts(&q, timeout), &expr, start, end, step)).await
+        let (qc, tenant) = (q.clone(), call.tenant.clone());
+        let eval = evaluate(&q, move || async move {
+            promql::range_query(qc.store.as_ref(), &tenant, opts(&qc, timeout), &expr, start, end, step).await
+        });
+        run_query(&q, "query_range", &call.tenant, timeout, eval).await
     }
     .await;
     match r {

@@ -79,6 +79,11 @@ pub struct QuerierArgs {
     /// with a unit: `512MiB`, `1GiB`, `1GB`. 0: no limit.
     #[arg(long = "querier.max-memory-per-query", default_value = "1GiB")]
     pub max_memory_per_query: promql::limits::ByteSize,
+    /// Most queries evaluated at once; more wait for a slot (within their timeout). With
+    /// `--querier.max-memory-per-query` it bounds the memory of all queries together.
+    /// 0: the number of CPU cores.
+    #[arg(long = "querier.max-concurrent-queries", default_value_t = 0)]
+    pub max_concurrent_queries: usize,
 }
 
 /// A configured querier.
@@ -91,6 +96,8 @@ pub struct Querier {
     pub max_series: usize,
     /// Most bytes one query may hold (0: no limit).
     pub max_bytes: usize,
+    /// Slots for queries being evaluated (`--querier.max-concurrent-queries`).
+    pub eval_slots: tokio::sync::Semaphore,
     pub metrics: metrics::QuerierMetrics,
 }
 
@@ -104,6 +111,10 @@ impl Querier {
             max_samples: args.max_samples,
             max_series: args.max_series,
             max_bytes: usize::try_from(args.max_memory_per_query.0).unwrap_or(usize::MAX),
+            eval_slots: tokio::sync::Semaphore::new(match args.max_concurrent_queries {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+            }),
             metrics: metrics::QuerierMetrics::default(),
         })
     }

@@ -8,6 +8,7 @@ mod blocks;
 mod compaction;
 mod crash;
 mod harness;
+mod hostile_queries;
 mod http_api;
 mod prometheus_remote_write;
 mod promql_differential;
