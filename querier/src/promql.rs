@@ -353,6 +353,23 @@ mod tests {
         };
         let m = message(instant(&store, opts, &q).await);
         assert!(m.contains("more than 16MiB"), "{m}");
+        // Refused while building, not after: the bytes charged never went far past the
+        // budget (one series' label, 35 kB), so neither did the bytes held.
+        let tenant = TenantId::anonymous();
+        let mut ev = Evaluator::new(&store, &tenant, 300_000, 3_600_000, 3_600_000);
+        ev.max_bytes = 16 << 20;
+        let ctx = Ctx {
+            start: 3_600_000,
+            end: 3_600_000,
+            interval: 1,
+        };
+        let Ok(expr) = parse::parse(&q) else { panic!() };
+        assert!(ev.eval(&expr, &ctx).await.is_err());
+        assert!(
+            ev.peak_bytes() < (16 << 20) + 100_000,
+            "peak {} bytes",
+            ev.peak_bytes()
+        );
         // The default budget answers it, correctly.
         let r = instant(&store, EngineOptions::default(), &q).await;
         match r.map(|r| r.value) {

@@ -149,9 +149,9 @@ fn extrapolated_rate(
             prev = v;
         }
     }
-    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let mut to_start = first.0.saturating_sub(range_start) as f64 / 1000.0;
+    let mut to_end = range_end.saturating_sub(last.0) as f64 / 1000.0;
+    let sampled = last.0.saturating_sub(first.0) as f64 / 1000.0;
     let avg_step = sampled / (samples.len() - 1) as f64;
     let threshold = avg_step * 1.1;
     if to_start >= threshold {
@@ -187,7 +187,7 @@ fn linear_regression(samples: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_t) as f64 / 1e3;
+        let x = t.saturating_sub(intercept_t) as f64 / 1e3;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(v, sy, cy);
         (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
@@ -347,7 +347,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
                                 if b.1 < a.1 {
                                     d = b.1;
                                 }
-                                let dt = (b.0 - a.0) as f64 / 1000.0;
+                                let dt = b.0.saturating_sub(a.0) as f64 / 1000.0;
                                 if dt == 0.0 { None } else { Some(d / dt) }
                             } else {
                                 Some(d)
@@ -530,7 +530,8 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         "start" => Ok(Value::Scalar(vec![ev.query_start as f64 / 1000.0; n])),
         "end" => Ok(Value::Scalar(vec![ev.query_end as f64 / 1000.0; n])),
         "range" => Ok(Value::Scalar(vec![
-            (ev.query_end - ev.query_start) as f64
+            ev.query_end.saturating_sub(ev.query_start)
+                as f64
                 / 1000.0;
             n
         ])),
