@@ -68,6 +68,9 @@ fn post_form(m: &Muninn, path: &str, form: &[(&str, &str)]) -> Result<(u16, Valu
     ))
 }
 
+/// A hostile request: its name, path, form and the answer wanted.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Want);
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Want {
     /// 400 `bad_data`.
@@ -136,7 +139,7 @@ fn hostile_queries_are_answered_and_the_process_survives() {
         ]
     };
     use Want::*;
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Want)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "vector(1)[365d:1ms]",
             q,
