@@ -10,6 +10,7 @@
 mod corpus;
 mod proc_stats;
 mod query_bench;
+mod soak;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,29 @@ enum Cmd {
         /// Tenant (sent as X-Scope-OrgID).
         #[arg(long, default_value = "bench")]
         tenant: String,
+    },
+    /// Soak: the corpus in a loop at `--speed`× its real rate for `--minutes`, into Muninn and
+    /// a reference Prometheus; RSS and disk curves, non-2xx count, answers compared at the end.
+    Soak {
+        #[arg(long)]
+        muninn_url: String,
+        #[arg(long)]
+        muninn_pid: u32,
+        /// Muninn's data directory (WAL and filesystem bucket), for the disk curve.
+        #[arg(long)]
+        data_dir: String,
+        /// Prometheus base URL (remote-write receiver enabled).
+        #[arg(long)]
+        prometheus_url: String,
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 10.0)]
+        speed: f64,
+        #[arg(long, default_value = "soak")]
+        tenant: String,
+        /// Where the curves go (TSV: elapsed, data time, RSS, disk, samples, non-2xx).
+        #[arg(long, default_value = "soak.tsv")]
+        report: String,
     },
     /// Query latency and peak memory, Muninn vs Prometheus, on the same synthetic data.
     Query {
@@ -197,6 +221,28 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Soak {
+            muninn_url,
+            muninn_pid,
+            data_dir,
+            prometheus_url,
+            minutes,
+            speed,
+            tenant,
+            report,
+        } => soak::run(
+            &corpus::decode_all(&bodies)?,
+            &soak::Soak {
+                muninn_url: &muninn_url,
+                muninn_pid,
+                data_dir: &data_dir,
+                prometheus_url: &prometheus_url,
+                minutes,
+                speed,
+                tenant: &tenant,
+                report: &report,
+            },
+        ),
         Cmd::BlockSize { range_hours } => block_size(&bodies, range_hours * 3_600_000),
         Cmd::Openmetrics => openmetrics(&bodies),
         Cmd::Compaction {
@@ -563,14 +609,18 @@ fn compaction(
         return Ok(());
     }
     let args = muninn_compactor::CompactorArgs {
-        interval_seconds: 3600,
+        interval: "1h".parse().map_err(anyhow::Error::msg)?,
         once: true,
-        block_ranges_hours: vec![2, 12, 24],
-        retention_seconds: 0,
+        block_ranges: vec![
+            "2h".parse().map_err(anyhow::Error::msg)?,
+            "12h".parse().map_err(anyhow::Error::msg)?,
+            "24h".parse().map_err(anyhow::Error::msg)?,
+        ],
+        retention: Default::default(),
         retention_overrides: vec![],
         runtime_config: None,
         concurrency: 1,
-        deletion_delay_seconds: 0,
+        deletion_delay: Default::default(),
     };
     let metrics = muninn_compactor::CompactorMetrics::default();
     let cpu0 = proc_stats::cpu_seconds(std::process::id())?;

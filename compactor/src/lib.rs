@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use muninn_proto::duration::{FlagDuration, parse_duration_ms};
 use muninn_proto::tenant::TenantId;
 use muninn_storage::bucket::Bucket;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,23 +37,24 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Flags owned by the compactor.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CompactorArgs {
-    /// Seconds between compaction passes.
-    #[arg(long = "compactor.interval", default_value_t = 3600)]
-    pub interval_seconds: u64,
+    /// Time between compaction passes.
+    #[arg(long = "compactor.interval", default_value = "1h")]
+    pub interval: FlagDuration,
     /// Run one pass and exit (0 on success).
-    #[arg(long = "once", default_value_t = false)]
+    #[arg(long = "once", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub once: bool,
-    /// Level ranges in hours, smallest first.
+    /// Level ranges, smallest first (durations; bare numbers are seconds).
     #[arg(
         long = "compactor.block-ranges",
         value_delimiter = ',',
-        default_value = "2,12,24"
+        default_value = "2h,12h,24h"
     )]
-    pub block_ranges_hours: Vec<i64>,
-    /// Blocks older than this many seconds are deleted (0: keep forever).
-    #[arg(long = "compactor.retention", default_value_t = 0)]
-    pub retention_seconds: u64,
-    /// Per-tenant retention overrides, `tenant=seconds`, comma separated.
+    pub block_ranges: Vec<FlagDuration>,
+    /// Blocks older than this are deleted (0: keep forever).
+    #[arg(long = "compactor.retention", default_value = "0s")]
+    pub retention: FlagDuration,
+    /// Per-tenant retention overrides, `tenant=duration` (or seconds), comma separated.
     #[arg(long = "compactor.retention-overrides", value_delimiter = ',')]
     pub retention_overrides: Vec<String>,
     /// Runtime overrides file (YAML, re-read every pass), as Mimir's:
@@ -62,9 +64,9 @@ pub struct CompactorArgs {
     /// Tenants compacted in parallel.
     #[arg(long = "compactor.concurrency", default_value_t = 2)]
     pub concurrency: usize,
-    /// Seconds a marked block stays before its objects are deleted.
-    #[arg(long = "compactor.deletion-delay", default_value_t = 12 * 3600)]
-    pub deletion_delay_seconds: u64,
+    /// How long a marked block stays before its objects are deleted.
+    #[arg(long = "compactor.deletion-delay", default_value = "12h")]
+    pub deletion_delay: FlagDuration,
 }
 
 /// The runtime overrides file.
@@ -77,25 +79,6 @@ struct RuntimeConfig {
 #[derive(Debug, Default, serde::Deserialize)]
 struct TenantOverrides {
     compactor_blocks_retention_period: Option<String>,
-}
-
-/// `7d`, `12h`, `30m`, `45s`, `2w` or plain seconds, to milliseconds.
-fn parse_period(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i64>() {
-        return Some(n * 1000);
-    }
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: i64 = num.parse().ok()?;
-    let mult = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 604_800_000,
-        _ => return None,
-    };
-    Some(n * mult)
 }
 
 impl CompactorArgs {
@@ -118,7 +101,7 @@ impl CompactorArgs {
                         .get(tenant.as_str())
                         .and_then(|o| o.compactor_blocks_retention_period.as_deref())
                     {
-                        match parse_period(p) {
+                        match parse_duration_ms(p) {
                             Some(ms) => return ms,
                             None => {
                                 tracing::warn!(%tenant, value = p, "unparsable compactor_blocks_retention_period")
@@ -134,12 +117,12 @@ impl CompactorArgs {
         for o in &self.retention_overrides {
             if let Some((t, s)) = o.split_once('=')
                 && t == tenant.as_str()
-                && let Ok(s) = s.parse::<i64>()
+                && let Some(ms) = parse_duration_ms(s)
             {
-                return s * 1000;
+                return ms;
             }
         }
-        self.retention_seconds as i64 * 1000
+        self.retention.as_millis_i64()
     }
 }
 
@@ -255,9 +238,9 @@ pub async fn compact_tenant(
     }
     index = bucket.write_index(tenant).await.map_err(serr)?;
     let ranges: Vec<i64> = args
-        .block_ranges_hours
+        .block_ranges
         .iter()
-        .map(|h| h * 3_600_000)
+        .map(|d| d.as_millis_i64().max(1))
         .collect();
     // Jobs, one at a time, until the plan is empty.
     loop {
@@ -281,7 +264,7 @@ pub async fn compact_tenant(
         index = bucket.index(tenant).await.map_err(serr)?;
     }
     // Delete blocks marked long enough ago.
-    let delay = args.deletion_delay_seconds as i64 * 1000;
+    let delay = args.deletion_delay.as_millis_i64();
     let now = now_ms();
     let mut deleted = 0;
     for m in index
@@ -336,7 +319,7 @@ pub async fn run(
     metrics: std::sync::Arc<CompactorMetrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let interval = Duration::from_secs(args.interval_seconds.max(1));
+    let interval = args.interval.0.max(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
         let failed = pass(&bucket, &args, &metrics).await;

@@ -236,9 +236,10 @@ pub fn max_decompressed_len(compressed: usize) -> usize {
     compressed.saturating_mul(22).saturating_add(64)
 }
 
-/// Decompresses, decodes and applies a body. Runs on a blocking thread.
-pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
-    let limit = ing.config.max_request_bytes;
+/// Decompresses a snappy body into `buf` (resized to fit), refusing bodies that declare more
+/// than `limit` bytes or more than they could possibly hold ([`max_decompressed_len`]).
+/// Returns the decompressed length.
+pub fn decompress(body: &[u8], limit: usize, buf: &mut Vec<u8>) -> Result<usize, PushError> {
     let len = snap::raw::decompress_len(body).map_err(PushError::Snappy)?;
     if len > limit {
         return Err(PushError::TooLarge {
@@ -252,9 +253,17 @@ pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutc
             got_len: max_decompressed_len(body.len()) as u64,
         }));
     }
+    buf.resize(len, 0);
+    snap::raw::Decoder::new()
+        .decompress(body, buf)
+        .map_err(PushError::Snappy)
+}
+
+/// Decompresses, decodes and applies a body. Runs on a blocking thread.
+pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
     DECOMPRESSED.with_borrow_mut(|buf| {
-        buf.resize(len, 0);
-        let result = decompress_and_apply(ing, tenant, body, buf);
+        let result = decompress(body, ing.config.max_request_bytes, buf)
+            .and_then(|n| apply(ing, tenant, &buf[..n]));
         if buf.capacity() > KEEP_DECOMPRESSED {
             *buf = Vec::new();
         }
@@ -262,16 +271,8 @@ pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutc
     })
 }
 
-fn decompress_and_apply(
-    ing: &Ingester,
-    tenant: &TenantId,
-    body: &[u8],
-    buf: &mut [u8],
-) -> Result<PushOutcome, PushError> {
-    let n = snap::raw::Decoder::new()
-        .decompress(body, buf)
-        .map_err(PushError::Snappy)?;
-    let view = WriteRequestView::decode(&buf[..n])?;
+fn apply(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
+    let view = WriteRequestView::decode(body)?;
     let db = ing.tenants.get_or_create(tenant)?;
     let out = db.push(&view, &ing.config.limits, &ing.config.time_bounds())?;
     let series = db.head.read().live_series();

@@ -27,6 +27,10 @@ const MAX_REPORTED_REASONS: usize = 3;
 /// also keeps every time computation (spans, range alignment) far from overflow.
 pub const MIN_TIMESTAMP_MS: i64 = 0;
 
+/// Largest gap between the series a head holds and a series id a WAL record names that replay
+/// fills with empty slots; beyond it the record is corrupt.
+const MAX_WAL_ID_GAP: usize = 1 << 20;
+
 /// The time bounds a push is checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct TimeBounds {
@@ -137,6 +141,7 @@ impl TenantDb {
         let mut ids: HashMap<u32, u32> = HashMap::new();
         let mut scratch = Vec::new();
         let mut unknown_refs = 0u64;
+        let mut corrupt_ids = 0u64;
         let mut shipped: HashMap<SeriesId, i64> = HashMap::new();
         let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
             Record::Series(series) => {
@@ -150,6 +155,12 @@ impl TenantDb {
                     // garbage-collected gaps.
                     let id = match head.find(&pairs, hash) {
                         Some(id) => id,
+                        // Ids are dense (one per series ever created); a far larger one is
+                        // a corrupt record, which must not make replay allocate the gap.
+                        None if wal_id as usize > head.num_series() + MAX_WAL_ID_GAP => {
+                            corrupt_ids += 1;
+                            head.create(&pairs, hash)
+                        }
                         None => head.create_at(wal_id, &pairs, hash),
                     };
                     ids.insert(wal_id, id);
@@ -185,6 +196,9 @@ impl TenantDb {
                 }
             }
         })?;
+        if corrupt_ids > 0 {
+            tracing::warn!(dir = %dir.display(), series = corrupt_ids, "wal series records with implausible ids were given new ids");
+        }
         if unknown_refs > 0 {
             tracing::warn!(dir = %dir.display(), samples = unknown_refs, "wal samples referred to unknown series and were skipped");
         }

@@ -11,7 +11,8 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Ok(f) = s.parse::<f64>() {
         let ms = f * 1000.0;
-        if !ms.is_finite() || ms < 0.0 || ms > i64::MAX as f64 {
+        // `i64::MAX as f64` rounds up to 2^63, which does not fit: compare with `>=`.
+        if !ms.is_finite() || ms < 0.0 || ms >= i64::MAX as f64 {
             return None;
         }
         return Some(ms.round() as i64);

@@ -62,12 +62,12 @@ pub struct QuerierArgs {
     /// in-process ingester is used.
     #[arg(long = "querier.ingester-addrs", value_delimiter = ',')]
     pub ingester_addrs: Vec<String>,
-    /// How far back an instant vector selector looks for a sample, in seconds.
-    #[arg(long = "querier.lookback-delta", default_value_t = 300)]
-    pub lookback_delta_seconds: u64,
-    /// Longest a query may run, in seconds (a `timeout` parameter may lower it).
-    #[arg(long = "querier.timeout", default_value_t = 120)]
-    pub timeout_seconds: u64,
+    /// How far back an instant vector selector looks for a sample.
+    #[arg(long = "querier.lookback-delta", default_value = "5m")]
+    pub lookback_delta: muninn_proto::duration::FlagDuration,
+    /// Longest a query may run (a `timeout` parameter may lower it).
+    #[arg(long = "querier.timeout", default_value = "2m")]
+    pub timeout: muninn_proto::duration::FlagDuration,
     /// Most samples a query may load into memory (as Prometheus's `--query.max-samples`).
     #[arg(long = "querier.max-samples", default_value_t = 50_000_000)]
     pub max_samples: usize,
@@ -106,8 +106,11 @@ impl Querier {
         Arc::new(Self {
             store,
             multitenancy,
-            lookback_ms: args.lookback_delta_seconds as i64 * 1000,
-            timeout: std::time::Duration::from_secs(args.timeout_seconds.clamp(1, 365 * 86_400)),
+            lookback_ms: args.lookback_delta.as_millis_i64().max(1),
+            timeout: args.timeout.0.clamp(
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_secs(365 * 86_400),
+            ),
             max_samples: args.max_samples,
             max_series: args.max_series,
             max_bytes: usize::try_from(args.max_memory_per_query.0).unwrap_or(usize::MAX),

@@ -43,8 +43,11 @@ fn flush(m: &Muninn, tenant: Option<&str>) -> (u16, String) {
     )
 }
 
+/// Samples per value of label `k`.
+type ByKey = BTreeMap<String, Vec<(i64, f64)>>;
+
 /// Every sample of `metric` in the hour before `at_ms`, per value of label `k`.
-fn stored(m: &Muninn, tenant: &str, metric: &str, at_ms: i64) -> BTreeMap<String, Vec<(i64, f64)>> {
+fn stored(m: &Muninn, tenant: &str, metric: &str, at_ms: i64) -> ByKey {
     let t = format!("{:.3}", at_ms as f64 / 1000.0);
     let (code, v) = m.get(
         Some(tenant),
@@ -79,9 +82,9 @@ fn writer(
     metric: &'static str,
     series_n: usize,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(BTreeMap<String, Vec<(i64, f64)>>, Vec<String>)> {
+) -> std::thread::JoinHandle<(ByKey, Vec<String>)> {
     std::thread::spawn(move || {
-        let mut acked: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut acked = ByKey::new();
         let mut other = Vec::new();
         let mut last_t = 0;
         let mut n = 0u64;

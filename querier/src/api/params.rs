@@ -211,35 +211,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         }
         return Some(ms.round() as i64);
     }
-    let mut total = 0i64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !c.is_ascii_digit())?;
-        if n_end == 0 {
-            return None;
-        }
-        let n: i64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        rest = &rest[u_end..];
-    }
-    Some(total)
+    muninn_proto::duration::parse_duration_ms(s)
 }
 
 #[cfg(test)]

@@ -1,0 +1,68 @@
+//! WAL replay: the input becomes one WAL segment, either as raw bytes (torn and corrupt
+//! frames) or, when its first byte is odd, as payloads framed with valid checksums (so record
+//! decoding and the head's replay see arbitrary records). Replay must never fail or panic on
+//! such a segment, and the tenant must take a write afterwards and replay it again.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use muninn_ingester::tenant_db::{TenantDb, TimeBounds};
+use muninn_ingester::validate::Limits;
+use muninn_ingester::wal::FsyncPolicy;
+
+fn framed(data: &[u8]) -> Vec<u8> {
+    // [u16 LE length][payload] chunks, each framed as the WAL frames records.
+    let mut out = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let n = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
+        let payload = &rest[2..2 + n];
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        rest = &rest[2 + n..];
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let segment = if mode & 1 == 1 {
+        framed(rest)
+    } else {
+        rest.to_vec()
+    };
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
+    let dir = tempfile::tempdir_in(base).expect("tempdir");
+    std::fs::write(dir.path().join("00000000"), &segment).expect("write segment");
+    let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).expect("replay of a bad segment");
+    let req = muninn_proto::prometheus::WriteRequest {
+        timeseries: vec![muninn_proto::prometheus::TimeSeries {
+            labels: vec![muninn_proto::prometheus::Label {
+                name: "__name__".into(),
+                value: "after".into(),
+            }],
+            samples: vec![muninn_proto::prometheus::Sample {
+                value: 1.0,
+                timestamp: 2_000_000_000_000,
+            }],
+            ..Default::default()
+        }],
+        metadata: vec![],
+    };
+    let body = prost::Message::encode_to_vec(&req);
+    let view = muninn_proto::write_view::WriteRequestView::decode(&body).expect("valid request");
+    let bounds = TimeBounds {
+        now_ms: 2_000_000_000_000,
+        grace_ms: 600_000,
+        too_old_window_ms: i64::MAX,
+    };
+    db.push(&view, &Limits::default(), &bounds).expect("push after replay");
+    drop(db);
+    TenantDb::open(dir.path(), FsyncPolicy::Never).expect("second replay");
+});
