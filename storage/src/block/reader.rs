@@ -32,8 +32,35 @@ fn perr(e: impl std::fmt::Display) -> Error {
     Error::Block(format!("reading parquet: {e}"))
 }
 
+/// A panic inside the Parquet/Arrow readers (they assert on some corrupt inputs; found by the
+/// `block_reader` fuzz target) as an error: a corrupt block fails its query or compaction job,
+/// never the process or the connection.
+fn corrupt(payload: Box<dyn std::any::Any + Send>) -> Error {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "reader panicked".into());
+    Error::Block(format!("corrupt block: {msg}"))
+}
+
 /// Series of the block at `path` matching `matchers` with chunks overlapping `[mint, maxt]`.
 pub async fn select(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    meta: &BlockMeta,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<BlockSeries>> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(select_unguarded(store, path, meta, matchers, mint, maxt))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(corrupt(p)))
+}
+
+async fn select_unguarded(
     store: Arc<dyn ObjectStore>,
     path: Path,
     meta: &BlockMeta,
@@ -177,7 +204,26 @@ pub async fn select(
 
 /// Every row of a block in file order ([`super::writer::row_order`]), a batch at a time, with
 /// all its chunks: the input of a streaming merge. Also returns the block's label names.
+/// A corrupt block gives an error (opening it, or as the stream's last item).
 pub async fn stream_rows(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+) -> Result<(
+    Vec<String>,
+    futures::stream::BoxStream<'static, Result<Vec<BlockSeries>>>,
+)> {
+    use futures::{FutureExt, StreamExt};
+    let (names, rows) = std::panic::AssertUnwindSafe(stream_rows_unguarded(store, path))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(corrupt(p)))?;
+    let rows = std::panic::AssertUnwindSafe(rows)
+        .catch_unwind()
+        .map(|r| r.unwrap_or_else(|p| Err(corrupt(p))));
+    Ok((names, rows.boxed()))
+}
+
+async fn stream_rows_unguarded(
     store: Arc<dyn ObjectStore>,
     path: Path,
 ) -> Result<(
