@@ -65,6 +65,7 @@ impl Config {
     pub fn load(args: Vec<OsString>) -> anyhow::Result<Self> {
         let first = Config::try_parse_from(&args).unwrap_or_else(|e| e.exit());
         let Some(path) = &first.config else {
+            first.validate()?;
             return Ok(first);
         };
         let text = std::fs::read_to_string(path)
@@ -75,7 +76,14 @@ impl Config {
         merged.push(args.first().cloned().unwrap_or_else(|| "muninn".into()));
         merged.extend(file_args.into_iter().map(OsString::from));
         merged.extend(args.into_iter().skip(1));
-        Ok(Config::try_parse_from(merged).unwrap_or_else(|e| e.exit()))
+        let config = Config::try_parse_from(merged).unwrap_or_else(|e| e.exit());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what flag parsing cannot (each component's `validate`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.compactor.validate().map_err(anyhow::Error::msg)
     }
 }
 

@@ -149,9 +149,20 @@ pub async fn run(
 
     let registry = Arc::new(registry);
     let index = index_page(role.name(), http_addr);
+    let ready_ing = ingester.clone();
     app = app
         .route("/", get(move || async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], index) }))
-        .route("/ready", get(|| async { (StatusCode::OK, "ready\n") }))
+        .route("/ready", get(move || {
+            // Not ready while an ingester drains for shutdown (load balancers stop sending).
+            let draining = ready_ing.as_ref().is_some_and(|i| !i.is_accepting());
+            async move {
+                if draining {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                } else {
+                    (StatusCode::OK, "ready\n")
+                }
+            }
+        }))
         .route("/metrics", get(move || metrics(registry.clone())))
         .layer(axum::middleware::from_fn_with_state(http_metrics, http_metrics::track));
 

@@ -82,6 +82,25 @@ struct TenantOverrides {
 }
 
 impl CompactorArgs {
+    /// Checks the flags: level ranges of at least a minute, ascending. (Bare numbers are
+    /// seconds, as in every duration flag; `2,12,24` meant hours before durations were
+    /// accepted and is refused rather than silently compacting 2-second ranges.)
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(r) = self
+            .block_ranges
+            .iter()
+            .find(|r| r.0 < Duration::from_secs(60))
+        {
+            return Err(format!(
+                "--compactor.block-ranges: range {r} is under a minute (write durations such as 2h,12h,24h)"
+            ));
+        }
+        if self.block_ranges.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("--compactor.block-ranges must be ascending".into());
+        }
+        Ok(())
+    }
+
     /// Retention of a tenant: the runtime overrides file, then the flag overrides, then
     /// `--compactor.retention`.
     fn retention_ms(&self, tenant: &TenantId) -> i64 {
@@ -270,7 +289,7 @@ pub async fn compact_tenant(
     for m in index
         .deletion_marks
         .iter()
-        .filter(|m| now - m.deletion_time_ms >= delay)
+        .filter(|m| now.saturating_sub(m.deletion_time_ms) >= delay)
     {
         bucket.delete_block(tenant, &m.id).await.map_err(serr)?;
         deleted += 1;

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     std::fs::write(dir.path().join("00000000"), &segment).expect("write segment");
-    let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).expect("replay of a bad segment");
+    let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, 2_000_000_600_000).expect("replay of a bad segment");
     let req = muninn_proto::prometheus::WriteRequest {
         timeseries: vec![muninn_proto::prometheus::TimeSeries {
             labels: vec![muninn_proto::prometheus::Label {
@@ -64,5 +64,5 @@ fuzz_target!(|data: &[u8]| {
     };
     db.push(&view, &Limits::default(), &bounds).expect("push after replay");
     drop(db);
-    TenantDb::open(dir.path(), FsyncPolicy::Never).expect("second replay");
+    TenantDb::open(dir.path(), FsyncPolicy::Never, 2_000_000_600_000).expect("second replay");
 });

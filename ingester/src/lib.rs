@@ -59,9 +59,30 @@ pub struct Ingester {
     pub metrics: IngesterMetrics,
     /// Where blocks are shipped; `None` keeps everything in the head.
     pub bucket: Option<muninn_storage::bucket::Bucket>,
-    /// `false` once shutdown began: pushes get 503. Each push holds a read guard while it
-    /// runs, so [`Ingester::stop_accepting`] returns once no push is in flight.
-    accepting: tokio::sync::RwLock<bool>,
+    /// Cleared when shutdown begins: pushes get 503 from then on.
+    accepting: std::sync::atomic::AtomicBool,
+    /// Pushes applying their samples right now ([`Ingester::admit`]).
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Woken when `in_flight` drops to zero.
+    drained: tokio::sync::Notify,
+    /// Bytes (KiB permits) that pushes may decompress at once, across all requests: bounds the
+    /// memory of many concurrent large bodies.
+    pub decompress_budget: tokio::sync::Semaphore,
+}
+
+/// Decompressed bytes all pushes together may hold at once.
+pub const DECOMPRESS_BUDGET_BYTES: usize = 512 << 20;
+
+/// A push admitted by [`Ingester::admit`]; leaving it ends the push's part in the drain.
+pub struct Admitted<'a>(&'a Ingester);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 impl Ingester {
@@ -73,24 +94,61 @@ impl Ingester {
     ) -> Result<Arc<Self>> {
         let metrics = IngesterMetrics::default();
         metrics.register(registry);
-        let tenants = Tenants::open(&config.data_dir.join("wal"), config.wal_fsync, &metrics)?;
+        let tenants = Tenants::open(
+            &config.data_dir.join("wal"),
+            config.wal_fsync,
+            config.create_grace_period_ms,
+            &metrics,
+        )?;
         Ok(Arc::new(Self {
             config,
             tenants,
             metrics,
             bucket,
-            accepting: tokio::sync::RwLock::new(true),
+            accepting: std::sync::atomic::AtomicBool::new(true),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
+            decompress_budget: tokio::sync::Semaphore::new(DECOMPRESS_BUDGET_BYTES >> 10),
         }))
     }
 
+    /// Admits a push to apply its samples, or `None` once shutdown began (answer 503).
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        use std::sync::atomic::Ordering;
+        if !self.accepting.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted(self);
+        // Re-checked after counting in: either the drain sees this push, or the push sees
+        // the drain.
+        self.accepting.load(Ordering::SeqCst).then_some(admitted)
+    }
+
+    /// Whether pushes are accepted (false once shutdown began).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Stops accepting pushes (they get 503 from now on) and waits, up to `wait`, for the
-    /// pushes in flight to finish, so that a shutdown flush sees every acknowledged write.
+    /// pushes applying their samples to finish, so that a shutdown flush sees every
+    /// acknowledged write.
     pub async fn stop_accepting(&self, wait: std::time::Duration) {
-        match tokio::time::timeout(wait, self.accepting.write()).await {
-            Ok(mut a) => *a = false,
-            Err(_) => tracing::warn!(
+        use std::sync::atomic::Ordering;
+        self.accepting.store(false, Ordering::SeqCst);
+        let drained = async {
+            loop {
+                let notified = self.drained.notified();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(wait, drained).await.is_err() {
+            tracing::warn!(
                 "pushes still in flight after {wait:?}; flushing anyway (the WAL keeps them)"
-            ),
+            );
         }
     }
 

@@ -123,14 +123,11 @@ async fn flush(
 
 async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) -> Response {
     let tenant = TenantId::from_headers(&headers, ing.config.multitenancy);
-    // Held until the push is answered: shutdown waits for it before flushing.
-    let accepting = ing.accepting.read().await;
     let result = match tenant {
-        _ if !*accepting => Err(PushError::ShuttingDown),
+        _ if !ing.is_accepting() => Err(PushError::ShuttingDown),
         Ok(ref t) => handle(&ing, t.clone(), &headers, body).await,
         Err(ref e) => Err(PushError::from(e.clone())),
     };
-    drop(accepting);
     let status = match &result {
         Ok(()) => StatusCode::OK,
         Err(e) => e.status(),
@@ -198,6 +195,19 @@ async fn handle(
             PushError::Body(e.to_string())
         }
     })?;
+    // What this body may decompress to counts against a budget shared by all pushes, so many
+    // concurrent large bodies wait instead of exhausting memory.
+    let declared = snap::raw::decompress_len(&bytes).map_err(PushError::Snappy)?;
+    let kib = (declared.min(max_decompressed_len(bytes.len())) >> 10)
+        .clamp(1, crate::DECOMPRESS_BUDGET_BYTES >> 10) as u32;
+    let _budget = ing
+        .decompress_budget
+        .acquire_many(kib)
+        .await
+        .map_err(|_| PushError::ShuttingDown)?;
+    // Counted in only now (after the body arrived), so a slow sender cannot hold up shutdown;
+    // the drain waits for pushes applying their samples.
+    let _admitted = ing.admit().ok_or(PushError::ShuttingDown)?;
     // CPU work (decompression, decoding, appends) and the WAL write run with this worker
     // thread handed over to blocking duty, so the runtime's other tasks move elsewhere;
     // cheaper than a hop to the blocking pool for every request.
@@ -226,7 +236,7 @@ thread_local! {
 }
 
 /// Largest decompression buffer a thread keeps between requests.
-const KEEP_DECOMPRESSED: usize = 8 << 20;
+const KEEP_DECOMPRESSED: usize = 1 << 20;
 
 /// The most a snappy body of `compressed` bytes can decompress to. The densest element of the
 /// format is a 3-byte copy emitting 64 bytes, so a valid body never expands more than 64/3

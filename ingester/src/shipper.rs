@@ -112,6 +112,9 @@ pub async fn drop_shipped_all(ing: &Arc<Ingester>) {
         return;
     };
     for (tenant, db) in ing.tenants.all() {
+        if !db.has_shipped_due(deadline) {
+            continue;
+        }
         let _cut = db.cut_lock.lock().await;
         let db2 = db.clone();
         match tokio::task::spawn_blocking(move || db2.drop_shipped(deadline)).await {
@@ -167,9 +170,15 @@ async fn cut_tenant(
     let flush_upto = db.head.read().max_time();
     let mut out = Vec::new();
     while let Some((start, end)) = next_range(db, range, mode, flush_upto) {
+        // A flush ships what was there when it started: samples that lagging writers add to
+        // the same range meanwhile wait for the next cut instead of making tiny blocks.
+        let snap_end = match (mode, flush_upto) {
+            (CutMode::Flush, Some(upto)) => end.min(upto.saturating_add(1)),
+            _ => end,
+        };
         let db2 = db.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let snapshot = db2.snapshot_unshipped(start, end);
+            let snapshot = db2.snapshot_unshipped(start, snap_end);
             let mut marks = Vec::with_capacity(snapshot.len());
             let mut series = Vec::with_capacity(snapshot.len());
             for (id, labels, samples) in snapshot {

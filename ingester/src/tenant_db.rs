@@ -135,13 +135,16 @@ fn series_text(labels: &[muninn_proto::write_view::LabelRef<'_>]) -> String {
 }
 
 impl TenantDb {
-    /// Opens (replaying) the WAL in `dir`.
-    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<(Self, ReplayReport)> {
+    /// Opens (replaying) the WAL in `dir`. Replayed samples outside the time bounds
+    /// (negative, or newer than `newest_ok`: written before those bounds existed, or with
+    /// another clock) are skipped with a warning, so they cannot blackhole the tenant.
+    pub fn open(dir: &Path, fsync: FsyncPolicy, newest_ok: i64) -> Result<(Self, ReplayReport)> {
         let mut head = Head::default();
         let mut ids: HashMap<u32, u32> = HashMap::new();
         let mut scratch = Vec::new();
         let mut unknown_refs = 0u64;
         let mut corrupt_ids = 0u64;
+        let mut out_of_bounds = 0u64;
         let mut shipped: HashMap<SeriesId, i64> = HashMap::new();
         let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
             Record::Series(series) => {
@@ -168,6 +171,10 @@ impl TenantDb {
             }
             Record::Samples(samples) => {
                 for (wal_id, t, v) in samples {
+                    if !(MIN_TIMESTAMP_MS..=newest_ok).contains(&t) {
+                        out_of_bounds += 1;
+                        continue;
+                    }
                     match ids.get(&wal_id) {
                         Some(&id) => {
                             head.append(id, t, v);
@@ -196,6 +203,9 @@ impl TenantDb {
                 }
             }
         })?;
+        if out_of_bounds > 0 {
+            tracing::warn!(dir = %dir.display(), samples = out_of_bounds, newest_ok, "skipped wal samples outside the time bounds");
+        }
         if corrupt_ids > 0 {
             tracing::warn!(dir = %dir.display(), series = corrupt_ids, "wal series records with implausible ids were given new ids");
         }
@@ -248,6 +258,14 @@ impl TenantDb {
             at: Instant::now(),
             marks,
         });
+    }
+
+    /// Whether some shipped data was shipped at or before `shipped_before`.
+    pub fn has_shipped_due(&self, shipped_before: Instant) -> bool {
+        self.shipped
+            .lock()
+            .front()
+            .is_some_and(|e| e.at <= shipped_before)
     }
 
     /// Drops from the head the data shipped at or before `shipped_before`, then replaces the
@@ -369,6 +387,29 @@ impl TenantDb {
             } else {
                 None
             };
+            // Time bounds first, as Prometheus: a series none of whose samples may be stored
+            // is not created (junk timestamps must not grow the head or the WAL).
+            let newest_ok = bounds.now_ms.saturating_add(bounds.grace_ms);
+            let appendable_min = head.appendable_min(bounds.too_old_window_ms);
+            let out_of_bounds = |t: i64| -> Option<Reason> {
+                if t < MIN_TIMESTAMP_MS {
+                    Some(Reason::TimestampOutOfRange)
+                } else if t > newest_ok {
+                    Some(Reason::TooFarInFuture)
+                } else if appendable_min.is_some_and(|min| t < min) {
+                    Some(Reason::TooOld)
+                } else {
+                    None
+                }
+            };
+            if existing.is_none() && ss.iter().all(|x| out_of_bounds(x.timestamp_ms).is_some()) {
+                for x in ss {
+                    if let Some(reason) = out_of_bounds(x.timestamp_ms) {
+                        out.reject(reason, 1, || series_text(lbls));
+                    }
+                }
+                continue;
+            }
             let id = match existing {
                 Some(id) => id,
                 None => {
@@ -386,22 +427,16 @@ impl TenantDb {
                     id
                 }
             };
-            let newest_ok = bounds.now_ms.saturating_add(bounds.grace_ms);
             for sample in ss {
                 let t = sample.timestamp_ms;
-                if t < MIN_TIMESTAMP_MS {
-                    out.reject(Reason::TimestampOutOfRange, 1, || series_text(lbls));
-                    continue;
-                }
-                if t > newest_ok {
-                    out.reject(Reason::TooFarInFuture, 1, || series_text(lbls));
-                    continue;
-                }
-                if head
-                    .appendable_min(bounds.too_old_window_ms)
-                    .is_some_and(|min| t < min)
-                {
-                    out.reject(Reason::TooOld, 1, || series_text(lbls));
+                // The head's newest sample may have moved within this request.
+                let reason = out_of_bounds(t).or_else(|| {
+                    head.appendable_min(bounds.too_old_window_ms)
+                        .is_some_and(|min| t < min)
+                        .then_some(Reason::TooOld)
+                });
+                if let Some(reason) = reason {
+                    out.reject(reason, 1, || series_text(lbls));
                     continue;
                 }
                 match head.append(id, t, sample.value) {
@@ -570,7 +605,7 @@ mod tests {
     fn collected_series_keep_wal_ids_consistent_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
             push(&db, "gone", 1000, 1.0); // id 0: only old data
             push(&db, "kept", 1000, 1.0); // id 1
             push(&db, "kept", 5000, 2.0);
@@ -582,14 +617,14 @@ mod tests {
             push(&db, "gone", 7000, 4.0); // comes back with a new id
         }
         {
-            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
             assert_eq!(samples(&db, "kept"), vec![(5000, 2.0), (6000, 3.0)]);
             assert_eq!(samples(&db, "gone"), vec![(7000, 4.0)]);
             assert_eq!(db.head.read().live_series(), 2);
             // Writes after a restart refer to the replayed ids, which must be the WAL's.
             push(&db, "kept", 8000, 5.0);
         }
-        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         assert_eq!(
             samples(&db, "kept"),
             vec![(5000, 2.0), (6000, 3.0), (8000, 5.0)]
@@ -600,7 +635,7 @@ mod tests {
     #[test]
     fn shipped_data_is_retained_then_dropped_and_never_shipped_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         push(&db, "a", 1000, 1.0);
         push(&db, "a", 2000, 2.0);
         let before = Instant::now();
@@ -615,7 +650,7 @@ mod tests {
         assert_eq!(samples(&db, "a").len(), 3);
         // A restart keeps the shipped marks (WAL record): nothing is shipped twice.
         drop(db);
-        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         assert_eq!(db.snapshot_unshipped(0, 10_000)[0].2, vec![(3000, 3.0)]);
         db.drop_shipped(Instant::now()).unwrap();
         assert_eq!(samples(&db, "a"), vec![(3000, 3.0)]);
@@ -624,7 +659,7 @@ mod tests {
     #[test]
     fn time_bounds_follow_prometheus() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         let reason = |o: PushOutcome| o.first.first().map(|r| r.0);
         // Far future: refused, and it does not move the too-old bound.
         let far = BOUNDS.now_ms + 10 * 86_400_000;

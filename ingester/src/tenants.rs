@@ -7,6 +7,7 @@ use std::sync::Arc;
 use muninn_proto::tenant::TenantId;
 use parking_lot::RwLock;
 
+use crate::config::now_ms;
 use crate::metrics::{IngesterMetrics, TenantLabels};
 use crate::tenant_db::TenantDb;
 use crate::wal::FsyncPolicy;
@@ -16,12 +17,19 @@ use crate::{Error, Result};
 pub struct Tenants {
     wal_dir: PathBuf,
     fsync: FsyncPolicy,
+    /// `--validation.create-grace-period`, for replay.
+    grace_ms: i64,
     dbs: RwLock<HashMap<TenantId, Arc<TenantDb>>>,
 }
 
 impl Tenants {
     /// Replays the WAL of every tenant directory under `wal_dir`.
-    pub fn open(wal_dir: &Path, fsync: FsyncPolicy, metrics: &IngesterMetrics) -> Result<Self> {
+    pub fn open(
+        wal_dir: &Path,
+        fsync: FsyncPolicy,
+        grace_ms: i64,
+        metrics: &IngesterMetrics,
+    ) -> Result<Self> {
         std::fs::create_dir_all(wal_dir).map_err(|e| Error::io("creating wal dir", wal_dir, e))?;
         let mut dbs = HashMap::new();
         let rd =
@@ -38,7 +46,7 @@ impl Tenants {
                 continue;
             };
             let start = std::time::Instant::now();
-            let (db, report) = TenantDb::open(&e.path(), fsync)?;
+            let (db, report) = TenantDb::open(&e.path(), fsync, now_ms().saturating_add(grace_ms))?;
             let series = db.head.read().live_series();
             metrics.wal_replayed_records.inc_by(report.records);
             metrics
@@ -60,8 +68,14 @@ impl Tenants {
         Ok(Self {
             wal_dir: wal_dir.to_owned(),
             fsync,
+            grace_ms,
             dbs: RwLock::new(dbs),
         })
+    }
+
+    /// The newest timestamp a replay keeps: now plus the create grace period.
+    fn newest_ok(&self) -> i64 {
+        now_ms().saturating_add(self.grace_ms)
     }
 
     /// The tenant's database, if it has ever written.
@@ -86,12 +100,19 @@ impl Tenants {
         if let Some(db) = self.get(tenant) {
             return Ok(db);
         }
-        let mut dbs = self.dbs.write();
-        if let Some(db) = dbs.get(tenant) {
-            return Ok(db.clone());
-        }
+        // Opened (directory created and synced) without the registry's lock, so other tenants'
+        // pushes do not wait on it. A racing first push of the same tenant opens it too; one
+        // of the two is kept, and the other wrote nothing (a WAL creates files on first write).
         // The id was validated, so it is a single safe path component.
-        let (db, _) = TenantDb::open(&self.wal_dir.join(tenant.as_str()), self.fsync)?;
+        let (db, _) = TenantDb::open(
+            &self.wal_dir.join(tenant.as_str()),
+            self.fsync,
+            self.newest_ok(),
+        )?;
+        let mut dbs = self.dbs.write();
+        if let Some(existing) = dbs.get(tenant) {
+            return Ok(existing.clone());
+        }
         let db = Arc::new(db);
         dbs.insert(tenant.clone(), db.clone());
         tracing::info!(%tenant, "new tenant");

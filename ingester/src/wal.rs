@@ -120,7 +120,7 @@ pub fn create_dir_durable(dir: &Path) -> Result<()> {
 
 /// Largest write buffer kept between writes; larger ones are freed after use, so idle
 /// tenants hold little memory.
-const KEEP_BUF: usize = 16 << 10;
+const KEEP_BUF: usize = 1 << 10;
 
 impl Wal {
     /// Replays `dir` through `apply` and repairs a torn tail. Later writes go to a new

@@ -71,6 +71,57 @@ impl BucketIndex {
     }
 }
 
+/// Retries of a conditional index update: conflicts (another writer updated the index
+/// first) and errors are counted apart, with a growing pause between attempts.
+#[derive(Default)]
+struct Retry {
+    conflicts: u32,
+    errors: u32,
+    pause: Duration,
+}
+
+impl Retry {
+    const MAX_CONFLICTS: u32 = 100;
+    const MAX_ERRORS: u32 = 5;
+
+    async fn pause(&mut self) {
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(self.pause).await;
+    }
+
+    /// After a failed conditional PUT: retries conflicts and transient errors, up to a limit.
+    async fn after(
+        &mut self,
+        tenant: &TenantId,
+        path: &Path,
+        e: object_store::Error,
+    ) -> Result<()> {
+        match e {
+            object_store::Error::Precondition { .. }
+            | object_store::Error::AlreadyExists { .. }
+                if self.conflicts < Self::MAX_CONFLICTS =>
+            {
+                self.conflicts += 1;
+                tracing::debug!(%tenant, conflicts = self.conflicts, "bucket index changed meanwhile; retrying");
+                self.pause().await;
+                Ok(())
+            }
+            e => self.error(tenant, os_err("put", path)(e)).await,
+        }
+    }
+
+    /// After any other failure: retried a few times, then returned.
+    async fn error(&mut self, tenant: &TenantId, e: Error) -> Result<()> {
+        self.errors += 1;
+        if self.errors >= Self::MAX_ERRORS {
+            return Err(e);
+        }
+        tracing::warn!(%tenant, attempt = self.errors, error = %e, "updating the bucket index failed; retrying");
+        self.pause().await;
+        Ok(())
+    }
+}
+
 /// Object storage holding every tenant's blocks.
 #[derive(Clone, Debug)]
 pub struct Bucket {
@@ -355,51 +406,101 @@ impl Bucket {
     /// and is redone from a new listing (which includes that writer's blocks).
     pub async fn write_index(&self, tenant: &TenantId) -> Result<BucketIndex> {
         let path = Self::index_path(tenant);
-        let mut delay = Duration::from_millis(20);
-        let mut attempt = 0;
+        let mut retry = Retry::default();
         loop {
-            attempt += 1;
             let mode = match self.store.head(&path).await {
                 Ok(m) => object_store::PutMode::Update(object_store::UpdateVersion {
                     e_tag: m.e_tag,
                     version: m.version,
                 }),
                 Err(object_store::Error::NotFound { .. }) => object_store::PutMode::Create,
-                Err(e) => return Err(os_err("head", &path)(e)),
+                Err(e) => {
+                    retry.error(tenant, os_err("head", &path)(e)).await?;
+                    continue;
+                }
             };
             let index = self.listed_index(tenant).await?;
-            let json = serde_json::to_vec(&index)
-                .map_err(|e| Error::Block(format!("bucket index: {e}")))?;
-            let opts = object_store::PutOptions {
-                mode,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(&path, PutPayload::from(json), opts)
-                .await
-            {
-                Ok(_) => return Ok(index),
-                Err(
-                    e @ (object_store::Error::Precondition { .. }
-                    | object_store::Error::AlreadyExists { .. }),
-                ) if attempt < 50 => {
-                    tracing::debug!(%tenant, attempt, error = %e, "bucket index changed meanwhile; retrying");
-                }
-                Err(e) if attempt < 5 => {
-                    tracing::warn!(%tenant, attempt, error = %e, "writing bucket index failed; retrying");
-                }
-                Err(e) => return Err(os_err("put", &path)(e)),
+            match self.put_index(&path, &index, mode).await {
+                Ok(()) => return Ok(index),
+                Err(e) => retry.after(tenant, &path, e).await?,
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 
-    /// Adds a just-uploaded block to the tenant's index ([`Bucket::write_index`]); returns
-    /// only once an index that lists it is written.
+    async fn put_index(
+        &self,
+        path: &Path,
+        index: &BucketIndex,
+        mode: object_store::PutMode,
+    ) -> std::result::Result<(), object_store::Error> {
+        let json = serde_json::to_vec(index).map_err(|e| object_store::Error::Generic {
+            store: "bucket",
+            source: Box::new(e),
+        })?;
+        let opts = object_store::PutOptions {
+            mode,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(path, PutPayload::from(json), opts)
+            .await
+            .map(|_| ())
+    }
+
+    /// Adds a just-uploaded block to the tenant's index: read the index with its version,
+    /// insert the block, write it back conditionally on that version, retried on conflict
+    /// (no listing: that stays with the compactor, so cuts stay cheap however many blocks a
+    /// tenant has). Without an index yet, one is built from a listing. Returns only once an
+    /// index that lists the block is written.
     pub async fn add_to_index(&self, tenant: &TenantId, meta: &BlockMeta) -> Result<()> {
-        let index = self.write_index(tenant).await?;
+        let path = Self::index_path(tenant);
+        let mut retry = Retry::default();
+        loop {
+            let (mut index, mode) = match self.store.get(&path).await {
+                Ok(r) => {
+                    let version = object_store::UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    let bytes = match r.bytes().await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            retry.error(tenant, os_err("get", &path)(e)).await?;
+                            continue;
+                        }
+                    };
+                    match serde_json::from_slice::<BucketIndex>(&bytes) {
+                        Ok(i) => (i, object_store::PutMode::Update(version)),
+                        Err(e) => {
+                            tracing::warn!(%tenant, error = %e, "unreadable bucket index; rebuilding it from a listing");
+                            let index = self.write_index(tenant).await?;
+                            return Self::listed_or_err(&index, meta);
+                        }
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    let index = self.write_index(tenant).await?;
+                    return Self::listed_or_err(&index, meta);
+                }
+                Err(e) => {
+                    retry.error(tenant, os_err("get", &path)(e)).await?;
+                    continue;
+                }
+            };
+            if index.blocks.iter().any(|b| b.ulid == meta.ulid) {
+                return Ok(());
+            }
+            index.blocks.push(meta.clone());
+            index.blocks = Self::sorted(std::mem::take(&mut index.blocks));
+            index.updated_at_ms = now_ms();
+            match self.put_index(&path, &index, mode).await {
+                Ok(()) => return Ok(()),
+                Err(e) => retry.after(tenant, &path, e).await?,
+            }
+        }
+    }
+
+    fn listed_or_err(index: &BucketIndex, meta: &BlockMeta) -> Result<()> {
         if index.blocks.iter().any(|b| b.ulid == meta.ulid) {
             Ok(())
         } else {

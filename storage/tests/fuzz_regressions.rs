@@ -15,7 +15,11 @@ use object_store::{ObjectStore, ObjectStoreExt};
 /// Reads `file` as a block both ways (as queriers and as the compactor do); returns whether
 /// any read failed.
 async fn read_block(file: &str) -> bool {
-    let data = std::fs::read(format!("{}/tests/fuzz-inputs/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let data = std::fs::read(format!(
+        "{}/tests/fuzz-inputs/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let path = Path::from("t/01ARZ3NDEKTSV4RRFFQ69G5FAV/block.parquet");
     store

@@ -287,21 +287,28 @@ fn index(bucket: &std::path::Path, tenant: &str) -> serde_json::Value {
 
 #[test]
 fn a_one_hour_block_range_cuts_each_range_once_and_sigterm_exits() {
+    block_range_cuts_each_range_once("1h", 3_600_000);
+}
+
+#[test]
+fn a_block_range_that_does_not_divide_two_hours_cuts_each_range_once() {
+    // 90m ranges straddle the head's 2h-aligned chunks: the cut splits (re-encodes) them.
+    block_range_cuts_each_range_once("90m", 5_400_000);
+}
+
+fn block_range_cuts_each_range_once(flag: &str, range_ms: i64) {
     let tmp = tempfile::tempdir().unwrap();
+    let block_range = format!("--ingester.block-range={flag}");
     let bucket = tmp.path().join("bucket");
     let storage = format!("--storage.filesystem.dir={}", bucket.display());
     let mut m = Muninn::start_in(
         "all",
         &tmp.path().join("data"),
-        &[
-            &storage,
-            "--ingester.block-range=1h",
-            "--ingester.cut-interval=1s",
-        ],
+        &[&storage, &block_range, "--ingester.cut-interval=1s"],
     );
-    // Four hours of one sample a minute for 10 series, in time order.
+    // Four ranges of one sample a minute for 10 series, in time order.
     let end = now_ms() / 1000 * 1000;
-    let start = end - 4 * 3_600_000;
+    let start = end - 4 * range_ms;
     let mut pushed = 0u64;
     let mut t = start;
     while t <= end {
@@ -348,7 +355,14 @@ fn a_one_hour_block_range_cuts_each_range_once_and_sigterm_exits() {
             )
         })
         .collect();
-    let distinct: BTreeSet<_> = ranges.iter().map(|r| r.0.div_euclid(3_600_000)).collect();
+    let distinct: BTreeSet<_> = ranges.iter().map(|r| r.0.div_euclid(range_ms)).collect();
+    for (min, max) in &ranges {
+        assert_eq!(
+            min.div_euclid(range_ms),
+            (max - 1).div_euclid(range_ms),
+            "one range per block"
+        );
+    }
     assert_eq!(distinct.len(), ranges.len(), "each range once: {ranges:?}");
     let samples: u64 = blocks
         .iter()
@@ -413,6 +427,11 @@ fn ten_thousand_tenants_under_a_1024_fd_limit() {
         (rss_after.saturating_sub(rss_before)) as f64 / N as f64
     );
     assert!(fds < 200, "fds grow with tenants: {fds}");
+    let per_tenant = (rss_after.saturating_sub(rss_before)) * 1024 / N as u64;
+    assert!(
+        per_tenant <= 10 * 1024,
+        "an idle tenant costs {per_tenant} bytes of RSS"
+    );
     let wal_files = |dir: &std::path::Path| -> usize {
         std::fs::read_dir(dir.join("wal"))
             .unwrap()
@@ -599,4 +618,45 @@ fn tenants_with_escaped_characters_are_compacted_and_expired() {
         (0, 1),
         "its ten-hour-old block expired, the recent one stays"
     );
+}
+
+#[test]
+fn a_flush_naming_a_tenant_leaves_the_others_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    let storage = format!("--storage.filesystem.dir={}", bucket.display());
+    let m = Muninn::start_in("all", &tmp.path().join("data"), &[&storage]);
+    let t = now_ms();
+    for tenant in ["flushed", "untouched"] {
+        let req = write_request(vec![series(&[("__name__", "one")], &[(t, 1.0)])]);
+        assert_eq!(m.push(tenant, &req).0, 200);
+    }
+    // No tenant and no ?all=true: refused.
+    let mut resp = agent()
+        .post(&format!("{}/ingester/flush", m.http))
+        .send_empty()
+        .unwrap();
+    let (code, body) = (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap(),
+    );
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = flush(&m, Some("flushed"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("flushed 1 blocks\nflushed "), "{body}");
+    assert_eq!(
+        index(&bucket, "flushed")["blocks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        !bucket.join("untouched").exists(),
+        "the other tenant was not flushed"
+    );
+    // Flushing the same tenant again uploads nothing new (it is all shipped).
+    let (code, body) = flush(&m, Some("flushed"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("flushed 0 blocks"), "{body}");
 }
