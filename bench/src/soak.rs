@@ -136,7 +136,7 @@ pub fn run(reqs: &[WriteRequest], s: &Soak<'_>) -> anyhow::Result<()> {
     }
     // Compare answers at the end (both have had 5 s to settle).
     std::thread::sleep(Duration::from_secs(5));
-    let (same, total, diffs) = compare(s, last_t)?;
+    let (same, total, diffs) = compare(s, d0, span, last_t)?;
     println!(
         "soak {:.0} min at {}x: {samples} samples, {failures} non-2xx answers, {same}/{total} query answers identical to Prometheus; curves in {}",
         s.minutes, s.speed, s.report
@@ -150,7 +150,17 @@ pub fn run(reqs: &[WriteRequest], s: &Soak<'_>) -> anyhow::Result<()> {
 }
 
 /// Queries both at several times over the soaked range; returns (identical, total, diffs).
-fn compare(s: &Soak<'_>, last_t: i64) -> anyhow::Result<(usize, usize, Vec<String>)> {
+///
+/// Times sit inside laps, away from where one lap of the corpus ends and the next begins:
+/// there every counter starts anew, and Prometheus 2.42 (the reference) extrapolates `rate` at a
+/// series' start differently from Prometheus 3 (whose semantics Muninn follows: the zero-point
+/// check comes after the threshold check since 3.0).
+fn compare(
+    s: &Soak<'_>,
+    lap0: i64,
+    span: i64,
+    last_t: i64,
+) -> anyhow::Result<(usize, usize, Vec<String>)> {
     let queries = [
         "count({__name__=~\".+\"})",
         "sum(rate(prometheus_http_requests_total[5m]))",
@@ -162,10 +172,24 @@ fn compare(s: &Soak<'_>, last_t: i64) -> anyhow::Result<(usize, usize, Vec<Strin
         "avg(node_memory_MemAvailable_bytes)",
     ];
     let a = agent();
-    let span_ms = (s.speed * s.minutes * 60_000.0) as i64;
-    let at: Vec<i64> = (1..=5)
-        .map(|k| last_t - span_ms * (k - 1) / 5 - 60_000)
-        .collect();
+    // Lap k starts at lap0 + k·span; query 70 and 100 minutes into each lap the soak covered
+    // that far: the longest window below (1h) then never reaches back to a lap's start.
+    let (cmin_shifted, mut at) = (lap0, Vec::new());
+    for k in 0.. {
+        let lap_start = cmin_shifted + k * span;
+        if lap_start > last_t {
+            break;
+        }
+        for off in [70 * 60_000, 100 * 60_000] {
+            if lap_start + off < last_t - 60_000 {
+                at.push(lap_start + off);
+            }
+        }
+    }
+    anyhow::ensure!(
+        !at.is_empty(),
+        "the soak is too short to compare answers (needs 70 min of data: --minutes x --speed >= 70)"
+    );
     let (mut same, mut total, mut diffs) = (0, 0, Vec::new());
     let get =
         |base: &str, path: &str, params: &[(&str, String)]| -> anyhow::Result<serde_json::Value> {
@@ -196,14 +220,18 @@ fn compare(s: &Soak<'_>, last_t: i64) -> anyhow::Result<(usize, usize, Vec<Strin
                 ));
             }
         }
+        // A range over the part of a lap that the queries above use.
+        let mut lap = (last_t - cmin_shifted) / span;
+        if last_t - (cmin_shifted + lap * span) < 115 * 60_000 {
+            lap -= 1;
+        }
+        let lap_start = cmin_shifted + lap.max(0) * span;
+        let (from, to) = (lap_start + 65 * 60_000, lap_start + 115 * 60_000);
         let p = [
             ("query", q.to_string()),
-            (
-                "start",
-                format!("{:.3}", (last_t - span_ms + 3_600_000) as f64 / 1000.0),
-            ),
-            ("end", format!("{:.3}", (last_t - 60_000) as f64 / 1000.0)),
-            ("step", "600".to_string()),
+            ("start", format!("{:.3}", from as f64 / 1000.0)),
+            ("end", format!("{:.3}", to.max(from) as f64 / 1000.0)),
+            ("step", "60".to_string()),
         ];
         let m = get(s.muninn_url, "/api/v1/query_range", &p)?;
         let r = get(s.prometheus_url, "/api/v1/query_range", &p)?;
