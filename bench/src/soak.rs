@@ -2,7 +2,7 @@
 //! wall time, into a running Muninn and a reference Prometheus side by side. Sample times are
 //! shifted so that each loop continues the previous one and the data reaches the present at the
 //! end (it starts `(speed - 1) × minutes` in the past). Every 10 s it records Muninn's RSS and
-//! the disk its data directory takes (WAL and bucket), and counts every non-2xx answer. At the
+//! the disk its WAL and its bucket take, and counts every non-2xx answer. At the
 //! end it compares query answers of both (instant queries at several times and range queries).
 
 use std::io::Write;
@@ -92,21 +92,24 @@ pub fn run(reqs: &[WriteRequest], s: &Soak<'_>) -> anyhow::Result<()> {
                 }
                 if el >= next_sample {
                     let rss = proc_stats::rss_bytes(s.muninn_pid).unwrap_or(0);
-                    let disk = dir_bytes(std::path::Path::new(s.data_dir));
+                    let dir = std::path::Path::new(s.data_dir);
+                    let (wal, bucket) =
+                        (dir_bytes(&dir.join("wal")), dir_bytes(&dir.join("bucket")));
                     writeln!(
                         report,
-                        "{:.0}\t{}\t{rss}\t{disk}\t{samples}\t{failures}",
+                        "{:.0}\t{}\t{rss}\t{wal}\t{bucket}\t{samples}\t{failures}",
                         el.as_secs_f64(),
                         data_time(el)
                     )?;
                     report.flush()?;
                     eprintln!(
-                        "soak {:>5.0}s / {:.0}s: data at {} min before now, RSS {:.1} MB, disk {:.1} MB, {samples} samples, {failures} non-2xx",
+                        "soak {:>5.0}s / {:.0}s: data at {} min before now, RSS {:.1} MB, WAL {:.1} MB, bucket {:.1} MB, {samples} samples, {failures} non-2xx",
                         el.as_secs_f64(),
                         wall.as_secs_f64(),
                         (now_ms() - data_time(el)) / 60_000,
                         rss as f64 / 1e6,
-                        disk as f64 / 1e6
+                        wal as f64 / 1e6,
+                        bucket as f64 / 1e6
                     );
                     next_sample += Duration::from_secs(10);
                 }
