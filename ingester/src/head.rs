@@ -494,7 +494,7 @@ impl Head {
             }
         }
         self.series[idx] = MemSeries::new(interned, hash);
-        self.dead -= 1;
+        self.dead = self.dead.saturating_sub(1);
         let series = &self.series;
         self.lookup
             .insert_unique(hash, id, |&i| series[i as usize].hash);

@@ -149,6 +149,12 @@ impl TenantDb {
         let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
             Record::Series(series) => {
                 for (wal_id, labels) in series {
+                    // Every stored series has labels (an empty set marks a collected slot);
+                    // a record without any is corrupt.
+                    if labels.is_empty() {
+                        corrupt_ids += 1;
+                        continue;
+                    }
                     let pairs: Vec<(&str, &str)> = labels
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -207,7 +213,7 @@ impl TenantDb {
             tracing::warn!(dir = %dir.display(), samples = out_of_bounds, newest_ok, "skipped wal samples outside the time bounds");
         }
         if corrupt_ids > 0 {
-            tracing::warn!(dir = %dir.display(), series = corrupt_ids, "wal series records with implausible ids were given new ids");
+            tracing::warn!(dir = %dir.display(), series = corrupt_ids, "wal series records with implausible ids (given new ids) or no labels (skipped)");
         }
         if unknown_refs > 0 {
             tracing::warn!(dir = %dir.display(), samples = unknown_refs, "wal samples referred to unknown series and were skipped");
