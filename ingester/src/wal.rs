@@ -62,7 +62,6 @@ pub struct Wal {
     /// Bytes of whole frames in `segment`: where a failed write is cut back to.
     segment_bytes: u64,
     fsync: FsyncPolicy,
-    buf: Vec<u8>,
     #[cfg(test)]
     fail_after: Option<usize>,
 }
@@ -118,9 +117,14 @@ pub fn create_dir_durable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Largest write buffer kept between writes; larger ones are freed after use, so idle
-/// tenants hold little memory.
-const KEEP_BUF: usize = 1 << 10;
+/// Largest write buffer a thread keeps between writes.
+const KEEP_BUF: usize = 16 << 20;
+
+thread_local! {
+    /// The buffer a write's frames are built in: one per thread rather than one per tenant,
+    /// so an idle tenant holds none, and a busy thread reuses its memory across requests.
+    static WRITE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Wal {
     /// Replays `dir` through `apply` and repairs a torn tail. Later writes go to a new
@@ -172,7 +176,6 @@ impl Wal {
                 created: false,
                 segment_bytes: 0,
                 fsync,
-                buf: Vec::new(),
                 #[cfg(test)]
                 fail_after: None,
             },
@@ -205,9 +208,19 @@ impl Wal {
     /// new segment. Either way no later frame ever follows a torn one, so replay, which
     /// stops a segment at its first bad frame, never drops an acknowledged write.
     pub fn write(&mut self, build: impl FnOnce(&mut FrameBuilder<'_>)) -> Result<WalStats> {
-        self.buf.clear();
-        build(&mut FrameBuilder { buf: &mut self.buf });
-        let len = self.buf.len() as u64;
+        WRITE_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            build(&mut FrameBuilder { buf });
+            let result = self.write_buf(buf);
+            if buf.capacity() > KEEP_BUF {
+                *buf = Vec::new();
+            }
+            result
+        })
+    }
+
+    fn write_buf(&mut self, buf: &[u8]) -> Result<WalStats> {
+        let len = buf.len() as u64;
         if len == 0 {
             return Ok(WalStats::default());
         }
@@ -216,15 +229,12 @@ impl Wal {
         }
         let mut file = self.open_segment()?;
         let path = segment_path(&self.dir, self.segment);
-        let written = self.write_all(&mut file).and_then(|()| {
+        let written = self.write_all(&mut file, buf).and_then(|()| {
             if self.fsync == FsyncPolicy::Always {
                 file.sync_data()?;
             }
             Ok(())
         });
-        if self.buf.capacity() > KEEP_BUF {
-            self.buf = Vec::new();
-        }
         if let Err(e) = written {
             let repaired = file
                 .set_len(self.segment_bytes)
@@ -244,19 +254,19 @@ impl Wal {
     }
 
     #[cfg(not(test))]
-    fn write_all(&self, file: &mut File) -> std::io::Result<()> {
-        file.write_all(&self.buf)
+    fn write_all(&self, file: &mut File, buf: &[u8]) -> std::io::Result<()> {
+        file.write_all(buf)
     }
 
     /// Test builds can fail a write after `fail_after` bytes, as a full disk does.
     #[cfg(test)]
-    fn write_all(&mut self, file: &mut File) -> std::io::Result<()> {
+    fn write_all(&mut self, file: &mut File, buf: &[u8]) -> std::io::Result<()> {
         match self.fail_after.take() {
             Some(n) => {
-                file.write_all(&self.buf[..n.min(self.buf.len())])?;
+                file.write_all(&buf[..n.min(buf.len())])?;
                 Err(std::io::Error::from_raw_os_error(libc_enospc()))
             }
-            None => file.write_all(&self.buf),
+            None => file.write_all(buf),
         }
     }
 
