@@ -336,7 +336,16 @@ fn block_range_cuts_each_range_once(flag: &str, range_ms: i64) {
     wait_for("the ingester's own cuts", Duration::from_secs(30), || {
         (uploaded(&m) >= 2.0).then_some(())
     });
-    let settled = uploaded(&m);
+    // The cut loop may still be shipping ranges; once it is done, the count stays put (a
+    // range cut again and again, at every 1 s tick, would never let it settle).
+    let mut last = uploaded(&m);
+    let settled = wait_for("the block count to settle", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = uploaded(&m);
+        let done = now == last;
+        last = now;
+        done.then_some(now)
+    });
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(uploaded(&m), settled, "no range is cut again and again");
     let status = m.sigterm_and_wait(Duration::from_secs(30));
