@@ -322,6 +322,14 @@ fn libc_enospc() -> i32 {
     28
 }
 
+/// Appends one whole frame holding `payload` to `out` (the codec [`FrameBuilder`] writes in
+/// place; tools and tests that make segments use this).
+pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// Builds frames into the WAL's write buffer.
 pub struct FrameBuilder<'a> {
     buf: &'a mut Vec<u8>,

@@ -13,9 +13,7 @@ fn framed(mut rest: &[u8]) -> Vec<u8> {
     while rest.len() >= 2 {
         let n = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
         let payload = &rest[2..2 + n];
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        out.extend_from_slice(payload);
+        muninn_ingester::wal::encode_frame(payload, &mut out);
         rest = &rest[2 + n..];
     }
     out

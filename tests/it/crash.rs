@@ -20,17 +20,7 @@ fn samples_of(m: &Muninn, t_end: i64) -> Vec<Vec<(i64, f64)>> {
     let mut out = vec![vec![]; SERIES];
     for s in result(&v) {
         let i: usize = s["metric"]["series"].as_str().unwrap().parse().unwrap();
-        out[i] = s["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
-                    p[1].as_str().unwrap().parse().unwrap(),
-                )
-            })
-            .collect();
+        out[i] = crate::harness::points(s);
     }
     out
 }

@@ -326,6 +326,21 @@ pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
     }
 }
 
+/// The `(ms, value)` points of one series of a matrix result.
+pub fn points(series: &Value) -> Vec<(i64, f64)> {
+    series["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                p[1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 pub fn write_request(series: Vec<TimeSeries>) -> WriteRequest {
     WriteRequest {
         timeseries: series,

@@ -58,17 +58,7 @@ fn stored(m: &Muninn, tenant: &str, metric: &str, at_ms: i64) -> ByKey {
     let mut out = BTreeMap::new();
     for s in v["data"]["result"].as_array().unwrap() {
         let k = s["metric"]["k"].as_str().unwrap_or("").to_owned();
-        let vals: Vec<(i64, f64)> = s["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
-                    p[1].as_str().unwrap().parse().unwrap(),
-                )
-            })
-            .collect();
+        let vals = crate::harness::points(s);
         out.insert(k, vals);
     }
     out
