@@ -183,7 +183,9 @@ fn compare(
         if lap_start > last_t {
             break;
         }
-        for off in [70 * 60_000, 100 * 60_000] {
+        // +371 ms: corpus samples sit on whole seconds from its start, and a sample exactly at
+        // a window's left edge is inside it for Prometheus 2.x and outside for 3.x.
+        for off in [70 * 60_000 + 371, 100 * 60_000 + 371] {
             if lap_start + off < last_t - 60_000 {
                 at.push(lap_start + off);
             }
@@ -229,7 +231,10 @@ fn compare(
             lap -= 1;
         }
         let lap_start = cmin_shifted + lap.max(0) * span;
-        let (from, to) = (lap_start + 65 * 60_000, lap_start + 115 * 60_000);
+        let (from, to) = (
+            lap_start + 65 * 60_000 + 371,
+            lap_start + 115 * 60_000 + 371,
+        );
         let p = [
             ("query", q.to_string()),
             ("start", format!("{:.3}", from as f64 / 1000.0)),

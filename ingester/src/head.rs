@@ -501,6 +501,14 @@ impl Head {
         id
     }
 
+    /// Bytes of chunks a series holds (0 for an unknown id).
+    pub fn series_chunk_bytes(&self, id: SeriesId) -> usize {
+        self.series.get(id as usize).map_or(0, |s| {
+            s.closed.iter().map(|c| c.data.len()).sum::<usize>()
+                + s.head.as_ref().map_or(0, |(_, a)| a.bytes().len())
+        })
+    }
+
     /// Series `ids` with labels and all samples still in the head (for a WAL checkpoint).
     pub fn checkpoint_data(&self, ids: std::ops::Range<SeriesId>) -> Vec<CheckpointSeries> {
         ids.filter(|&id| (id as usize) < self.series.len() && !self.series[id as usize].is_dead())

@@ -294,7 +294,10 @@ impl TenantDb {
     /// replaces the WAL with a checkpoint of what the head still holds, written in batches of
     /// series so memory stays bounded. Returns the WAL segments removed. Writes wait meanwhile.
     fn truncate(&self, drop: impl FnOnce(&mut Head) -> usize) -> Result<usize> {
-        const BATCH: u32 = 10_000;
+        // A batch holds at most this many series, or this many bytes of chunks (decoded, a
+        // few times more), whichever comes first: memory stays flat however big the head.
+        const BATCH_SERIES: u32 = 10_000;
+        const BATCH_CHUNK_BYTES: usize = 256 << 10;
         let mut head = self.head.write();
         let collected = drop(&mut head);
         if collected > 0 {
@@ -308,7 +311,13 @@ impl TenantDb {
         let first_kept = wal.start_checkpoint()?;
         let mut start = 0;
         while start < n {
-            let data = head.checkpoint_data(start..(start + BATCH).min(n));
+            let mut end = start;
+            let mut bytes = 0;
+            while end < n && end - start < BATCH_SERIES && bytes < BATCH_CHUNK_BYTES {
+                bytes += head.series_chunk_bytes(end);
+                end += 1;
+            }
+            let data = head.checkpoint_data(start..end);
             wal.write(|fb| {
                 let series: Vec<(u32, Vec<(&str, &str)>)> = data
                     .iter()
@@ -338,7 +347,7 @@ impl TenantDb {
                     fb.frame(|b| record::encode_shipped(&shipped, b));
                 }
             })?;
-            start += BATCH;
+            start = end;
         }
         let meta = head.metadata(None);
         let md: Vec<(&str, &str, &str, &str)> = meta
