@@ -154,4 +154,35 @@ mod tests {
         assert_eq!(c.querier.ingester_addrs, vec!["a:1", "b:2"]);
         assert_eq!(c.role, Role::Querier);
     }
+
+    #[test]
+    fn durations_and_booleans_in_flags() {
+        let c = Config::try_parse_from([
+            "muninn",
+            "all",
+            "--once=false",
+            "--ingester.flush-on-shutdown=false",
+            "--ingester.block-range=7200",
+            "--ingester.cut-interval=500ms",
+            "--ingester.retain-after-ship=7d",
+            "--validation.create-grace-period=1m",
+            "--querier.timeout=2h",
+            "--compactor.interval=10s",
+            "--compactor.block-ranges=2h,12h,24h",
+        ])
+        .unwrap();
+        assert!(!c.compactor.once && !c.ingester.flush_on_shutdown);
+        assert_eq!(c.ingester.block_range.to_string(), "2h");
+        assert_eq!(c.ingester.cut_interval.0.as_millis(), 500);
+        assert_eq!(c.ingester.retain_after_ship.0.as_secs(), 7 * 86_400);
+        assert_eq!(c.querier.timeout.0.as_secs(), 7200);
+        assert!(c.validate().is_ok());
+        let hours =
+            Config::try_parse_from(["muninn", "all", "--compactor.block-ranges=2,12,24"]).unwrap();
+        assert!(
+            hours.validate().is_err(),
+            "bare numbers are seconds: 2 s ranges are refused"
+        );
+        assert!(Config::try_parse_from(["muninn", "all", "--ingester.block-range=2x"]).is_err());
+    }
 }
