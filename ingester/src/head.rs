@@ -525,17 +525,6 @@ impl Head {
             .collect()
     }
 
-    /// Oldest and newest sample timestamps in the head.
-    pub fn time_range(&self) -> Option<(i64, i64)> {
-        self.series
-            .iter()
-            .filter_map(MemSeries::time_range)
-            .fold(None, |acc, (a, b)| match acc {
-                None => Some((a, b)),
-                Some((x, y)) => Some((x.min(a), y.max(b))),
-            })
-    }
-
     /// Approximate heap bytes held by the head.
     pub fn heap_size(&self) -> usize {
         let postings: usize = self
