@@ -6,10 +6,12 @@
 //!   the decompressed body instead of allocating a string per label.
 //! - [`ingester`]: the querier → ingester gRPC service (tonic).
 //! - [`duration`]: the one duration parser (flags, config files, query parameters).
+//! - [`time`]: calendar arithmetic (RFC 3339 rendering).
 //! - [`tenant`]: the validated [`tenant::TenantId`] newtype and how a request names its tenant.
 
 pub mod duration;
 pub mod tenant;
+pub mod time;
 pub mod varint;
 pub mod write_view;
 

@@ -47,20 +47,6 @@ async fn string_arg(ev: &Evaluator<'_>, c: &Call, i: usize, ctx: &Ctx) -> Result
     }
 }
 
-/// Days since the epoch → (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -72,7 +58,7 @@ fn date_part(name: &str, secs: f64) -> f64 {
     let t = secs.floor() as i64;
     let days = t.div_euclid(86_400);
     let sod = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = muninn_proto::time::civil_from_days(days);
     match name {
         "minute" => ((sod / 60) % 60) as f64,
         "hour" => (sod / 3600) as f64,
