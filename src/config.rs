@@ -24,7 +24,7 @@ use crate::roles::Role;
 )]
 pub struct Config {
     /// Which role to run: all (every role in one process, local storage), ingester, querier,
-    /// compactor.
+    /// compactor, distributor.
     #[arg(value_enum)]
     pub role: Role,
     /// YAML file with any of these flags (nested keys joined with dots).
@@ -52,6 +52,10 @@ pub struct Config {
     pub log_format: String,
     #[command(flatten)]
     pub ingester: muninn_ingester::config::IngesterArgs,
+    #[command(flatten)]
+    pub distributor: muninn_ingester::config::DistributorArgs,
+    #[command(flatten)]
+    pub ring: muninn_ring::RingArgs,
     #[command(flatten)]
     pub querier: muninn_querier::QuerierArgs,
     #[command(flatten)]
@@ -83,7 +87,20 @@ impl Config {
 
     /// Checks what flag parsing cannot (each component's `validate`).
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.compactor.validate().map_err(anyhow::Error::msg)
+        self.compactor.validate().map_err(anyhow::Error::msg)?;
+        self.ring.validate().map_err(anyhow::Error::msg)?;
+        self.distributor.validate().map_err(anyhow::Error::msg)?;
+        if self.role == Role::Distributor && self.ring.join.is_empty() {
+            anyhow::bail!("muninn distributor routes over the ring: give --memberlist.join");
+        }
+        Ok(())
+    }
+
+    /// The replication factor: the flag, or 3 in cluster roles and 1 in `all`.
+    pub fn replication_factor(&self) -> usize {
+        self.ring
+            .replication_factor
+            .unwrap_or(if self.role == Role::All { 1 } else { 3 })
     }
 }
 

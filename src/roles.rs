@@ -11,6 +11,9 @@ pub enum Role {
     Querier,
     /// Merges, deduplicates and expires blocks.
     Compactor,
+    /// Stateless write router: receives remote write, deduplicates HA pairs, and sends each
+    /// series to its owners on the ring (needs `--memberlist.join`).
+    Distributor,
 }
 
 impl Role {
@@ -20,6 +23,11 @@ impl Role {
 
     pub fn runs_querier(self) -> bool {
         matches!(self, Role::All | Role::Querier)
+    }
+
+    /// Whether the process serves `POST /api/v1/push` (and routes it over the ring).
+    pub fn runs_distributor(self) -> bool {
+        matches!(self, Role::All | Role::Ingester | Role::Distributor)
     }
 
     pub fn runs_compactor(self) -> bool {
@@ -32,6 +40,7 @@ impl Role {
             Role::Ingester => "ingester",
             Role::Querier => "querier",
             Role::Compactor => "compactor",
+            Role::Distributor => "distributor",
         }
     }
 }

@@ -10,12 +10,15 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use muninn_ingester::distributor::Distributor;
 use muninn_ingester::{Ingester, IngesterConfig};
 use muninn_querier::Querier;
 use muninn_querier::block_store::BlockStore;
 use muninn_querier::ingester_client::IngesterStore;
 use muninn_querier::merged_store::MergedStore;
 use muninn_querier::store::SeriesSource;
+use muninn_ring::clients::ClientPool;
+use muninn_ring::{InstanceDesc, InstanceState, RingHandle};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -66,8 +69,13 @@ pub async fn run(
         .open(&config.data_dir)
         .context("opening the bucket")?
         .metered(bucket_metrics);
-    let mut grpc_addr: Option<SocketAddr> = None;
+    let rf = config.replication_factor();
+    let gossip = !config.ring.join.is_empty();
+    let pool = Arc::new(ClientPool::default());
     let mut ingester: Option<Arc<Ingester>> = None;
+    let mut ring: Option<Arc<RingHandle>> = None;
+    let mut distributor: Option<Arc<Distributor>> = None;
+    let mut joining = false;
     if role.runs_ingester() {
         let cfg = IngesterConfig::new(
             config.data_dir.clone(),
@@ -94,8 +102,56 @@ pub async fn run(
             .await
             .with_context(|| format!("binding gRPC {}", config.grpc_addr))?;
         let addr = grpc.local_addr()?;
-        grpc_addr = Some(addr);
-        let svc = ing.grpc_service();
+        // This ingester in the ring: tokens kept across restarts; a restart with its tokens
+        // is ACTIVE at once (it owned them before), a new ingester JOINs first.
+        let tokens_path = config.data_dir.join("tokens");
+        let n = config.ring.num_tokens;
+        let (tokens, loaded) = tokio::task::spawn_blocking(move || {
+            muninn_ring::tokens::load_or_create(&tokens_path, n)
+        })
+        .await??;
+        let me = InstanceDesc {
+            id: config.ring.instance_id(),
+            addr: match &config.ring.instance_addr {
+                Some(a) => a.clone(),
+                None if addr.ip().is_unspecified() => {
+                    let ip = if gossip {
+                        muninn_ring::gossip::local_ip_towards(&config.ring.join).await
+                    } else {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    };
+                    SocketAddr::new(ip, addr.port()).to_string()
+                }
+                None => addr.to_string(),
+            },
+            zone: config.ring.zone.clone(),
+            state: if loaded || !gossip {
+                InstanceState::Active
+            } else {
+                InstanceState::Joining
+            },
+            tokens,
+            last_heartbeat_ms: 0,
+            healthy: true,
+        };
+        joining = me.state == InstanceState::Joining;
+        let r = if gossip {
+            let id = me.id.clone();
+            RingHandle::join(&config.ring, &id, role.name(), Some(me), rf).await?
+        } else {
+            RingHandle::local(Some(me), rf, config.ring.zone_awareness)
+        };
+        ring = Some(r.clone());
+        let dist = Arc::new(Distributor::new(
+            config
+                .distributor
+                .config(config.multitenancy, config.ingester.max_request_bytes),
+            r,
+            pool.clone(),
+            Some(ing.clone()),
+        ));
+        distributor = Some(dist.clone());
+        let svc = ing.grpc_service(Some(dist));
         let stop = stopped();
         tasks.spawn(async move {
             tonic::transport::Server::builder()
@@ -108,34 +164,69 @@ pub async fn run(
                 .context("gRPC server")
         });
         tracing::info!(%addr, "gRPC listening");
+    } else if gossip {
+        let node_id = format!(
+            "{}-{}-{}",
+            role.name(),
+            muninn_ring::config::hostname(),
+            config.ring.bind_addr.port()
+        );
+        ring = Some(RingHandle::join(&config.ring, &node_id, role.name(), None, rf).await?);
+    }
+    if role == crate::roles::Role::Distributor
+        && let Some(r) = &ring
+    {
+        distributor = Some(Arc::new(Distributor::new(
+            config
+                .distributor
+                .config(config.multitenancy, config.ingester.max_request_bytes),
+            r.clone(),
+            pool.clone(),
+            None,
+        )));
+    }
+    if let Some(d) = &distributor {
+        d.register(&mut registry);
+        app = app.merge(muninn_ingester::push::router(d.clone()));
+    }
+    if let Some(r) = &ring {
+        r.metrics().register(&mut registry);
+        app = app.merge(muninn_ring::http::router(r.clone()));
+        if joining {
+            // Announced with tokens, owning nothing: give the gossip a few rounds to carry
+            // the ring to this ingester and this ingester to the others, then take ownership.
+            let (r, every) = (r.clone(), config.ring.gossip_interval.0);
+            tokio::spawn(async move {
+                tokio::time::sleep(every * 5).await;
+                r.set_state(InstanceState::Active).await;
+            });
+        }
     }
     if role.runs_querier() {
-        let addrs = match grpc_addr {
-            // In `all` mode the querier reads the in-process ingester through its gRPC service,
-            // so one code path serves both deployments.
-            Some(a) if role == crate::roles::Role::All => {
-                let ip = if a.ip().is_unspecified() {
-                    "127.0.0.1".parse()?
-                } else {
-                    a.ip()
-                };
-                vec![SocketAddr::new(ip, a.port()).to_string()]
-            }
-            _ => config.querier.ingester_addrs.clone(),
-        };
         // Recent data from the ingesters, older data from blocks; merged, duplicates once.
         let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(bucket.clone()));
-        let store: Arc<dyn SeriesSource> = if addrs.is_empty() {
-            blocks
-        } else {
-            Arc::new(MergedStore {
-                parts: vec![Arc::new(IngesterStore::new(&addrs)?), blocks],
-            })
+        let ingesters: Option<IngesterStore> = match &ring {
+            // The ring (gossip, or the in-process ingester of `all`): one code path for both.
+            Some(r) => Some(IngesterStore::from_ring(r.clone(), pool.clone())),
+            None if !config.querier.ingester_addrs.is_empty() => {
+                Some(IngesterStore::new(&config.querier.ingester_addrs)?)
+            }
+            None => None,
+        };
+        let store: Arc<dyn SeriesSource> = match ingesters {
+            Some(i) => Arc::new(MergedStore {
+                parts: vec![Arc::new(i), blocks],
+            }),
+            None => {
+                tracing::info!(
+                    "no ring and no --querier.ingester-addrs: answering from blocks alone"
+                );
+                blocks
+            }
         };
         let q = Querier::new(store, config.multitenancy, &config.querier);
         q.metrics.register(&mut registry);
         app = app.merge(q.http_router());
-        tracing::info!(ingesters = ?addrs, "querier reading from ingesters");
     }
     if role.runs_compactor() {
         let metrics = Arc::new(muninn_compactor::CompactorMetrics::default());
@@ -149,12 +240,12 @@ pub async fn run(
 
     let registry = Arc::new(registry);
     let index = index_page(role.name(), http_addr);
-    let ready_ing = ingester.clone();
+    let ready_dist = distributor.clone();
     app = app
         .route("/", get(move || async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], index) }))
         .route("/ready", get(move || {
             // Not ready while an ingester drains for shutdown (load balancers stop sending).
-            let draining = ready_ing.as_ref().is_some_and(|i| !i.is_accepting());
+            let draining = ready_dist.as_ref().is_some_and(|d| !d.is_accepting());
             async move {
                 if draining {
                     (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
@@ -188,6 +279,17 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    if let (Some(r), Some(_)) = (&ring, &ingester)
+        && r.is_gossip()
+    {
+        // LEAVING: routers stop placing series here (ownership moves to the next instances);
+        // a few gossip rounds carry it before writes are refused.
+        r.set_state(InstanceState::Leaving).await;
+        tokio::time::sleep(config.ring.gossip_interval.0 * 5).await;
+    }
+    if let Some(d) = &distributor {
+        d.stop_accepting();
+    }
     if let Some(ing) = &ingester {
         // Drain: new pushes get 503 (senders retry elsewhere or later), the ones in flight
         // finish; then the flush sees every acknowledged write.
@@ -209,6 +311,10 @@ pub async fn run(
                 );
             }
         }
+    }
+    if let Some(r) = &ring {
+        // Leave the ring last: until now queriers still read this ingester's head.
+        r.leave().await;
     }
     let _ = stop_tx.send(true);
     while let Some(r) = tasks.join_next().await {
@@ -242,6 +348,8 @@ fn index_page(role: &str, addr: SocketAddr) -> String {
          A horizontally scalable, multi-tenant Prometheus backend.\n\n\
          Endpoints:\n\
          POST /api/v1/push                   Prometheus remote write 1.0 (tenant: X-Scope-OrgID or basic-auth user)\n\
+         GET /ingester/ring                  the hash ring (JSON with Accept: application/json)\n\
+         POST /ingester/flush                flush a tenant's head to blocks (?all=true: every tenant)\n\
          GET|POST /api/v1/query              PromQL instant query (also under /prometheus/api/v1)\n\
          GET|POST /api/v1/query_range        PromQL range query\n\
          GET|POST /api/v1/series             series by match[]\n\

@@ -97,3 +97,66 @@ impl IngesterConfig {
 }
 
 pub use muninn_proto::time::now_ms;
+
+/// Flags of the write router (`--distributor.*`), taken by every role that routes pushes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DistributorArgs {
+    /// Deduplicate HA Prometheus pairs: per tenant and `cluster` label, store only the elected
+    /// `__replica__`; the others get 202. Enable it on every role of the cluster.
+    #[arg(long = "distributor.ha-tracker.enable", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub ha_enable: bool,
+    /// Label naming an HA cluster.
+    #[arg(long = "distributor.ha-tracker.cluster", default_value = "cluster")]
+    pub ha_cluster_label: String,
+    /// Label naming the replica within an HA cluster; removed before storage.
+    #[arg(long = "distributor.ha-tracker.replica", default_value = "__replica__")]
+    pub ha_replica_label: String,
+    /// The elected replica changes only after it has been silent this long.
+    #[arg(
+        long = "distributor.ha-tracker.failover-timeout",
+        default_value = "30s"
+    )]
+    pub ha_failover_timeout: FlagDuration,
+    /// Longest an owning ingester may take to store its share of a push.
+    #[arg(long = "distributor.remote-timeout", default_value = "10s")]
+    pub remote_timeout: FlagDuration,
+}
+
+impl DistributorArgs {
+    /// Checks what flag parsing cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ha_enable {
+            if self.ha_cluster_label.is_empty() || self.ha_replica_label.is_empty() {
+                return Err("HA tracker labels must not be empty".into());
+            }
+            if self.ha_cluster_label == self.ha_replica_label {
+                return Err("the HA cluster and replica labels must differ".into());
+            }
+            if self.ha_failover_timeout.0 < std::time::Duration::from_secs(1) {
+                return Err("--distributor.ha-tracker.failover-timeout must be at least 1s".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The router's configuration.
+    pub fn config(
+        &self,
+        multitenancy: bool,
+        max_request_bytes: usize,
+    ) -> crate::distributor::DistributorConfig {
+        crate::distributor::DistributorConfig {
+            multitenancy,
+            max_request_bytes,
+            ha: self
+                .ha_enable
+                .then(|| crate::distributor::ha_tracker::HaConfig {
+                    cluster_label: self.ha_cluster_label.clone(),
+                    replica_label: self.ha_replica_label.clone(),
+                    failover_timeout: self.ha_failover_timeout.0,
+                }),
+            owner_timeout: self.remote_timeout.0,
+        }
+    }
+}

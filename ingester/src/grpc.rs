@@ -7,8 +7,9 @@ use std::sync::Arc;
 use futures::Stream;
 use muninn_proto::ingester::ingester_server::Ingester as IngesterRpc;
 use muninn_proto::ingester::{
-    Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    MetadataRequest, MetadataResponse, SelectRequest, SelectResponse, SeriesChunks,
+    Chunk, HaCheckRequest, HaCheckResponse, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, MetadataRequest, MetadataResponse, PushRequest,
+    PushResponse, Rejection, SelectRequest, SelectResponse, SeriesChunks,
 };
 use muninn_proto::prometheus::{
     Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata,
@@ -19,6 +20,8 @@ use muninn_storage::matcher::{MatchOp, Matcher};
 use tonic::{Request, Response, Status};
 
 use crate::Ingester;
+use crate::distributor::Distributor;
+use crate::push::PushError;
 use crate::tenant_db::TenantDb;
 
 /// Series per streamed response message.
@@ -27,22 +30,31 @@ const SERIES_PER_MESSAGE: usize = 256;
 /// The tonic service implementation.
 pub struct IngesterGrpc {
     ing: Arc<Ingester>,
+    /// This process's router, whose HA tracker answers `HaCheck` as a leader.
+    dist: Option<Arc<Distributor>>,
 }
 
 impl IngesterGrpc {
-    pub fn new(ing: Arc<Ingester>) -> Self {
-        Self { ing }
+    pub fn new(ing: Arc<Ingester>, dist: Option<Arc<Distributor>>) -> Self {
+        Self { ing, dist }
     }
 
     fn tenant_db<T>(&self, req: &Request<T>) -> Result<Option<Arc<TenantDb>>, Status> {
+        let tenant = tenant_of(req)?;
+        Ok(self.ing.tenants.get(&tenant))
+    }
+}
+
+/// The tenant of a request, from its `x-scope-orgid` metadata.
+fn tenant_of<T>(req: &Request<T>) -> Result<TenantId, Status> {
+    {
         let t = req
             .metadata()
             .get(TENANT_METADATA_KEY)
             .ok_or_else(|| Status::unauthenticated("no tenant in x-scope-orgid metadata"))?
             .to_str()
             .map_err(|_| Status::invalid_argument("tenant id is not ASCII"))?;
-        let tenant = TenantId::new(t).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        Ok(self.ing.tenants.get(&tenant))
+        TenantId::new(t).map_err(|e| Status::invalid_argument(e.to_string()))
     }
 }
 
@@ -201,5 +213,46 @@ impl IngesterRpc for IngesterGrpc {
             None => vec![],
         };
         Ok(Response::new(MetadataResponse { metadata }))
+    }
+
+    async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let tenant = tenant_of(&req)?;
+        let body = req.into_inner().write_request;
+        let ing = self.ing.clone();
+        let reply = tokio::task::spawn_blocking(move || ing.push_routed(&tenant, &body))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                PushError::ShuttingDown => Status::unavailable(e.to_string()),
+                PushError::Protobuf(_) | PushError::Tenant(_) => {
+                    Status::invalid_argument(e.to_string())
+                }
+                other => Status::internal(other.to_string()),
+            })?;
+        Ok(Response::new(PushResponse {
+            ingested_samples: reply.ingested_samples,
+            rejected_samples: reply.rejected_samples,
+            rejected_series: reply.rejected_series,
+            by_reason: Vec::<Rejection>::new(),
+            first_errors: reply.first_errors,
+        }))
+    }
+
+    async fn ha_check(
+        &self,
+        req: Request<HaCheckRequest>,
+    ) -> Result<Response<HaCheckResponse>, Status> {
+        let tenant = tenant_of(&req)?;
+        let r = req.into_inner();
+        let Some(ha) = self.dist.as_ref().and_then(|d| d.ha.as_ref()) else {
+            return Err(Status::failed_precondition(
+                "the HA tracker is not enabled on this ingester (--distributor.ha-tracker.enable)",
+            ));
+        };
+        let d = ha.decide(tenant.as_str(), &r.cluster, &r.replica).await;
+        Ok(Response::new(HaCheckResponse {
+            accept: d.accept,
+            elected: d.elected,
+        }))
     }
 }

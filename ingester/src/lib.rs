@@ -4,10 +4,12 @@
 //! Guarantees: a write is acknowledged only after its WAL write, so a crash (SIGKILL) loses no
 //! acknowledged sample; tenants never share a head, a WAL directory or a lookup path.
 //!
-//! Write path: [`push`] (HTTP, decoding) → [`validate`] → [`tenant_db`] (head + WAL) →
+//! Write path: [`push`] (HTTP) → [`distributor`] (HA dedup, ring placement, quorum over the
+//! owners: gRPC [`grpc`] `Push`, or in-process) → [`validate`] → [`tenant_db`] (head + WAL) →
 //! [`head`] / [`wal`]. Read path: [`grpc`] → [`head`].
 
 pub mod config;
+pub mod distributor;
 pub mod grpc;
 pub mod head;
 pub mod metrics;
@@ -65,9 +67,6 @@ pub struct Ingester {
     in_flight: std::sync::atomic::AtomicUsize,
     /// Woken when `in_flight` drops to zero.
     drained: tokio::sync::Notify,
-    /// Bytes (KiB permits) that pushes may decompress at once, across all requests: bounds the
-    /// memory of many concurrent large bodies.
-    pub decompress_budget: tokio::sync::Semaphore,
 }
 
 /// Decompressed bytes all pushes together may hold at once.
@@ -108,7 +107,6 @@ impl Ingester {
             accepting: std::sync::atomic::AtomicBool::new(true),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
-            decompress_budget: tokio::sync::Semaphore::new(DECOMPRESS_BUDGET_BYTES >> 10),
         }))
     }
 
@@ -152,18 +150,22 @@ impl Ingester {
         }
     }
 
-    /// HTTP routes of the ingester (`/api/v1/push`).
+    /// HTTP routes of the ingester itself (`/ingester/flush`); `/api/v1/push` belongs to the
+    /// [`distributor::Distributor`] in front of it.
     pub fn http_router(self: &Arc<Self>) -> axum::Router {
-        push::router(self.clone())
+        push::ingester_router(self.clone())
     }
 
-    /// The gRPC service queriers read from.
+    /// The gRPC service: queriers read through it, routers push to it.
     pub fn grpc_service(
         self: &Arc<Self>,
+        dist: Option<Arc<distributor::Distributor>>,
     ) -> muninn_proto::ingester::ingester_server::IngesterServer<grpc::IngesterGrpc> {
         muninn_proto::ingester::ingester_server::IngesterServer::new(grpc::IngesterGrpc::new(
             self.clone(),
+            dist,
         ))
-        .max_encoding_message_size(256 << 20)
+        .max_encoding_message_size(muninn_ring::clients::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(muninn_ring::clients::MAX_MESSAGE_BYTES)
     }
 }

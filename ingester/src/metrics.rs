@@ -29,7 +29,6 @@ pub struct IngesterMetrics {
     pub rejected_samples: Family<RejectLabels, Counter>,
     pub memory_series: Family<TenantLabels, Gauge>,
     pub created_series: Family<TenantLabels, Counter>,
-    pub push_requests: Family<StatusLabels, Counter>,
     pub wal_bytes_written: Counter,
     pub wal_fsyncs: Counter,
     pub wal_replayed_records: Counter,
@@ -60,11 +59,6 @@ impl IngesterMetrics {
             "created_series",
             "Series created in the head, per tenant",
             self.created_series.clone(),
-        );
-        r.register(
-            "push_requests",
-            "Remote-write requests by HTTP status",
-            self.push_requests.clone(),
         );
         r.register(
             "wal_written_bytes",

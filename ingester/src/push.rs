@@ -2,7 +2,8 @@
 //!
 //! Status codes follow what Prometheus senders do with them: 2xx done, 4xx dropped by the
 //! sender (bad input: 400, no tenant: 401, too large: 413, wrong encoding: 415), 5xx retried
-//! (only our own faults). Each failed request is logged once, at warn level.
+//! (our own faults, and writes that missed quorum). A non-elected HA replica gets 202. Each
+//! failed request is logged once (warn for 4xx, error for 5xx), by the router.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ use muninn_proto::tenant::{TenantError, TenantId};
 use muninn_proto::write_view::{DecodeError, WriteRequestView};
 
 use crate::Ingester;
+use crate::distributor::{Distributor, Pushed};
 use crate::metrics::{RejectLabels, StatusLabels, TenantLabels};
 use crate::tenant_db::PushOutcome;
 
@@ -48,10 +50,14 @@ pub enum PushError {
     Internal(#[from] crate::Error),
     #[error("the ingester is shutting down; retry on another ingester or later")]
     ShuttingDown,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{message}")]
+    Replication { message: String, unavailable: bool },
 }
 
 impl PushError {
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             PushError::Tenant(_) => StatusCode::UNAUTHORIZED,
             PushError::Encoding(_) | PushError::ContentType(_) => {
@@ -63,15 +69,28 @@ impl PushError {
             | PushError::Protobuf(_)
             | PushError::Rejected(_) => StatusCode::BAD_REQUEST,
             PushError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            PushError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            PushError::ShuttingDown | PushError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PushError::Replication { unavailable, .. } => {
+                if *unavailable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
         }
     }
 }
 
-/// The push route.
-pub fn router(ing: Arc<Ingester>) -> Router {
+/// The push route, served by every role that routes writes (ingester, distributor, all).
+pub fn router(dist: Arc<Distributor>) -> Router {
     Router::new()
         .route("/api/v1/push", post(push))
+        .with_state(dist)
+}
+
+/// The ingester's own routes (`/ingester/flush`).
+pub fn ingester_router(ing: Arc<Ingester>) -> Router {
+    Router::new()
         .route("/ingester/flush", post(flush))
         .with_state(ing)
 }
@@ -121,25 +140,33 @@ async fn flush(
     (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
-async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) -> Response {
-    let tenant = TenantId::from_headers(&headers, ing.config.multitenancy);
+async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Body) -> Response {
+    let tenant = TenantId::from_headers(&headers, dist.config.multitenancy);
     let result = match tenant {
-        _ if !ing.is_accepting() => Err(PushError::ShuttingDown),
-        Ok(ref t) => handle(&ing, t.clone(), &headers, body).await,
+        _ if !dist.is_accepting() => Err(PushError::ShuttingDown),
+        Ok(ref t) => handle(&dist, t, &headers, body).await,
         Err(ref e) => Err(PushError::from(e.clone())),
     };
     let status = match &result {
-        Ok(()) => StatusCode::OK,
+        Ok(Pushed::Stored) => StatusCode::OK,
+        Ok(Pushed::HaDropped { .. }) => StatusCode::ACCEPTED,
         Err(e) => e.status(),
     };
-    ing.metrics
+    dist.metrics
         .push_requests
         .get_or_create(&StatusLabels {
             status: status.as_u16().to_string(),
         })
         .inc();
     match result {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(Pushed::Stored) => StatusCode::OK.into_response(),
+        Ok(Pushed::HaDropped { replica, elected }) => (
+            StatusCode::ACCEPTED,
+            format!(
+                "samples of HA replica {replica:?} dropped: the elected replica is {elected:?}\n"
+            ),
+        )
+            .into_response(),
         Err(e) => {
             let tenant = tenant.as_ref().map(|t| t.as_str()).unwrap_or("-");
             if status.is_server_error() {
@@ -158,11 +185,11 @@ async fn push(State(ing): State<Arc<Ingester>>, headers: HeaderMap, body: Body) 
 }
 
 async fn handle(
-    ing: &Arc<Ingester>,
-    tenant: TenantId,
+    dist: &Distributor,
+    tenant: &TenantId,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(), PushError> {
+) -> Result<Pushed, PushError> {
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("?");
         if !enc.eq_ignore_ascii_case("snappy") {
@@ -177,7 +204,7 @@ async fn handle(
             return Err(PushError::ContentType(ct.to_owned()));
         }
     }
-    let limit = ing.config.max_request_bytes;
+    let limit = dist.config.max_request_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -200,23 +227,47 @@ async fn handle(
     let declared = snap::raw::decompress_len(&bytes).map_err(PushError::Snappy)?;
     let kib = (declared.min(max_decompressed_len(bytes.len())) >> 10)
         .clamp(1, crate::DECOMPRESS_BUDGET_BYTES >> 10) as u32;
-    let _budget = ing
+    let _budget = dist
         .decompress_budget
         .acquire_many(kib)
         .await
         .map_err(|_| PushError::ShuttingDown)?;
-    // Counted in only now (after the body arrived), so a slow sender cannot hold up shutdown;
-    // the drain waits for pushes applying their samples.
-    let _admitted = ing.admit().ok_or(PushError::ShuttingDown)?;
-    // CPU work (decompression, decoding, appends) and the WAL write run with this worker
-    // thread handed over to blocking duty, so the runtime's other tasks move elsewhere;
-    // cheaper than a hop to the blocking pool for every request.
-    let outcome = tokio::task::block_in_place(|| ingest(ing, &tenant, &bytes))?;
-    record_metrics(ing, &tenant, &outcome);
-    if outcome.rejected_samples > 0 {
-        return Err(PushError::Rejected(rejection_message(&outcome)));
+    // The ingester counts a push in (for the shutdown drain) only once its body arrived, so a
+    // slow sender cannot hold up shutdown; CPU work runs with the worker thread handed over to
+    // blocking duty (`block_in_place`), cheaper than a hop to the blocking pool per request.
+    dist.push(tenant, &bytes).await
+}
+
+impl Ingester {
+    /// Applies an uncompressed `WriteRequest` routed to this ingester as an owner (gRPC push,
+    /// or in-process from this process's router). Rejections are reported, not logged: the
+    /// router logs the request once.
+    pub fn push_routed(
+        &self,
+        tenant: &TenantId,
+        body: &[u8],
+    ) -> Result<crate::distributor::OwnerReply, PushError> {
+        let _admitted = self.admit().ok_or(PushError::ShuttingDown)?;
+        let out = apply(self, tenant, body)?;
+        record_metrics(self, tenant, &out);
+        Ok(crate::distributor::OwnerReply {
+            ingested_samples: out.ingested_samples,
+            rejected_samples: out.rejected_samples,
+            rejected_series: out.rejected_series,
+            first_errors: out
+                .first
+                .iter()
+                .map(|(reason, series)| {
+                    format!(
+                        "[{}] {} for series {}",
+                        reason.as_str(),
+                        reason.message(),
+                        series
+                    )
+                })
+                .collect(),
+        })
     }
-    Ok(())
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -295,7 +346,7 @@ fn apply(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, 
     Ok(out)
 }
 
-fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcome) {
+pub(crate) fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcome) {
     let t = TenantLabels {
         tenant: tenant.to_string(),
     };
@@ -320,7 +371,7 @@ fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcome) {
     }
 }
 
-fn rejection_message(out: &PushOutcome) -> String {
+pub(crate) fn rejection_message(out: &PushOutcome) -> String {
     let total = out.ingested_samples + out.rejected_samples;
     let mut s = format!(
         "rejected {} of {} samples ({} series rejected whole); ingested {}; first errors:",

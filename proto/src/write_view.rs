@@ -41,6 +41,9 @@ pub struct SeriesRef {
     pub samples: std::ops::Range<u32>,
     pub exemplars: u32,
     pub histograms: u32,
+    /// Byte range of the encoded `TimeSeries` message in the decoded buffer, so a router can
+    /// forward the series as it came.
+    pub raw: std::ops::Range<u32>,
 }
 
 /// One metric family's metadata, borrowed.
@@ -51,6 +54,8 @@ pub struct MetadataRef<'a> {
     pub family: &'a [u8],
     pub help: &'a [u8],
     pub unit: &'a [u8],
+    /// The encoded `MetricMetadata` message.
+    pub raw: &'a [u8],
 }
 
 /// A decoded `WriteRequest` borrowing from its body.
@@ -83,7 +88,11 @@ impl<'a> WriteRequestView<'a> {
             match (field, wt) {
                 (1, LEN) => {
                     let msg = read_len(buf, &mut pos)?;
+                    let start = (msg.as_ptr() as usize - buf.as_ptr() as usize) as u32;
                     view.decode_series(msg)?;
+                    if let Some(s) = view.series.last_mut() {
+                        s.raw = start..start + msg.len() as u32;
+                    }
                 }
                 (3, LEN) => {
                     let msg = read_len(buf, &mut pos)?;
@@ -153,6 +162,37 @@ impl<'a> WriteRequestView<'a> {
         self.series.push(s);
         Ok(())
     }
+}
+
+/// Appends a length-delimited field (`field`, wire type 2) holding `bytes` to `out`.
+pub fn put_len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    crate::varint::put_uvarint(out, (u64::from(field) << 3) | u64::from(LEN));
+    crate::varint::put_uvarint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends to `out` the encoded `TimeSeries` `series` with every label named `name` left out
+/// (the HA tracker's replica label); all other fields are copied as they are.
+pub fn write_series_without_label(
+    series: &[u8],
+    name: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    let mut pos = 0;
+    while pos < series.len() {
+        let start = pos;
+        let (field, wt) = read_key(series, &mut pos)?;
+        if (field, wt) == (1, LEN) {
+            let msg = read_len(series, &mut pos)?;
+            if decode_label(msg)?.name == name {
+                continue;
+            }
+        } else {
+            skip(series, &mut pos, wt)?;
+        }
+        out.extend_from_slice(&series[start..pos]);
+    }
+    Ok(())
 }
 
 #[inline]
@@ -279,6 +319,7 @@ fn decode_metadata(buf: &[u8]) -> Result<MetadataRef<'_>, DecodeError> {
         family: &[],
         help: &[],
         unit: &[],
+        raw: buf,
     };
     let mut pos = 0;
     while pos < buf.len() {
@@ -370,6 +411,32 @@ mod tests {
         assert!(v.series_labels(&v.series[1]).is_empty());
         assert_eq!(v.metadata[0].metric_type, 1);
         assert_eq!(v.metadata[0].family, b"up");
+        // Each series' raw range is exactly its encoded message.
+        for (s, ts) in v.series.iter().zip(&req.timeseries) {
+            assert_eq!(
+                &bytes[s.raw.start as usize..s.raw.end as usize],
+                ts.encode_to_vec()
+            );
+        }
+        assert_eq!(v.metadata[0].raw, req.metadata[0].encode_to_vec());
+    }
+
+    #[test]
+    fn series_without_a_label() {
+        let req = request();
+        let bytes = req.encode_to_vec();
+        let v = WriteRequestView::decode(&bytes).unwrap();
+        let raw = &bytes[v.series[0].raw.start as usize..v.series[0].raw.end as usize];
+        let mut out = vec![];
+        write_series_without_label(raw, b"__name__", &mut out).unwrap();
+        let mut want = req.timeseries[0].clone();
+        want.labels.retain(|l| l.name != "__name__");
+        // Compared encoded: the samples hold a NaN.
+        assert_eq!(out, want.encode_to_vec());
+        let mut framed = vec![];
+        put_len_field(&mut framed, 1, &out);
+        let again = WriteRequest::decode(&framed[..]).unwrap();
+        assert_eq!(again.timeseries[0].encode_to_vec(), want.encode_to_vec());
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn error_response(e: &Error) -> Response {
         Error::Unsupported(_) | Error::Execution(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "execution")
         }
-        Error::Ingester { .. } | Error::Storage(_) => {
+        Error::Ingester { .. } | Error::IngestersUnavailable(_) | Error::Storage(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
         Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),

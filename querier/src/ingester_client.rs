@@ -1,5 +1,6 @@
-//! [`SeriesSource`] over the ingesters' gRPC service: fans out to every ingester, decodes the
-//! XOR chunks, and merges copies of a series, counting identical timestamps once.
+//! [`SeriesSource`] over the ingesters' gRPC service: fans out to the ingesters (a static list,
+//! or the ring's instances, tolerating as many failures as replication covers), decodes the
+//! XOR chunks, and merges the replica copies of a series, counting identical timestamps once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,50 +14,133 @@ use muninn_proto::tenant::TenantId;
 use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::{MatchOp, Matcher};
-use tonic::transport::{Channel, Endpoint};
+use std::sync::Arc;
+
+use muninn_ring::clients::ClientPool;
+use muninn_ring::{InstanceIdx, InstanceState, RingHandle};
+use tonic::transport::Channel;
 
 use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
 use crate::{Error, Result};
 
-/// Clients of every ingester.
+/// Which ingesters a query asks.
+enum Targets {
+    /// `--querier.ingester-addrs`: every one must answer.
+    Static(Vec<String>),
+    /// The ring: every instance that may hold recent data; as many may fail as leave each
+    /// series an answering quorum member (RF − quorum instances, or zones with zone awareness).
+    Ring(Arc<RingHandle>),
+}
+
+/// Clients of the ingesters.
 #[derive(Clone)]
 pub struct IngesterStore {
-    clients: Vec<(String, IngesterClient<Channel>)>,
+    targets: Arc<Targets>,
+    pool: Arc<ClientPool>,
 }
 
 impl IngesterStore {
-    /// Lazily connecting clients for `addrs` (`host:port` or URLs).
+    /// Lazily connecting clients for a fixed list of `addrs` (`host:port` or URLs).
     pub fn new(addrs: &[String]) -> Result<Self> {
-        let clients = addrs
-            .iter()
-            .map(|a| {
-                let uri = if a.contains("://") {
-                    a.clone()
-                } else {
-                    format!("http://{a}")
-                };
-                let ep = Endpoint::from_shared(uri.clone())
-                    .map_err(|e| Error::Config(format!("ingester address {a:?}: {e}")))?;
-                let client =
-                    IngesterClient::new(ep.connect_lazy()).max_decoding_message_size(256 << 20);
-                Ok((uri, client))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { clients })
+        let pool = Arc::new(ClientPool::default());
+        for a in addrs {
+            pool.get(a)
+                .map_err(|e| Error::Config(format!("ingester address {a:?}: {e}")))?;
+        }
+        Ok(Self {
+            targets: Arc::new(Targets::Static(addrs.to_vec())),
+            pool,
+        })
     }
 
-    /// Calls every ingester with `req` (tenant attached); fails if any fails.
+    /// Clients of the ring's ingesters, as the ring stands at each query.
+    pub fn from_ring(ring: Arc<RingHandle>, pool: Arc<ClientPool>) -> Self {
+        Self {
+            targets: Arc::new(Targets::Ring(ring)),
+            pool,
+        }
+    }
+
+    /// Calls the ingesters with `req` (tenant attached) and returns the answers; fails when
+    /// more failed than the replication tolerates (with a static list: when any failed).
     async fn fan_out<Req, T, F, Fut>(&self, tenant: &TenantId, req: Req, call: F) -> Result<Vec<T>>
     where
         Req: Clone,
         F: Fn(IngesterClient<Channel>, tonic::Request<Req>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+        Fut: std::future::Future<Output = std::result::Result<T, Error>>,
     {
-        try_join_all(self.clients.iter().map(|(addr, c)| {
-            let fut = call(c.clone(), Self::request(tenant, req.clone()));
-            async move { fut.await.map_err(|s| status_err(addr, s)) }
-        }))
-        .await
+        match &*self.targets {
+            Targets::Static(addrs) => {
+                try_join_all(addrs.iter().map(|addr| {
+                    let client = self.pool.get(addr);
+                    let req = Self::request(tenant, req.clone());
+                    async {
+                        let c = client.map_err(|e| Error::Config(e.to_string()))?;
+                        call(c, req).await.map_err(|e| match e {
+                            Error::Ingester { code, message, .. } => Error::Ingester {
+                                addr: addr.clone(),
+                                code,
+                                message,
+                            },
+                            other => other,
+                        })
+                    }
+                }))
+                .await
+            }
+            Targets::Ring(ring) => {
+                let ring = ring.ring();
+                let plan = ring.read_plan();
+                let mut failed: Vec<(InstanceIdx, String)> = Vec::new();
+                let mut calls = Vec::new();
+                for &idx in &plan.instances {
+                    let inst = &ring.instances[idx as usize];
+                    if !inst.healthy {
+                        // A LEAVING instance that went silent has flushed (or its data is
+                        // on its replicas): it is neither asked nor counted.
+                        if inst.state != InstanceState::Leaving {
+                            failed.push((idx, "unhealthy".into()));
+                        }
+                        continue;
+                    }
+                    match self.pool.get(&inst.addr) {
+                        Ok(c) => calls.push((idx, call(c, Self::request(tenant, req.clone())))),
+                        Err(e) => failed.push((idx, e.to_string())),
+                    }
+                }
+                let results = futures::future::join_all(
+                    calls
+                        .into_iter()
+                        .map(|(idx, f)| async move { (idx, f.await) }),
+                )
+                .await;
+                let mut out = Vec::with_capacity(results.len());
+                for (idx, r) in results {
+                    match r {
+                        Ok(v) => out.push(v),
+                        Err(e) => failed.push((idx, e.to_string())),
+                    }
+                }
+                let failed_idx: Vec<InstanceIdx> = failed.iter().map(|f| f.0).collect();
+                if !plan.tolerates(&ring, &failed_idx) {
+                    let mut msg = format!(
+                        "too many ingesters unavailable for a complete answer (replication factor {}, {} may fail{}):",
+                        ring.effective_rf(),
+                        plan.max_failures,
+                        if plan.by_zone { " zones" } else { "" }
+                    );
+                    for (idx, e) in &failed {
+                        let i = &ring.instances[*idx as usize];
+                        msg.push_str(&format!(" {} ({}): {};", i.id, i.addr, e));
+                    }
+                    return Err(Error::IngestersUnavailable(msg));
+                }
+                for (idx, e) in &failed {
+                    tracing::debug!(instance = %ring.instances[*idx as usize].id, error = %e, "ingester failed; answer complete from replicas");
+                }
+                Ok(out)
+            }
+        }
     }
 
     fn request<T>(tenant: &TenantId, msg: T) -> tonic::Request<T> {
@@ -92,9 +176,9 @@ fn sorted_union(all: Vec<Vec<String>>) -> Vec<String> {
         .collect()
 }
 
-fn status_err(addr: &str, s: tonic::Status) -> Error {
+fn status_err(s: tonic::Status) -> Error {
     Error::Ingester {
-        addr: addr.to_owned(),
+        addr: "-".into(),
         message: s.message().to_owned(),
         code: s.code(),
     }
@@ -123,23 +207,16 @@ impl SeriesSource for IngesterStore {
                 matchers: to_proto(matchers),
                 labels_only,
             };
-            let per_ingester = try_join_all(self.clients.iter().map(|(addr, c)| {
-                let mut c = c.clone();
-                let req = Self::request(tenant, req.clone());
-                async move {
-                    let mut stream = c
-                        .select(req)
-                        .await
-                        .map_err(|s| status_err(addr, s))?
-                        .into_inner();
+            let per_ingester = self
+                .fan_out(tenant, req, |mut c, req| async move {
+                    let mut stream = c.select(req).await.map_err(status_err)?.into_inner();
                     let mut out = vec![];
-                    while let Some(msg) = stream.message().await.map_err(|s| status_err(addr, s))? {
+                    while let Some(msg) = stream.message().await.map_err(status_err)? {
                         out.extend(msg.series);
                     }
                     Ok::<_, Error>(out)
-                }
-            }))
-            .await?;
+                })
+                .await?;
             // Copies of a series (from several ingesters) are merged; a single copy keeps
             // its chunks undecoded until the engine needs them.
             let mut all: Vec<(Labels, Vec<bytes::Bytes>)> = Vec::new();
@@ -210,7 +287,10 @@ impl SeriesSource for IngesterStore {
             };
             let all = self
                 .fan_out(tenant, req, |mut c, r| async move {
-                    c.label_names(r).await.map(|r| r.into_inner().names)
+                    c.label_names(r)
+                        .await
+                        .map(|r| r.into_inner().names)
+                        .map_err(status_err)
                 })
                 .await?;
             Ok(sorted_union(all))
@@ -234,7 +314,10 @@ impl SeriesSource for IngesterStore {
             };
             let all = self
                 .fan_out(tenant, req, |mut c, r| async move {
-                    c.label_values(r).await.map(|r| r.into_inner().values)
+                    c.label_values(r)
+                        .await
+                        .map(|r| r.into_inner().values)
+                        .map_err(status_err)
                 })
                 .await?;
             Ok(sorted_union(all))
@@ -250,17 +333,14 @@ impl SeriesSource for IngesterStore {
             let req = MetadataRequest {
                 metric: family.unwrap_or_default().to_owned(),
             };
-            let all = try_join_all(self.clients.iter().map(|(addr, c)| {
-                let mut c = c.clone();
-                let req = Self::request(tenant, req.clone());
-                async move {
-                    c.metadata(req)
+            let all = self
+                .fan_out(tenant, req, |mut c, r| async move {
+                    c.metadata(r)
                         .await
                         .map(|r| r.into_inner().metadata)
-                        .map_err(|s| status_err(addr, s))
-                }
-            }))
-            .await?;
+                        .map_err(status_err)
+                })
+                .await?;
             let mut out: BTreeMap<(String, String, String, String), ()> = BTreeMap::new();
             for m in all.into_iter().flatten() {
                 let t = metric_metadata::MetricType::try_from(m.r#type)

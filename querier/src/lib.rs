@@ -45,6 +45,9 @@ pub enum Error {
         code: tonic::Code,
         message: String,
     },
+    /// Too many ingesters failed for a complete answer (503 `unavailable`).
+    #[error("{0}")]
+    IngestersUnavailable(String),
     /// Data that does not decode (500 `internal`).
     #[error("corrupt data: {0}")]
     Corrupt(String),

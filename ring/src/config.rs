@@ -51,7 +51,10 @@ pub struct RingArgs {
     #[arg(long = "ingester.ring.heartbeat-timeout", default_value = "1m")]
     pub heartbeat_timeout: FlagDuration,
     /// An instance UNHEALTHY for this long is removed from the ring (its tokens move).
-    #[arg(long = "ingester.ring.auto-forget-unhealthy-period", default_value = "10m")]
+    #[arg(
+        long = "ingester.ring.auto-forget-unhealthy-period",
+        default_value = "10m"
+    )]
     pub auto_forget_period: FlagDuration,
 }
 

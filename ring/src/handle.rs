@@ -150,11 +150,7 @@ impl RingHandle {
         if let Some(d) = me.as_mut() {
             d.last_heartbeat_ms = muninn_proto::time::now_ms();
         }
-        let ring = Ring::new(
-            me.into_iter().collect(),
-            self.rf,
-            self.zone_awareness,
-        );
+        let ring = Ring::new(me.into_iter().collect(), self.rf, self.zone_awareness);
         self.metrics.observe(&ring);
         *self.view.write() = Arc::new(ring);
     }
@@ -222,7 +218,9 @@ async fn refresh_loop(h: Weak<RingHandle>, every: Duration) {
 fn log_changes(before: &Ring, after: &Ring) {
     for i in &after.instances {
         match before.find(&i.id).map(|x| &before.instances[x as usize]) {
-            None => tracing::info!(instance = %i.id, addr = %i.addr, state = %i.state, "ring member appeared"),
+            None => {
+                tracing::info!(instance = %i.id, addr = %i.addr, state = %i.state, "ring member appeared")
+            }
             Some(b) if b.state != i.state || b.healthy != i.healthy => tracing::info!(
                 instance = %i.id,
                 state = %i.state,

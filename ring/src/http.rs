@@ -115,7 +115,11 @@ fn ownership(instances: &[InstanceDesc]) -> Vec<f64> {
         return out;
     }
     for (k, &(t, n)) in all.iter().enumerate() {
-        let prev = if k == 0 { all[all.len() - 1].0 } else { all[k - 1].0 };
+        let prev = if k == 0 {
+            all[all.len() - 1].0
+        } else {
+            all[k - 1].0
+        };
         out[n] += f64::from(t.wrapping_sub(prev)) / 4_294_967_296.0;
     }
     out

@@ -80,7 +80,10 @@ pub fn decode_tokens(s: &str) -> Option<Vec<u32>> {
     if s.is_empty() {
         return Some(vec![]);
     }
-    let mut v: Vec<u32> = s.split(',').map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    let mut v: Vec<u32> = s
+        .split(',')
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
     v.sort_unstable();
     Some(v)
 }

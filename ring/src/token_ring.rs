@@ -76,7 +76,11 @@ impl Ring {
             .filter(|i| i.state == InstanceState::Active)
             .collect();
         let cap = if zone_awareness {
-            active.iter().map(|i| &i.zone).collect::<BTreeSet<_>>().len()
+            active
+                .iter()
+                .map(|i| &i.zone)
+                .collect::<BTreeSet<_>>()
+                .len()
         } else {
             active.len()
         };
@@ -125,11 +129,13 @@ impl Ring {
         self.sets.get(self.set_of_token[pos] as usize)
     }
 
-    /// The first healthy ACTIVE instance on `key`'s walk: the one that decides for keys that
-    /// need a single decider (the HA tracker's elections). `None` when none is healthy.
-    pub fn leader(&self, key: u32) -> Option<InstanceIdx> {
+    /// Up to `n` distinct healthy ACTIVE instances in the order `key`'s walk meets them. The
+    /// first decides for keys that need a single decider (the HA tracker's elections); the
+    /// others, in order, when it cannot be reached.
+    pub fn leader_candidates(&self, key: u32, n: usize) -> Vec<InstanceIdx> {
+        let mut out = Vec::with_capacity(n);
         if self.tokens.is_empty() {
-            return None;
+            return out;
         }
         let start = self.tokens.partition_point(|&t| t < key) % self.tokens.len();
         let mut seen = BTreeSet::new();
@@ -137,13 +143,13 @@ impl Ring {
             let set = &self.sets[self.set_of_token[(start + i) % self.tokens.len()] as usize];
             let first = set.owners[0];
             if seen.insert(first) && self.instances[first as usize].healthy {
-                return Some(first);
-            }
-            if seen.len() == self.instances.len() {
-                break;
+                out.push(first);
+                if out.len() == n {
+                    break;
+                }
             }
         }
-        None
+        out
     }
 
     /// The instances a query asks: every instance that may hold recent data (all but LEFT
@@ -314,7 +320,9 @@ mod tests {
         let mut more = base.clone();
         more.push(inst("d", "", InstanceState::Active, 128));
         let (r3, r4) = (Ring::new(base, 1, false), Ring::new(more, 1, false));
-        let keys: Vec<u32> = (0..20_000u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+        let keys: Vec<u32> = (0..20_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
         let moved = keys
             .iter()
             .filter(|&&k| owners_of(&r3, k) != owners_of(&r4, k))
@@ -356,10 +364,14 @@ mod tests {
             .map(|id| inst(id, "", InstanceState::Active, 16))
             .collect();
         let ring = Ring::new(insts.clone(), 3, false);
-        let first = ring.leader(42).unwrap();
-        insts[first as usize].healthy = false;
+        let all = ring.leader_candidates(42, 3);
+        assert_eq!(all.len(), 3);
+        insts[all[0] as usize].healthy = false;
         let ring2 = Ring::new(insts, 3, false);
-        let second = ring2.leader(42).unwrap();
-        assert_ne!(first, second);
+        assert_eq!(
+            ring2.leader_candidates(42, 3),
+            all[1..].to_vec(),
+            "the next in line"
+        );
     }
 }

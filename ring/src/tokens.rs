@@ -81,6 +81,9 @@ mod tests {
         assert!(loaded);
         assert_eq!(a, b);
         std::fs::write(&p, "garbage").unwrap();
-        assert!(load(&p).is_err(), "a corrupt file is an error, not new tokens");
+        assert!(
+            load(&p).is_err(),
+            "a corrupt file is an error, not new tokens"
+        );
     }
 }

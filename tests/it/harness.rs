@@ -19,6 +19,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A UDP port that was free a moment ago (gossip).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind udp :0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Pushes `req` to the remote-write endpoint at `http` as `tenant` (usable from any thread).
+pub fn push_to(http: &str, tenant: &str, req: &WriteRequest) -> (u16, String) {
+    let resp = agent()
+        .post(&format!("{http}/api/v1/push"))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header("X-Scope-OrgID", tenant)
+        .send(&encode(req)[..]);
+    match resp {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        // A process that died mid-request: as a refused push.
+        Err(e) => (599, e.to_string()),
+    }
+}
+
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod blocks;
+mod cluster;
 mod compaction;
 mod crash;
 mod harness;
@@ -13,5 +14,6 @@ mod http_api;
 mod prometheus_remote_write;
 mod promql_differential;
 mod reliability;
+mod scale_out;
 mod tenants;
 mod two_process;

@@ -1,0 +1,416 @@
+//! The write path's router: takes a remote-write body, asks the HA tracker whether its
+//! replica may store, splits its series over the ring and sends each owner its share over
+//! gRPC (or applies it in-process when this ingester is an owner). A push succeeds when every
+//! series reached a quorum of its owners; otherwise it fails with 5xx so the sender retries
+//! (owners that did store keep the samples: a retry finds them as duplicates).
+//!
+//! Owners validate labels when they create a series (and skip it for series they hold), so
+//! validation costs once per series per owner, not once per push at the router; the router
+//! reports the owners' rejections once. An ingester that is a ring of its own (`muninn all`,
+//! or no `--memberlist.join`) with no HA tracker skips all of this and applies the body
+//! directly, as before the ring existed.
+
+pub mod ha_tracker;
+pub mod quorum;
+pub mod split;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use muninn_proto::ingester::PushRequest;
+use muninn_proto::tenant::TenantId;
+use muninn_proto::write_view::WriteRequestView;
+use muninn_ring::clients::ClientPool;
+use muninn_ring::{InstanceIdx, RingHandle};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::Ingester;
+use crate::metrics::{StatusLabels, TenantLabels};
+use crate::push::PushError;
+use ha_tracker::{HaConfig, HaTracker};
+use quorum::{Quorum, Verdict};
+
+/// Distributor settings.
+#[derive(Clone, Debug)]
+pub struct DistributorConfig {
+    pub multitenancy: bool,
+    pub max_request_bytes: usize,
+    pub ha: Option<HaConfig>,
+    /// Longest an owner may take to store its share.
+    pub owner_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub instance: String,
+}
+
+/// The router's metrics.
+#[derive(Default)]
+pub struct DistributorMetrics {
+    /// `POST /api/v1/push` requests by status code.
+    pub push_requests: Family<StatusLabels, Counter>,
+    /// Owner writes that failed (unreachable, unhealthy, shutting down, errors) by instance.
+    pub owner_failures: Family<InstanceLabels, Counter>,
+    /// Samples of non-elected HA replicas, dropped with 202.
+    pub ha_dropped_samples: Family<TenantLabels, Counter>,
+    /// Samples routed to owners (before replication).
+    pub routed_samples: Family<TenantLabels, Counter>,
+}
+
+impl DistributorMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("muninn_distributor");
+        r.register(
+            "push_requests",
+            "Remote-write requests by status code",
+            self.push_requests.clone(),
+        );
+        r.register(
+            "owner_push_failures",
+            "Writes to an owning ingester that failed, by instance",
+            self.owner_failures.clone(),
+        );
+        r.register(
+            "ha_dropped_samples",
+            "Samples of non-elected HA replicas, dropped (202)",
+            self.ha_dropped_samples.clone(),
+        );
+        r.register(
+            "routed_samples",
+            "Samples routed to their owners, before replication",
+            self.routed_samples.clone(),
+        );
+    }
+}
+
+/// What a successful push did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Stored,
+    /// The request came from a non-elected HA replica.
+    HaDropped {
+        replica: String,
+        elected: String,
+    },
+}
+
+/// One owner's answer.
+#[derive(Debug, Default, Clone)]
+pub struct OwnerReply {
+    pub ingested_samples: u64,
+    pub rejected_samples: u64,
+    pub rejected_series: u64,
+    pub first_errors: Vec<String>,
+}
+
+struct OwnerFailure {
+    instance: String,
+    message: String,
+    unavailable: bool,
+}
+
+/// The router of one process.
+pub struct Distributor {
+    pub config: DistributorConfig,
+    pub ring: Arc<RingHandle>,
+    pub clients: Arc<ClientPool>,
+    /// This process's ingester, when it is one.
+    pub local: Option<Arc<Ingester>>,
+    pub ha: Option<HaTracker>,
+    pub metrics: DistributorMetrics,
+    accepting: AtomicBool,
+    /// Decompressed bytes (KiB permits) all pushes may hold at once.
+    pub decompress_budget: tokio::sync::Semaphore,
+}
+
+impl Distributor {
+    pub fn new(
+        config: DistributorConfig,
+        ring: Arc<RingHandle>,
+        clients: Arc<ClientPool>,
+        local: Option<Arc<Ingester>>,
+    ) -> Self {
+        let ha = config
+            .ha
+            .clone()
+            .map(|c| HaTracker::new(c, ring.clone(), clients.clone()));
+        Self {
+            config,
+            ring,
+            clients,
+            local,
+            ha,
+            metrics: DistributorMetrics::default(),
+            accepting: AtomicBool::new(true),
+            decompress_budget: tokio::sync::Semaphore::new(crate::DECOMPRESS_BUDGET_BYTES >> 10),
+        }
+    }
+
+    pub fn register(&self, r: &mut Registry) {
+        self.metrics.register(r);
+        if let Some(ha) = &self.ha {
+            r.register(
+                "muninn_distributor_ha_elections",
+                "HA replicas elected by this process as leader (first elections and failovers)",
+                ha.elections.clone(),
+            );
+        }
+    }
+
+    /// Whether pushes are taken (false once shutdown began).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+            && self.local.as_ref().is_none_or(|i| i.is_accepting())
+    }
+
+    /// Refuses pushes from now on (503).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// True when this process is the only owner there can be: apply bodies directly.
+    fn local_only(&self) -> Option<&Arc<Ingester>> {
+        if self.ha.is_some() || self.ring.is_gossip() {
+            return None;
+        }
+        self.local.as_ref()
+    }
+
+    /// Stores a snappy remote-write body of `tenant`.
+    pub async fn push(&self, tenant: &TenantId, body: &[u8]) -> Result<Pushed, PushError> {
+        if let Some(ing) = self.local_only() {
+            let _admitted = ing.admit().ok_or(PushError::ShuttingDown)?;
+            let outcome = tokio::task::block_in_place(|| crate::push::ingest(ing, tenant, body))?;
+            crate::push::record_metrics(ing, tenant, &outcome);
+            if outcome.rejected_samples > 0 {
+                return Err(PushError::Rejected(crate::push::rejection_message(
+                    &outcome,
+                )));
+            }
+            return Ok(Pushed::Stored);
+        }
+        let limit = self.config.max_request_bytes;
+        let plain = tokio::task::block_in_place(|| {
+            let mut buf = Vec::new();
+            crate::push::decompress(body, limit, &mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            })
+        })?;
+        let (ha_labels, samples) = {
+            let view = WriteRequestView::decode(&plain)?;
+            (self.ha_labels(&view), view.samples.len() as u64)
+        };
+        let mut strip: Option<&[u8]> = None;
+        if let (Some(ha), Some((cluster, replica))) = (&self.ha, &ha_labels) {
+            let d = ha
+                .check(tenant, cluster, replica)
+                .await
+                .map_err(|e| PushError::Unavailable(e.to_string()))?;
+            if !d.accept {
+                self.metrics
+                    .ha_dropped_samples
+                    .get_or_create(&TenantLabels {
+                        tenant: tenant.to_string(),
+                    })
+                    .inc_by(samples);
+                return Ok(Pushed::HaDropped {
+                    replica: replica.clone(),
+                    elected: d.elected,
+                });
+            }
+            strip = Some(ha.config.replica_label.as_bytes());
+        }
+        let ring = self.ring.ring();
+        let split = tokio::task::block_in_place(|| {
+            let view = WriteRequestView::decode(&plain)?;
+            split::split(&ring, tenant.as_str(), &plain, &view, strip)
+                .map_err(|e| PushError::Unavailable(e.to_string()))
+        })?;
+        self.metrics
+            .routed_samples
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .inc_by(samples);
+        if split.bodies.is_empty() {
+            return Ok(Pushed::Stored);
+        }
+        self.replicate(tenant, &ring, split).await
+    }
+
+    /// The (cluster, replica) label values of the request's first series, if it has both.
+    fn ha_labels(&self, view: &WriteRequestView<'_>) -> Option<(String, String)> {
+        let ha = self.ha.as_ref()?;
+        let first = view.series.first()?;
+        let labels = view.series_labels(first);
+        let get = |name: &str| {
+            labels
+                .iter()
+                .find(|l| l.name == name.as_bytes())
+                .map(|l| String::from_utf8_lossy(l.value).into_owned())
+        };
+        Some((
+            get(&ha.config.cluster_label)?,
+            get(&ha.config.replica_label)?,
+        ))
+    }
+
+    /// Sends each owner its body; decides on quorum as replies arrive.
+    async fn replicate(
+        &self,
+        tenant: &TenantId,
+        ring: &muninn_ring::Ring,
+        split: split::Split,
+    ) -> Result<Pushed, PushError> {
+        let mut quorum = Quorum::new(&split.sets, ring.quorum());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+            InstanceIdx,
+            Result<OwnerReply, OwnerFailure>,
+        )>();
+        let self_id = self.ring.self_id();
+        let mut expected = 0;
+        for (owner, body) in split.bodies {
+            expected += 1;
+            let inst = &ring.instances[owner as usize];
+            let tx = tx.clone();
+            if self_id.as_deref() == Some(inst.id.as_str())
+                && let Some(ing) = self.local.clone()
+            {
+                let (tenant, id) = (tenant.clone(), inst.id.clone());
+                tokio::task::spawn_blocking(move || {
+                    let r = ing.push_routed(&tenant, &body).map_err(|e| OwnerFailure {
+                        instance: id,
+                        unavailable: matches!(e, PushError::ShuttingDown),
+                        message: e.to_string(),
+                    });
+                    let _ = tx.send((owner, r));
+                });
+                continue;
+            }
+            if !inst.healthy {
+                let _ = tx.send((
+                    owner,
+                    Err(OwnerFailure {
+                        instance: inst.id.clone(),
+                        message: "unhealthy (no heartbeat within the heartbeat timeout)".into(),
+                        unavailable: true,
+                    }),
+                ));
+                continue;
+            }
+            let client = self.clients.get(&inst.addr);
+            let (tenant, id, timeout) =
+                (tenant.clone(), inst.id.clone(), self.config.owner_timeout);
+            tokio::spawn(async move {
+                let r = match client {
+                    Ok(c) => send(c, &tenant, body, timeout).await,
+                    Err(e) => Err((e.to_string(), false)),
+                };
+                let r = r.map_err(|(message, unavailable)| OwnerFailure {
+                    instance: id,
+                    message,
+                    unavailable,
+                });
+                let _ = tx.send((owner, r));
+            });
+        }
+        drop(tx);
+        let mut replies: Vec<OwnerReply> = Vec::new();
+        let mut failures: Vec<OwnerFailure> = Vec::new();
+        let mut verdict = Verdict::Pending;
+        while verdict == Verdict::Pending {
+            let Some((owner, r)) = rx.recv().await else {
+                break;
+            };
+            expected -= 1;
+            verdict = quorum.record(owner, r.is_ok());
+            match r {
+                Ok(reply) => replies.push(reply),
+                Err(f) => {
+                    self.metrics
+                        .owner_failures
+                        .get_or_create(&InstanceLabels {
+                            instance: f.instance.clone(),
+                        })
+                        .inc();
+                    failures.push(f);
+                }
+            }
+            if expected == 0 {
+                break;
+            }
+        }
+        if quorum.verdict() != Verdict::Succeeded {
+            let unavailable = failures.iter().all(|f| f.unavailable);
+            let mut msg = format!(
+                "write did not reach a quorum ({} of {}) of ingesters for some series:",
+                ring.quorum(),
+                ring.effective_rf()
+            );
+            for f in &failures {
+                let _ = write!(msg, " {}: {};", f.instance, f.message);
+            }
+            return Err(PushError::Replication {
+                message: msg,
+                unavailable,
+            });
+        }
+        // Owners judge the same series alike; report the fullest account once.
+        if let Some(worst) = replies.iter().max_by_key(|r| r.rejected_samples)
+            && worst.rejected_samples > 0
+        {
+            let mut s = format!(
+                "rejected {} samples ({} series rejected whole); first errors:",
+                worst.rejected_samples, worst.rejected_series
+            );
+            for e in &worst.first_errors {
+                let _ = write!(s, " {e};");
+            }
+            return Err(PushError::Rejected(s));
+        }
+        Ok(Pushed::Stored)
+    }
+}
+
+/// One owner's gRPC push. Errors carry whether the owner was unavailable (vs. failing).
+async fn send(
+    mut client: muninn_proto::ingester::ingester_client::IngesterClient<tonic::transport::Channel>,
+    tenant: &TenantId,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<OwnerReply, (String, bool)> {
+    let mut req = tonic::Request::new(PushRequest {
+        write_request: body.into(),
+    });
+    req.set_timeout(timeout);
+    if let Ok(v) = tenant.as_str().parse() {
+        req.metadata_mut()
+            .insert(muninn_proto::TENANT_METADATA_KEY, v);
+    }
+    match client.push(req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            Ok(OwnerReply {
+                ingested_samples: r.ingested_samples,
+                rejected_samples: r.rejected_samples,
+                rejected_series: r.rejected_series,
+                first_errors: r.first_errors,
+            })
+        }
+        Err(s) => {
+            use tonic::Code;
+            let unavailable = matches!(
+                s.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            );
+            Err((format!("{:?}: {}", s.code(), s.message()), unavailable))
+        }
+    }
+}
