@@ -42,12 +42,13 @@ enum Cmd {
     },
     /// End-to-end replay into a running receiver.
     Push {
-        /// Receiver URL, e.g. http://127.0.0.1:9009/api/v1/push or http://127.0.0.1:9090/api/v1/write.
-        #[arg(long)]
-        url: String,
-        /// PID of the receiver, for CPU accounting.
-        #[arg(long)]
-        pid: u32,
+        /// Receiver URL, e.g. http://127.0.0.1:9009/api/v1/push or http://127.0.0.1:9090/api/v1/write;
+        /// several (comma-separated) spread the workers over them (the routers of a ring).
+        #[arg(long, value_delimiter = ',', required = true)]
+        url: Vec<String>,
+        /// PIDs whose CPU time is the cost (comma-separated: every router and owner).
+        #[arg(long, value_delimiter = ',', required = true)]
+        pid: Vec<u32>,
         /// Copies of the corpus's series (each with its own `instance`).
         #[arg(long, default_value_t = 20)]
         copies: usize,
@@ -89,6 +90,10 @@ enum Cmd {
         /// Muninn base URL (e.g. http://127.0.0.1:29009) and PID.
         #[arg(long)]
         muninn_url: String,
+        /// Where Muninn takes remote write, when not at `--muninn-url` (a ring's querier
+        /// takes none: give an ingester's or distributor's base URL).
+        #[arg(long)]
+        muninn_write_url: Option<String>,
         #[arg(long)]
         muninn_pid: u32,
         /// Prometheus base URL (remote-write receiver enabled) and PID.
@@ -164,9 +169,10 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             requests,
             tenant,
-        } => push(&bodies, &url, pid, copies, concurrency, requests, &tenant),
+        } => push(&bodies, &url, &pid, copies, concurrency, requests, &tenant),
         Cmd::Query {
             muninn_url,
+            muninn_write_url,
             muninn_pid,
             prometheus_url,
             prometheus_pid,
@@ -179,7 +185,10 @@ fn main() -> anyhow::Result<()> {
             let targets = [
                 query_bench::Target {
                     name: "muninn".into(),
-                    write_url: format!("{muninn_url}/api/v1/push"),
+                    write_url: format!(
+                        "{}/api/v1/push",
+                        muninn_write_url.as_deref().unwrap_or(&muninn_url)
+                    ),
                     api_url: muninn_url.clone(),
                     pid: muninn_pid,
                 },
@@ -368,8 +377,8 @@ fn agent() -> ureq::Agent {
 #[allow(clippy::too_many_arguments)]
 fn push(
     bodies: &[Vec<u8>],
-    url: &str,
-    pid: u32,
+    urls: &[String],
+    pids: &[u32],
     copies: usize,
     concurrency: usize,
     requests: usize,
@@ -433,13 +442,17 @@ fn push(
         "replaying {total_reqs} requests, {total_samples} samples, {} series",
         copies * 950
     );
-    let cpu0 = proc_stats::cpu_seconds(pid)?;
+    let cpu_of = |pids: &[u32]| -> anyhow::Result<f64> {
+        pids.iter().map(|&p| proc_stats::cpu_seconds(p)).sum()
+    };
+    let cpu0 = cpu_of(pids)?;
     let start = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {
-        for bodies in &prepared {
+        for (w, bodies) in prepared.iter().enumerate() {
             let (done, errors) = (done.clone(), errors.clone());
+            let url = urls[w % urls.len()].as_str();
             s.spawn(move || {
                 let a = agent();
                 for b in bodies {
@@ -465,7 +478,8 @@ fn push(
         });
     });
     let el = start.elapsed().as_secs_f64();
-    let cpu = proc_stats::cpu_seconds(pid)? - cpu0;
+    let cpu = cpu_of(pids)? - cpu0;
+    let url = urls.join(",");
     println!(
         "push {url}: {total_samples} samples in {el:.2}s = {:.2}M samples/s wall; receiver CPU {cpu:.2}s = {:.3} CPU-s per million samples = {:.2}M samples/s per core; {} non-2xx",
         total_samples as f64 / el / 1e6,

@@ -378,3 +378,35 @@ fn ha_pair_stores_one_replica_and_fails_over_after_silence() {
         }
     }
 }
+
+#[test]
+fn bad_input_through_the_ring_is_refused_once_and_the_rest_kept() {
+    let c = Cluster::new();
+    let i1 = c.ingester("ing-1", &[]);
+    let i2 = c.ingester("ing-2", &[]);
+    wait_active(&i1, &["ing-1", "ing-2"]);
+    wait_active(&i2, &["ing-1", "ing-2"]);
+    let t = crate::cluster::stream_start();
+    let req = write_request(vec![
+        series(&[("__name__", "ok_metric"), ("job", "a")], &[(t, 1.0)]),
+        series(&[("__name__", "bad metric"), ("job", "a")], &[(t, 1.0)]),
+    ]);
+    let (status, body) = push_to(&i1.http, "t", &req);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("metric_name_invalid"), "{body}");
+    // The valid series is on both owners (effective RF 2), the invalid one nowhere.
+    assert_eq!(memory_series(&[&i1, &i2], "t"), 2);
+    // Logged once, by the router; the owners report without logging.
+    std::thread::sleep(Duration::from_millis(200));
+    let count = |m: &crate::harness::Muninn| m.log_text().matches("push rejected").count();
+    assert_eq!((count(&i1), count(&i2)), (1, 0));
+}
+
+#[test]
+fn a_querier_with_neither_ring_nor_ingesters_answers_from_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = crate::harness::Muninn::start_in("querier", &tmp.path().join("q"), &[]);
+    let (status, v) = q.get(Some("t"), "/api/v1/query", &[("query", "up")]);
+    assert_eq!(status, 200, "{v}");
+    assert!(q.log_text().contains("answering from blocks alone"));
+}
