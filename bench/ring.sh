@@ -44,7 +44,7 @@ start_ring() {
   done
   for i in 1 2 3; do wait_http "127.0.0.1:2910$i/ready"; done
   for _ in $(seq 300); do
-    n=$(curl -s -H 'Accept: application/json' 127.0.0.1:29101/ingester/ring | grep -o '"state":"ACTIVE"' | wc -l)
+    n=$(curl -s -H 'Accept: application/json' 127.0.0.1:29101/ingester/ring | grep -o '"state":"ACTIVE"' | wc -l || true)
     [ "$n" = 3 ] && return 0
     sleep 0.2
   done
@@ -59,7 +59,7 @@ if [ "$what" = write ] || [ "$what" = both ]; then
     echo "== write: 3 ingesters, RF $rf, $copies corpus copies"
     start_ring "rf$rf" "$rf"
     "$bin/muninn-bench" push --url "$urls" --pid "$(IFS=,; echo "${ring_pids[*]}")" \
-      --copies "$copies" --concurrency 3 | tee "$work/rf$rf.txt"
+      --copies "$copies" --concurrency 6 | tee "$work/rf$rf.txt"
     curl -s 127.0.0.1:29101/metrics | grep -E '^muninn_ingester_memory_series' || true
     cleanup
   done
@@ -69,7 +69,7 @@ if [ "$what" = write ] || [ "$what" = both ]; then
   pids+=($!); apid=$!
   wait_http 127.0.0.1:29009/ready
   "$bin/muninn-bench" push --url http://127.0.0.1:29009/api/v1/push --pid "$apid" \
-    --copies "$copies" --concurrency 3 | tee "$work/all.txt"
+    --copies "$copies" --concurrency 6 | tee "$work/all.txt"
   cleanup
   r1=$(cpu_per_m < "$work/rf1.txt"); r3=$(cpu_per_m < "$work/rf3.txt"); ra=$(cpu_per_m < "$work/all.txt")
   echo "CPU-s per million samples: all $ra, ring RF 1 $r1, ring RF 3 $r3; RF 3 / RF 1 = $(echo "scale=2; $r3 / $r1" | bc) (goal <= 3.3)"

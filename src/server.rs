@@ -155,6 +155,9 @@ pub async fn run(
         let stop = stopped();
         tasks.spawn(async move {
             tonic::transport::Server::builder()
+                .initial_stream_window_size(muninn_ring::clients::STREAM_WINDOW)
+                .initial_connection_window_size(muninn_ring::clients::CONNECTION_WINDOW)
+                .tcp_nodelay(true)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(grpc),

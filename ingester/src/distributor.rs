@@ -203,14 +203,13 @@ impl Distributor {
                 buf
             })
         })?;
-        let (ha_labels, samples) = {
-            let view = WriteRequestView::decode(&plain)?;
-            (self.ha_labels(&view), view.samples.len() as u64)
-        };
+        // Decoded once; the view borrows `plain` across the HA check.
+        let view = WriteRequestView::decode(&plain)?;
+        let samples = view.samples.len() as u64;
         let mut strip: Option<&[u8]> = None;
-        if let (Some(ha), Some((cluster, replica))) = (&self.ha, &ha_labels) {
+        if let (Some(ha), Some((cluster, replica))) = (&self.ha, self.ha_labels(&view)) {
             let d = ha
-                .check(tenant, cluster, replica)
+                .check(tenant, &cluster, &replica)
                 .await
                 .map_err(|e| PushError::Unavailable(e.to_string()))?;
             if !d.accept {
@@ -221,7 +220,7 @@ impl Distributor {
                     })
                     .inc_by(samples);
                 return Ok(Pushed::HaDropped {
-                    replica: replica.clone(),
+                    replica,
                     elected: d.elected,
                 });
             }
@@ -229,10 +228,10 @@ impl Distributor {
         }
         let ring = self.ring.ring();
         let split = tokio::task::block_in_place(|| {
-            let view = WriteRequestView::decode(&plain)?;
             split::split(&ring, tenant.as_str(), &plain, &view, strip)
                 .map_err(|e| PushError::Unavailable(e.to_string()))
         })?;
+        drop(view);
         self.metrics
             .routed_samples
             .get_or_create(&TenantLabels {
@@ -276,24 +275,15 @@ impl Distributor {
         )>();
         let self_id = self.ring.self_id();
         let mut expected = 0;
+        let mut local_share: Option<(InstanceIdx, String, Vec<u8>)> = None;
         for (owner, body) in split.bodies {
             expected += 1;
             let inst = &ring.instances[owner as usize];
-            let tx = tx.clone();
-            if self_id.as_deref() == Some(inst.id.as_str())
-                && let Some(ing) = self.local.clone()
-            {
-                let (tenant, id) = (tenant.clone(), inst.id.clone());
-                tokio::task::spawn_blocking(move || {
-                    let r = ing.push_routed(&tenant, &body).map_err(|e| OwnerFailure {
-                        instance: id,
-                        unavailable: matches!(e, PushError::ShuttingDown),
-                        message: e.to_string(),
-                    });
-                    let _ = tx.send((owner, r));
-                });
+            if self_id.as_deref() == Some(inst.id.as_str()) && self.local.is_some() {
+                local_share = Some((owner, inst.id.clone(), body));
                 continue;
             }
+            let tx = tx.clone();
             if !inst.healthy {
                 let _ = tx.send((
                     owner,
@@ -320,6 +310,17 @@ impl Distributor {
                 });
                 let _ = tx.send((owner, r));
             });
+        }
+        // This process's own share is applied here, while the remote ones travel.
+        if let (Some((owner, id, body)), Some(ing)) = (local_share, &self.local) {
+            let r = tokio::task::block_in_place(|| ing.push_routed(tenant, &body)).map_err(|e| {
+                OwnerFailure {
+                    instance: id,
+                    unavailable: matches!(e, PushError::ShuttingDown),
+                    message: e.to_string(),
+                }
+            });
+            let _ = tx.send((owner, r));
         }
         drop(tx);
         let mut replies: Vec<OwnerReply> = Vec::new();

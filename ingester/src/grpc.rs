@@ -218,16 +218,16 @@ impl IngesterRpc for IngesterGrpc {
     async fn push(&self, req: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let tenant = tenant_of(&req)?;
         let body = req.into_inner().write_request;
-        let ing = self.ing.clone();
-        let reply = tokio::task::spawn_blocking(move || ing.push_routed(&tenant, &body))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| match e {
-                PushError::ShuttingDown => Status::unavailable(e.to_string()),
-                PushError::Protobuf(_) | PushError::Tenant(_) => {
-                    Status::invalid_argument(e.to_string())
+        // As the HTTP path: the worker thread turns blocking for the appends and WAL write.
+        let reply =
+            tokio::task::block_in_place(|| self.ing.push_routed(&tenant, &body)).map_err(|e| {
+                match e {
+                    PushError::ShuttingDown => Status::unavailable(e.to_string()),
+                    PushError::Protobuf(_) | PushError::Tenant(_) => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    other => Status::internal(other.to_string()),
                 }
-                other => Status::internal(other.to_string()),
             })?;
         Ok(Response::new(PushResponse {
             ingested_samples: reply.ingested_samples,

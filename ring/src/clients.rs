@@ -13,6 +13,10 @@ use crate::{Error, Result};
 /// Largest gRPC message either side accepts (a push of `--ingester.max-request-bytes`).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
+/// HTTP/2 flow-control windows of ingester connections (both sides use these).
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+
 /// Clients by address.
 pub struct ClientPool {
     clients: Mutex<HashMap<String, IngesterClient<Channel>>>,
@@ -49,6 +53,10 @@ impl ClientPool {
             .map_err(|e| Error::Address(format!("{addr:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
+            // Push bodies are tens to hundreds of KB: HTTP/2's default 64 KiB windows would
+            // stall each one on WINDOW_UPDATE round trips.
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let client = IngesterClient::new(ep.connect_lazy())

@@ -39,7 +39,11 @@ pub fn split(
     view: &WriteRequestView<'_>,
     strip: Option<&[u8]>,
 ) -> Result<Split, SplitError> {
-    let mut per_owner: Vec<Vec<u8>> = vec![Vec::new(); ring.instances.len()];
+    // Each owner gets about RF/N of the body: sized once, not grown.
+    let share = body.len() * ring.effective_rf() / ring.instances.len().max(1) + 64;
+    let mut per_owner: Vec<Vec<u8>> = (0..ring.instances.len())
+        .map(|_| Vec::with_capacity(share))
+        .collect();
     let mut set_ids: HashMap<*const ReplicaSet, usize> = HashMap::new();
     let mut out = Split::default();
     let mut scratch = Vec::new();
