@@ -5,7 +5,8 @@
 #          `muninn all` (no ring) is run the same way for reference.
 #   query: the query benchmark through a ring (3 ingesters, RF 3, plus a querier), then against
 #          `muninn all`, each side by side with Prometheus 2.42 on the same data.
-#   bench/ring.sh [write|query|both]    (COPIES=10 corpus copies, QSERIES=20000 query series)
+#   bench/ring.sh [write|query|both]    (COPIES=10 corpus copies, QSERIES=20000 query series,
+#                                        SIDES="ring all" for the query part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-both}"
@@ -80,7 +81,7 @@ if [ "$what" = query ] || [ "$what" = both ]; then
 global: {scrape_interval: 1h}
 storage: {tsdb: {out_of_order_time_window: 3650d}}
 YML
-  for side in ring all; do
+  for side in ${SIDES:-ring all}; do
     echo "== query: $side ($qseries counter series, 480 samples each), Prometheus alongside"
     rm -rf "$work/prom"
     prometheus --config.file="$work/prom.yml" --web.listen-address=127.0.0.1:29090 \

@@ -253,6 +253,13 @@ impl SeriesSource for IngesterStore {
             }
             let mut out = Vec::with_capacity(merged.len());
             for (labels, mut copies) in merged {
+                // Replicas that received the same samples cut the same chunks: identical
+                // copies stay one undecoded copy; only replicas that differ (one missed
+                // writes while down) are decoded and merged.
+                if copies.len() > 1 {
+                    copies.sort_unstable();
+                    copies.dedup();
+                }
                 let samples = if copies.len() == 1 {
                     Samples::Chunks {
                         chunks: copies.pop().unwrap_or_default(),
