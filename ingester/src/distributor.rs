@@ -35,6 +35,9 @@ use crate::push::PushError;
 use ha_tracker::{HaConfig, HaTracker};
 use quorum::{Quorum, Verdict};
 
+/// Longest HA cluster or replica label value accepted.
+pub const MAX_HA_LABEL_BYTES: usize = 256;
+
 /// Distributor settings.
 #[derive(Clone, Debug)]
 pub struct DistributorConfig {
@@ -204,10 +207,17 @@ impl Distributor {
             })
         })?;
         // Decoded once; the view borrows `plain` across the HA check.
-        let view = WriteRequestView::decode(&plain)?;
+        let view = tokio::task::block_in_place(|| WriteRequestView::decode(&plain))?;
         let samples = view.samples.len() as u64;
         let mut strip: Option<&[u8]> = None;
         if let (Some(ha), Some((cluster, replica))) = (&self.ha, self.ha_labels(&view)) {
+            // The values become gossip keys: bounded, so one push cannot outgrow a packet.
+            if cluster.len() > MAX_HA_LABEL_BYTES || replica.len() > MAX_HA_LABEL_BYTES {
+                return Err(PushError::Rejected(format!(
+                    "HA labels {:?}/{:?} longer than {MAX_HA_LABEL_BYTES} bytes",
+                    ha.config.cluster_label, ha.config.replica_label
+                )));
+            }
             let d = ha
                 .check(tenant, &cluster, &replica)
                 .await

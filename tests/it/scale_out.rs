@@ -364,7 +364,14 @@ fn ha_pair_stores_one_replica_and_fails_over_after_silence() {
     assert_eq!(res.len(), 1, "one series, without the replica label: {v}");
     assert!(res[0]["metric"].get("__replica__").is_none());
     assert_eq!(res[0]["metric"]["cluster"], "prom-a");
-    for (ts, val) in crate::harness::points(&res[0]) {
+    let pts = crate::harness::points(&res[0]);
+    let ks: BTreeSet<i64> = pts.iter().map(|(ts, _)| (ts - t0) / 1000).collect();
+    let want: BTreeSet<i64> = (0..15).chain(first..k).collect();
+    assert!(
+        want.is_subset(&ks),
+        "r1's samples and r2's after the failover all stored: {ks:?}"
+    );
+    for (ts, val) in pts {
         let k = (ts - t0) / 1000;
         if k < 15 {
             assert_eq!(

@@ -180,24 +180,35 @@ impl HaTracker {
     /// Decides as the leader of (tenant, cluster).
     pub async fn decide(&self, tenant: &str, cluster: &str, replica: &str) -> Decision {
         let table_key = (tenant.to_owned(), cluster.to_owned());
-        let known = self.table.lock().contains_key(&table_key);
-        let inherited = if known {
-            None
-        } else {
-            self.freshest_published(tenant, cluster).await
-        };
         let now = muninn_proto::time::now_ms();
+        // An entry this process has not updated for a while may be stale (another instance
+        // led meanwhile): the freshest published record wins over it.
+        let stale = self
+            .table
+            .lock()
+            .get(&table_key)
+            .is_none_or(|e| now - e.election.last_seen_ms > PUBLISH_EVERY_MS);
+        let inherited = if stale {
+            self.freshest_published(tenant, cluster).await
+        } else {
+            None
+        };
         let timeout = self.config.failover_timeout.as_millis() as i64;
         let (decision, publish) = {
             let mut table = self.table.lock();
             let entry = table.entry(table_key).or_insert_with(|| Entry {
-                election: inherited.unwrap_or(Election {
+                election: Election {
                     replica: String::new(),
                     last_seen_ms: 0,
                     elected_at_ms: 0,
-                }),
+                },
                 published_ms: 0,
             });
+            if let Some(p) = inherited
+                && p.last_seen_ms > entry.election.last_seen_ms
+            {
+                entry.election = p;
+            }
             let e = &mut entry.election;
             let accept = if e.replica == replica {
                 e.last_seen_ms = e.last_seen_ms.max(now);
