@@ -201,11 +201,7 @@ pub fn crash_point(name: &str) {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use muninn_proto::time::now_ms;
 
 fn serr(e: muninn_storage::Error) -> Error {
     Error::Storage(e.to_string())

@@ -129,11 +129,7 @@ fn respond(endpoint: &str, tenant: &TenantId, r: Result<String>) -> Response {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use muninn_proto::time::now_ms;
 
 fn parse_query(p: &Params) -> Result<Expr> {
     let q = p.get("query").unwrap_or("");

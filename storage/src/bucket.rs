@@ -137,11 +137,7 @@ fn os_err(op: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> 
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use muninn_proto::time::now_ms;
 
 impl Bucket {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
