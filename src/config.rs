@@ -62,6 +62,12 @@ pub struct Config {
     pub compactor: muninn_compactor::CompactorArgs,
     #[command(flatten)]
     pub storage: muninn_storage::bucket::StorageArgs,
+    #[command(flatten)]
+    pub tenancy: muninn_tenancy::TenancyArgs,
+    /// Serve `/metrics` on this separate address instead of the HTTP address (it lists tenant
+    /// ids, so a multi-tenant install can keep it off the public listener).
+    #[arg(long = "server.metrics-addr")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -90,6 +96,11 @@ impl Config {
         self.compactor.validate().map_err(anyhow::Error::msg)?;
         self.ring.validate().map_err(anyhow::Error::msg)?;
         self.distributor.validate().map_err(anyhow::Error::msg)?;
+        if self.tenancy.tenants_file.is_some() && !self.multitenancy {
+            anyhow::bail!(
+                "--auth.tenants-file authenticates tenants: it needs --auth.multitenancy-enabled=true"
+            );
+        }
         if self.role == Role::Distributor && self.ring.join.is_empty() {
             anyhow::bail!("muninn distributor routes over the ring: give --memberlist.join");
         }
@@ -122,6 +133,9 @@ fn flatten(
     out: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     for (k, v) in m {
+        // Mimir's files spell keys with underscores (`limits: {ingestion_rate: ...}`); flag
+        // names use dashes.
+        let k = k.replace('_', "-");
         let key = if prefix.is_empty() {
             k.clone()
         } else {
@@ -173,6 +187,18 @@ mod tests {
     }
 
     #[test]
+    fn limits_in_the_config_file_with_mimir_spelling() {
+        let args =
+            yaml_to_args("limits:\n  ingestion_rate: 1000\n  max_global_series_per_user: 50\n")
+                .unwrap();
+        let mut argv: Vec<OsString> = vec!["muninn".into(), "all".into()];
+        argv.extend(args.into_iter().map(OsString::from));
+        let c = Config::try_parse_from(argv).unwrap();
+        assert_eq!(c.tenancy.limits.ingestion_rate, 1000.0);
+        assert_eq!(c.tenancy.limits.max_global_series_per_user, 50);
+    }
+
+    #[test]
     fn durations_and_booleans_in_flags() {
         let c = Config::try_parse_from([
             "muninn",
@@ -183,6 +209,7 @@ mod tests {
             "--ingester.cut-interval=500ms",
             "--ingester.retain-after-ship=7d",
             "--validation.create-grace-period=1m",
+            "--limits.out-of-order-time-window=1h",
             "--querier.timeout=2h",
             "--compactor.interval=10s",
             "--compactor.block-ranges=2h,12h,24h",
@@ -193,6 +220,12 @@ mod tests {
         assert_eq!(c.ingester.cut_interval.0.as_millis(), 500);
         assert_eq!(c.ingester.retain_after_ship.0.as_secs(), 7 * 86_400);
         assert_eq!(c.querier.timeout.0.as_secs(), 7200);
+        assert_eq!(
+            c.tenancy.limits.creation_grace_period.0.as_secs(),
+            60,
+            "old flag name"
+        );
+        assert_eq!(c.tenancy.limits.out_of_order_time_window.0.as_secs(), 3600);
         assert!(c.validate().is_ok());
         let hours =
             Config::try_parse_from(["muninn", "all", "--compactor.block-ranges=2,12,24"]).unwrap();

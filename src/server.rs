@@ -34,6 +34,9 @@ pub async fn run(
     let role = config.role;
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::new(&mut registry);
+    let tenancy = muninn_tenancy::Tenancy::new(&config.tenancy, config.multitenancy)
+        .context("loading the runtime config and tenants files")?;
+    tenancy.register(&mut registry);
 
     // `compactor --once` runs one pass and exits: no listeners.
     if role == crate::roles::Role::Compactor && config.compactor.once {
@@ -42,7 +45,8 @@ pub async fn run(
             .open(&config.data_dir)
             .context("opening the bucket")?;
         let metrics = muninn_compactor::CompactorMetrics::default();
-        let failed = muninn_compactor::pass(&bucket, &config.compactor, &metrics).await;
+        let failed =
+            muninn_compactor::pass(&bucket, &config.compactor, &tenancy.overrides, &metrics).await;
         anyhow::ensure!(failed == 0, "compaction failed for {failed} tenants");
         tracing::info!("compaction pass done (--once)");
         return Ok(());
@@ -61,6 +65,10 @@ pub async fn run(
 
     let mut app = Router::new();
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let (t, stop) = (tenancy.clone(), stopped());
+        tokio::spawn(t.run_reloader(stop));
+    }
 
     let bucket_metrics = muninn_storage::metered::StoreMetrics::default();
     bucket_metrics.register(&mut registry);
@@ -82,10 +90,10 @@ pub async fn run(
             config.multitenancy,
             &config.ingester,
         );
-        let b = bucket.clone();
+        let (b, t) = (bucket.clone(), tenancy.clone());
         let ing = tokio::task::spawn_blocking({
             let mut reg = std::mem::take(&mut registry);
-            move || Ingester::open(cfg, Some(b), &mut reg).map(|i| (i, reg))
+            move || Ingester::open(cfg, t, Some(b), &mut reg).map(|i| (i, reg))
         })
         .await??;
         let (ing, reg) = ing;
@@ -142,10 +150,12 @@ pub async fn run(
             RingHandle::local(Some(me), rf, config.ring.zone_awareness)
         };
         ring = Some(r.clone());
+        let _ = ing.ring.set(r.clone());
         let dist = Arc::new(Distributor::new(
             config
                 .distributor
                 .config(config.multitenancy, config.ingester.max_request_bytes),
+            tenancy.clone(),
             r,
             pool.clone(),
             Some(ing.clone()),
@@ -183,6 +193,7 @@ pub async fn run(
             config
                 .distributor
                 .config(config.multitenancy, config.ingester.max_request_bytes),
+            tenancy.clone(),
             r.clone(),
             pool.clone(),
             None,
@@ -227,7 +238,7 @@ pub async fn run(
                 blocks
             }
         };
-        let q = Querier::new(store, config.multitenancy, &config.querier);
+        let q = Querier::new(store, tenancy.clone(), &config.querier);
         q.metrics.register(&mut registry);
         app = app.merge(q.http_router());
     }
@@ -235,8 +246,9 @@ pub async fn run(
         let metrics = Arc::new(muninn_compactor::CompactorMetrics::default());
         metrics.register(&mut registry);
         let (args, stop, b) = (config.compactor.clone(), stopped(), bucket.clone());
+        let overrides = tenancy.overrides.clone();
         tasks.spawn(async move {
-            muninn_compactor::run(b, args, metrics, stop).await;
+            muninn_compactor::run(b, args, overrides, metrics, stop).await;
             Ok(())
         });
     }
@@ -257,8 +269,25 @@ pub async fn run(
                 }
             }
         }))
-        .route("/metrics", get(move || metrics(registry.clone())))
         .layer(axum::middleware::from_fn_with_state(http_metrics, http_metrics::track));
+    let metrics_app = Router::new().route("/metrics", get(move || metrics(registry.clone())));
+    match config.metrics_addr {
+        // `/metrics` lists tenant ids: on its own listener when asked.
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics {addr}"))?;
+            tracing::info!(addr = %l.local_addr()?, "metrics listening");
+            let stop = stopped();
+            tasks.spawn(async move {
+                axum::serve(l, metrics_app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .context("metrics server")
+            });
+        }
+        None => app = app.merge(metrics_app),
+    }
 
     let stop = stopped();
     tasks.spawn(async move {

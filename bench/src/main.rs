@@ -630,9 +630,7 @@ fn compaction(
             "12h".parse().map_err(anyhow::Error::msg)?,
             "24h".parse().map_err(anyhow::Error::msg)?,
         ],
-        retention: Default::default(),
         retention_overrides: vec![],
-        runtime_config: None,
         concurrency: 1,
         deletion_delay: Default::default(),
     };
@@ -640,7 +638,8 @@ fn compaction(
     let cpu0 = proc_stats::cpu_seconds(std::process::id())?;
     let rss0 = proc_stats::rss_bytes(std::process::id())?;
     let t0 = Instant::now();
-    let failed = rt.block_on(muninn_compactor::pass(&bucket, &args, &metrics));
+    let overrides = muninn_tenancy::Overrides::new(Default::default(), None);
+    let failed = rt.block_on(muninn_compactor::pass(&bucket, &args, &overrides, &metrics));
     anyhow::ensure!(failed == 0, "compaction failed");
     let el = t0.elapsed().as_secs_f64();
     let cpu = proc_stats::cpu_seconds(std::process::id())? - cpu0;

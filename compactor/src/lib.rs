@@ -18,6 +18,7 @@ use futures::StreamExt;
 use muninn_proto::duration::{FlagDuration, parse_duration_ms};
 use muninn_proto::tenant::TenantId;
 use muninn_storage::bucket::Bucket;
+use muninn_tenancy::Overrides;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,34 +52,17 @@ pub struct CompactorArgs {
         default_value = "2h,12h,24h"
     )]
     pub block_ranges: Vec<FlagDuration>,
-    /// Blocks older than this are deleted (0: keep forever).
-    #[arg(long = "compactor.retention", default_value = "0s")]
-    pub retention: FlagDuration,
-    /// Per-tenant retention overrides, `tenant=duration` (or seconds), comma separated.
+    /// Per-tenant retention overrides, `tenant=duration` (or seconds), comma separated. The
+    /// runtime config file's `compactor_blocks_retention_period` wins over these; the default
+    /// is `--limits.compactor-blocks-retention-period` (formerly `--compactor.retention`).
     #[arg(long = "compactor.retention-overrides", value_delimiter = ',')]
     pub retention_overrides: Vec<String>,
-    /// Runtime overrides file (YAML, re-read every pass), as Mimir's:
-    /// `overrides: {<tenant>: {compactor_blocks_retention_period: 7d}}` (s/m/h/d/w or seconds).
-    #[arg(long = "runtime-config.file")]
-    pub runtime_config: Option<std::path::PathBuf>,
     /// Tenants compacted in parallel.
     #[arg(long = "compactor.concurrency", default_value_t = 2)]
     pub concurrency: usize,
     /// How long a marked block stays before its objects are deleted.
     #[arg(long = "compactor.deletion-delay", default_value = "12h")]
     pub deletion_delay: FlagDuration,
-}
-
-/// The runtime overrides file.
-#[derive(Debug, Default, serde::Deserialize)]
-struct RuntimeConfig {
-    #[serde(default)]
-    overrides: std::collections::BTreeMap<String, TenantOverrides>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct TenantOverrides {
-    compactor_blocks_retention_period: Option<String>,
 }
 
 impl CompactorArgs {
@@ -101,37 +85,18 @@ impl CompactorArgs {
         Ok(())
     }
 
-    /// Retention of a tenant: the runtime overrides file, then the flag overrides, then
-    /// `--compactor.retention`.
-    fn retention_ms(&self, tenant: &TenantId) -> i64 {
-        if let Some(path) = &self.runtime_config {
-            match std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| {
-                    if t.trim().is_empty() {
-                        Ok(RuntimeConfig::default())
-                    } else {
-                        serde_saphyr::from_str::<RuntimeConfig>(&t).map_err(|e| e.to_string())
-                    }
-                }) {
-                Ok(rc) => {
-                    if let Some(p) = rc
-                        .overrides
-                        .get(tenant.as_str())
-                        .and_then(|o| o.compactor_blocks_retention_period.as_deref())
-                    {
-                        match parse_duration_ms(p) {
-                            Some(ms) => return ms,
-                            None => {
-                                tracing::warn!(%tenant, value = p, "unparsable compactor_blocks_retention_period")
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read the runtime config file; using flags")
-                }
-            }
+    /// Retention of a tenant: its entry in the runtime config file, then the flag overrides,
+    /// then the `--limits.compactor-blocks-retention-period` default.
+    fn retention_ms(&self, tenant: &TenantId, overrides: &Overrides) -> i64 {
+        if overrides
+            .tenants_with_overrides()
+            .iter()
+            .any(|t| t == tenant.as_str())
+        {
+            return overrides
+                .get(tenant.as_str())
+                .compactor_blocks_retention_period
+                .as_millis_i64();
         }
         for o in &self.retention_overrides {
             if let Some((t, s)) = o.split_once('=')
@@ -141,7 +106,10 @@ impl CompactorArgs {
                 return ms;
             }
         }
-        self.retention.as_millis_i64()
+        overrides
+            .defaults()
+            .compactor_blocks_retention_period
+            .as_millis_i64()
     }
 }
 
@@ -212,6 +180,7 @@ pub async fn compact_tenant(
     bucket: &Bucket,
     tenant: &TenantId,
     args: &CompactorArgs,
+    overrides: &Overrides,
     metrics: &CompactorMetrics,
 ) -> Result<()> {
     let t = TenantLabels {
@@ -240,7 +209,7 @@ pub async fn compact_tenant(
             .map_err(serr)?;
     }
     // Retention.
-    let retention = args.retention_ms(tenant);
+    let retention = args.retention_ms(tenant, overrides);
     if retention > 0 {
         let cutoff = now_ms() - retention;
         for b in index.live_blocks().iter().filter(|b| b.max_time <= cutoff) {
@@ -301,7 +270,12 @@ pub async fn compact_tenant(
 }
 
 /// One pass over every tenant of the bucket. Returns the number of tenants that failed.
-pub async fn pass(bucket: &Bucket, args: &CompactorArgs, metrics: &CompactorMetrics) -> usize {
+pub async fn pass(
+    bucket: &Bucket,
+    args: &CompactorArgs,
+    overrides: &Overrides,
+    metrics: &CompactorMetrics,
+) -> usize {
     let tenants = match bucket.tenants().await {
         Ok(t) => t,
         Err(e) => {
@@ -312,7 +286,7 @@ pub async fn pass(bucket: &Bucket, args: &CompactorArgs, metrics: &CompactorMetr
     // Tenants in parallel, at most `--compactor.concurrency` at a time.
     let results: Vec<bool> = futures::stream::iter(tenants)
         .map(|tenant| async move {
-            match compact_tenant(bucket, &tenant, args, metrics).await {
+            match compact_tenant(bucket, &tenant, args, overrides, metrics).await {
                 Ok(()) => true,
                 Err(e) => {
                     metrics.failures.get_or_create(&TenantLabels { tenant: tenant.to_string() }).inc();
@@ -331,13 +305,14 @@ pub async fn pass(bucket: &Bucket, args: &CompactorArgs, metrics: &CompactorMetr
 pub async fn run(
     bucket: Bucket,
     args: CompactorArgs,
+    overrides: std::sync::Arc<Overrides>,
     metrics: std::sync::Arc<CompactorMetrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let interval = args.interval.0.max(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
-        let failed = pass(&bucket, &args, &metrics).await;
+        let failed = pass(&bucket, &args, &overrides, &metrics).await;
         tracing::info!(failed_tenants = failed, "compaction pass done");
         tokio::select! {
             _ = &mut shutdown => return,

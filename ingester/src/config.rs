@@ -1,10 +1,10 @@
-//! The ingester's configuration and its command-line flags (`--ingester.*`, `--validation.*`).
+//! The ingester's configuration and its command-line flags (`--ingester.*`); per-tenant limits
+//! (`--limits.*`, formerly `--validation.*`) live in `muninn-tenancy`.
 
 use std::path::PathBuf;
 
 use muninn_proto::duration::FlagDuration;
 
-use crate::validate::Limits;
 use crate::wal::FsyncPolicy;
 
 /// Flags owned by the ingester; the binary flattens them into its command line.
@@ -29,23 +29,10 @@ pub struct IngesterArgs {
     /// indexed, so that no query misses it while queriers pick up the new index.
     #[arg(long = "ingester.retain-after-ship", default_value = "15m")]
     pub retain_after_ship: FlagDuration,
-    /// Samples further than this ahead of the ingester's clock are refused
-    /// (`too_far_in_future`).
-    #[arg(long = "validation.create-grace-period", default_value = "10m")]
-    pub create_grace_period: FlagDuration,
     /// Flush every tenant's head to blocks on clean shutdown.
     #[arg(long = "ingester.flush-on-shutdown", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub flush_on_shutdown: bool,
-    /// Longest label name accepted.
-    #[arg(long = "validation.max-label-name-length", default_value_t = 1024)]
-    pub max_label_name_length: usize,
-    /// Longest label value accepted.
-    #[arg(long = "validation.max-label-value-length", default_value_t = 2048)]
-    pub max_label_value_length: usize,
-    /// Most labels a series may have.
-    #[arg(long = "validation.max-label-names-per-series", default_value_t = 30)]
-    pub max_label_names_per_series: usize,
 }
 
 /// Everything the ingester needs.
@@ -55,21 +42,20 @@ pub struct IngesterConfig {
     pub multitenancy: bool,
     pub max_request_bytes: usize,
     pub wal_fsync: FsyncPolicy,
-    pub limits: Limits,
     pub block_range_ms: i64,
     pub flush_on_shutdown: bool,
     pub cut_interval: std::time::Duration,
     pub retain_after_ship: std::time::Duration,
-    pub create_grace_period_ms: i64,
 }
 
 impl IngesterConfig {
-    /// The time bounds of a push received now.
-    pub fn time_bounds(&self) -> crate::tenant_db::TimeBounds {
+    /// The time bounds of a push of a tenant with these limits received now.
+    pub fn time_bounds(&self, limits: &muninn_tenancy::Limits) -> crate::tenant_db::TimeBounds {
         crate::tenant_db::TimeBounds {
             now_ms: now_ms(),
-            grace_ms: self.create_grace_period_ms,
+            grace_ms: limits.creation_grace_period.as_millis_i64(),
             too_old_window_ms: self.block_range_ms / 2,
+            ooo_window_ms: limits.out_of_order_window_ms(),
         }
     }
 
@@ -86,12 +72,6 @@ impl IngesterConfig {
                 .0
                 .max(std::time::Duration::from_millis(100)),
             retain_after_ship: args.retain_after_ship.0,
-            create_grace_period_ms: args.create_grace_period.as_millis_i64(),
-            limits: Limits {
-                max_label_name_length: args.max_label_name_length,
-                max_label_value_length: args.max_label_value_length,
-                max_label_names_per_series: args.max_label_names_per_series,
-            },
         }
     }
 }

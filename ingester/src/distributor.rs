@@ -127,6 +127,10 @@ pub struct Distributor {
     pub local: Option<Arc<Ingester>>,
     pub ha: Option<HaTracker>,
     pub metrics: DistributorMetrics,
+    /// Per-tenant limits and the discarded-samples counter.
+    pub tenancy: Arc<muninn_tenancy::Tenancy>,
+    /// The ingestion rate limit, enforced here (the router) per tenant.
+    rate: muninn_tenancy::rate::RateLimiter,
     accepting: AtomicBool,
     /// Decompressed bytes (KiB permits) all pushes may hold at once.
     pub decompress_budget: tokio::sync::Semaphore,
@@ -135,6 +139,7 @@ pub struct Distributor {
 impl Distributor {
     pub fn new(
         config: DistributorConfig,
+        tenancy: Arc<muninn_tenancy::Tenancy>,
         ring: Arc<RingHandle>,
         clients: Arc<ClientPool>,
         local: Option<Arc<Ingester>>,
@@ -150,6 +155,8 @@ impl Distributor {
             local,
             ha,
             metrics: DistributorMetrics::default(),
+            tenancy,
+            rate: Default::default(),
             accepting: AtomicBool::new(true),
             decompress_budget: tokio::sync::Semaphore::new(crate::DECOMPRESS_BUDGET_BYTES >> 10),
         }
@@ -185,13 +192,50 @@ impl Distributor {
         self.local.as_ref()
     }
 
+    /// Takes `samples` from the tenant's ingestion rate budget, or refuses the whole request
+    /// (429; nothing is stored and no tokens are taken). As Mimir's global strategy, each
+    /// router enforces the tenant's rate divided by the routers in the cluster.
+    pub fn check_rate(&self, tenant: &TenantId, samples: u64) -> Result<(), PushError> {
+        let limits = self.tenancy.overrides.get(tenant.as_str());
+        if limits.ingestion_rate <= 0.0 {
+            return Ok(());
+        }
+        let routers = self.ring.routers().max(1) as f64;
+        let rate = limits.ingestion_rate / routers;
+        if self.rate.allow(
+            tenant.as_str(),
+            samples,
+            rate,
+            limits.burst(),
+            std::time::Instant::now(),
+        ) {
+            return Ok(());
+        }
+        self.tenancy.discarded.add(
+            tenant.as_str(),
+            crate::validate::Reason::RateLimited.as_str(),
+            samples,
+        );
+        Err(PushError::RateLimited(format!(
+            "ingestion rate limit exceeded for tenant {tenant}: {samples} samples in this request; \
+             limit ingestion_rate {} samples/s ({rate:.0}/s on each of {routers} routers), \
+             ingestion_burst_size {}",
+            limits.ingestion_rate,
+            limits.burst()
+        )))
+    }
+
     /// Stores a snappy remote-write body of `tenant`.
     pub async fn push(&self, tenant: &TenantId, body: &[u8]) -> Result<Pushed, PushError> {
         if let Some(ing) = self.local_only() {
             let _admitted = ing.admit().ok_or(PushError::ShuttingDown)?;
-            let outcome = tokio::task::block_in_place(|| crate::push::ingest(ing, tenant, body))?;
+            let outcome = tokio::task::block_in_place(|| {
+                crate::push::ingest(ing, tenant, body, |view| {
+                    self.check_rate(tenant, view.samples.len() as u64)
+                })
+            })?;
             crate::push::record_metrics(ing, tenant, &outcome);
-            if outcome.rejected_samples > 0 {
+            if outcome.rejected_samples > 0 || outcome.rejected_metadata > 0 {
                 return Err(PushError::Rejected(crate::push::rejection_message(
                     &outcome,
                 )));
@@ -209,6 +253,7 @@ impl Distributor {
         // Decoded once; the view borrows `plain` across the HA check.
         let view = tokio::task::block_in_place(|| WriteRequestView::decode(&plain))?;
         let samples = view.samples.len() as u64;
+        self.check_rate(tenant, samples)?;
         let mut strip: Option<&[u8]> = None;
         if let (Some(ha), Some((cluster, replica))) = (&self.ha, self.ha_labels(&view)) {
             // The values become gossip keys: bounded, so one push cannot outgrow a packet.
@@ -374,8 +419,10 @@ impl Distributor {
             });
         }
         // Owners judge the same series alike; report the fullest account once.
-        if let Some(worst) = replies.iter().max_by_key(|r| r.rejected_samples)
-            && worst.rejected_samples > 0
+        if let Some(worst) = replies
+            .iter()
+            .max_by_key(|r| (r.rejected_samples, r.first_errors.len()))
+            && (worst.rejected_samples > 0 || !worst.first_errors.is_empty())
         {
             let mut s = format!(
                 "rejected {} samples ({} series rejected whole); first errors:",

@@ -223,9 +223,8 @@ impl IngesterRpc for IngesterGrpc {
             tokio::task::block_in_place(|| self.ing.push_routed(&tenant, &body)).map_err(|e| {
                 match e {
                     PushError::ShuttingDown => Status::unavailable(e.to_string()),
-                    PushError::Protobuf(_) | PushError::Tenant(_) => {
-                        Status::invalid_argument(e.to_string())
-                    }
+                    PushError::Protobuf(_) => Status::invalid_argument(e.to_string()),
+                    PushError::Auth(_) => Status::unauthenticated(e.to_string()),
                     other => Status::internal(other.to_string()),
                 }
             })?;

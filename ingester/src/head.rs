@@ -59,6 +59,10 @@ pub struct Head {
     max_t: i64,
     /// Tombstoned slots in `series`.
     dead: usize,
+    /// Series given out-of-order samples since the last cut snapshot, with the oldest such
+    /// sample: a cut in flight must not mark them shipped past it (see
+    /// [`Head::cap_marks`]).
+    ooo_since_snapshot: HashMap<SeriesId, i64>,
 }
 
 impl Default for Head {
@@ -73,6 +77,7 @@ impl Default for Head {
             unlogged: Vec::new(),
             max_t: i64::MIN,
             dead: 0,
+            ooo_since_snapshot: HashMap::new(),
         }
     }
 }
@@ -181,6 +186,58 @@ impl Head {
             self.max_t = self.max_t.max(t);
         }
         out
+    }
+
+    /// Inserts a sample older than its series' newest (out-of-order ingestion; the window is
+    /// the caller's). If the series was shipped past `t`, its shipped mark moves back below
+    /// `t` so the sample goes into a later block (with copies of the shipped samples after
+    /// it, which readers and the compactor count once).
+    pub fn insert(&mut self, id: SeriesId, t: i64, v: f64) -> AppendOutcome {
+        let s = &mut self.series[id as usize];
+        let out = s.insert(t, v);
+        if out == AppendOutcome::Appended {
+            self.samples += 1;
+            self.max_t = self.max_t.max(t);
+            if s.shipped_t >= t {
+                s.shipped_t = t - 1;
+            }
+            let e = self.ooo_since_snapshot.entry(id).or_insert(t);
+            *e = (*e).min(t);
+        }
+        out
+    }
+
+    /// Forgets the out-of-order inserts seen so far: a cut snapshot is being taken, and it
+    /// holds them.
+    pub fn start_snapshot(&mut self) {
+        self.ooo_since_snapshot.clear();
+    }
+
+    /// Caps the marks of a cut so no series is marked shipped at or past an out-of-order
+    /// sample inserted after the cut's snapshot (which its block does not hold).
+    pub fn cap_marks(&mut self, marks: &mut [(SeriesId, i64)]) {
+        if self.ooo_since_snapshot.is_empty() {
+            return;
+        }
+        for (id, t) in marks.iter_mut() {
+            if let Some(&oldest) = self.ooo_since_snapshot.get(id) {
+                *t = (*t).min(oldest - 1);
+            }
+        }
+    }
+
+    /// Series of one metric name.
+    pub fn metric_series(&self, metric: &str) -> usize {
+        let (Some(n), Some(v)) = (
+            self.symbols.get(b"__name__"),
+            self.symbols.get(metric.as_bytes()),
+        ) else {
+            return 0;
+        };
+        self.postings
+            .get(&n)
+            .and_then(|values| values.get(&v))
+            .map_or(0, Vec::len)
     }
 
     /// The newest timestamp ever appended, if any.

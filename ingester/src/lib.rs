@@ -57,6 +57,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// A running ingester.
 pub struct Ingester {
     pub config: IngesterConfig,
+    /// Per-tenant limits, authentication, the discarded-samples counter.
+    pub tenancy: Arc<muninn_tenancy::Tenancy>,
+    /// The ring this ingester is in, once joined: series limits are shares of the global ones.
+    pub ring: std::sync::OnceLock<Arc<muninn_ring::RingHandle>>,
     pub tenants: Tenants,
     pub metrics: IngesterMetrics,
     /// Where blocks are shipped; `None` keeps everything in the head.
@@ -88,6 +92,7 @@ impl Ingester {
     /// Opens the data directory, replaying every tenant's WAL (progress in the log).
     pub fn open(
         config: IngesterConfig,
+        tenancy: Arc<muninn_tenancy::Tenancy>,
         bucket: Option<muninn_storage::bucket::Bucket>,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Arc<Self>> {
@@ -96,11 +101,17 @@ impl Ingester {
         let tenants = Tenants::open(
             &config.data_dir.join("wal"),
             config.wal_fsync,
-            config.create_grace_period_ms,
+            tenancy
+                .overrides
+                .defaults()
+                .creation_grace_period
+                .as_millis_i64(),
             &metrics,
         )?;
         Ok(Arc::new(Self {
             config,
+            tenancy,
+            ring: std::sync::OnceLock::new(),
             tenants,
             metrics,
             bucket,
@@ -108,6 +119,46 @@ impl Ingester {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// The series limits this ingester enforces for a tenant: the global limits times the
+    /// replication factor, divided by the ingesters the tenant's series are spread over (its
+    /// shuffle shard, or every ACTIVE ingester), as Mimir does. A ring of one enforces the
+    /// global limits themselves.
+    pub fn series_limits(&self, limits: &muninn_tenancy::Limits) -> tenant_db::SeriesLimits {
+        let (g_user, g_metric) = (
+            limits.max_global_series_per_user,
+            limits.max_global_series_per_metric,
+        );
+        if g_user == 0 && g_metric == 0 {
+            return tenant_db::SeriesLimits::default();
+        }
+        let (rf, n) = match self.ring.get() {
+            Some(r) if r.is_gossip() => {
+                let ring = r.ring();
+                let active = ring
+                    .instances
+                    .iter()
+                    .filter(|i| i.state == muninn_ring::InstanceState::Active)
+                    .count()
+                    .max(1);
+                let shard = limits.ingestion_tenant_shard_size;
+                let n = if shard > 0 { shard.min(active) } else { active };
+                (ring.effective_rf().clamp(1, n), n)
+            }
+            _ => (1, 1),
+        };
+        let share = |g: u64| {
+            if g == 0 {
+                0
+            } else {
+                ((g as f64 / n as f64) * rf as f64).max(1.0) as u64
+            }
+        };
+        tenant_db::SeriesLimits {
+            per_user: share(g_user),
+            per_metric: share(g_metric),
+        }
     }
 
     /// Admits a push to apply its samples, or `None` once shutdown began (answer 503).

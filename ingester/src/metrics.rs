@@ -12,12 +12,6 @@ pub struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectLabels {
-    pub tenant: String,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
 }
@@ -26,7 +20,6 @@ pub struct StatusLabels {
 #[derive(Default)]
 pub struct IngesterMetrics {
     pub ingested_samples: Family<TenantLabels, Counter>,
-    pub rejected_samples: Family<RejectLabels, Counter>,
     pub memory_series: Family<TenantLabels, Gauge>,
     pub created_series: Family<TenantLabels, Counter>,
     pub wal_bytes_written: Counter,
@@ -44,11 +37,6 @@ impl IngesterMetrics {
             "ingested_samples",
             "Samples accepted into the head, per tenant",
             self.ingested_samples.clone(),
-        );
-        r.register(
-            "rejected_samples",
-            "Samples rejected, per tenant and reason",
-            self.rejected_samples.clone(),
         );
         r.register(
             "memory_series",

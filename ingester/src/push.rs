@@ -15,19 +15,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use muninn_proto::tenant::{TenantError, TenantId};
+use muninn_proto::tenant::TenantId;
 use muninn_proto::write_view::{DecodeError, WriteRequestView};
 
 use crate::Ingester;
 use crate::distributor::{Distributor, Pushed};
-use crate::metrics::{RejectLabels, StatusLabels, TenantLabels};
+use crate::metrics::{StatusLabels, TenantLabels};
 use crate::tenant_db::PushOutcome;
 
 /// Why a push failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("{0}")]
-    Tenant(#[from] TenantError),
+    Auth(#[from] muninn_tenancy::AuthError),
     #[error("unsupported Content-Encoding {0:?}: remote write 1.0 bodies are snappy block format")]
     Encoding(String),
     #[error(
@@ -46,6 +46,8 @@ pub enum PushError {
     Protobuf(#[from] DecodeError),
     #[error("{0}")]
     Rejected(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("internal error: {0}")]
     Internal(#[from] crate::Error),
     #[error("the ingester is shutting down; retry on another ingester or later")]
@@ -59,7 +61,7 @@ pub enum PushError {
 impl PushError {
     pub fn status(&self) -> StatusCode {
         match self {
-            PushError::Tenant(_) => StatusCode::UNAUTHORIZED,
+            PushError::Auth(_) => StatusCode::UNAUTHORIZED,
             PushError::Encoding(_) | PushError::ContentType(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -68,6 +70,7 @@ impl PushError {
             | PushError::Snappy(_)
             | PushError::Protobuf(_)
             | PushError::Rejected(_) => StatusCode::BAD_REQUEST,
+            PushError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             PushError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PushError::ShuttingDown | PushError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PushError::Replication { unavailable, .. } => {
@@ -109,16 +112,18 @@ async fn flush(
         .split('&')
         .any(|kv| kv == "all=true" || kv == "all=1");
     let report = if all {
+        // Every tenant's data: an admin operation once authentication is on.
+        if let Err(e) = ing.tenancy.auth.admin(&headers) {
+            tracing::warn!(error = %e, "flush of every tenant refused");
+            return unauthorized(&e.to_string());
+        }
         crate::shipper::cut_all(&ing, crate::shipper::CutMode::Flush).await
     } else {
-        match TenantId::from_headers(&headers, ing.config.multitenancy) {
+        match ing.tenancy.auth.tenant(&headers) {
             Ok(t) => crate::shipper::flush_tenant(&ing, &t).await,
             Err(e) => {
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    format!("{e} (or flush every tenant with ?all=true)\n"),
-                )
-                    .into_response();
+                tracing::warn!(error = %e, "flush refused");
+                return unauthorized(&format!("{e} (or flush every tenant with ?all=true)"));
             }
         }
     };
@@ -140,8 +145,21 @@ async fn flush(
     (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
+/// 401 with a basic-auth challenge.
+fn unauthorized(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Basic realm=\"muninn\""),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
 async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Body) -> Response {
-    let tenant = TenantId::from_headers(&headers, dist.config.multitenancy);
+    let tenant = dist.tenancy.auth.tenant(&headers);
     let result = match tenant {
         _ if !dist.is_accepting() => Err(PushError::ShuttingDown),
         Ok(ref t) => handle(&dist, t, &headers, body).await,
@@ -173,6 +191,9 @@ async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Bo
                 tracing::error!(tenant, status = status.as_u16(), error = %e, "push failed");
             } else {
                 tracing::warn!(tenant, status = status.as_u16(), error = %e, "push rejected");
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                return unauthorized(&e.to_string());
             }
             (
                 status,
@@ -320,11 +341,20 @@ pub fn decompress(body: &[u8], limit: usize, buf: &mut Vec<u8>) -> Result<usize,
         .map_err(PushError::Snappy)
 }
 
-/// Decompresses, decodes and applies a body. Runs on a blocking thread.
-pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
+/// Decompresses, decodes and applies a body, once `gate` (the rate limit) lets the decoded
+/// request in. Runs on a blocking thread.
+pub fn ingest(
+    ing: &Ingester,
+    tenant: &TenantId,
+    body: &[u8],
+    gate: impl FnOnce(&WriteRequestView<'_>) -> Result<(), PushError>,
+) -> Result<PushOutcome, PushError> {
     DECOMPRESSED.with_borrow_mut(|buf| {
-        let result = decompress(body, ing.config.max_request_bytes, buf)
-            .and_then(|n| apply(ing, tenant, &buf[..n]));
+        let result = decompress(body, ing.config.max_request_bytes, buf).and_then(|n| {
+            let view = WriteRequestView::decode(&buf[..n])?;
+            gate(&view)?;
+            apply_view(ing, tenant, &view)
+        });
         if buf.capacity() > KEEP_DECOMPRESSED {
             *buf = Vec::new();
         }
@@ -333,9 +363,22 @@ pub fn ingest(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutc
 }
 
 fn apply(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, PushError> {
-    let view = WriteRequestView::decode(body)?;
+    apply_view(ing, tenant, &WriteRequestView::decode(body)?)
+}
+
+fn apply_view(
+    ing: &Ingester,
+    tenant: &TenantId,
+    view: &WriteRequestView<'_>,
+) -> Result<PushOutcome, PushError> {
     let db = ing.tenants.get_or_create(tenant)?;
-    let out = db.push(&view, &ing.config.limits, &ing.config.time_bounds())?;
+    let limits = ing.tenancy.overrides.get(tenant.as_str());
+    let out = db.push(
+        view,
+        &limits,
+        ing.series_limits(&limits),
+        &ing.config.time_bounds(&limits),
+    )?;
     let series = db.head.read().live_series();
     ing.metrics
         .memory_series
@@ -361,13 +404,9 @@ pub(crate) fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcom
     ing.metrics.wal_bytes_written.inc_by(out.wal.bytes_written);
     ing.metrics.wal_fsyncs.inc_by(out.wal.fsyncs);
     for (reason, n) in &out.by_reason {
-        ing.metrics
-            .rejected_samples
-            .get_or_create(&RejectLabels {
-                tenant: tenant.to_string(),
-                reason: reason.as_str().to_owned(),
-            })
-            .inc_by(*n);
+        ing.tenancy
+            .discarded
+            .add(tenant.as_str(), reason.as_str(), *n);
     }
 }
 

@@ -41,6 +41,17 @@ pub struct TimeBounds {
     /// Samples older than the head's newest sample minus this are refused
     /// (`sample_too_old`): half the block range, as Prometheus.
     pub too_old_window_ms: i64,
+    /// The tenant's `out_of_order_time_window` (0: none): samples older than their series'
+    /// newest but within this of the tenant's newest are inserted in order.
+    pub ooo_window_ms: i64,
+}
+
+/// The series limits one ingester enforces for a tenant: its share of the global limits
+/// (0: none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeriesLimits {
+    pub per_user: u64,
+    pub per_metric: u64,
 }
 
 /// Series whose samples up to a timestamp were shipped at `at`; dropped from the head once
@@ -71,6 +82,8 @@ pub struct PushOutcome {
     pub ingested_samples: u64,
     pub rejected_samples: u64,
     pub rejected_series: u64,
+    /// Metadata entries dropped (too long).
+    pub rejected_metadata: u64,
     pub new_series: u64,
     /// Rejected samples per reason.
     pub by_reason: HashMap<Reason, u64>,
@@ -87,6 +100,24 @@ impl PushOutcome {
             self.first.push((reason, series()));
         }
     }
+}
+
+/// The series limit a new series with these labels would break, with the local limit.
+fn series_limit_reached(
+    head: &Head,
+    labels: &[(&str, &str)],
+    limits: SeriesLimits,
+) -> Option<(Reason, u64)> {
+    if limits.per_user > 0 && head.live_series() as u64 >= limits.per_user {
+        return Some((Reason::PerUserSeriesLimit, limits.per_user));
+    }
+    if limits.per_metric > 0 {
+        let name = labels.iter().find(|(n, _)| *n == "__name__").map(|l| l.1)?;
+        if head.metric_series(name) as u64 >= limits.per_metric {
+            return Some((Reason::PerMetricSeriesLimit, limits.per_metric));
+        }
+    }
+    None
 }
 
 /// An iterator with a known length, for record encoders that write the count first.
@@ -183,7 +214,14 @@ impl TenantDb {
                     }
                     match ids.get(&wal_id) {
                         Some(&id) => {
-                            head.append(id, t, v);
+                            // Out-of-order samples in the WAL were accepted in their window.
+                            if head.append(id, t, v) == AppendOutcome::OutOfOrder
+                                && head.insert(id, t, v) == AppendOutcome::Appended
+                                && let Some(m) = shipped.get_mut(&id)
+                                && *m >= t
+                            {
+                                *m = t - 1;
+                            }
                         }
                         None => unknown_refs += 1,
                     }
@@ -241,7 +279,10 @@ impl TenantDb {
 
     /// Not yet shipped samples of every series in `[min_t, max_t)`.
     pub fn snapshot_unshipped(&self, min_t: i64, max_t: i64) -> Vec<UnshippedSeries> {
-        self.head.read().snapshot_unshipped(min_t, max_t)
+        let mut head = self.head.write();
+        head.start_snapshot();
+        let head = parking_lot::RwLockWriteGuard::downgrade(head);
+        head.snapshot_unshipped(min_t, max_t)
     }
 
     /// After a block holding these samples is uploaded and indexed: marks them shipped (so no
@@ -249,8 +290,10 @@ impl TenantDb {
     /// and schedules their removal from the head after the retention. A WAL failure here is
     /// logged, not returned: the block is already indexed, and at worst a restart ships the
     /// same samples again, which readers and the compactor deduplicate.
-    pub fn mark_shipped(&self, marks: Vec<(SeriesId, i64)>) {
+    pub fn mark_shipped(&self, mut marks: Vec<(SeriesId, i64)>) {
         let mut head = self.head.write();
+        // Out-of-order samples that arrived during the cut are not in its block.
+        head.cap_marks(&mut marks);
         head.mark_shipped(&marks);
         if let Err(e) = self
             .wal
@@ -373,6 +416,7 @@ impl TenantDb {
         &self,
         req: &WriteRequestView<'_>,
         limits: &Limits,
+        series_limits: SeriesLimits,
         bounds: &TimeBounds,
     ) -> Result<PushOutcome> {
         let mut out = PushOutcome::default();
@@ -405,7 +449,8 @@ impl TenantDb {
             // Time bounds first, as Prometheus: a series none of whose samples may be stored
             // is not created (junk timestamps must not grow the head or the WAL).
             let newest_ok = bounds.now_ms.saturating_add(bounds.grace_ms);
-            let appendable_min = head.appendable_min(bounds.too_old_window_ms);
+            let window = bounds.too_old_window_ms.max(bounds.ooo_window_ms);
+            let appendable_min = head.appendable_min(window);
             let out_of_bounds = |t: i64| -> Option<Reason> {
                 if t < MIN_TIMESTAMP_MS {
                     Some(Reason::TimestampOutOfRange)
@@ -434,19 +479,34 @@ impl TenantDb {
                         continue;
                     }
                     let hash = label_hash_str(&labels_buf, &mut scratch);
-                    let (id, created) = head.get_or_create(&labels_buf, hash);
-                    if created {
-                        new_series.push((id, labels_buf.clone()));
-                        out.new_series += 1;
+                    match head.find(&labels_buf, hash) {
+                        Some(id) => id,
+                        None => {
+                            if let Some((reason, limit)) =
+                                series_limit_reached(&head, &labels_buf, series_limits)
+                            {
+                                out.rejected_series += 1;
+                                out.reject(reason, ss.len() as u64, || {
+                                    format!(
+                                        "{} (limit on this ingester: {limit})",
+                                        series_text(lbls)
+                                    )
+                                });
+                                continue;
+                            }
+                            let id = head.create(&labels_buf, hash);
+                            new_series.push((id, labels_buf.clone()));
+                            out.new_series += 1;
+                            id
+                        }
                     }
-                    id
                 }
             };
             for sample in ss {
                 let t = sample.timestamp_ms;
                 // The head's newest sample may have moved within this request.
                 let reason = out_of_bounds(t).or_else(|| {
-                    head.appendable_min(bounds.too_old_window_ms)
+                    head.appendable_min(window)
                         .is_some_and(|min| t < min)
                         .then_some(Reason::TooOld)
                 });
@@ -454,7 +514,16 @@ impl TenantDb {
                     out.reject(reason, 1, || series_text(lbls));
                     continue;
                 }
-                match head.append(id, t, sample.value) {
+                let mut appended = head.append(id, t, sample.value);
+                if appended == AppendOutcome::OutOfOrder
+                    && bounds.ooo_window_ms > 0
+                    && head
+                        .appendable_min(bounds.ooo_window_ms)
+                        .is_some_and(|min| t >= min)
+                {
+                    appended = head.insert(id, t, sample.value);
+                }
+                match appended {
                     AppendOutcome::Appended => {
                         samples.push((id, sample.timestamp_ms, sample.value));
                         out.ingested_samples += 1;
@@ -484,6 +553,15 @@ impl TenantDb {
                 continue;
             };
             if family.is_empty() {
+                continue;
+            }
+            let max = limits.max_metadata_length;
+            if family.len() > max || help.len() > max || unit.len() > max {
+                out.rejected_metadata += 1;
+                if out.first.len() < MAX_REPORTED_REASONS {
+                    out.first
+                        .push((Reason::MetadataTooLong, format!("metric family {family:?}")));
+                }
                 continue;
             }
             let meta = MetricMeta {
@@ -562,6 +640,7 @@ mod tests {
         now_ms: 10_000_000,
         grace_ms: 600_000,
         too_old_window_ms: 3_600_000,
+        ooo_window_ms: 0,
     };
 
     fn push_with(db: &TenantDb, name: &str, t: i64, v: f64, bounds: &TimeBounds) -> PushOutcome {
@@ -581,7 +660,8 @@ mod tests {
         };
         let bytes = req.encode_to_vec();
         let view = WriteRequestView::decode(&bytes).unwrap();
-        db.push(&view, &Limits::default(), bounds).unwrap()
+        db.push(&view, &Limits::default(), SeriesLimits::default(), bounds)
+            .unwrap()
     }
 
     fn push(db: &TenantDb, name: &str, t: i64, v: f64) {
@@ -669,6 +749,110 @@ mod tests {
         assert_eq!(db.snapshot_unshipped(0, 10_000)[0].2, vec![(3000, 3.0)]);
         db.drop_shipped(Instant::now()).unwrap();
         assert_eq!(samples(&db, "a"), vec![(3000, 3.0)]);
+    }
+
+    #[test]
+    fn out_of_order_samples_are_never_marked_shipped_unshipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let ooo = TimeBounds {
+            ooo_window_ms: 3_600_000,
+            ..BOUNDS
+        };
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        let now = BOUNDS.now_ms;
+        push(&db, "a", now - 600_000, 1.0);
+        push(&db, "a", now, 2.0);
+        // Without a window: 30 minutes late is out of order.
+        assert_eq!(
+            push_with(&db, "a", now - 1_800_000, 9.0, &BOUNDS).first[0].0,
+            Reason::OutOfOrder
+        );
+        // With one: accepted, and the series reads in time order.
+        assert_eq!(
+            push_with(&db, "a", now - 1_800_000, 0.5, &ooo).rejected_samples,
+            0
+        );
+        assert_eq!(
+            samples(&db, "a"),
+            vec![(now - 1_800_000, 0.5), (now - 600_000, 1.0), (now, 2.0)]
+        );
+        // A cut snapshots the series; an out-of-order sample arrives during the upload.
+        let snap = db.snapshot_unshipped(0, i64::MAX);
+        assert_eq!(snap[0].2.len(), 3);
+        assert_eq!(
+            push_with(&db, "a", now - 1_200_000, 0.7, &ooo).rejected_samples,
+            0
+        );
+        db.mark_shipped(vec![(snap[0].0, now)]);
+        // The late sample is not in the shipped block: still unshipped, so shipped again.
+        let again = db.snapshot_unshipped(0, i64::MAX);
+        assert!(
+            again[0].2.contains(&(now - 1_200_000, 0.7)),
+            "{:?}",
+            again[0].2
+        );
+        let marks: Vec<(SeriesId, i64)> = vec![(again[0].0, now)];
+        db.mark_shipped(marks);
+        assert!(db.snapshot_unshipped(0, i64::MAX).is_empty());
+        // Late into an already shipped stretch: the mark moves back, the sample ships.
+        assert_eq!(
+            push_with(&db, "a", now - 300_000, 1.5, &ooo).rejected_samples,
+            0
+        );
+        let third = db.snapshot_unshipped(0, i64::MAX);
+        assert!(third[0].2.contains(&(now - 300_000, 1.5)));
+        // Too old even for the window, and all of it survives a restart in order.
+        assert_eq!(
+            push_with(&db, "a", now - 2 * 3_600_000, 1.0, &ooo).first[0].0,
+            Reason::TooOld
+        );
+        drop(db);
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        assert_eq!(samples(&db, "a").len(), 5);
+        let left = db.snapshot_unshipped(0, i64::MAX);
+        assert!(left[0].2.contains(&(now - 300_000, 1.5)), "{:?}", left[0].2);
+    }
+
+    #[test]
+    fn series_limits_refuse_new_series_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        let limits = SeriesLimits {
+            per_user: 3,
+            per_metric: 2,
+        };
+        let push_l = |name: &str, job: &str| {
+            let req = WriteRequest {
+                timeseries: vec![TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "__name__".into(),
+                            value: name.into(),
+                        },
+                        Label {
+                            name: "job".into(),
+                            value: job.into(),
+                        },
+                    ],
+                    samples: vec![Sample {
+                        value: 1.0,
+                        timestamp: BOUNDS.now_ms,
+                    }],
+                    ..Default::default()
+                }],
+                metadata: vec![],
+            };
+            let bytes = req.encode_to_vec();
+            let view = WriteRequestView::decode(&bytes).unwrap();
+            db.push(&view, &Limits::default(), limits, &BOUNDS).unwrap()
+        };
+        assert_eq!(push_l("m", "1").rejected_samples, 0);
+        assert_eq!(push_l("m", "2").rejected_samples, 0);
+        assert_eq!(push_l("m", "3").first[0].0, Reason::PerMetricSeriesLimit);
+        assert_eq!(push_l("n", "1").rejected_samples, 0);
+        assert_eq!(push_l("o", "1").first[0].0, Reason::PerUserSeriesLimit);
+        // Existing series keep taking samples.
+        assert_eq!(push_l("m", "1").rejected_samples, 0);
     }
 
     #[test]

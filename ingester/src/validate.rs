@@ -5,23 +5,7 @@
 
 use muninn_proto::write_view::LabelRef;
 
-/// Per-series limits (Mimir's defaults).
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_label_name_length: usize,
-    pub max_label_value_length: usize,
-    pub max_label_names_per_series: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_label_name_length: 1024,
-            max_label_value_length: 2048,
-            max_label_names_per_series: 30,
-        }
-    }
-}
+pub use muninn_tenancy::Limits;
 
 /// Why samples were rejected; the `as_str` form is the `reason` label of the metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,10 +25,14 @@ pub enum Reason {
     TooFarInFuture,
     TimestampOutOfRange,
     NativeHistogram,
+    PerUserSeriesLimit,
+    PerMetricSeriesLimit,
+    MetadataTooLong,
+    RateLimited,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 19] = [
         Reason::MissingMetricName,
         Reason::InvalidMetricName,
         Reason::InvalidLabelName,
@@ -60,6 +48,10 @@ impl Reason {
         Reason::TooFarInFuture,
         Reason::TimestampOutOfRange,
         Reason::NativeHistogram,
+        Reason::PerUserSeriesLimit,
+        Reason::PerMetricSeriesLimit,
+        Reason::MetadataTooLong,
+        Reason::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +71,10 @@ impl Reason {
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::TimestampOutOfRange => "timestamp_out_of_range",
             Reason::NativeHistogram => "native_histogram_unsupported",
+            Reason::PerUserSeriesLimit => "per_user_series_limit",
+            Reason::PerMetricSeriesLimit => "per_metric_series_limit",
+            Reason::MetadataTooLong => "metadata_too_long",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -95,17 +91,27 @@ impl Reason {
             Reason::LabelValueTooLong => "label value is longer than the limit",
             Reason::TooManyLabels => "series has more labels than the limit",
             Reason::OutOfOrder => {
-                "out-of-order sample (older than the newest sample of the series)"
+                "out-of-order sample (older than the newest sample of the series, outside out_of_order_time_window)"
             }
             Reason::DuplicateTimestamp => "duplicate sample for timestamp with a different value",
             Reason::TooOld => {
-                "sample is older than the head accepts (its newest sample minus half the block range)"
+                "sample is older than the head accepts (the tenant's newest sample minus half the block range, or minus out_of_order_time_window if larger)"
             }
             Reason::TooFarInFuture => {
-                "sample is newer than now plus --validation.create-grace-period"
+                "sample is newer than now plus the creation grace period (creation_grace_period)"
             }
             Reason::TimestampOutOfRange => "sample timestamp is before 1970-01-01 (negative)",
             Reason::NativeHistogram => "native histograms are not supported yet",
+            Reason::PerUserSeriesLimit => {
+                "the tenant's series limit is reached (max_global_series_per_user); new series are refused"
+            }
+            Reason::PerMetricSeriesLimit => {
+                "the metric's series limit is reached (max_global_series_per_metric); new series are refused"
+            }
+            Reason::MetadataTooLong => {
+                "metadata entry longer than the limit (max_metadata_length); entry dropped"
+            }
+            Reason::RateLimited => "ingestion rate limit exceeded (ingestion_rate)",
         }
     }
 }

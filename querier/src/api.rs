@@ -63,9 +63,14 @@ impl FromRequest<Arc<Querier>> for ApiCall {
 
     async fn from_request(req: Request, q: &Arc<Querier>) -> std::result::Result<Self, Response> {
         let (parts, body) = req.into_parts();
-        let tenant = TenantId::from_headers(&parts.headers, q.multitenancy).map_err(|e| {
-            tracing::warn!(path = parts.uri.path(), error = %e, "query without a valid tenant");
-            (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response()
+        let tenant = q.tenancy.auth.tenant(&parts.headers).map_err(|e| {
+            tracing::warn!(path = parts.uri.path(), error = %e, "query refused: no valid tenant");
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"muninn\"")],
+                format!("{e}\n"),
+            )
+                .into_response()
         })?;
         let is_form = parts
             .headers
@@ -319,14 +324,14 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let t = call.params.time("time", now_ms())?;
         let timeout = query_timeout(&q, &call.params)?;
         let (qc, tenant) = (q.clone(), call.tenant.clone());
+        let store = q.store_for(&call.tenant);
         let res = run_query(
             &q,
             "query",
             &call.tenant,
             timeout,
             evaluate(&q, move || async move {
-                promql::instant_query(qc.store.as_ref(), &tenant, opts(&qc, timeout), &expr, t)
-                    .await
+                promql::instant_query(store.as_ref(), &tenant, opts(&qc, timeout), &expr, t).await
             }),
         )
         .await?;
@@ -370,10 +375,24 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
                 ));
             }
         }
+        let max_len = q
+            .tenancy
+            .overrides
+            .get(call.tenant.as_str())
+            .max_total_query_length
+            .as_millis_i64();
+        if max_len > 0 && end.saturating_sub(start) > max_len {
+            return Err(Error::BadData(format!(
+                "the query time range exceeds the limit (query length: {}, limit: {}; max_total_query_length)",
+                muninn_proto::duration::FlagDuration(std::time::Duration::from_millis(end.saturating_sub(start) as u64)),
+                muninn_proto::duration::FlagDuration(std::time::Duration::from_millis(max_len as u64)),
+            )));
+        }
         let timeout = query_timeout(&q, p)?;
         let (qc, tenant) = (q.clone(), call.tenant.clone());
+        let store = q.store_for(&call.tenant);
         let eval = evaluate(&q, move || async move {
-            promql::range_query(qc.store.as_ref(), &tenant, opts(&qc, timeout), &expr, start, end, step).await
+            promql::range_query(store.as_ref(), &tenant, opts(&qc, timeout), &expr, start, end, step).await
         });
         run_query(&q, "query_range", &call.tenant, timeout, eval).await
     }
@@ -429,7 +448,11 @@ async fn series(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let limit = limit(p)?;
         let mut all: BTreeSet<Labels> = BTreeSet::new();
         for ms in match_params(p)? {
-            for sd in q.store.select(&call.tenant, &ms, start, end, true).await? {
+            for sd in q
+                .store_for(&call.tenant)
+                .select(&call.tenant, &ms, start, end, true)
+                .await?
+            {
                 all.insert(sd.labels);
             }
         }
@@ -467,10 +490,18 @@ async fn labels(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let sets = match_params(p)?;
         let mut names: BTreeSet<String> = BTreeSet::new();
         if sets.is_empty() {
-            names.extend(q.store.label_names(&call.tenant, &[], start, end).await?);
+            names.extend(
+                q.store_for(&call.tenant)
+                    .label_names(&call.tenant, &[], start, end)
+                    .await?,
+            );
         }
         for ms in &sets {
-            names.extend(q.store.label_names(&call.tenant, ms, start, end).await?);
+            names.extend(
+                q.store_for(&call.tenant)
+                    .label_names(&call.tenant, ms, start, end)
+                    .await?,
+            );
         }
         Ok(string_array(names.into_iter().take(limit)))
     }
@@ -494,14 +525,14 @@ async fn label_values(
         let mut values: BTreeSet<String> = BTreeSet::new();
         if sets.is_empty() {
             values.extend(
-                q.store
+                q.store_for(&call.tenant)
                     .label_values(&call.tenant, &name, &[], start, end)
                     .await?,
             );
         }
         for ms in &sets {
             values.extend(
-                q.store
+                q.store_for(&call.tenant)
                     .label_values(&call.tenant, &name, ms, start, end)
                     .await?,
             );

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod promql;
 pub mod promqltest;
 pub mod store;
+pub mod tenant_limits;
 
 use std::sync::Arc;
 
@@ -92,7 +93,8 @@ pub struct QuerierArgs {
 /// A configured querier.
 pub struct Querier {
     pub store: Arc<dyn SeriesSource>,
-    pub multitenancy: bool,
+    /// Tenant authentication and per-tenant query limits.
+    pub tenancy: Arc<muninn_tenancy::Tenancy>,
     pub lookback_ms: i64,
     pub timeout: std::time::Duration,
     pub max_samples: usize,
@@ -105,10 +107,14 @@ pub struct Querier {
 }
 
 impl Querier {
-    pub fn new(store: Arc<dyn SeriesSource>, multitenancy: bool, args: &QuerierArgs) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn SeriesSource>,
+        tenancy: Arc<muninn_tenancy::Tenancy>,
+        args: &QuerierArgs,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            multitenancy,
+            tenancy,
             lookback_ms: args.lookback_delta.as_millis_i64().max(1),
             timeout: args.timeout.0.clamp(
                 std::time::Duration::from_millis(1),
@@ -123,6 +129,15 @@ impl Querier {
             }),
             metrics: metrics::QuerierMetrics::default(),
         })
+    }
+
+    /// The store as one query of `tenant` may read it (its query limits applied).
+    pub fn store_for(&self, tenant: &muninn_proto::tenant::TenantId) -> Arc<dyn SeriesSource> {
+        tenant_limits::LimitedStore::wrap(
+            self.store.clone(),
+            self.tenancy.overrides.get(tenant.as_str()),
+            muninn_proto::time::now_ms(),
+        )
     }
 
     /// The API routes under `/api/v1` and `/prometheus/api/v1`.

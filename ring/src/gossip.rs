@@ -106,6 +106,25 @@ impl Gossip {
         out
     }
 
+    /// Live members whose role routes writes (`ingester`, `distributor`, `all`).
+    pub async fn live_routers(&self) -> usize {
+        let cc = self.handle.chitchat();
+        let g = cc.lock().await;
+        let live: Vec<ChitchatId> = g.live_nodes().cloned().collect();
+        let mut ids = std::collections::BTreeSet::new();
+        for id in &live {
+            if let Some(state) = g.node_state(id)
+                && matches!(
+                    state.get(KEY_ROLE),
+                    Some("ingester" | "distributor" | "all")
+                )
+            {
+                ids.insert(id.node_id.clone());
+            }
+        }
+        ids.len()
+    }
+
     /// The ingesters every member's keys describe, newest generation per id. Health and
     /// forgetting are judged against `now_ms`.
     pub async fn instances(

@@ -25,6 +25,9 @@ pub struct RingHandle {
     forget_after: Duration,
     heartbeat_period: Duration,
     metrics: crate::metrics::RingMetrics,
+    /// Live members that route writes (ingesters, distributors, `all`): the ingestion rate
+    /// limit is split among them.
+    routers: std::sync::atomic::AtomicUsize,
 }
 
 impl RingHandle {
@@ -41,6 +44,7 @@ impl RingHandle {
             forget_after: Duration::from_secs(600),
             heartbeat_period: Duration::from_secs(5),
             metrics: Default::default(),
+            routers: std::sync::atomic::AtomicUsize::new(1),
         };
         h.rebuild_local();
         Arc::new(h)
@@ -73,6 +77,7 @@ impl RingHandle {
             forget_after: args.auto_forget_period.0,
             heartbeat_period: args.heartbeat_period(),
             metrics: Default::default(),
+            routers: std::sync::atomic::AtomicUsize::new(1),
         });
         h.refresh().await;
         let weak = Arc::downgrade(&h);
@@ -88,6 +93,13 @@ impl RingHandle {
     /// This process's instance id, if it is an ingester in the ring.
     pub fn self_id(&self) -> Option<String> {
         self.me.lock().as_ref().map(|d| d.id.clone())
+    }
+
+    /// Live members that route writes (1 without gossip).
+    pub fn routers(&self) -> usize {
+        self.routers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1)
     }
 
     /// Whether the ring comes from gossip.
@@ -167,7 +179,10 @@ impl RingHandle {
         let instances = g
             .instances(now, self.heartbeat_timeout, self.forget_after)
             .await;
+        let routers = g.live_routers().await;
         drop(guard);
+        self.routers
+            .store(routers, std::sync::atomic::Ordering::Relaxed);
         let before = self.ring();
         let ring = Ring::new(instances, self.rf, self.zone_awareness);
         log_changes(&before, &ring);

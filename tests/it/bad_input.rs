@@ -140,7 +140,7 @@ fn invalid_series_are_rejected_and_valid_ones_kept() {
     for (_, reason) in &cases {
         assert!(
             metrics.contains(&format!(
-                "muninn_ingester_rejected_samples_total{{tenant=\"bad\",reason=\"{reason}\"}} 1"
+                "muninn_discarded_samples_total{{tenant=\"bad\",reason=\"{reason}\"}} 1"
             )),
             "{reason} counted in /metrics"
         );

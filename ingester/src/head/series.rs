@@ -200,6 +200,107 @@ impl MemSeries {
         AppendOutcome::Appended
     }
 
+    /// Inserts a sample older than the newest one (out-of-order ingestion; the window is the
+    /// caller's). The chunk whose time range holds `t` is re-encoded with it; in a gap between
+    /// chunks it joins the neighbour in the same `CHUNK_RANGE_MS` window, or starts a chunk of
+    /// its own, so chunks stay sorted and non-overlapping and every reader (queries, cuts,
+    /// checkpoints) keeps seeing one ordered sequence. A chunk grown past twice the usual
+    /// size is split in two.
+    pub fn insert(&mut self, t: i64, v: f64) -> AppendOutcome {
+        let Some((last_t, _)) = self.last() else {
+            return self.append(t, v);
+        };
+        if t >= last_t {
+            return self.append(t, v);
+        }
+        // Index of the first chunk (closed, then the open one at `closed.len()`) ending at or
+        // after `t`; one exists since `t` is older than the newest sample.
+        let idx = self
+            .closed
+            .iter()
+            .position(|c| c.max_t >= t)
+            .unwrap_or(self.closed.len());
+        let min_t = match (self.closed.get(idx), &self.head) {
+            (Some(c), _) => c.min_t,
+            (None, Some((m, _))) => *m,
+            (None, None) => return self.append(t, v),
+        };
+        let window = |x: i64| x.div_euclid(CHUNK_RANGE_MS);
+        let target = if min_t <= t {
+            idx
+        } else if idx > 0 && window(self.closed[idx - 1].max_t) == window(t) {
+            idx - 1
+        } else if window(min_t) == window(t) {
+            idx
+        } else {
+            // A chunk of its own, before chunk `idx`.
+            let mut a = XorAppender::with_capacity(16);
+            a.append(t, v);
+            self.closed.insert(
+                idx,
+                ClosedChunk {
+                    min_t: t,
+                    max_t: t,
+                    data: a.into_bytes().into_boxed_slice(),
+                },
+            );
+            return AppendOutcome::Appended;
+        };
+        let is_open = target == self.closed.len();
+        let data: &[u8] = if is_open {
+            match &self.head {
+                Some((_, a)) => a.bytes(),
+                None => return self.append(t, v),
+            }
+        } else {
+            &self.closed[target].data
+        };
+        let mut samples: Vec<(i64, f64)> = XorIter::new(data).collect();
+        let pos = samples.partition_point(|&(st, _)| st < t);
+        if let Some(&(st, sv)) = samples.get(pos)
+            && st == t
+        {
+            return if sv.to_bits() == v.to_bits() {
+                AppendOutcome::Duplicate
+            } else {
+                AppendOutcome::ConflictingDuplicate
+            };
+        }
+        samples.insert(pos, (t, v));
+        let encode = |part: &[(i64, f64)]| {
+            let mut a = XorAppender::with_capacity(part.len() * 2 + 16);
+            for &(st, sv) in part {
+                a.append(st, sv);
+            }
+            a
+        };
+        let split = samples.len() > 2 * usize::from(SAMPLES_PER_CHUNK);
+        let (first, second) = if split {
+            samples.split_at(samples.len() / 2)
+        } else {
+            (&samples[..], &samples[..0])
+        };
+        let closed_of = |part: &[(i64, f64)]| ClosedChunk {
+            min_t: part[0].0,
+            max_t: part[part.len() - 1].0,
+            data: encode(part).into_bytes().into_boxed_slice(),
+        };
+        if is_open {
+            if split {
+                self.closed.push(closed_of(first));
+                self.head = Some((second[0].0, encode(second)));
+            } else {
+                self.head = Some((first[0].0, encode(first)));
+            }
+        } else {
+            self.closed[target] = closed_of(first);
+            if split {
+                self.closed.insert(target + 1, closed_of(second));
+            }
+        }
+        AppendOutcome::Appended
+    }
+
     /// Whether the series holds no samples.
     pub fn is_empty(&self) -> bool {
         self.closed.is_empty() && self.head.is_none()
@@ -236,6 +337,51 @@ mod tests {
         s.append(CHUNK_RANGE_MS, 1.0);
         assert_eq!(s.closed.len(), 3, "boundary cut");
         assert_eq!(s.time_range(), Some((0, CHUNK_RANGE_MS)));
+    }
+
+    #[test]
+    fn out_of_order_inserts_keep_one_ordered_sequence() {
+        let mut s = MemSeries::new(Box::new([]), 0);
+        let mut want = std::collections::BTreeMap::new();
+        // Two chunk-range windows, with gaps, then inserts everywhere: into closed chunks,
+        // the open chunk, gaps, before the first chunk, and enough to force splits.
+        for i in (0..400).map(|i| i * 20_000) {
+            s.append(i, i as f64);
+            want.insert(i, i as f64);
+        }
+        let last = 399 * 20_000;
+        let mut x = 7u64;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let t = ((x >> 33) % last as u64) as i64 - 1000;
+            if t < 0 {
+                continue;
+            }
+            let out = s.insert(t, t as f64);
+            if want.insert(t, t as f64).is_some() {
+                assert_eq!(out, AppendOutcome::Duplicate);
+            } else {
+                assert_eq!(out, AppendOutcome::Appended);
+            }
+        }
+        assert_eq!(s.insert(0, 5.0), AppendOutcome::ConflictingDuplicate);
+        let got: Vec<(i64, f64)> = s.samples().collect();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        // Chunks sorted, disjoint, bounded, within one window each.
+        let mut prev = i64::MIN;
+        for c in &s.closed {
+            let ts: Vec<i64> = XorIter::new(&c.data).map(|(t, _)| t).collect();
+            assert_eq!((ts[0], *ts.last().unwrap()), (c.min_t, c.max_t));
+            assert!(c.min_t > prev && ts.len() <= 2 * usize::from(SAMPLES_PER_CHUNK));
+            assert_eq!(
+                c.min_t.div_euclid(CHUNK_RANGE_MS),
+                c.max_t.div_euclid(CHUNK_RANGE_MS)
+            );
+            prev = c.max_t;
+        }
+        assert_eq!(s.append(last + 1, 1.0), AppendOutcome::Appended);
     }
 
     #[test]
