@@ -227,7 +227,7 @@ pub async fn run(
             }
             None => None,
         };
-        let store: Arc<dyn SeriesSource> = match ingesters {
+        let store: Arc<dyn SeriesSource> = match ingesters.clone() {
             Some(i) => Arc::new(MergedStore {
                 parts: vec![Arc::new(i), blocks],
             }),
@@ -238,7 +238,7 @@ pub async fn run(
                 blocks
             }
         };
-        let q = Querier::new(store, tenancy.clone(), &config.querier);
+        let q = Querier::new(store, ingesters, tenancy.clone(), &config.querier);
         q.metrics.register(&mut registry);
         app = app.merge(q.http_router());
     }

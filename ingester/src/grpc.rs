@@ -9,7 +9,8 @@ use muninn_proto::ingester::ingester_server::Ingester as IngesterRpc;
 use muninn_proto::ingester::{
     Chunk, HaCheckRequest, HaCheckResponse, LabelNamesRequest, LabelNamesResponse,
     LabelValuesRequest, LabelValuesResponse, MetadataRequest, MetadataResponse, PushRequest,
-    PushResponse, Rejection, SelectRequest, SelectResponse, SeriesChunks,
+    PushResponse, Rejection, SelectRequest, SelectResponse, SeriesChunks, TenantStatsRequest,
+    TenantStatsResponse,
 };
 use muninn_proto::prometheus::{
     Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata,
@@ -234,6 +235,26 @@ impl IngesterRpc for IngesterGrpc {
             rejected_series: reply.rejected_series,
             by_reason: Vec::<Rejection>::new(),
             first_errors: reply.first_errors,
+        }))
+    }
+
+    async fn tenant_stats(
+        &self,
+        req: Request<TenantStatsRequest>,
+    ) -> Result<Response<TenantStatsResponse>, Status> {
+        let Some(db) = self.tenant_db(&req)? else {
+            return Ok(Response::new(TenantStatsResponse::default()));
+        };
+        let (num_series, num_chunks, range) = db.head.read().stats();
+        let (min_time_ms, max_time_ms) = range.unwrap_or((0, 0));
+        let rate = db.rate.lock();
+        Ok(Response::new(TenantStatsResponse {
+            num_series,
+            num_chunks,
+            min_time_ms,
+            max_time_ms,
+            ingestion_rate: rate.rate(),
+            ingested_samples: rate.total,
         }))
     }
 

@@ -226,6 +226,19 @@ impl Head {
         }
     }
 
+    /// Live series, chunks (closed and open), and the oldest and newest sample held.
+    pub fn stats(&self) -> (u64, u64, Option<(i64, i64)>) {
+        let mut chunks = 0u64;
+        let mut range: Option<(i64, i64)> = None;
+        for s in self.series.iter().filter(|s| !s.is_dead()) {
+            chunks += s.closed.len() as u64 + u64::from(s.head.is_some());
+            if let Some((lo, hi)) = s.time_range() {
+                range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            }
+        }
+        (self.live_series() as u64, chunks, range)
+    }
+
     /// Series of one metric name.
     pub fn metric_series(&self, metric: &str) -> usize {
         let (Some(n), Some(v)) = (

@@ -74,6 +74,47 @@ pub struct TenantDb {
     pub cut_lock: tokio::sync::Mutex<()>,
     /// Shipped data waiting for `--ingester.retain-after-ship` before it leaves the head.
     shipped: Mutex<VecDeque<ShipEvent>>,
+    /// Samples ingested, per second, over the last seconds (the tenant's ingestion rate).
+    pub rate: Mutex<RateWindow>,
+}
+
+/// Samples per second over the last [`RateWindow::SECONDS`] whole seconds.
+#[derive(Default)]
+pub struct RateWindow {
+    buckets: [(u64, u64); RateWindow::SECONDS as usize + 1],
+    pub total: u64,
+}
+
+impl RateWindow {
+    pub const SECONDS: u64 = 10;
+
+    fn now_s() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    pub fn add(&mut self, n: u64) {
+        let s = Self::now_s();
+        let b = &mut self.buckets[(s % (Self::SECONDS + 1)) as usize];
+        if b.0 != s {
+            *b = (s, 0);
+        }
+        b.1 += n;
+        self.total += n;
+    }
+
+    /// Samples per second over the last whole seconds (the current one excluded).
+    pub fn rate(&self) -> f64 {
+        let s = Self::now_s();
+        let sum: u64 = self
+            .buckets
+            .iter()
+            .filter(|(sec, _)| *sec < s && *sec + Self::SECONDS >= s)
+            .map(|b| b.1)
+            .sum();
+        sum as f64 / Self::SECONDS as f64
+    }
 }
 
 /// What happened to one write request.
@@ -272,6 +313,7 @@ impl TenantDb {
                 wal: Mutex::new(wal),
                 cut_lock: tokio::sync::Mutex::new(()),
                 shipped: Mutex::new(events),
+                rate: Mutex::new(RateWindow::default()),
             },
             report,
         ))
@@ -615,7 +657,10 @@ impl TenantDb {
             }
         });
         match written {
-            Ok(stats) => out.wal = stats,
+            Ok(stats) => {
+                out.wal = stats;
+                self.rate.lock().add(out.ingested_samples);
+            }
             Err(e) => {
                 head.mark_unlogged(
                     retry

@@ -45,7 +45,9 @@ pub fn router(q: Arc<Querier>) -> Router {
         )
         .route("/format_query", get(format_query).post(format_query))
         .route("/parse_query", get(parse_query_ast).post(parse_query_ast))
-        .route("/status/buildinfo", get(buildinfo));
+        .route("/status/buildinfo", get(buildinfo))
+        .route("/status/tsdb", get(crate::tenant_stats::tsdb_status))
+        .route("/user_stats", get(crate::tenant_stats::user_stats));
     Router::new()
         .nest("/api/v1", api.clone())
         .nest("/prometheus/api/v1", api)
@@ -54,8 +56,8 @@ pub fn router(q: Arc<Querier>) -> Router {
 
 /// A call's tenant and parameters.
 pub struct ApiCall {
-    tenant: TenantId,
-    params: Params,
+    pub tenant: TenantId,
+    pub params: Params,
 }
 
 impl FromRequest<Arc<Querier>> for ApiCall {
@@ -95,7 +97,7 @@ impl FromRequest<Arc<Querier>> for ApiCall {
     }
 }
 
-fn success(data: &str) -> Response {
+pub(crate) fn success(data: &str) -> Response {
     let mut s = String::with_capacity(data.len() + 32);
     s.push_str("{\"status\":\"success\",\"data\":");
     s.push_str(data);
@@ -124,7 +126,7 @@ fn error_response(e: &Error) -> Response {
 }
 
 /// Turns a handler result into a response, logging failures once.
-fn respond(endpoint: &str, tenant: &TenantId, r: Result<String>) -> Response {
+pub(crate) fn respond(endpoint: &str, tenant: &TenantId, r: Result<String>) -> Response {
     match r {
         Ok(data) => success(&data),
         Err(e) => {

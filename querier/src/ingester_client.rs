@@ -143,6 +143,42 @@ impl IngesterStore {
         }
     }
 
+    /// Label sets of the tenant's head series matching `matchers`, replicas once.
+    pub async fn select_labels(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Labels>> {
+        Ok(self
+            .select(tenant, matchers, i64::MIN, i64::MAX, true)
+            .await?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
+
+    /// Every ingester's head statistics for `tenant`, and the replication factor that many
+    /// copies of each series exist under (1 for a static list).
+    pub async fn tenant_stats(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(Vec<muninn_proto::ingester::TenantStatsResponse>, usize)> {
+        let stats = self
+            .fan_out(
+                tenant,
+                muninn_proto::ingester::TenantStatsRequest {},
+                |mut c, req| async move {
+                    Ok::<_, Error>(c.tenant_stats(req).await.map_err(status_err)?.into_inner())
+                },
+            )
+            .await?;
+        let rf = match &*self.targets {
+            Targets::Static(_) => 1,
+            Targets::Ring(r) => r.ring().effective_rf().max(1),
+        };
+        Ok((stats, rf))
+    }
+
     fn request<T>(tenant: &TenantId, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         if let Ok(v) = tenant.as_str().parse() {

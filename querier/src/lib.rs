@@ -16,6 +16,7 @@ pub mod promql;
 pub mod promqltest;
 pub mod store;
 pub mod tenant_limits;
+pub mod tenant_stats;
 
 use std::sync::Arc;
 
@@ -93,6 +94,8 @@ pub struct QuerierArgs {
 /// A configured querier.
 pub struct Querier {
     pub store: Arc<dyn SeriesSource>,
+    /// The ingesters alone (head statistics: `status/tsdb`, `user_stats`).
+    pub ingesters: Option<ingester_client::IngesterStore>,
     /// Tenant authentication and per-tenant query limits.
     pub tenancy: Arc<muninn_tenancy::Tenancy>,
     pub lookback_ms: i64,
@@ -109,11 +112,13 @@ pub struct Querier {
 impl Querier {
     pub fn new(
         store: Arc<dyn SeriesSource>,
+        ingesters: Option<ingester_client::IngesterStore>,
         tenancy: Arc<muninn_tenancy::Tenancy>,
         args: &QuerierArgs,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            ingesters,
             tenancy,
             lookback_ms: args.lookback_delta.as_millis_i64().max(1),
             timeout: args.timeout.0.clamp(

@@ -15,5 +15,6 @@ mod prometheus_remote_write;
 mod promql_differential;
 mod reliability;
 mod scale_out;
+mod tenancy;
 mod tenants;
 mod two_process;

@@ -1,0 +1,345 @@
+//! Multi-tenant SaaS: per-tenant limits from the live-reloaded runtime config file, the
+//! ingestion rate limit, series limits, out-of-order windows, tenant authentication, and
+//! the usage endpoints, each against a real `muninn` process.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Muninn, agent, now_ms, points, result, series, wait_for, write_request};
+
+/// `muninn all` reading `runtime` as its runtime config file (re-read every second).
+fn with_runtime(runtime: &str, extra: &[&str]) -> (Muninn, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runtime.yaml");
+    std::fs::write(&path, runtime).unwrap();
+    let mut args = vec![
+        format!("--runtime-config.file={}", path.display()),
+        "--runtime-config.reload-period=1s".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Muninn::all(&args), path, dir)
+}
+
+/// `n` series of `name`, each with `per` samples ending at `now`.
+fn batch(name: &str, n: usize, per: usize, now: i64) -> muninn_proto::prometheus::WriteRequest {
+    write_request(
+        (0..n)
+            .map(|i| {
+                let i = i.to_string();
+                let samples: Vec<(i64, f64)> = (0..per)
+                    .map(|k| (now - ((per - k) as i64) * 1000, k as f64))
+                    .collect();
+                series(&[("__name__", name), ("i", &i)], &samples)
+            })
+            .collect(),
+    )
+}
+
+fn count(m: &Muninn, tenant: &str, expr: &str) -> f64 {
+    let (code, v) = m.get(Some(tenant), "/api/v1/query", &[("query", expr)]);
+    assert_eq!(code, 200, "{v}");
+    result(&v)
+        .first()
+        .map_or(0.0, |r| r["value"][1].as_str().unwrap().parse().unwrap())
+}
+
+fn metric_value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn ingestion_rate_limit_refuses_whole_requests_with_429() {
+    let (m, _path, _dir) = with_runtime(
+        "overrides:\n  limited:\n    ingestion_rate: 1000\n    ingestion_burst_size: 2000\n",
+        &[],
+    );
+    let now = now_ms();
+    // 5000 samples at once: more than the burst, refused whole.
+    let big = batch("rate_test", 50, 100, now);
+    let (code, body) = m.push("limited", &big);
+    assert_eq!(code, 429, "{body}");
+    assert!(body.contains("ingestion_rate"), "{body}");
+    assert_eq!(
+        count(&m, "limited", "count(rate_test)"),
+        0.0,
+        "nothing stored"
+    );
+    let metrics = m.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "muninn_discarded_samples_total{tenant=\"limited\",reason=\"rate_limited\"}"
+        ),
+        Some(5000.0),
+        "{metrics}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, body) = m.push("limited", &batch("rate_test", 5, 100, now_ms()));
+    assert_eq!(code, 200, "500 samples after 3 s: {body}");
+    assert_eq!(count(&m, "limited", "count(rate_test)"), 5.0);
+    // A tenant without limits pushes the same 5000 at once.
+    let (code, body) = m.push("free", &big);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(count(&m, "free", "count(rate_test)"), 50.0);
+}
+
+#[test]
+fn series_limit_keeps_the_first_series_and_reloads_live() {
+    let (m, path, _dir) = with_runtime(
+        "overrides:\n  team:\n    max_global_series_per_user: 50\n",
+        &[],
+    );
+    let now = now_ms();
+    let req = batch("m", 80, 1, now);
+    let (code, body) = m.push("team", &req);
+    assert!((400..500).contains(&code), "{code} {body}");
+    assert!(body.contains("max_global_series_per_user"), "{body}");
+    assert_eq!(
+        count(&m, "team", "count(m)"),
+        50.0,
+        "exactly the limit stored"
+    );
+    assert_eq!(
+        metric_value(
+            &m.metrics(),
+            "muninn_discarded_samples_total{tenant=\"team\",reason=\"per_user_series_limit\"}"
+        ),
+        Some(30.0)
+    );
+    // Another tenant is not limited.
+    assert_eq!(m.push("other", &req).0, 200);
+    // Raising the limit in the file lets all 80 in within seconds, with no restart.
+    std::fs::write(
+        &path,
+        "overrides:\n  team:\n    max_global_series_per_user: 100\n",
+    )
+    .unwrap();
+    let req2 = batch("m", 80, 1, now + 1000);
+    wait_for("the raised limit", Duration::from_secs(10), || {
+        (m.push("team", &req2).0 == 200).then_some(())
+    });
+    assert_eq!(count(&m, "team", "count(m)"), 80.0);
+    let (code, v) = m.get(Some("team"), "/api/v1/status/tsdb", &[]);
+    assert_eq!(code, 200, "{v}");
+    let data = &v["data"];
+    assert_eq!(data["headStats"]["numSeries"], 80, "{v}");
+    assert_eq!(data["seriesCountByMetricName"][0]["name"], "m", "{v}");
+    assert_eq!(data["seriesCountByMetricName"][0]["value"], 80, "{v}");
+    assert_eq!(data["labelValueCountByLabelName"][0]["name"], "i", "{v}");
+    assert_eq!(data["labelValueCountByLabelName"][0]["value"], 80, "{v}");
+    // A file that does not parse keeps the last good one, and is counted.
+    std::fs::write(
+        &path,
+        "overrides:\n  team:\n    max_global_series_per_usr: 1\n",
+    )
+    .unwrap();
+    wait_for("the failed reload", Duration::from_secs(10), || {
+        metric_value(&m.metrics(), "muninn_runtime_config_reload_failures_total")
+            .filter(|n| *n >= 1.0)
+    });
+    assert_eq!(m.push("team", &batch("m2", 10, 1, now)).0, 200);
+    let (code, v) = m.get(Some("team"), "/api/v1/user_stats", &[]);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["numSeries"], 90, "{v}");
+    assert!(v["ingestionRate"].as_f64().unwrap() >= 0.0, "{v}");
+}
+
+#[test]
+fn out_of_order_window_accepts_late_samples_in_time_order() {
+    let (m, _path, _dir) = with_runtime(
+        "overrides:\n  late:\n    out_of_order_time_window: 1h\n",
+        &[],
+    );
+    let now = now_ms() / 1000 * 1000;
+    let one = |t: i64, v: f64| write_request(vec![series(&[("__name__", "ooo")], &[(t, v)])]);
+    for tenant in ["late", "strict"] {
+        assert_eq!(m.push(tenant, &one(now, 3.0)).0, 200);
+    }
+    let (code, body) = m.push("late", &one(now - 30 * 60_000, 1.0));
+    assert_eq!(code, 200, "30 minutes late, inside the window: {body}");
+    let (code, body) = m.push("late", &one(now - 20 * 60_000, 2.0));
+    assert_eq!(code, 200, "20 minutes late: {body}");
+    let (code, body) = m.push("late", &one(now - 3 * 3_600_000, 9.0));
+    assert_eq!(code, 400, "3 hours late: {body}");
+    let (code, body) = m.push("strict", &one(now - 30 * 60_000, 1.0));
+    assert_eq!(code, 400, "no window: {body}");
+    assert!(
+        body.contains("out-of-order") || body.contains("out_of_order"),
+        "{body}"
+    );
+    let answer = |tenant: &str| {
+        let (code, v) = m.get(
+            Some(tenant),
+            "/api/v1/query",
+            &[("query", "ooo[2h]"), ("time", &format!("{}", now / 1000))],
+        );
+        assert_eq!(code, 200, "{v}");
+        points(&result(&v)[0])
+    };
+    let want = vec![
+        (now - 30 * 60_000, 1.0),
+        (now - 20 * 60_000, 2.0),
+        (now, 3.0),
+    ];
+    assert_eq!(answer("late"), want);
+    assert_eq!(answer("strict"), vec![(now, 3.0)]);
+    // Shipped in a block with the late samples, and still answered in order.
+    let mut resp = agent()
+        .post(&format!("{}/ingester/flush", m.http))
+        .header("X-Scope-OrgID", "late")
+        .send("")
+        .unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert!(text.contains("samples=3"), "{text}");
+    assert_eq!(answer("late"), want);
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        muninn_proto::tenant::base64_encode(format!("{user}:{password}").as_bytes())
+    )
+}
+
+fn get_as(
+    m: &Muninn,
+    headers: &[(&str, &str)],
+    path: &str,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = agent().get(&format!("{}{path}", m.http));
+    for (k, v) in params {
+        req = req.query(*k, *v);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().unwrap();
+    let code = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[test]
+fn tenants_authenticate_with_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.yaml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "tenants:\n  team-a: {{password_sha256: {}}}\n  team-b: {{password_sha256: {}}}\nadmin: {{password_sha256: {}}}\n",
+            sha256("pass-a"),
+            sha256("pass-b"),
+            sha256("root")
+        ),
+    )
+    .unwrap();
+    let metrics_port = crate::harness::free_port();
+    let m = Muninn::all(&[
+        &format!("--auth.tenants-file={}", tenants.display()),
+        &format!("--server.metrics-addr=127.0.0.1:{metrics_port}"),
+    ]);
+    let now = now_ms();
+    let body = crate::harness::encode(&batch("secret", 3, 1, now));
+    let a_ok = basic("team-a", "pass-a");
+    let (code, text) = m.push_raw(None, &[("Authorization", &a_ok)], body.clone());
+    assert_eq!(code, 200, "{text}");
+    for (what, headers) in [
+        (
+            "wrong password",
+            vec![("Authorization", basic("team-a", "nope"))],
+        ),
+        (
+            "empty password",
+            vec![("Authorization", basic("team-a", ""))],
+        ),
+        (
+            "another tenant's password",
+            vec![("Authorization", basic("team-b", "pass-a"))],
+        ),
+        ("bare header", vec![("X-Scope-OrgID", "team-a".to_string())]),
+        ("nothing", vec![]),
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, text) = m.push_raw(None, &h, body.clone());
+        assert_eq!(code, 401, "push with {what}: {text}");
+        let (code, v) = get_as(&m, &h, "/api/v1/query", &[("query", "secret")]);
+        assert_eq!(code, 401, "query with {what}: {v}");
+    }
+    assert!(
+        !m.log_text().contains("pass-a"),
+        "passwords are never logged"
+    );
+    let (code, v) = get_as(
+        &m,
+        &[("Authorization", &a_ok)],
+        "/api/v1/query",
+        &[("query", "count(secret)")],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(result(&v)[0]["value"][1], "3");
+    // Team b's credentials see nothing of team a's.
+    let b_ok = basic("team-b", "pass-b");
+    for (path, params) in [
+        ("/api/v1/query", vec![("query", "{__name__=~\".+\"}")]),
+        ("/api/v1/series", vec![("match[]", "{__name__=~\".+\"}")]),
+        ("/api/v1/label/__name__/values", vec![]),
+        ("/api/v1/status/tsdb", vec![]),
+    ] {
+        let (code, v) = get_as(&m, &[("Authorization", &b_ok)], path, &params);
+        assert_eq!(code, 200, "{path}: {v}");
+        let text = v.to_string();
+        assert!(
+            !text.contains("secret"),
+            "{path} leaks team a's data to team b: {text}"
+        );
+    }
+    // Admin endpoints need the admin credential; /ready and / stay open; /metrics moved.
+    let flush = |auth: Option<&str>| {
+        let mut r = agent().post(&format!("{}/ingester/flush?all=true", m.http));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.send("").unwrap().status().as_u16()
+    };
+    assert_eq!(flush(None), 401);
+    assert_eq!(flush(Some(&a_ok)), 401, "a tenant is not an admin");
+    assert_eq!(flush(Some(&basic("admin", "root"))), 200);
+    assert_eq!(get_as(&m, &[], "/ready", &[]).0, 200);
+    assert_eq!(get_as(&m, &[], "/", &[]).0, 200);
+    assert_eq!(
+        get_as(&m, &[], "/metrics", &[]).0,
+        404,
+        "moved off the HTTP address"
+    );
+    let text = agent()
+        .get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        text.contains("muninn_ingester_ingested_samples_total{tenant=\"team-a\"}"),
+        "{text}"
+    );
+}
+
+fn sha256(s: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
