@@ -114,8 +114,16 @@ pub async fn run(
         // is ACTIVE at once (it owned them before), a new ingester JOINs first.
         let tokens_path = config.data_dir.join("tokens");
         let n = config.ring.num_tokens;
-        let (tokens, loaded) = tokio::task::spawn_blocking(move || {
-            muninn_ring::tokens::load_or_create(&tokens_path, n)
+        let (tokens, loaded, registered_ms) = tokio::task::spawn_blocking(move || {
+            muninn_ring::tokens::load_or_create(&tokens_path, n).map(|(t, loaded)| {
+                // The tokens file is written once, when the instance first takes tokens.
+                let registered = std::fs::metadata(&tokens_path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64);
+                (t, loaded, registered)
+            })
         })
         .await??;
         let me = InstanceDesc {
@@ -141,6 +149,7 @@ pub async fn run(
             tokens,
             last_heartbeat_ms: 0,
             healthy: true,
+            registered_ms,
         };
         joining = me.state == InstanceState::Joining;
         let r = if gossip {
@@ -221,7 +230,12 @@ pub async fn run(
         let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(bucket.clone()));
         let ingesters: Option<IngesterStore> = match &ring {
             // The ring (gossip, or the in-process ingester of `all`): one code path for both.
-            Some(r) => Some(IngesterStore::from_ring(r.clone(), pool.clone())),
+            Some(r) => Some(
+                IngesterStore::from_ring(r.clone(), pool.clone()).with_shuffle_sharding(
+                    tenancy.overrides.clone(),
+                    config.querier.shuffle_sharding_lookback.0,
+                ),
+            ),
             None if !config.querier.ingester_addrs.is_empty() => {
                 Some(IngesterStore::new(&config.querier.ingester_addrs)?)
             }

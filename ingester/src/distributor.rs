@@ -118,6 +118,13 @@ struct OwnerFailure {
     unavailable: bool,
 }
 
+/// A tenant's shard ring and what it was built from.
+struct ShardCache {
+    from: Arc<muninn_ring::Ring>,
+    size: usize,
+    ring: Option<Arc<muninn_ring::Ring>>,
+}
+
 /// The router of one process.
 pub struct Distributor {
     pub config: DistributorConfig,
@@ -131,6 +138,8 @@ pub struct Distributor {
     pub tenancy: Arc<muninn_tenancy::Tenancy>,
     /// The ingestion rate limit, enforced here (the router) per tenant.
     rate: muninn_tenancy::rate::RateLimiter,
+    /// Shuffle-shard rings per tenant, for the ring snapshot they were built from.
+    shards: parking_lot::Mutex<std::collections::HashMap<String, ShardCache>>,
     accepting: AtomicBool,
     /// Decompressed bytes (KiB permits) all pushes may hold at once.
     pub decompress_budget: tokio::sync::Semaphore,
@@ -157,6 +166,7 @@ impl Distributor {
             metrics: DistributorMetrics::default(),
             tenancy,
             rate: Default::default(),
+            shards: Default::default(),
             accepting: AtomicBool::new(true),
             decompress_budget: tokio::sync::Semaphore::new(crate::DECOMPRESS_BUDGET_BYTES >> 10),
         }
@@ -281,7 +291,7 @@ impl Distributor {
             }
             strip = Some(ha.config.replica_label.as_bytes());
         }
-        let ring = self.ring.ring();
+        let ring = self.placement_ring(tenant);
         let split = tokio::task::block_in_place(|| {
             split::split(&ring, tenant.as_str(), &plain, &view, strip)
                 .map_err(|e| PushError::Unavailable(e.to_string()))
@@ -297,6 +307,37 @@ impl Distributor {
             return Ok(Pushed::Stored);
         }
         self.replicate(tenant, &ring, split).await
+    }
+
+    /// The ring a tenant's series are placed on: its shuffle shard
+    /// (`ingestion_tenant_shard_size`) or the whole ring.
+    fn placement_ring(&self, tenant: &TenantId) -> Arc<muninn_ring::Ring> {
+        let ring = self.ring.ring();
+        let size = self
+            .tenancy
+            .overrides
+            .get(tenant.as_str())
+            .ingestion_tenant_shard_size;
+        if size == 0 {
+            return ring;
+        }
+        let mut shards = self.shards.lock();
+        if let Some(c) = shards.get(tenant.as_str())
+            && c.size == size
+            && Arc::ptr_eq(&c.from, &ring)
+        {
+            return c.ring.clone().unwrap_or(ring);
+        }
+        let shard = muninn_ring::shuffle::shard_ring(&ring, tenant.as_str(), size).map(Arc::new);
+        shards.insert(
+            tenant.to_string(),
+            ShardCache {
+                from: ring.clone(),
+                size,
+                ring: shard.clone(),
+            },
+        );
+        shard.unwrap_or(ring)
     }
 
     /// The (cluster, replica) label values of the request's first series, if it has both.

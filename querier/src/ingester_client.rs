@@ -37,6 +37,9 @@ enum Targets {
 pub struct IngesterStore {
     targets: Arc<Targets>,
     pool: Arc<ClientPool>,
+    /// Shuffle sharding: each tenant's shard size, and how far back a recently registered
+    /// instance may have displaced a shard member that still holds data.
+    shards: Option<(Arc<muninn_tenancy::Overrides>, i64)>,
 }
 
 impl IngesterStore {
@@ -50,6 +53,7 @@ impl IngesterStore {
         Ok(Self {
             targets: Arc::new(Targets::Static(addrs.to_vec())),
             pool,
+            shards: None,
         })
     }
 
@@ -58,7 +62,19 @@ impl IngesterStore {
         Self {
             targets: Arc::new(Targets::Ring(ring)),
             pool,
+            shards: None,
         }
+    }
+
+    /// Asks only each tenant's shuffle shard (`ingestion_tenant_shard_size`), plus instances
+    /// registered within `lookback` that may have displaced a member holding its data.
+    pub fn with_shuffle_sharding(
+        mut self,
+        overrides: Arc<muninn_tenancy::Overrides>,
+        lookback: std::time::Duration,
+    ) -> Self {
+        self.shards = Some((overrides, lookback.as_millis() as i64));
+        self
     }
 
     /// Calls the ingesters with `req` (tenant attached) and returns the answers; fails when
@@ -90,7 +106,20 @@ impl IngesterStore {
             }
             Targets::Ring(ring) => {
                 let ring = ring.ring();
-                let plan = ring.read_plan();
+                let mut plan = ring.read_plan();
+                if let Some((overrides, lookback)) = &self.shards {
+                    let size = overrides.get(tenant.as_str()).ingestion_tenant_shard_size;
+                    let after = muninn_proto::time::now_ms().saturating_sub(*lookback);
+                    if let Some(ids) =
+                        muninn_ring::shuffle::shard_ids(&ring, tenant.as_str(), size, Some(after))
+                    {
+                        plan.instances
+                            .retain(|&i| ids.contains(&ring.instances[i as usize].id));
+                        // Each series lives on min(RF, shard) of them.
+                        let rf = ring.effective_rf().min(size.max(1));
+                        plan.max_failures = rf.saturating_sub(rf / 2 + 1);
+                    }
+                }
                 let mut failed: Vec<(InstanceIdx, String)> = Vec::new();
                 let mut calls = Vec::new();
                 for &idx in &plan.instances {

@@ -89,6 +89,14 @@ pub struct QuerierArgs {
     /// 0: the number of CPU cores.
     #[arg(long = "querier.max-concurrent-queries", default_value_t = 0)]
     pub max_concurrent_queries: usize,
+    /// With shuffle sharding, also ask ingesters that registered within this period: they may
+    /// have displaced a shard member that still holds the tenant's recent data. Longer than
+    /// the head keeps data (1.5 block ranges plus --ingester.retain-after-ship).
+    #[arg(
+        long = "querier.shuffle-sharding-ingesters-lookback-period",
+        default_value = "4h"
+    )]
+    pub shuffle_sharding_lookback: muninn_proto::duration::FlagDuration,
 }
 
 /// A configured querier.

@@ -5,7 +5,8 @@
 //! Keys a member publishes (each member writes only its own):
 //! - `role`: the process's role (`ingester`, `querier`, `distributor`, `all`);
 //! - ingesters only: `ring.addr` (gRPC), `ring.zone`, `ring.state`, `ring.tokens`, and
-//!   `ring.heartbeat` (its clock in Unix ms, republished every heartbeat period);
+//!   `ring.heartbeat` (its clock in Unix ms, republished every heartbeat period),
+//!   `ring.registered` (when it first took its tokens, Unix ms);
 //! - `ha.<tenant>.<cluster>`: HA-tracker elections this member decided (see the distributor).
 //!
 //! Health comes from `ring.heartbeat`, so every member judges an instance by the same
@@ -30,6 +31,7 @@ pub const KEY_ZONE: &str = "ring.zone";
 pub const KEY_STATE: &str = "ring.state";
 pub const KEY_TOKENS: &str = "ring.tokens";
 pub const KEY_HEARTBEAT: &str = "ring.heartbeat";
+pub const KEY_REGISTERED: &str = "ring.registered";
 
 /// A running gossip member.
 pub struct Gossip {
@@ -183,6 +185,9 @@ fn describe<'a>(id: &str, get: impl Fn(&str) -> Option<&'a str>) -> Option<Insta
         tokens: decode_tokens(get(KEY_TOKENS)?)?,
         last_heartbeat_ms: get(KEY_HEARTBEAT)?.parse().ok()?,
         healthy: true,
+        registered_ms: get(KEY_REGISTERED)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     })
 }
 
@@ -194,6 +199,7 @@ pub fn ring_keys(d: &InstanceDesc) -> Vec<(String, String)> {
         (KEY_STATE.into(), d.state.as_str().into()),
         (KEY_TOKENS.into(), encode_tokens(&d.tokens)),
         (KEY_HEARTBEAT.into(), d.last_heartbeat_ms.to_string()),
+        (KEY_REGISTERED.into(), d.registered_ms.to_string()),
     ]
 }
 

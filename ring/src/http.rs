@@ -49,6 +49,7 @@ async fn page(State(ring): State<Arc<RingHandle>>, headers: HeaderMap) -> Respon
                     "healthy": i.healthy,
                     "tokens": i.tokens,
                     "last_heartbeat": muninn_proto::time::rfc3339_ms(i.last_heartbeat_ms),
+                    "registered_timestamp": i.registered_ms,
                 })
             })
             .collect();

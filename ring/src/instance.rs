@@ -61,6 +61,10 @@ pub struct InstanceDesc {
     pub last_heartbeat_ms: i64,
     /// False once no heartbeat was seen for the heartbeat timeout (shown as UNHEALTHY).
     pub healthy: bool,
+    /// When the instance first took its tokens (Unix ms; 0 if unknown). Queriers also ask
+    /// ingesters registered recently for a tenant's shuffle shard (they may have displaced
+    /// members that still hold the tenant's data).
+    pub registered_ms: i64,
 }
 
 /// Tokens as gossiped: decimal, comma-separated.

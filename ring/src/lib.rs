@@ -20,6 +20,7 @@ pub mod hash;
 pub mod http;
 pub mod instance;
 pub mod metrics;
+pub mod shuffle;
 pub mod token_ring;
 pub mod tokens;
 

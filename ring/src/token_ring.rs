@@ -235,6 +235,7 @@ mod tests {
             tokens: random_tokens(n, &Default::default()),
             last_heartbeat_ms: 0,
             healthy: true,
+            registered_ms: 0,
         }
     }
 

@@ -119,6 +119,7 @@ pub fn owners(m: &Muninn, tenant: &str, n_series: usize) -> Vec<BTreeSet<String>
                 .collect(),
             last_heartbeat_ms: 0,
             healthy: true,
+            registered_ms: 0,
         })
         .collect();
     let ring = muninn_ring::Ring::new(

@@ -343,3 +343,94 @@ fn sha256(s: &str) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
+
+#[test]
+fn shuffle_sharding_keeps_a_tenant_on_its_shard() {
+    use crate::cluster::{Cluster, memory_series, wait_active};
+    let c = Cluster::new();
+    let runtime = c.dir.path().join("runtime.yaml");
+    std::fs::write(
+        &runtime,
+        "overrides:\n  noisy:\n    ingestion_tenant_shard_size: 2\n",
+    )
+    .unwrap();
+    let rc = format!("--runtime-config.file={}", runtime.display());
+    let ids = ["ing-1", "ing-2", "ing-3", "ing-4", "ing-5", "ing-6"];
+    let ings: Vec<Muninn> = ids.iter().map(|id| c.ingester(id, &[&rc])).collect();
+    // Every ingester here registered seconds ago: with the default lookback the querier would
+    // ask them all (any could have displaced a shard member); without it, only the shard.
+    let q = c.start(
+        "querier",
+        "q",
+        &[
+            &rc,
+            "--querier.shuffle-sharding-ingesters-lookback-period=0s",
+        ],
+    );
+    for m in ings.iter().chain([&q]) {
+        wait_active(m, &ids);
+    }
+    let now = now_ms();
+    let req = batch("sharded", 30, 5, now);
+    for (i, m) in ings.iter().enumerate() {
+        // Written through every ingester: each routes to the same shard.
+        let part = write_request(req.timeseries[i * 5..i * 5 + 5].to_vec());
+        let (code, body) = m.push("noisy", &part);
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = m.push("quiet", &part);
+        assert_eq!(code, 200, "{body}");
+    }
+    let holders: Vec<&str> = ids
+        .iter()
+        .zip(&ings)
+        .filter(|(_, m)| memory_series(&[m], "noisy") > 0)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        holders.len(),
+        2,
+        "the tenant lives on exactly 2 ingesters: {holders:?}"
+    );
+    let refs: Vec<&Muninn> = ings.iter().collect();
+    assert_eq!(
+        memory_series(&refs, "noisy"),
+        2 * 30,
+        "each series on both shard members"
+    );
+    // Without a shard size, a tenant spreads over the ring (RF 3 copies).
+    assert_eq!(memory_series(&refs, "quiet"), 3 * 30);
+    assert!(
+        ings.iter()
+            .filter(|m| memory_series(&[m], "quiet") > 0)
+            .count()
+            > 2,
+        "an unsharded tenant uses the whole ring"
+    );
+    // Queries answer exactly: every series with every sample, once.
+    assert_eq!(count(&q, "noisy", "count(sharded)"), 30.0);
+    assert_eq!(
+        count(&q, "noisy", "sum(count_over_time(sharded[10m]))"),
+        150.0
+    );
+    assert_eq!(count(&q, "noisy", "sum(sharded)"), 30.0 * 4.0);
+    // The querier asks only the shard: two ingesters outside it may die (more than RF 3
+    // tolerates over the whole ring) and the tenant's answer is still complete.
+    let mut ings = ings;
+    let outside: Vec<usize> = (0..ids.len())
+        .filter(|i| !holders.contains(&ids[*i]))
+        .collect();
+    ings[outside[0]].kill9();
+    ings[outside[1]].kill9();
+    assert_eq!(count(&q, "noisy", "count(sharded)"), 30.0);
+    // A shard member down: RF 2 within the shard tolerates no failure, so 503 naming it,
+    // never a partial count.
+    let member = ids.iter().position(|id| *id == holders[0]).unwrap();
+    ings[member].kill9();
+    let (code, v) = q.get(
+        Some("noisy"),
+        "/api/v1/query",
+        &[("query", "count(sharded)")],
+    );
+    assert_eq!(code, 503, "{v}");
+    assert!(v.to_string().contains(holders[0]), "{v}");
+}

@@ -110,6 +110,7 @@ mod tests {
                 tokens: muninn_ring::tokens::random_tokens(32, &Default::default()),
                 last_heartbeat_ms: 0,
                 healthy: true,
+                registered_ms: 0,
             })
             .collect();
         Ring::new(insts, rf, false)
