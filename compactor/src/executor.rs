@@ -117,7 +117,9 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
         v.dedup();
         v
     };
-    let meta = tokio::task::block_in_place(|| writer.finish(job.level, lineage)).map_err(serr)?;
+    let mut meta =
+        tokio::task::block_in_place(|| writer.finish(job.level, lineage)).map_err(serr)?;
+    meta.stats.num_bytes = std::fs::metadata(&tmp).map_or(0, |m| m.len());
     let uploaded = bucket
         .upload_block_file(tenant, &tmp, &meta)
         .await

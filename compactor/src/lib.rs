@@ -126,6 +126,10 @@ pub struct CompactorMetrics {
     pub blocks_deleted: Family<TenantLabels, Counter>,
     pub failures: Family<TenantLabels, Counter>,
     pub last_success: Family<TenantLabels, Gauge>,
+    /// What a tenant stores in blocks (live blocks of its index), for billing.
+    pub tenant_blocks: Family<TenantLabels, Gauge>,
+    pub tenant_block_bytes: Family<TenantLabels, Gauge>,
+    pub tenant_block_samples: Family<TenantLabels, Gauge>,
 }
 
 impl CompactorMetrics {
@@ -155,6 +159,21 @@ impl CompactorMetrics {
             "last_success_timestamp_seconds",
             "Last successful pass per tenant",
             self.last_success.clone(),
+        );
+        r.register(
+            "tenant_blocks",
+            "Live blocks per tenant after the last pass",
+            self.tenant_blocks.clone(),
+        );
+        r.register(
+            "tenant_block_bytes",
+            "Bytes of live blocks per tenant after the last pass (blocks from before numBytes existed count 0)",
+            self.tenant_block_bytes.clone(),
+        );
+        r.register(
+            "tenant_block_samples",
+            "Samples in live blocks per tenant after the last pass (replica copies not yet merged count each)",
+            self.tenant_block_samples.clone(),
         );
     }
 }
@@ -266,6 +285,20 @@ pub async fn compact_tenant(
         tracing::info!(%tenant, deleted, "deleted marked blocks");
     }
     metrics.last_success.get_or_create(&t).set(now / 1000);
+    let index = bucket.index(tenant).await.map_err(serr)?;
+    let live = index.live_blocks();
+    metrics
+        .tenant_blocks
+        .get_or_create(&t)
+        .set(live.len() as i64);
+    metrics
+        .tenant_block_bytes
+        .get_or_create(&t)
+        .set(live.iter().map(|b| b.stats.num_bytes as i64).sum());
+    metrics
+        .tenant_block_samples
+        .get_or_create(&t)
+        .set(live.iter().map(|b| b.stats.num_samples as i64).sum());
     Ok(())
 }
 

@@ -196,10 +196,11 @@ async fn cut_tenant(
         .map_err(|e| Error::Task(e.to_string()))?
         .map_err(|e| Error::Task(format!("building block: {e}")))?;
         // The oldest unshipped sample is in [start, end) and only this cut ships: never empty.
-        let Some(((bytes, meta), marks)) = built else {
+        let Some(((bytes, mut meta), marks)) = built else {
             break;
         };
         let size = bytes.len();
+        meta.stats.num_bytes = size as u64;
         bucket
             .upload_block(tenant, bytes, &meta)
             .await

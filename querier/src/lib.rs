@@ -146,10 +146,18 @@ impl Querier {
 
     /// The store as one query of `tenant` may read it (its query limits applied).
     pub fn store_for(&self, tenant: &muninn_proto::tenant::TenantId) -> Arc<dyn SeriesSource> {
+        let t = metrics::TenantLabels {
+            tenant: tenant.to_string(),
+        };
         tenant_limits::LimitedStore::wrap(
             self.store.clone(),
             self.tenancy.overrides.get(tenant.as_str()),
             muninn_proto::time::now_ms(),
+            tenant_limits::Usage {
+                series: self.metrics.fetched_series.get_or_create(&t).clone(),
+                samples: self.metrics.fetched_samples.get_or_create(&t).clone(),
+                chunk_bytes: self.metrics.fetched_chunk_bytes.get_or_create(&t).clone(),
+            },
         )
     }
 

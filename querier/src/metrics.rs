@@ -16,6 +16,15 @@ pub struct OutcomeLabels {
 pub struct QuerierMetrics {
     /// PromQL queries by endpoint and outcome (success, error, timeout, canceled).
     pub queries: Family<OutcomeLabels, Counter>,
+    /// What queries fetched from storage, per tenant (usage, billing).
+    pub fetched_series: Family<TenantLabels, Counter>,
+    pub fetched_samples: Family<TenantLabels, Counter>,
+    pub fetched_chunk_bytes: Family<TenantLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
 }
 
 impl QuerierMetrics {
@@ -25,6 +34,21 @@ impl QuerierMetrics {
             "queries",
             "PromQL queries by endpoint and outcome",
             self.queries.clone(),
+        );
+        r.register(
+            "fetched_series",
+            "Series fetched from ingesters and blocks by queries, per tenant",
+            self.fetched_series.clone(),
+        );
+        r.register(
+            "fetched_samples",
+            "Samples fetched by queries (whole chunks), per tenant",
+            self.fetched_samples.clone(),
+        );
+        r.register(
+            "fetched_chunk_bytes",
+            "Chunk bytes fetched by queries, per tenant",
+            self.fetched_chunk_bytes.clone(),
         );
     }
 

@@ -1,7 +1,8 @@
 //! Per-tenant query limits from the runtime config (`max_fetched_series_per_query`,
 //! `max_fetched_chunk_bytes_per_query`, `max_query_lookback`), applied by wrapping the store a
-//! query reads for its duration. `max_total_query_length` is checked by the API before
-//! evaluation.
+//! query reads for its duration, which also counts what the tenant fetched
+//! (`muninn_querier_fetched_{series,samples,chunk_bytes}_total{tenant}`).
+//! `max_total_query_length` is checked by the API before evaluation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use futures::future::BoxFuture;
 use muninn_proto::tenant::TenantId;
 use muninn_storage::matcher::Matcher;
 use muninn_tenancy::Limits;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
 use crate::{Error, Result};
@@ -22,23 +24,25 @@ pub struct LimitedStore {
     min_t: i64,
     series: AtomicU64,
     chunk_bytes: AtomicU64,
+    usage: Usage,
+}
+
+/// The tenant's usage counters.
+pub struct Usage {
+    pub series: Counter,
+    pub samples: Counter,
+    pub chunk_bytes: Counter,
 }
 
 impl LimitedStore {
-    /// The store as this query of a tenant with `limits` may see it; the store itself when
-    /// no query limit is set.
+    /// The store as one query of a tenant with `limits` may see it.
     pub fn wrap(
         inner: Arc<dyn SeriesSource>,
         limits: Arc<Limits>,
         now_ms: i64,
+        usage: Usage,
     ) -> Arc<dyn SeriesSource> {
         let lookback = limits.max_query_lookback.as_millis_i64();
-        if lookback == 0
-            && limits.max_fetched_series_per_query == 0
-            && limits.max_fetched_chunk_bytes_per_query == 0
-        {
-            return inner;
-        }
         Arc::new(Self {
             inner,
             min_t: if lookback > 0 {
@@ -49,10 +53,32 @@ impl LimitedStore {
             limits,
             series: AtomicU64::new(0),
             chunk_bytes: AtomicU64::new(0),
+            usage,
         })
     }
 
     fn account(&self, data: &[SeriesData]) -> Result<()> {
+        let (mut samples, mut bytes) = (0u64, 0u64);
+        for s in data {
+            match &s.samples {
+                Samples::Raw(v) => {
+                    samples += v.len() as u64;
+                    bytes += (v.len() * 16) as u64;
+                }
+                Samples::Chunks { chunks, .. } => {
+                    for c in chunks {
+                        // An XOR chunk starts with its sample count (big-endian u16).
+                        if let Some(h) = c.get(..2) {
+                            samples += u64::from(u16::from_be_bytes([h[0], h[1]]));
+                        }
+                        bytes += c.len() as u64;
+                    }
+                }
+            }
+        }
+        self.usage.series.inc_by(data.len() as u64);
+        self.usage.samples.inc_by(samples);
+        self.usage.chunk_bytes.inc_by(bytes);
         let max_series = self.limits.max_fetched_series_per_query;
         if max_series > 0 {
             let n = self.series.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
@@ -64,13 +90,6 @@ impl LimitedStore {
         }
         let max_bytes = self.limits.max_fetched_chunk_bytes_per_query;
         if max_bytes > 0 {
-            let bytes: u64 = data
-                .iter()
-                .map(|s| match &s.samples {
-                    Samples::Raw(v) => (v.len() * 16) as u64,
-                    Samples::Chunks { chunks, .. } => chunks.iter().map(|c| c.len() as u64).sum(),
-                })
-                .sum();
             let n = self.chunk_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
             if n > max_bytes {
                 return Err(Error::Execution(format!(

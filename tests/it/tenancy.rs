@@ -434,3 +434,96 @@ fn shuffle_sharding_keeps_a_tenant_on_its_shard() {
     assert_eq!(code, 503, "{v}");
     assert!(v.to_string().contains(holders[0]), "{v}");
 }
+
+#[test]
+fn query_limits_apply_per_tenant_and_usage_is_counted() {
+    let (m, _path, _dir) = with_runtime(
+        "overrides:\n  capped:\n    max_fetched_series_per_query: 5\n    max_total_query_length: 1h\n    max_query_lookback: 30m\n",
+        &[],
+    );
+    let now = now_ms() / 1000 * 1000;
+    let req = write_request(
+        (0..10)
+            .map(|i| {
+                let i = i.to_string();
+                series(
+                    &[("__name__", "q"), ("i", &i)],
+                    &[(now - 50 * 60_000, 1.0), (now - 60_000, 2.0)],
+                )
+            })
+            .collect(),
+    );
+    for t in ["capped", "open"] {
+        assert_eq!(m.push(t, &req).0, 200);
+    }
+    let t = format!("{}", now / 1000);
+    // Too many series for the tenant: 422, naming the limit.
+    let (code, v) = m.get(
+        Some("capped"),
+        "/api/v1/query",
+        &[("query", "sum(q)"), ("time", &t)],
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v.to_string().contains("max_fetched_series_per_query"),
+        "{v}"
+    );
+    let (code, v) = m.get(
+        Some("open"),
+        "/api/v1/query",
+        &[("query", "sum(q)"), ("time", &t)],
+    );
+    assert_eq!(
+        (code, result(&v)[0]["value"][1].as_str()),
+        (200, Some("20")),
+        "{v}"
+    );
+    // Five series fit; data older than the lookback is invisible.
+    let (code, v) = m.get(
+        Some("capped"),
+        "/api/v1/query",
+        &[
+            ("query", "count_over_time(q{i=~\"[0-4]\"}[2h])"),
+            ("time", &t),
+        ],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(result(&v).iter().all(|r| r["value"][1] == "1"), "{v}");
+    let (_, v) = m.get(
+        Some("open"),
+        "/api/v1/query",
+        &[
+            ("query", "count_over_time(q{i=~\"[0-4]\"}[2h])"),
+            ("time", &t),
+        ],
+    );
+    assert!(result(&v).iter().all(|r| r["value"][1] == "2"), "{v}");
+    // A range longer than max_total_query_length: 400.
+    let start = format!("{}", now / 1000 - 2 * 3600);
+    let (code, v) = m.get(
+        Some("capped"),
+        "/api/v1/query_range",
+        &[
+            ("query", "count(q{i=\"1\"})"),
+            ("start", &start),
+            ("end", &t),
+            ("step", "60"),
+        ],
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v.to_string().contains("max_total_query_length"), "{v}");
+    // What queries fetched is counted per tenant.
+    let metrics = m.metrics();
+    let fetched = metric_value(
+        &metrics,
+        "muninn_querier_fetched_series_total{tenant=\"open\"}",
+    );
+    assert!(fetched.is_some_and(|n| n >= 15.0), "{metrics}");
+    assert!(
+        metric_value(
+            &metrics,
+            "muninn_querier_fetched_samples_total{tenant=\"open\"}"
+        )
+        .is_some_and(|n| n >= 30.0)
+    );
+}

@@ -12,6 +12,13 @@ pub struct BlockStats {
     pub num_series: u64,
     pub num_samples: u64,
     pub num_chunks: u64,
+    /// Bytes of the block's data file (0 in blocks written before this field existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Compaction lineage.
