@@ -64,6 +64,8 @@ pub struct DistributorMetrics {
     pub ha_dropped_samples: Family<TenantLabels, Counter>,
     /// Samples routed to owners (before replication).
     pub routed_samples: Family<TenantLabels, Counter>,
+    /// Samples stored, counted once per push at the router (before replication).
+    pub received_samples: Family<TenantLabels, Counter>,
 }
 
 impl DistributorMetrics {
@@ -88,6 +90,11 @@ impl DistributorMetrics {
             "routed_samples",
             "Samples routed to their owners, before replication",
             self.routed_samples.clone(),
+        );
+        r.register(
+            "received_samples",
+            "Samples stored per tenant, counted once at the router (before replication)",
+            self.received_samples.clone(),
         );
     }
 }
@@ -245,6 +252,7 @@ impl Distributor {
                 })
             })?;
             crate::push::record_metrics(ing, tenant, &outcome);
+            self.count_received(tenant, outcome.ingested_samples);
             if outcome.rejected_samples > 0 || outcome.rejected_metadata > 0 {
                 return Err(PushError::Rejected(crate::push::rejection_message(
                     &outcome,
@@ -306,7 +314,24 @@ impl Distributor {
         if split.bodies.is_empty() {
             return Ok(Pushed::Stored);
         }
-        self.replicate(tenant, &ring, split).await
+        let rejected = std::sync::atomic::AtomicU64::new(0);
+        let r = self.replicate(tenant, &ring, split, &rejected).await;
+        if r.is_ok() || matches!(r, Err(PushError::Rejected(_))) {
+            let refused = rejected.load(Ordering::Relaxed);
+            self.count_received(tenant, samples.saturating_sub(refused));
+        }
+        r
+    }
+
+    fn count_received(&self, tenant: &TenantId, n: u64) {
+        if n > 0 {
+            self.metrics
+                .received_samples
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.to_string(),
+                })
+                .inc_by(n);
+        }
     }
 
     /// The ring a tenant's series are placed on: its shuffle shard
@@ -363,6 +388,7 @@ impl Distributor {
         tenant: &TenantId,
         ring: &muninn_ring::Ring,
         split: split::Split,
+        rejected: &std::sync::atomic::AtomicU64,
     ) -> Result<Pushed, PushError> {
         let mut quorum = Quorum::new(&split.sets, ring.quorum());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
@@ -465,6 +491,7 @@ impl Distributor {
             .max_by_key(|r| (r.rejected_samples, r.first_errors.len()))
             && (worst.rejected_samples > 0 || !worst.first_errors.is_empty())
         {
+            rejected.store(worst.rejected_samples, Ordering::Relaxed);
             let mut s = format!(
                 "rejected {} samples ({} series rejected whole); first errors:",
                 worst.rejected_samples, worst.rejected_series
