@@ -527,3 +527,66 @@ fn query_limits_apply_per_tenant_and_usage_is_counted() {
         .is_some_and(|n| n >= 30.0)
     );
 }
+
+#[test]
+fn a_real_prometheus_writes_with_its_tenant_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.yaml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "tenants:\n  prom-a: {{password_sha256: {}}}\n  prom-b: {{password_sha256: {}}}\n",
+            sha256("right"),
+            sha256("other")
+        ),
+    )
+    .unwrap();
+    let m = Muninn::all(&[&format!("--auth.tenants-file={}", tenants.display())]);
+    // Two queues from one Prometheus: prom-a with its password, prom-b with a wrong one.
+    let config = format!(
+        r#"
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ['{{SELF}}']
+remote_write:
+  - url: {url}/api/v1/push
+    basic_auth: {{username: prom-a, password: right}}
+    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
+  - url: {url}/api/v1/push
+    basic_auth: {{username: prom-b, password: wrong}}
+    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
+"#,
+        url = m.http
+    );
+    let _p = crate::harness::Prometheus::start(&config, &[]);
+    let a = basic("prom-a", "right");
+    wait_for("prom-a's samples", Duration::from_secs(60), || {
+        let (code, v) = get_as(
+            &m,
+            &[("Authorization", &a)],
+            "/api/v1/query",
+            &[("query", "up")],
+        );
+        (code == 200 && !result(&v).is_empty()).then_some(())
+    });
+    // prom-b's pushes were refused with 401 (Prometheus drops them): nothing stored.
+    let b = basic("prom-b", "other");
+    let (code, v) = get_as(
+        &m,
+        &[("Authorization", &b)],
+        "/api/v1/query",
+        &[("query", "up")],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        result(&v).is_empty(),
+        "a wrong password stores nothing: {v}"
+    );
+    assert!(
+        m.log_text().contains("prom-b"),
+        "the refused pushes are logged with their user"
+    );
+}
