@@ -80,6 +80,10 @@ pub async fn run(
     let rf = config.replication_factor();
     let gossip = !config.ring.join.is_empty();
     let pool = Arc::new(ClientPool::default());
+    {
+        let auth = tenancy.auth.clone();
+        pool.set_token_source(Arc::new(move || auth.cluster_token()));
+    }
     let mut ingester: Option<Arc<Ingester>> = None;
     let mut ring: Option<Arc<RingHandle>> = None;
     let mut distributor: Option<Arc<Distributor>> = None;
@@ -236,9 +240,10 @@ pub async fn run(
                     config.querier.shuffle_sharding_lookback.0,
                 ),
             ),
-            None if !config.querier.ingester_addrs.is_empty() => {
-                Some(IngesterStore::new(&config.querier.ingester_addrs)?)
-            }
+            None if !config.querier.ingester_addrs.is_empty() => Some(IngesterStore::new(
+                &config.querier.ingester_addrs,
+                pool.clone(),
+            )?),
             None => None,
         };
         let store: Arc<dyn SeriesSource> = match ingesters.clone() {
@@ -403,6 +408,8 @@ fn index_page(role: &str, addr: SocketAddr) -> String {
          GET /api/v1/label/<name>/values     label values\n\
          GET /api/v1/metadata                metric metadata\n\
          GET /api/v1/status/buildinfo        build information\n\
+         GET /api/v1/status/tsdb             the tenant's cardinality (head)\n\
+         GET /api/v1/user_stats              the tenant's series and ingestion rate\n\
          GET /ready                          readiness\n\
          GET /metrics                        Muninn's own metrics\n",
         version = env!("CARGO_PKG_VERSION")

@@ -418,11 +418,16 @@ impl Distributor {
                 continue;
             }
             let client = self.clients.get(&inst.addr);
-            let (tenant, id, timeout) =
-                (tenant.clone(), inst.id.clone(), self.config.owner_timeout);
+            let req = self.clients.request(
+                tenant.as_str(),
+                PushRequest {
+                    write_request: body.into(),
+                },
+            );
+            let (id, timeout) = (inst.id.clone(), self.config.owner_timeout);
             tokio::spawn(async move {
                 let r = match client {
-                    Ok(c) => send(c, &tenant, body, timeout).await,
+                    Ok(c) => send(c, req, timeout).await,
                     Err(e) => Err((e.to_string(), false)),
                 };
                 let r = r.map_err(|(message, unavailable)| OwnerFailure {
@@ -508,18 +513,10 @@ impl Distributor {
 /// One owner's gRPC push. Errors carry whether the owner was unavailable (vs. failing).
 async fn send(
     mut client: muninn_proto::ingester::ingester_client::IngesterClient<tonic::transport::Channel>,
-    tenant: &TenantId,
-    body: Vec<u8>,
+    mut req: tonic::Request<PushRequest>,
     timeout: Duration,
 ) -> Result<OwnerReply, (String, bool)> {
-    let mut req = tonic::Request::new(PushRequest {
-        write_request: body.into(),
-    });
     req.set_timeout(timeout);
-    if let Ok(v) = tenant.as_str().parse() {
-        req.metadata_mut()
-            .insert(muninn_proto::TENANT_METADATA_KEY, v);
-    }
     match client.push(req).await {
         Ok(r) => {
             let r = r.into_inner();

@@ -46,6 +46,26 @@ impl IngesterGrpc {
     }
 }
 
+/// Refuses internal calls without this cluster's token (tenant authentication on).
+#[derive(Clone)]
+pub struct ClusterAuth(pub Arc<muninn_tenancy::Authenticator>);
+
+impl tonic::service::Interceptor for ClusterAuth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let token = req
+            .metadata()
+            .get(muninn_proto::CLUSTER_TOKEN_METADATA_KEY)
+            .map(|v| v.as_bytes());
+        match self.0.check_cluster_token(token) {
+            Ok(()) => Ok(req),
+            Err(e) => {
+                tracing::warn!(error = %e, "gRPC call refused");
+                Err(Status::unauthenticated(e.to_string()))
+            }
+        }
+    }
+}
+
 /// The tenant of a request, from its `x-scope-orgid` metadata.
 fn tenant_of<T>(req: &Request<T>) -> Result<TenantId, Status> {
     {

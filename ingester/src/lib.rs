@@ -207,16 +207,23 @@ impl Ingester {
         push::ingester_router(self.clone())
     }
 
-    /// The gRPC service: queriers read through it, routers push to it.
+    /// The gRPC service: queriers read through it, routers push to it. With tenant
+    /// authentication on, every call must carry the cluster token.
     pub fn grpc_service(
         self: &Arc<Self>,
         dist: Option<Arc<distributor::Distributor>>,
-    ) -> muninn_proto::ingester::ingester_server::IngesterServer<grpc::IngesterGrpc> {
-        muninn_proto::ingester::ingester_server::IngesterServer::new(grpc::IngesterGrpc::new(
-            self.clone(),
-            dist,
-        ))
+    ) -> tonic::service::interceptor::InterceptedService<
+        muninn_proto::ingester::ingester_server::IngesterServer<grpc::IngesterGrpc>,
+        grpc::ClusterAuth,
+    > {
+        let svc = muninn_proto::ingester::ingester_server::IngesterServer::new(
+            grpc::IngesterGrpc::new(self.clone(), dist),
+        )
         .max_encoding_message_size(muninn_ring::clients::MAX_MESSAGE_BYTES)
-        .max_decoding_message_size(muninn_ring::clients::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(muninn_ring::clients::MAX_MESSAGE_BYTES);
+        tonic::service::interceptor::InterceptedService::new(
+            svc,
+            grpc::ClusterAuth(self.tenancy.auth.clone()),
+        )
     }
 }

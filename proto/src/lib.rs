@@ -37,5 +37,9 @@ pub use muninn::ingester::v1 as ingester;
 /// gRPC metadata key carrying the tenant id, the same name as the HTTP header.
 pub const TENANT_METADATA_KEY: &str = "x-scope-orgid";
 
+/// gRPC metadata carrying the cluster token between Muninn processes when tenant
+/// authentication is on (see `muninn-tenancy`'s `auth` module).
+pub const CLUSTER_TOKEN_METADATA_KEY: &str = "x-muninn-cluster-token";
+
 /// Chunk encoding number of Prometheus's XOR chunks (as in the TSDB chunk files).
 pub const CHUNK_ENCODING_XOR: u32 = 1;

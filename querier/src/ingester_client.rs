@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::{BoxFuture, try_join_all};
+use muninn_proto::CHUNK_ENCODING_XOR;
 use muninn_proto::ingester::ingester_client::IngesterClient;
 use muninn_proto::ingester::{
     LabelNamesRequest, LabelValuesRequest, MetadataRequest, SelectRequest,
 };
 use muninn_proto::prometheus::{LabelMatcher, label_matcher, metric_metadata};
 use muninn_proto::tenant::TenantId;
-use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::{MatchOp, Matcher};
 use std::sync::Arc;
@@ -43,9 +43,9 @@ pub struct IngesterStore {
 }
 
 impl IngesterStore {
-    /// Lazily connecting clients for a fixed list of `addrs` (`host:port` or URLs).
-    pub fn new(addrs: &[String]) -> Result<Self> {
-        let pool = Arc::new(ClientPool::default());
+    /// Lazily connecting clients (from `pool`) for a fixed list of `addrs` (`host:port` or
+    /// URLs).
+    pub fn new(addrs: &[String], pool: Arc<ClientPool>) -> Result<Self> {
         for a in addrs {
             pool.get(a)
                 .map_err(|e| Error::Config(format!("ingester address {a:?}: {e}")))?;
@@ -89,7 +89,7 @@ impl IngesterStore {
             Targets::Static(addrs) => {
                 try_join_all(addrs.iter().map(|addr| {
                     let client = self.pool.get(addr);
-                    let req = Self::request(tenant, req.clone());
+                    let req = self.pool.request(tenant.as_str(), req.clone());
                     async {
                         let c = client.map_err(|e| Error::Config(e.to_string()))?;
                         call(c, req).await.map_err(|e| match e {
@@ -133,7 +133,10 @@ impl IngesterStore {
                         continue;
                     }
                     match self.pool.get(&inst.addr) {
-                        Ok(c) => calls.push((idx, call(c, Self::request(tenant, req.clone())))),
+                        Ok(c) => calls.push((
+                            idx,
+                            call(c, self.pool.request(tenant.as_str(), req.clone())),
+                        )),
                         Err(e) => failed.push((idx, e.to_string())),
                     }
                 }
@@ -206,14 +209,6 @@ impl IngesterStore {
             Targets::Ring(r) => r.ring().effective_rf().max(1),
         };
         Ok((stats, rf))
-    }
-
-    fn request<T>(tenant: &TenantId, msg: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        if let Ok(v) = tenant.as_str().parse() {
-            r.metadata_mut().insert(TENANT_METADATA_KEY, v);
-        }
-        r
     }
 }
 

@@ -21,7 +21,12 @@ pub const CONNECTION_WINDOW: u32 = 32 << 20;
 pub struct ClientPool {
     clients: Mutex<HashMap<String, IngesterClient<Channel>>>,
     connect_timeout: Duration,
+    /// Where the cluster token internal calls carry comes from (tenant authentication on).
+    token: Mutex<Option<TokenSource>>,
 }
+
+/// Yields the current cluster token, if any.
+pub type TokenSource = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Default for ClientPool {
     fn default() -> Self {
@@ -36,7 +41,30 @@ impl ClientPool {
         Self {
             clients: Mutex::new(HashMap::new()),
             connect_timeout,
+            token: Mutex::new(None),
         }
+    }
+
+    /// Internal calls carry the token `source` yields (set once at start).
+    pub fn set_token_source(&self, source: TokenSource) {
+        *self.token.lock() = Some(source);
+    }
+
+    /// A request to an ingester: the tenant and, when set, the cluster token in its metadata.
+    pub fn request<T>(&self, tenant: &str, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Ok(v) = tenant.parse() {
+            r.metadata_mut()
+                .insert(muninn_proto::TENANT_METADATA_KEY, v);
+        }
+        let token = self.token.lock().as_ref().and_then(|f| f());
+        if let Some(t) = token
+            && let Ok(v) = t.parse()
+        {
+            r.metadata_mut()
+                .insert(muninn_proto::CLUSTER_TOKEN_METADATA_KEY, v);
+        }
+        r
     }
 
     /// The client of `addr` (`host:port` or a URL).

@@ -12,6 +12,8 @@
 //!
 //! and the basic-auth user is the tenant only if its password matches; a bare `X-Scope-OrgID`
 //! is believed only with `--auth.trust-org-id-header` (behind an authenticating proxy).
+//! Processes call each other over gRPC with a cluster token derived from the admin credential
+//! (`x-muninn-cluster-token`); an ingester refuses calls without it (`UNAUTHENTICATED`).
 //! Digests are compared in constant time; passwords and digests are never logged. The file is
 //! re-read with the runtime config; one that fails to load keeps the last good one.
 
@@ -40,6 +42,10 @@ pub enum AuthError {
     UntrustedHeader,
     #[error("admin credentials required")]
     NotAdmin,
+    #[error(
+        "internal gRPC calls need the cluster token (x-muninn-cluster-token) of this cluster's tenants file"
+    )]
+    ClusterToken,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -70,6 +76,9 @@ struct AdminCredential {
 struct Credentials {
     tenants: HashMap<String, [u8; 32]>,
     admin: Option<(String, [u8; 32])>,
+    /// The token Muninn processes present to each other over gRPC (hex), derived from the
+    /// admin credential's digest, which every process reads from the same file.
+    cluster_token: Option<String>,
 }
 
 /// Resolves and authenticates the tenant of requests.
@@ -156,6 +165,26 @@ impl Authenticator {
         }
     }
 
+    /// The token this process presents on internal gRPC calls: with authentication on and an
+    /// admin credential in the tenants file, a digest derived from it (every process reads
+    /// the same file, so they agree without another secret).
+    pub fn cluster_token(&self) -> Option<String> {
+        self.path.as_ref()?;
+        self.creds.read().cluster_token.clone()
+    }
+
+    /// Checks the cluster token of an internal gRPC call (`UNAUTHENTICATED` when wrong or
+    /// missing). Open when authentication is off or the file has no admin credential.
+    pub fn check_cluster_token(&self, presented: Option<&[u8]>) -> Result<(), AuthError> {
+        let Some(want) = self.cluster_token() else {
+            return Ok(());
+        };
+        match presented {
+            Some(got) if bool::from(got.ct_eq(want.as_bytes())) => Ok(()),
+            _ => Err(AuthError::ClusterToken),
+        }
+    }
+
     /// Checks the admin credential (admin endpoints). Open when authentication is off.
     pub fn admin(&self, headers: &HeaderMap) -> Result<(), AuthError> {
         if self.path.is_none() {
@@ -190,6 +219,11 @@ fn parse(text: &str) -> Result<Credentials, String> {
     if let Some(a) = file.admin {
         let d =
             hex_digest(&a.password_sha256).ok_or("admin: password_sha256 is not 64 hex digits")?;
+        let mut seed = b"muninn cluster token\0".to_vec();
+        seed.extend_from_slice(&d);
+        out.cluster_token = Some(hex(
+            ring::digest::digest(&ring::digest::SHA256, &seed).as_ref()
+        ));
         out.admin = Some((a.user.unwrap_or_else(|| "admin".into()), d));
     }
     Ok(out)
@@ -203,11 +237,11 @@ fn verify(password: &[u8], digest: &[u8; 32]) -> bool {
 
 /// The lowercase hex SHA-256 of `password` (what the tenants file holds).
 pub fn sha256_hex(password: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, password.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, password.as_bytes()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_digest(s: &str) -> Option<[u8; 32]> {
@@ -302,6 +336,17 @@ mod tests {
         assert!(a.admin(&basic("admin", "root")).is_ok());
         assert!(a.admin(&basic("admin", "nope")).is_err());
         assert!(a.admin(&basic("team-a", "secret-a")).is_err());
+        let token = a.cluster_token().unwrap();
+        assert!(a.check_cluster_token(Some(token.as_bytes())).is_ok());
+        assert_eq!(
+            a.check_cluster_token(Some(b"guess")),
+            Err(AuthError::ClusterToken)
+        );
+        assert_eq!(a.check_cluster_token(None), Err(AuthError::ClusterToken));
+        assert!(
+            !token.contains(&sha256_hex("root")),
+            "not the digest itself"
+        );
         let trusting = Authenticator::new(true, Some(path.clone()), true);
         trusting.reload().unwrap();
         assert_eq!(trusting.tenant(&bare).unwrap().as_str(), "team-a");
@@ -313,5 +358,6 @@ mod tests {
         let open = Authenticator::new(true, None, false);
         assert_eq!(open.tenant(&bare).unwrap().as_str(), "team-a");
         assert!(open.admin(&HeaderMap::new()).is_ok());
+        assert!(open.check_cluster_token(None).is_ok());
     }
 }

@@ -590,3 +590,66 @@ remote_write:
         "the refused pushes are logged with their user"
     );
 }
+
+#[test]
+fn internal_grpc_needs_the_cluster_token_when_authentication_is_on() {
+    use crate::cluster::{Cluster, memory_series, wait_active};
+    let c = Cluster::new();
+    let tenants = c.dir.path().join("tenants.yaml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "tenants:\n  team-a: {{password_sha256: {}}}\nadmin: {{password_sha256: {}}}\n",
+            sha256("pass-a"),
+            sha256("root")
+        ),
+    )
+    .unwrap();
+    let tf = format!("--auth.tenants-file={}", tenants.display());
+    let ids = ["ing-1", "ing-2", "ing-3"];
+    let ings: Vec<Muninn> = ids.iter().map(|id| c.ingester(id, &[&tf])).collect();
+    let q = c.start("querier", "q", &[&tf]);
+    for m in ings.iter().chain([&q]) {
+        wait_active(m, &ids);
+    }
+    // Routed to the other owners over gRPC (with the token), read back over gRPC.
+    let a = basic("team-a", "pass-a");
+    let body = crate::harness::encode(&batch("tok", 10, 1, now_ms()));
+    let (code, text) = ings[0].push_raw(None, &[("Authorization", &a)], body);
+    assert_eq!(code, 200, "{text}");
+    let refs: Vec<&Muninn> = ings.iter().collect();
+    assert_eq!(memory_series(&refs, "team-a"), 30, "RF 3 copies");
+    let (code, v) = get_as(
+        &q,
+        &[("Authorization", &a)],
+        "/api/v1/query",
+        &[("query", "count(tok)")],
+    );
+    assert_eq!(
+        (code, result(&v)[0]["value"][1].as_str()),
+        (200, Some("10")),
+        "{v}"
+    );
+    // A client of the gRPC port without the token is refused, whatever tenant it names.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let mut client = muninn_proto::ingester::ingester_client::IngesterClient::connect(format!(
+            "http://127.0.0.1:{}",
+            ings[1].grpc_port
+        ))
+        .await
+        .unwrap();
+        let mut req = tonic::Request::new(muninn_proto::ingester::LabelNamesRequest {
+            start_ms: 0,
+            end_ms: i64::MAX,
+            matchers: vec![],
+        });
+        req.metadata_mut()
+            .insert("x-scope-orgid", "team-a".parse().unwrap());
+        client.label_names(req).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+}

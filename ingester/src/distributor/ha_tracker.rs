@@ -149,15 +149,14 @@ impl HaTracker {
                     continue;
                 }
             };
-            let mut req = tonic::Request::new(HaCheckRequest {
-                cluster: cluster.to_owned(),
-                replica: replica.to_owned(),
-            });
+            let mut req = self.clients.request(
+                tenant.as_str(),
+                HaCheckRequest {
+                    cluster: cluster.to_owned(),
+                    replica: replica.to_owned(),
+                },
+            );
             req.set_timeout(Duration::from_secs(2));
-            if let Ok(v) = tenant.as_str().parse() {
-                req.metadata_mut()
-                    .insert(muninn_proto::TENANT_METADATA_KEY, v);
-            }
             match client.clone().ha_check(req).await {
                 Ok(r) => {
                     let r = r.into_inner();
