@@ -88,11 +88,7 @@ impl CompactorArgs {
     /// Retention of a tenant: its entry in the runtime config file, then the flag overrides,
     /// then the `--limits.compactor-blocks-retention-period` default.
     fn retention_ms(&self, tenant: &TenantId, overrides: &Overrides) -> i64 {
-        if overrides
-            .tenants_with_overrides()
-            .iter()
-            .any(|t| t == tenant.as_str())
-        {
+        if overrides.is_set(tenant.as_str(), "compactor_blocks_retention_period") {
             return overrides
                 .get(tenant.as_str())
                 .compactor_blocks_retention_period

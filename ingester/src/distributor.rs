@@ -271,7 +271,6 @@ impl Distributor {
         // Decoded once; the view borrows `plain` across the HA check.
         let view = tokio::task::block_in_place(|| WriteRequestView::decode(&plain))?;
         let samples = view.samples.len() as u64;
-        self.check_rate(tenant, samples)?;
         let mut strip: Option<&[u8]> = None;
         if let (Some(ha), Some((cluster, replica))) = (&self.ha, self.ha_labels(&view)) {
             // The values become gossip keys: bounded, so one push cannot outgrow a packet.
@@ -299,6 +298,8 @@ impl Distributor {
             }
             strip = Some(ha.config.replica_label.as_bytes());
         }
+        // After HA dedup, as Mimir: a non-elected replica's samples cost the tenant nothing.
+        self.check_rate(tenant, samples)?;
         let ring = self.placement_ring(tenant);
         let split = tokio::task::block_in_place(|| {
             split::split(&ring, tenant.as_str(), &plain, &view, strip)

@@ -73,6 +73,31 @@ pub struct Ingester {
     drained: tokio::sync::Notify,
 }
 
+/// How many instances a shuffle shard of `size` has: with zone awareness ⌈size/zones⌉ per
+/// zone (as many as each zone has), else `size` (`muninn_ring::shuffle`).
+fn shard_members(ring: &muninn_ring::Ring, size: usize) -> usize {
+    let mut zones: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for i in ring
+        .instances
+        .iter()
+        .filter(|i| i.state == muninn_ring::InstanceState::Active)
+    {
+        *zones
+            .entry(if ring.zone_awareness {
+                i.zone.as_str()
+            } else {
+                ""
+            })
+            .or_default() += 1;
+    }
+    let per_zone = size.div_ceil(zones.len().max(1));
+    zones
+        .values()
+        .map(|&n| n.min(per_zone))
+        .sum::<usize>()
+        .max(1)
+}
+
 /// Decompressed bytes all pushes together may hold at once.
 pub const DECOMPRESS_BUDGET_BYTES: usize = 512 << 20;
 
@@ -101,11 +126,7 @@ impl Ingester {
         let tenants = Tenants::open(
             &config.data_dir.join("wal"),
             config.wal_fsync,
-            tenancy
-                .overrides
-                .defaults()
-                .creation_grace_period
-                .as_millis_i64(),
+            tenancy.overrides.max_creation_grace_ms(),
             &metrics,
         )?;
         Ok(Arc::new(Self {
@@ -143,7 +164,11 @@ impl Ingester {
                     .count()
                     .max(1);
                 let shard = limits.ingestion_tenant_shard_size;
-                let n = if shard > 0 { shard.min(active) } else { active };
+                let n = if shard > 0 && shard < active {
+                    shard_members(&ring, shard)
+                } else {
+                    active
+                };
                 (ring.effective_rf().clamp(1, n), n)
             }
             _ => (1, 1),

@@ -130,14 +130,13 @@ pub async fn drop_shipped_all(ing: &Arc<Ingester>) {
     }
 }
 
-/// The next block range `[start, end)` to cut, if any.
+/// The next block range `[start, end)` to cut, if any, judged on `head`.
 fn next_range(
-    db: &TenantDb,
+    head: &crate::head::Head,
     range: i64,
     mode: CutMode,
     flush_upto: Option<i64>,
 ) -> Option<(i64, i64)> {
-    let head = db.head.read();
     let oldest = head.oldest_unshipped()?;
     match mode {
         CutMode::Auto => {
@@ -169,16 +168,24 @@ async fn cut_tenant(
     let range = ing.config.block_range_ms.max(1);
     let flush_upto = db.head.read().max_time();
     let mut out = Vec::new();
-    while let Some((start, end)) = next_range(db, range, mode, flush_upto) {
-        // A flush ships what was there when it started: samples that lagging writers add to
-        // the same range meanwhile wait for the next cut instead of making tiny blocks.
-        let snap_end = match (mode, flush_upto) {
-            (CutMode::Flush, Some(upto)) => end.min(upto.saturating_add(1)),
-            _ => end,
-        };
+    loop {
         let db2 = db.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let snapshot = db2.snapshot_unshipped(start, snap_end);
+            // The range is chosen and snapshotted under one lock: no sample can slip in below
+            // it unseen (an out-of-order one arriving later is capped at mark time).
+            let Some((start, end, snapshot)) = db2.snapshot_next(|head| {
+                let (start, end) = next_range(head, range, mode, flush_upto)?;
+                // A flush ships what was there when it started: samples that lagging writers
+                // add to the same range meanwhile wait for the next cut instead of making
+                // tiny blocks.
+                let snap_end = match (mode, flush_upto) {
+                    (CutMode::Flush, Some(upto)) => end.min(upto.saturating_add(1)),
+                    _ => end,
+                };
+                Some((start, end, snap_end))
+            }) else {
+                return Ok(None);
+            };
             let mut marks = Vec::with_capacity(snapshot.len());
             let mut series = Vec::with_capacity(snapshot.len());
             for (id, labels, samples) in snapshot {
@@ -195,7 +202,7 @@ async fn cut_tenant(
         .await
         .map_err(|e| Error::Task(e.to_string()))?
         .map_err(|e| Error::Task(format!("building block: {e}")))?;
-        // The oldest unshipped sample is in [start, end) and only this cut ships: never empty.
+        // Nothing to cut, or (never: the oldest unshipped sample is in the range) nothing in it.
         let Some(((bytes, mut meta), marks)) = built else {
             break;
         };

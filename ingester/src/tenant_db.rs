@@ -321,10 +321,24 @@ impl TenantDb {
 
     /// Not yet shipped samples of every series in `[min_t, max_t)`.
     pub fn snapshot_unshipped(&self, min_t: i64, max_t: i64) -> Vec<UnshippedSeries> {
+        self.snapshot_next(|_| Some((min_t, max_t, max_t)))
+            .map(|(_, _, s)| s)
+            .unwrap_or_default()
+    }
+
+    /// Chooses a range with `choose` (`(start, end, snapshot end)`) and snapshots the
+    /// unshipped samples in `[start, snapshot end)` atomically: pushes wait meanwhile, and
+    /// out-of-order samples inserted from then on are remembered so the cut's marks stop
+    /// below them ([`TenantDb::mark_shipped`]).
+    pub fn snapshot_next(
+        &self,
+        choose: impl FnOnce(&Head) -> Option<(i64, i64, i64)>,
+    ) -> Option<(i64, i64, Vec<UnshippedSeries>)> {
         let mut head = self.head.write();
+        let (start, end, snap_end) = choose(&head)?;
         head.start_snapshot();
         let head = parking_lot::RwLockWriteGuard::downgrade(head);
-        head.snapshot_unshipped(min_t, max_t)
+        Some((start, end, head.snapshot_unshipped(start, snap_end)))
     }
 
     /// After a block holding these samples is uploaded and indexed: marks them shipped (so no
@@ -846,6 +860,25 @@ mod tests {
         );
         let third = db.snapshot_unshipped(0, i64::MAX);
         assert!(third[0].2.contains(&(now - 300_000, 1.5)));
+        // A cut of a later range; a late sample below that range arrives during its upload:
+        // the marks stop below it, so it is shipped by a later cut, not lost.
+        let third_marks: Vec<(SeriesId, i64)> = third.iter().map(|s| (s.0, now)).collect();
+        db.mark_shipped(third_marks);
+        push(&db, "a", now + 1000, 3.0);
+        let (start, _, snap) = db
+            .snapshot_next(|_| Some((now + 500, now + 2000, now + 2000)))
+            .unwrap();
+        assert_eq!(
+            (start, snap[0].2.clone()),
+            (now + 500, vec![(now + 1000, 3.0)])
+        );
+        assert_eq!(
+            push_with(&db, "a", now - 100_000, 1.7, &ooo).rejected_samples,
+            0
+        );
+        db.mark_shipped(vec![(snap[0].0, now + 1000)]);
+        let left = db.snapshot_unshipped(0, i64::MAX);
+        assert!(left[0].2.contains(&(now - 100_000, 1.7)), "{:?}", left[0].2);
         // Too old even for the window, and all of it survives a restart in order.
         assert_eq!(
             push_with(&db, "a", now - 2 * 3_600_000, 1.0, &ooo).first[0].0,
@@ -853,9 +886,9 @@ mod tests {
         );
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
-        assert_eq!(samples(&db, "a").len(), 5);
+        assert_eq!(samples(&db, "a").len(), 7);
         let left = db.snapshot_unshipped(0, i64::MAX);
-        assert!(left[0].2.contains(&(now - 300_000, 1.5)), "{:?}", left[0].2);
+        assert!(left[0].2.contains(&(now - 100_000, 1.7)), "{:?}", left[0].2);
     }
 
     #[test]

@@ -28,7 +28,7 @@ enum Targets {
     /// `--querier.ingester-addrs`: every one must answer.
     Static(Vec<String>),
     /// The ring: every instance that may hold recent data; as many may fail as leave each
-    /// series an answering quorum member (RF − quorum instances, or zones with zone awareness).
+    /// series an answering quorum member (quorum − 1 instances, or zones with zone awareness).
     Ring(Arc<RingHandle>),
 }
 
@@ -115,9 +115,11 @@ impl IngesterStore {
                     {
                         plan.instances
                             .retain(|&i| ids.contains(&ring.instances[i as usize].id));
-                        // Each series lives on min(RF, shard) of them.
+                        // Each acknowledged series reached a quorum of its min(RF, shard)
+                        // replicas: up to quorum − 1 of the instances asked may fail (as
+                        // Mimir, counted over the whole set read, lookback extras included).
                         let rf = ring.effective_rf().min(size.max(1));
-                        plan.max_failures = rf.saturating_sub(rf / 2 + 1);
+                        plan.max_failures = rf / 2;
                     }
                 }
                 let mut failed: Vec<(InstanceIdx, String)> = Vec::new();
@@ -206,7 +208,19 @@ impl IngesterStore {
             .await?;
         let rf = match &*self.targets {
             Targets::Static(_) => 1,
-            Targets::Ring(r) => r.ring().effective_rf().max(1),
+            Targets::Ring(r) => {
+                let ring = r.ring();
+                let mut rf = ring.effective_rf().max(1);
+                // A sharded tenant's series have min(RF, shard) copies.
+                if let Some((overrides, _)) = &self.shards {
+                    let size = overrides.get(tenant.as_str()).ingestion_tenant_shard_size;
+                    if muninn_ring::shuffle::shard_ids(&ring, tenant.as_str(), size, None).is_some()
+                    {
+                        rf = rf.min(size).max(1);
+                    }
+                }
+                rf
+            }
         };
         Ok((stats, rf))
     }

@@ -42,6 +42,16 @@ async fn tsdb(q: &Querier, call: &ApiCall) -> Result<String> {
         // Series come back merged across ingesters: replicas count once.
         let series = ing.select_labels(&call.tenant, &[all]).await?;
         num_series = series.len() as u64;
+        let max = q
+            .tenancy
+            .overrides
+            .get(call.tenant.as_str())
+            .max_fetched_series_per_query;
+        if max > 0 && num_series > max {
+            return Err(Error::Execution(format!(
+                "status/tsdb would fetch {num_series} series, more than the tenant may fetch (max_fetched_series_per_query: {max})"
+            )));
+        }
         for labels in &series {
             for l in &labels.0 {
                 if l.name == "__name__" {

@@ -108,23 +108,32 @@ impl Gossip {
         out
     }
 
-    /// Live members whose role routes writes (`ingester`, `distributor`, `all`).
+    /// Live members that take the cluster's writes: the distributors when there are any
+    /// (writes are then expected to go to them), else the ingesters (and `all`).
     pub async fn live_routers(&self) -> usize {
         let cc = self.handle.chitchat();
         let g = cc.lock().await;
         let live: Vec<ChitchatId> = g.live_nodes().cloned().collect();
-        let mut ids = std::collections::BTreeSet::new();
+        let (mut distributors, mut ingesters) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
         for id in &live {
-            if let Some(state) = g.node_state(id)
-                && matches!(
-                    state.get(KEY_ROLE),
-                    Some("ingester" | "distributor" | "all")
-                )
-            {
-                ids.insert(id.node_id.clone());
+            match g.node_state(id).and_then(|s| s.get(KEY_ROLE)) {
+                Some("distributor") => {
+                    distributors.insert(id.node_id.clone());
+                }
+                Some("ingester" | "all") => {
+                    ingesters.insert(id.node_id.clone());
+                }
+                _ => {}
             }
         }
-        ids.len()
+        if distributors.is_empty() {
+            ingesters.len()
+        } else {
+            distributors.len()
+        }
     }
 
     /// The ingesters every member's keys describe, newest generation per id. Health and

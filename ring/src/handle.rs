@@ -95,7 +95,8 @@ impl RingHandle {
         self.me.lock().as_ref().map(|d| d.id.clone())
     }
 
-    /// Live members that route writes (1 without gossip).
+    /// Live members that take the cluster's writes (distributors if any, else ingesters; 1
+    /// without gossip).
     pub fn routers(&self) -> usize {
         self.routers
             .load(std::sync::atomic::Ordering::Relaxed)

@@ -153,9 +153,11 @@ impl Ring {
     }
 
     /// The instances a query asks: every instance that may hold recent data (all but LEFT
-    /// and forgotten ones), and how many may fail while the answer stays complete.
+    /// and forgotten ones), and how many may fail while the answer stays complete: every
+    /// acknowledged series reached a quorum of its replicas, so quorum − 1 of them may fail
+    /// (1 with RF 3, and also with RF 2, whose writes need both replicas).
     pub fn read_plan(&self) -> ReadPlan {
-        let tolerated = self.effective_rf.saturating_sub(self.quorum());
+        let tolerated = self.quorum().saturating_sub(1);
         ReadPlan {
             instances: (0..self.instances.len() as InstanceIdx).collect(),
             max_failures: tolerated,

@@ -88,6 +88,8 @@ pub struct Authenticator {
     trust_org_id_header: bool,
     creds: RwLock<Credentials>,
     last_text: Mutex<Option<String>>,
+    /// Loads of the tenants file that failed (the last good one stays).
+    pub failures: prometheus_client::metrics::counter::Counter,
 }
 
 impl Authenticator {
@@ -98,6 +100,7 @@ impl Authenticator {
             trust_org_id_header,
             creds: RwLock::new(Credentials::default()),
             last_text: Mutex::new(None),
+            failures: Default::default(),
         }
     }
 
@@ -112,6 +115,8 @@ impl Authenticator {
             return Ok(false);
         };
         let text = std::fs::read_to_string(path).map_err(|source| {
+            *self.last_text.lock() = None;
+            self.failures.inc();
             let e = Error::Read {
                 path: path.clone(),
                 source,
@@ -133,6 +138,7 @@ impl Authenticator {
                 Ok(true)
             }
             Err(message) => {
+                self.failures.inc();
                 let e = Error::Parse {
                     path: path.clone(),
                     message,

@@ -109,6 +109,11 @@ impl Tenancy {
     pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
         self.discarded.register(r);
         self.overrides.metrics.register(r);
+        r.register(
+            "muninn_auth_tenants_file_reload_failures",
+            "Tenants file loads that failed (the last good one stays)",
+            self.auth.failures.clone(),
+        );
     }
 
     /// Re-reads the runtime config and tenants files every reload period until `stop`.

@@ -2,12 +2,14 @@
 //! `--runtime-config.reload-period` without a restart.
 //!
 //! Format (Mimir's): `overrides: {<tenant>: {<limit>: <value>, ...}}`. A tenant's entry names
-//! only what differs; the rest comes from the `--limits.*` defaults. Unknown keys are errors
-//! (as Mimir's strict parsing), and a file with an error keeps the last good one in force: it
-//! is logged once per distinct content and counted in
-//! `muninn_runtime_config_reload_failures_total`.
+//! only what differs; the rest comes from the `--limits.*` defaults. Keys Muninn does not
+//! know (other Mimir limits, other top-level sections of a Mimir file) are ignored with a
+//! warning naming them, so Mimir files carry over, and counted in
+//! `muninn_runtime_config_unknown_keys`. A file that does not parse, or a known key with a bad
+//! value, keeps the last good file in force: it is logged once per distinct content and counted
+//! in `muninn_runtime_config_reload_failures_total`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ pub struct ReloadMetrics {
     pub failures: Counter,
     pub last_successful: Gauge,
     pub reloads: Counter,
+    pub unknown_keys: Gauge,
 }
 
 impl ReloadMetrics {
@@ -31,7 +34,7 @@ impl ReloadMetrics {
         let r = r.sub_registry_with_prefix("muninn_runtime_config");
         r.register(
             "reload_failures",
-            "Runtime config or tenants file loads that failed (the last good one stays)",
+            "Runtime config file loads that failed (the last good one stays)",
             self.failures.clone(),
         );
         r.register(
@@ -44,6 +47,11 @@ impl ReloadMetrics {
             "Runtime config file contents applied",
             self.reloads.clone(),
         );
+        r.register(
+            "unknown_keys",
+            "Keys of the applied runtime config file that Muninn ignored",
+            self.unknown_keys.clone(),
+        );
     }
 }
 
@@ -51,17 +59,21 @@ impl ReloadMetrics {
 pub struct Overrides {
     defaults: Arc<Limits>,
     tenants: RwLock<Arc<HashMap<String, Arc<Limits>>>>,
+    /// The keys each tenant's entry sets explicitly.
+    explicit: RwLock<Arc<HashMap<String, BTreeSet<String>>>>,
     path: Option<PathBuf>,
     /// The content last seen (applied or refused), so an unchanged file costs a read.
     last_text: Mutex<Option<String>>,
     pub metrics: ReloadMetrics,
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RuntimeFile {
-    #[serde(default)]
-    overrides: Option<HashMap<String, serde_json::Value>>,
+/// A parsed runtime config file.
+#[derive(Default, Debug)]
+pub struct Parsed {
+    pub tenants: HashMap<String, Arc<Limits>>,
+    pub explicit: HashMap<String, BTreeSet<String>>,
+    /// Ignored keys, as `overrides.<tenant>.<key>` or a top-level section name.
+    pub unknown: Vec<String>,
 }
 
 impl Overrides {
@@ -71,6 +83,7 @@ impl Overrides {
         Self {
             defaults: Arc::new(defaults),
             tenants: RwLock::new(Arc::new(HashMap::new())),
+            explicit: RwLock::new(Arc::new(HashMap::new())),
             path,
             last_text: Mutex::new(None),
             metrics,
@@ -91,9 +104,26 @@ impl Overrides {
         self.defaults.clone()
     }
 
-    /// Tenants with an override.
-    pub fn tenants_with_overrides(&self) -> Vec<String> {
-        self.tenants.read().keys().cloned().collect()
+    /// Whether the runtime config file sets `key` for `tenant` itself.
+    pub fn is_set(&self, tenant: &str, key: &str) -> bool {
+        self.explicit
+            .read()
+            .get(tenant)
+            .is_some_and(|keys| keys.contains(key))
+    }
+
+    /// The largest `creation_grace_period` of any tenant, in ms (WAL replay keeps samples up to
+    /// now plus this).
+    pub fn max_creation_grace_ms(&self) -> i64 {
+        self.tenants
+            .read()
+            .values()
+            .map(|l| l.creation_grace_period.as_millis_i64())
+            .chain(std::iter::once(
+                self.defaults.creation_grace_period.as_millis_i64(),
+            ))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Re-reads the file if it changed. `Ok(true)` when new overrides were applied.
@@ -104,6 +134,8 @@ impl Overrides {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(source) => {
+                // Re-read and re-judged once readable again (e.g. a ConfigMap symlink swap).
+                *self.last_text.lock() = None;
                 return Err(self.failed(Error::Read {
                     path: path.clone(),
                     source,
@@ -117,9 +149,14 @@ impl Overrides {
         *last = Some(text.clone());
         drop(last);
         match parse(&text, &self.defaults) {
-            Ok(map) => {
-                let n = map.len();
-                *self.tenants.write() = Arc::new(map);
+            Ok(parsed) => {
+                let n = parsed.tenants.len();
+                if !parsed.unknown.is_empty() {
+                    tracing::warn!(path = %path.display(), keys = ?parsed.unknown, "runtime config keys Muninn does not know were ignored");
+                }
+                self.metrics.unknown_keys.set(parsed.unknown.len() as i64);
+                *self.tenants.write() = Arc::new(parsed.tenants);
+                *self.explicit.write() = Arc::new(parsed.explicit);
                 self.metrics.last_successful.set(1);
                 self.metrics.reloads.inc();
                 tracing::info!(path = %path.display(), tenants = n, "runtime config loaded");
@@ -141,29 +178,55 @@ impl Overrides {
 }
 
 /// Parses a runtime config file into each tenant's full limits.
-pub fn parse(text: &str, defaults: &Limits) -> Result<HashMap<String, Arc<Limits>>, String> {
+pub fn parse(text: &str, defaults: &Limits) -> Result<Parsed, String> {
+    let mut out = Parsed::default();
     if text.trim().is_empty() {
-        return Ok(HashMap::new());
+        return Ok(out);
     }
-    let file: RuntimeFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    let base = serde_json::to_value(defaults).map_err(|e| e.to_string())?;
-    let mut out = HashMap::new();
-    for (tenant, over) in file.overrides.unwrap_or_default() {
-        muninn_proto::tenant::TenantId::new(&tenant)
-            .map_err(|e| format!("overrides: tenant {tenant:?}: {e}"))?;
-        let mut merged = base.clone();
-        match (&mut merged, over) {
-            (serde_json::Value::Object(m), serde_json::Value::Object(o)) => {
-                for (k, v) in o {
-                    m.insert(k, v);
-                }
-            }
-            (_, serde_json::Value::Null) => {}
-            _ => return Err(format!("overrides: tenant {tenant:?}: expected a mapping")),
+    let file: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let top = match file {
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::Null => return Ok(out),
+        _ => return Err("the runtime config must be a mapping (overrides: {...})".into()),
+    };
+    let base = match serde_json::to_value(defaults).map_err(|e| e.to_string())? {
+        serde_json::Value::Object(m) => m,
+        _ => return Err("limits do not serialize to a mapping".into()),
+    };
+    for (key, value) in top {
+        if key != "overrides" {
+            out.unknown.push(key);
+            continue;
         }
-        let limits: Limits = serde_json::from_value(merged)
-            .map_err(|e| format!("overrides: tenant {tenant:?}: {e}"))?;
-        out.insert(tenant, Arc::new(limits));
+        let tenants = match value {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => continue,
+            _ => return Err("overrides: expected a mapping of tenant ids".into()),
+        };
+        for (tenant, over) in tenants {
+            muninn_proto::tenant::TenantId::new(&tenant)
+                .map_err(|e| format!("overrides: tenant {tenant:?}: {e}"))?;
+            let mut merged = base.clone();
+            let mut set = BTreeSet::new();
+            match over {
+                serde_json::Value::Object(o) => {
+                    for (k, v) in o {
+                        if base.contains_key(&k) {
+                            set.insert(k.clone());
+                            merged.insert(k, v);
+                        } else {
+                            out.unknown.push(format!("overrides.{tenant}.{k}"));
+                        }
+                    }
+                }
+                serde_json::Value::Null => {}
+                _ => return Err(format!("overrides: tenant {tenant:?}: expected a mapping")),
+            }
+            let limits: Limits = serde_json::from_value(serde_json::Value::Object(merged))
+                .map_err(|e| format!("overrides: tenant {tenant:?}: {e}"))?;
+            out.explicit.insert(tenant.clone(), set);
+            out.tenants.insert(tenant, Arc::new(limits));
+        }
     }
     Ok(out)
 }
@@ -194,14 +257,25 @@ mod tests {
         assert_eq!(a.max_global_series_per_user, 7, "defaults fill the rest");
         assert_eq!(o.get("team-b").ingestion_rate, 0.0);
         assert!(!o.reload().unwrap(), "unchanged file: nothing applied");
-        // An unknown key (a typo) is refused whole; the last good overrides stay.
-        std::fs::write(&path, "overrides:\n  team-a:\n    ingestion_rat: 5\n").unwrap();
+        assert!(o.is_set("team-a", "ingestion_rate"));
+        assert!(!o.is_set("team-a", "compactor_blocks_retention_period"));
+        // A bad value is refused whole; the last good overrides stay.
+        std::fs::write(&path, "overrides:\n  team-a:\n    ingestion_rate: lots\n").unwrap();
         assert!(o.reload().is_err());
         assert_eq!(o.get("team-a").ingestion_rate, 1000.0);
         assert_eq!(o.metrics.failures.get(), 1);
         assert_eq!(o.metrics.last_successful.get(), 0);
         std::fs::write(&path, "overrides: [").unwrap();
         assert!(o.reload().is_err());
+        // Keys Muninn does not know (a Mimir file's other limits) are ignored, not fatal.
+        std::fs::write(
+            &path,
+            "multi_kv_config: {}\noverrides:\n  team-a:\n    ingestion_rate: 7\n    max_global_exemplars_per_user: 5\n",
+        )
+        .unwrap();
+        assert!(o.reload().unwrap());
+        assert_eq!(o.get("team-a").ingestion_rate, 7.0);
+        assert_eq!(o.metrics.unknown_keys.get(), 2);
         std::fs::write(
             &path,
             "overrides:\n  team-a:\n    max_global_series_per_user: 80\n",
@@ -217,12 +291,13 @@ mod tests {
                 "overrides: {t: {max_query_lookback: 90}}",
                 &Limits::default()
             )
-            .unwrap()["t"]
+            .unwrap()
+            .tenants["t"]
                 .max_query_lookback
                 .as_millis_i64(),
             90_000
         );
         assert!(parse("overrides: {'a/b': {}}", &Limits::default()).is_err());
-        assert!(parse("limits: {}", &Limits::default()).is_err());
+        assert!(parse("[1]", &Limits::default()).is_err());
     }
 }

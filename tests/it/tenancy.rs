@@ -134,7 +134,7 @@ fn series_limit_keeps_the_first_series_and_reloads_live() {
     // A file that does not parse keeps the last good one, and is counted.
     std::fs::write(
         &path,
-        "overrides:\n  team:\n    max_global_series_per_usr: 1\n",
+        "overrides:\n  team:\n    max_global_series_per_user: lots\n",
     )
     .unwrap();
     wait_for("the failed reload", Duration::from_secs(10), || {
@@ -408,6 +408,13 @@ fn shuffle_sharding_keeps_a_tenant_on_its_shard() {
     );
     // Queries answer exactly: every series with every sample, once.
     assert_eq!(count(&q, "noisy", "count(sharded)"), 30.0);
+    // So does a querier with the default lookback (it asks every ingester here, as all of
+    // them registered within it), and usage counts replicas once.
+    let q2 = c.start("querier", "q2", &[&rc]);
+    wait_active(&q2, &ids);
+    assert_eq!(count(&q2, "noisy", "count(sharded)"), 30.0);
+    let (code, v) = q2.get(Some("noisy"), "/api/v1/user_stats", &[]);
+    assert_eq!((code, v["numSeries"].as_u64()), (200, Some(30)), "{v}");
     assert_eq!(
         count(&q, "noisy", "sum(count_over_time(sharded[10m]))"),
         150.0
@@ -422,10 +429,14 @@ fn shuffle_sharding_keeps_a_tenant_on_its_shard() {
     ings[outside[0]].kill9();
     ings[outside[1]].kill9();
     assert_eq!(count(&q, "noisy", "count(sharded)"), 30.0);
-    // A shard member down: RF 2 within the shard tolerates no failure, so 503 naming it,
-    // never a partial count.
-    let member = ids.iter().position(|id| *id == holders[0]).unwrap();
-    ings[member].kill9();
+    // A shard member down: each acknowledged series is on both members (a write needs both),
+    // so the survivor answers completely; with both down, 503 naming them, never a partial
+    // count.
+    let first = ids.iter().position(|id| *id == holders[0]).unwrap();
+    ings[first].kill9();
+    assert_eq!(count(&q, "noisy", "count(sharded)"), 30.0);
+    let second = ids.iter().position(|id| *id == holders[1]).unwrap();
+    ings[second].kill9();
     let (code, v) = q.get(
         Some("noisy"),
         "/api/v1/query",
