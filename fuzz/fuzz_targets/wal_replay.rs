@@ -1,11 +1,12 @@
 //! WAL replay: the input becomes one WAL segment, either as raw bytes (torn and corrupt
 //! frames) or, when its first byte is odd, as payloads framed with valid checksums (so record
 //! decoding and the head's replay see arbitrary records). Replay must never fail or panic on
-//! such a segment, and the tenant must take a write afterwards and replay it again.
+//! such a segment (out-of-order samples in it are inserted in order), and the tenant must take
+//! a write afterwards and replay it again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muninn_ingester::tenant_db::{TenantDb, TimeBounds};
+use muninn_ingester::tenant_db::{SeriesLimits, TenantDb, TimeBounds};
 use muninn_ingester::validate::Limits;
 use muninn_ingester::wal::FsyncPolicy;
 
@@ -59,8 +60,12 @@ fuzz_target!(|data: &[u8]| {
         now_ms: 2_000_000_000_000,
         grace_ms: 600_000,
         too_old_window_ms: i64::MAX,
+        // Half the inputs push with an out-of-order window, so a late write lands among
+        // whatever replay built.
+        ooo_window_ms: if mode & 2 == 2 { i64::MAX } else { 0 },
     };
-    db.push(&view, &Limits::default(), &bounds).expect("push after replay");
+    db.push(&view, &Limits::default(), SeriesLimits::default(), &bounds)
+        .expect("push after replay");
     drop(db);
     TenantDb::open(dir.path(), FsyncPolicy::Never, 2_000_000_600_000).expect("second replay");
 });
