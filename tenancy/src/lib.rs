@@ -84,6 +84,11 @@ impl Tenancy {
             args.trust_org_id_header,
         ));
         auth.reload()?;
+        if auth.enabled() && auth.cluster_token().is_none() {
+            tracing::warn!(
+                "the tenants file has no admin credential: internal gRPC calls are not authenticated (keep --grpc-addr on a private network)"
+            );
+        }
         Ok(Arc::new(Self {
             overrides,
             auth,
