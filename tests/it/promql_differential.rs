@@ -298,6 +298,12 @@ fn promql_answers_match_prometheus() {
         "sort_desc(sum by (job) (diff_memory_bytes))",
         "minute(timestamp(diff_gone))",
         "sum(rate(diff_requests_total[5m])) by (code) * on() group_left vector(2)",
+        // Ties: Prometheus's heap keeps the earliest tied series until a better one replaces
+        // its root, so the later best value evicts the first zero, not the last.
+        "topk(2, max by (job, instance) (diff_requests_total * 0) or vector(1))",
+        "bottomk(2, max by (job, instance) (diff_requests_total * 0 + 1) or vector(0))",
+        "topk by (job) (1, diff_requests_total * 0)",
+        "bottomk(5, max by (job, instance) (diff_requests_total * 0) or vector(-1))",
     ];
     let times = [at(25), at(61), at(100)];
     let mut failures = vec![];
@@ -323,6 +329,7 @@ fn promql_answers_match_prometheus() {
         &at_q,
         "avg_over_time(diff_memory_bytes[3m]) > 4e8",
         "topk(2, diff_memory_bytes)",
+        "topk(2, max by (job, instance) (diff_requests_total * 0) or vector(1))",
         "time() - timestamp(diff_gone)",
     ];
     for q in range {

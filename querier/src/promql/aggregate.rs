@@ -299,6 +299,99 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     Ok(Value::Vector(out))
 }
 
+/// `topk` (`desc`) or `bottomk` over `(index, value)` in input order, exactly as Prometheus's
+/// engine selects: Go's `container/heap` with `vectorByValueHeap` (topk: the smallest at the
+/// root; NaN is "smallest") or `vectorByReverseValueHeap` (bottomk), the root replaced only by
+/// a strictly better value (or any number over a NaN root), then `sort.Sort(sort.Reverse(h))`.
+/// Go sorts up to 12 elements by insertion sort (stable); larger heaps are sorted stably here,
+/// where Go's pdqsort may order ties differently in the output (never in what is selected).
+pub(crate) fn go_heap_select(
+    items: impl Iterator<Item = (usize, f64)>,
+    k: usize,
+    desc: bool,
+) -> Vec<(usize, f64)> {
+    // The heap's Less.
+    let less = |a: f64, b: f64| {
+        if a.is_nan() {
+            true
+        } else if desc {
+            a < b
+        } else {
+            a > b
+        }
+    };
+    let up = |h: &mut Vec<(usize, f64)>, mut j: usize| {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !less(h[j].1, h[i].1) {
+                break;
+            }
+            h.swap(i, j);
+            j = i;
+        }
+    };
+    let down = |h: &mut Vec<(usize, f64)>, i0: usize| -> bool {
+        let n = h.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && less(h[j1 + 1].1, h[j1].1) {
+                j = j1 + 1;
+            }
+            if !less(h[j].1, h[i].1) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+        i > i0
+    };
+    let mut h: Vec<(usize, f64)> = Vec::with_capacity(k);
+    for (i, v) in items {
+        if h.len() < k {
+            h.push((i, v));
+            let last = h.len() - 1;
+            up(&mut h, last);
+        } else {
+            let root = h[0].1;
+            let better = if desc { root < v } else { root > v };
+            if better || (root.is_nan() && !v.is_nan()) {
+                h[0] = (i, v);
+                if k > 1 && !down(&mut h, 0) {
+                    up(&mut h, 0);
+                }
+            }
+        }
+    }
+    if h.len() > 1 {
+        // sort.Reverse: element j before i when Less(i, j) of the heap.
+        if h.len() <= 12 {
+            for i in 1..h.len() {
+                let mut j = i;
+                while j > 0 && less(h[j - 1].1, h[j].1) {
+                    h.swap(j, j - 1);
+                    j -= 1;
+                }
+            }
+        } else {
+            h.sort_by(|a, b| {
+                if less(b.1, a.1) {
+                    std::cmp::Ordering::Less
+                } else if less(a.1, b.1) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            });
+        }
+    }
+    h
+}
+
 /// `topk`/`bottomk`/`limitk`/`limit_ratio`: the input series, each kept at the steps where it
 /// is selected in its group.
 fn select_k(
@@ -323,15 +416,9 @@ fn select_k(
         group_of.push(g);
     }
     let desc = op == token::T_TOPK;
-    // Best first; NaN is never preferred.
-    let cmp = |a: f64, b: f64| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Greater,
-        (false, true) => std::cmp::Ordering::Less,
-        _ if desc => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
-        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-    };
     let mut keep = vec![vec![false; n]; input.len()];
+    // Instant queries: each kept series' place in its group's answer.
+    let mut rank_of = vec![usize::MAX; input.len()];
     let mut present: Vec<usize> = Vec::new();
     for step in 0..n {
         let p = param[step];
@@ -376,17 +463,28 @@ fn select_k(
             if k == 0 {
                 continue;
             }
-            if op != token::T_LIMITK && k < present.len() {
-                let val = |i: usize| input[i].vals[step].unwrap_or(f64::NAN);
-                present.select_nth_unstable_by(k - 1, |&x, &y| cmp(val(x), val(y)).then(x.cmp(&y)));
+            if op == token::T_LIMITK {
+                for &i in &present[..k] {
+                    keep[i][step] = true;
+                }
+                continue;
             }
-            for &i in &present[..k] {
+            // Prometheus's own selection, so ties pick the same series: a heap of k in input
+            // order (Go's container/heap), replaced at its root only by a strictly better value,
+            // then sorted best first (Go's sort.Sort of a reversed heap).
+            let val = |i: usize| input[i].vals[step].unwrap_or(f64::NAN);
+            let chosen = go_heap_select(present.iter().map(|&i| (i, val(i))), k, desc);
+            for (rank, &(i, _)) in chosen.iter().enumerate() {
                 keep[i][step] = true;
+                if step == 0 {
+                    rank_of[i] = rank;
+                }
             }
         }
     }
     let mut out = Vec::new();
     let mut out_group = Vec::new();
+    let mut out_rank = Vec::new();
     for (i, mut s) in input.into_iter().enumerate() {
         for (step, v) in s.vals.iter_mut().enumerate() {
             if !keep[i][step] {
@@ -396,16 +494,17 @@ fn select_k(
         if s.vals.iter().any(Option::is_some) {
             out.push(s);
             out_group.push(group_of[i]);
+            out_rank.push(rank_of[i]);
         }
     }
-    // Instant queries: best first within each group, as Prometheus returns them.
+    // Instant queries: in each group, the order Prometheus returns (best first, ties as its
+    // sort leaves them).
     if n == 1 && matches!(op, token::T_TOPK | token::T_BOTTOMK) {
         let mut order: Vec<usize> = (0..out.len()).collect();
         order.sort_by(|&x, &y| {
-            out_group[x].cmp(&out_group[y]).then(cmp(
-                out[x].vals[0].unwrap_or(f64::NAN),
-                out[y].vals[0].unwrap_or(f64::NAN),
-            ))
+            out_group[x]
+                .cmp(&out_group[y])
+                .then(out_rank[x].cmp(&out_rank[y]))
         });
         let mut slots: Vec<Option<Series>> = out.into_iter().map(Some).collect();
         out = order.into_iter().filter_map(|i| slots[i].take()).collect();
