@@ -1,6 +1,8 @@
 //! PromQL functions: instant-vector math, time and label functions, and the range-vector
 //! functions (`rate`, `*_over_time`, ...) with Prometheus's exact numerics.
 
+use std::collections::HashMap;
+
 use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
@@ -767,6 +769,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                 }
                 out.push(s);
             }
+            unique_per_step(&out)?;
             Ok(Value::Vector(out))
         }
         "label_join" => {
@@ -799,6 +802,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                 }
                 out.push(s);
             }
+            unique_per_step(&out)?;
             Ok(Value::Vector(out))
         }
         "sort" | "sort_desc" => {
@@ -858,6 +862,36 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
 use super::parse::valid_label_name;
 
 /// The length of `caps.expand(template, ..)`'s output, computed without building it, so a
+/// Fails, as Prometheus's engine does at a function's output, when two series with the same
+/// labels (the metric name included: a name to be dropped is dropped only at the end) have a
+/// value at the same step. `label_replace`/`label_join` are where this happens: without the
+/// check, an aggregation or filter over their output would hide the collision.
+fn unique_per_step(v: &[Series]) -> Result<()> {
+    // Steps taken so far by each label set (only built for label sets seen twice).
+    let mut first: HashMap<&Labels, usize> = HashMap::with_capacity(v.len());
+    let mut taken: HashMap<&Labels, Vec<bool>> = HashMap::new();
+    for (i, s) in v.iter().enumerate() {
+        let Some(&j) = first.get(&s.labels) else {
+            first.insert(&s.labels, i);
+            continue;
+        };
+        let steps = taken
+            .entry(&s.labels)
+            .or_insert_with(|| v[j].vals.iter().map(Option::is_some).collect());
+        for (t, x) in steps.iter_mut().zip(&s.vals) {
+            if x.is_some() {
+                if *t {
+                    return Err(Error::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                *t = true;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// label_replace() template such as `$1$1$1...` is charged before it is expanded. An
 /// over-estimate where the regex crate would read a reference differently is harmless.
 fn expanded_len(template: &str, caps: &regex::Captures<'_>) -> usize {
