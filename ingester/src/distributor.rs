@@ -251,14 +251,7 @@ impl Distributor {
                     self.check_rate(tenant, view.samples.len() as u64)
                 })
             })?;
-            crate::push::record_metrics(ing, tenant, &outcome);
-            self.count_received(tenant, outcome.ingested_samples);
-            if outcome.rejected_samples > 0 || outcome.rejected_metadata > 0 {
-                return Err(PushError::Rejected(crate::push::rejection_message(
-                    &outcome,
-                )));
-            }
-            return Ok(Pushed::Stored);
+            return self.applied_locally(ing, tenant, &outcome);
         }
         let limit = self.config.max_request_bytes;
         let plain = tokio::task::block_in_place(|| {
@@ -268,6 +261,40 @@ impl Distributor {
                 buf
             })
         })?;
+        self.route(tenant, plain).await
+    }
+
+    /// Stores an uncompressed 1.0 `WriteRequest` of `tenant` (a translated 2.0 request).
+    pub async fn push_plain(&self, tenant: &TenantId, plain: Vec<u8>) -> Result<Pushed, PushError> {
+        if let Some(ing) = self.local_only() {
+            let _admitted = ing.admit().ok_or(PushError::ShuttingDown)?;
+            let outcome = tokio::task::block_in_place(|| {
+                let view = WriteRequestView::decode(&plain)?;
+                self.check_rate(tenant, view.samples.len() as u64)?;
+                crate::push::apply_view(ing, tenant, &view)
+            })?;
+            return self.applied_locally(ing, tenant, &outcome);
+        }
+        self.route(tenant, plain).await
+    }
+
+    /// The answer to a push this process applied itself.
+    fn applied_locally(
+        &self,
+        ing: &Ingester,
+        tenant: &TenantId,
+        outcome: &crate::tenant_db::PushOutcome,
+    ) -> Result<Pushed, PushError> {
+        crate::push::record_metrics(ing, tenant, outcome);
+        self.count_received(tenant, outcome.ingested_samples);
+        if outcome.rejected_samples > 0 || outcome.rejected_metadata > 0 {
+            return Err(PushError::Rejected(crate::push::rejection_message(outcome)));
+        }
+        Ok(Pushed::Stored)
+    }
+
+    /// HA dedup, rate limit, placement and replication of an uncompressed request.
+    async fn route(&self, tenant: &TenantId, plain: Vec<u8>) -> Result<Pushed, PushError> {
         // Decoded once; the view borrows `plain` across the HA check.
         let view = tokio::task::block_in_place(|| WriteRequestView::decode(&plain))?;
         let samples = view.samples.len() as u64;

@@ -31,9 +31,11 @@ pub enum PushError {
     #[error("unsupported Content-Encoding {0:?}: remote write 1.0 bodies are snappy block format")]
     Encoding(String),
     #[error(
-        "unsupported Content-Type {0:?}: only remote write 1.0 (application/x-protobuf) is supported"
+        "unsupported Content-Type {0:?}: want application/x-protobuf with proto=prometheus.WriteRequest (remote write 1.0, the default) or proto=io.prometheus.write.v2.Request (2.0)"
     )]
     ContentType(String),
+    #[error("malformed remote write 2.0 request: {0}")]
+    V2(#[from] muninn_proto::write_v2::V2Error),
     #[error(
         "request of {got} bytes exceeds the limit of {limit} bytes (--ingester.max-request-bytes)"
     )]
@@ -69,6 +71,7 @@ impl PushError {
             PushError::Body(_)
             | PushError::Snappy(_)
             | PushError::Protobuf(_)
+            | PushError::V2(_)
             | PushError::Rejected(_) => StatusCode::BAD_REQUEST,
             PushError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             PushError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -166,8 +169,8 @@ async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Bo
         Err(ref e) => Err(PushError::from(e.clone())),
     };
     let status = match &result {
-        Ok(Pushed::Stored) => StatusCode::OK,
-        Ok(Pushed::HaDropped { .. }) => StatusCode::ACCEPTED,
+        Ok((Pushed::Stored, _)) => StatusCode::OK,
+        Ok((Pushed::HaDropped { .. }, _)) => StatusCode::ACCEPTED,
         Err(e) => e.status(),
     };
     dist.metrics
@@ -177,8 +180,19 @@ async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Bo
         })
         .inc();
     match result {
-        Ok(Pushed::Stored) => StatusCode::OK.into_response(),
-        Ok(Pushed::HaDropped { replica, elected }) => (
+        // Remote write 2.0: what was written, as the spec's response headers. Histograms and
+        // exemplars are not stored yet (a request with histograms is refused with 400).
+        Ok((Pushed::Stored, Some(c))) => (
+            StatusCode::OK,
+            [
+                (WRITTEN_SAMPLES, c.samples.to_string()),
+                (WRITTEN_HISTOGRAMS, "0".to_string()),
+                (WRITTEN_EXEMPLARS, "0".to_string()),
+            ],
+        )
+            .into_response(),
+        Ok((Pushed::Stored, None)) => StatusCode::OK.into_response(),
+        Ok((Pushed::HaDropped { replica, elected }, _)) => (
             StatusCode::ACCEPTED,
             format!(
                 "samples of HA replica {replica:?} dropped: the elected replica is {elected:?}\n"
@@ -210,21 +224,17 @@ async fn handle(
     tenant: &TenantId,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Pushed, PushError> {
+) -> Result<(Pushed, Option<muninn_proto::write_v2::V2Counts>), PushError> {
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("?");
         if !enc.eq_ignore_ascii_case("snappy") {
             return Err(PushError::Encoding(enc.to_owned()));
         }
     }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("?");
-        let base = ct.split(';').next().unwrap_or("").trim();
-        let v2 = ct.contains("io.prometheus.write.v2");
-        if !base.eq_ignore_ascii_case("application/x-protobuf") || v2 {
-            return Err(PushError::ContentType(ct.to_owned()));
-        }
-    }
+    let version = match headers.get(header::CONTENT_TYPE) {
+        Some(ct) => message_of(ct.to_str().unwrap_or("?"))?,
+        None => Message::V1,
+    };
     let limit = dist.config.max_request_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -256,7 +266,59 @@ async fn handle(
     // The ingester counts a push in (for the shutdown drain) only once its body arrived, so a
     // slow sender cannot hold up shutdown; CPU work runs with the worker thread handed over to
     // blocking duty (`block_in_place`), cheaper than a hop to the blocking pool per request.
-    dist.push(tenant, &bytes).await
+    match version {
+        Message::V1 => dist.push(tenant, &bytes).await.map(|p| (p, None)),
+        Message::V2 => {
+            let limit = dist.config.max_request_bytes;
+            let (v1, counts) = tokio::task::block_in_place(|| {
+                let mut plain = Vec::new();
+                let n = decompress(&bytes, limit, &mut plain)?;
+                let mut v1 = Vec::new();
+                let counts = muninn_proto::write_v2::translate(&plain[..n], &mut v1)?;
+                Ok::<_, PushError>((v1, counts))
+            })?;
+            dist.push_plain(tenant, v1).await.map(|p| (p, Some(counts)))
+        }
+    }
+}
+
+/// Remote write 2.0 response headers.
+const WRITTEN_SAMPLES: &str = "x-prometheus-remote-write-samples-written";
+const WRITTEN_HISTOGRAMS: &str = "x-prometheus-remote-write-histograms-written";
+const WRITTEN_EXEMPLARS: &str = "x-prometheus-remote-write-exemplars-written";
+
+/// The protobuf message a push carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Message {
+    /// Remote write 1.0 `prometheus.WriteRequest` (no `proto=`, or that one).
+    V1,
+    /// Remote write 2.0 `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+/// The message a Content-Type names: `application/x-protobuf[;proto=<message>]`. Anything else
+/// is 415, as the remote write 2.0 spec asks for unknown messages.
+fn message_of(ct: &str) -> Result<Message, PushError> {
+    let mut parts = ct.split(';');
+    let base = parts.next().unwrap_or("").trim();
+    if !base.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(PushError::ContentType(ct.to_owned()));
+    }
+    let mut message = Message::V1;
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        if !k.trim().eq_ignore_ascii_case("proto") {
+            continue;
+        }
+        message = match v.trim().trim_matches('"') {
+            "prometheus.WriteRequest" => Message::V1,
+            "io.prometheus.write.v2.Request" => Message::V2,
+            _ => return Err(PushError::ContentType(ct.to_owned())),
+        };
+    }
+    Ok(message)
 }
 
 impl Ingester {
@@ -366,7 +428,7 @@ fn apply(ing: &Ingester, tenant: &TenantId, body: &[u8]) -> Result<PushOutcome, 
     apply_view(ing, tenant, &WriteRequestView::decode(body)?)
 }
 
-fn apply_view(
+pub(crate) fn apply_view(
     ing: &Ingester,
     tenant: &TenantId,
     view: &WriteRequestView<'_>,

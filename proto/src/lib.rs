@@ -13,6 +13,7 @@ pub mod duration;
 pub mod tenant;
 pub mod time;
 pub mod varint;
+pub mod write_v2;
 pub mod write_view;
 
 /// Prometheus remote-write protobuf types (package `prometheus`).

@@ -196,7 +196,7 @@ pub fn write_series_without_label(
 }
 
 #[inline]
-fn read_key(buf: &[u8], pos: &mut usize) -> Result<(u64, u8), DecodeError> {
+pub(crate) fn read_key(buf: &[u8], pos: &mut usize) -> Result<(u64, u8), DecodeError> {
     // Fast path: one-byte keys are all the fields we know.
     if let Some(&b) = buf.get(*pos)
         && b < 0x80
@@ -209,7 +209,7 @@ fn read_key(buf: &[u8], pos: &mut usize) -> Result<(u64, u8), DecodeError> {
 }
 
 #[inline]
-fn read_len<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], DecodeError> {
+pub(crate) fn read_len<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], DecodeError> {
     let n = if let Some(&b) = buf.get(*pos)
         && b < 0x80
     {
@@ -225,7 +225,7 @@ fn read_len<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], DecodeError>
     Ok(s)
 }
 
-fn skip(buf: &[u8], pos: &mut usize, wt: u8) -> Result<(), DecodeError> {
+pub(crate) fn skip(buf: &[u8], pos: &mut usize, wt: u8) -> Result<(), DecodeError> {
     let n = match wt {
         VARINT => {
             read_uvarint(buf, pos).ok_or(DecodeError::Varint)?;
@@ -272,7 +272,7 @@ fn decode_label(buf: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
 }
 
 #[inline]
-fn decode_sample(buf: &[u8]) -> Result<SampleRef, DecodeError> {
+pub(crate) fn decode_sample(buf: &[u8]) -> Result<SampleRef, DecodeError> {
     let mut s = SampleRef {
         timestamp_ms: 0,
         value: 0.0,

@@ -48,8 +48,15 @@ fn malformed_bodies_are_refused_with_the_right_status() {
     assert_eq!(code, 415, "{msg}");
     assert!(msg.contains("Content-Encoding"), "{msg}");
 
-    let v2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
-    let (code, msg) = m.push_raw(Some(T), &[("Content-Type", v2)], good.clone());
+    // Remote write 2.0 is taken (tests/it/remote_write_v2.rs); an unknown message is 415.
+    let v3 = "application/x-protobuf;proto=io.prometheus.write.v3.Request";
+    let (code, msg) = m.push_raw(Some(T), &[("Content-Type", v3)], good.clone());
+    assert_eq!(code, 415, "{msg}");
+    let (code, msg) = m.push_raw(
+        Some(T),
+        &[("Content-Type", "application/json")],
+        good.clone(),
+    );
     assert_eq!(code, 415, "{msg}");
 
     let big: Vec<u8> = (0..20_000u32)

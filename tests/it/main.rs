@@ -14,6 +14,7 @@ mod http_api;
 mod prometheus_remote_write;
 mod promql_differential;
 mod reliability;
+mod remote_write_v2;
 mod scale_out;
 mod tenancy;
 mod tenants;
