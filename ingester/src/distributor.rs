@@ -264,18 +264,30 @@ impl Distributor {
         self.route(tenant, plain).await
     }
 
-    /// Stores an uncompressed 1.0 `WriteRequest` of `tenant` (a translated 2.0 request).
-    pub async fn push_plain(&self, tenant: &TenantId, plain: Vec<u8>) -> Result<Pushed, PushError> {
+    /// Stores an uncompressed remote write 2.0 request of `tenant`. Applied here, it is
+    /// decoded straight into the head's view; routed, it is translated into the 1.0 request
+    /// whose series bytes the owners receive.
+    pub async fn push_v2(
+        &self,
+        tenant: &TenantId,
+        plain: Vec<u8>,
+    ) -> Result<(Pushed, muninn_proto::write_v2::V2Counts), PushError> {
         if let Some(ing) = self.local_only() {
             let _admitted = ing.admit().ok_or(PushError::ShuttingDown)?;
-            let outcome = tokio::task::block_in_place(|| {
-                let view = WriteRequestView::decode(&plain)?;
+            let (outcome, counts) = tokio::task::block_in_place(|| {
+                let (view, counts) = muninn_proto::write_v2::decode_view(&plain)?;
                 self.check_rate(tenant, view.samples.len() as u64)?;
-                crate::push::apply_view(ing, tenant, &view)
+                crate::push::apply_view(ing, tenant, &view).map(|o| (o, counts))
             })?;
-            return self.applied_locally(ing, tenant, &outcome);
+            return self
+                .applied_locally(ing, tenant, &outcome)
+                .map(|p| (p, counts));
         }
-        self.route(tenant, plain).await
+        let (v1, counts) = tokio::task::block_in_place(|| {
+            let mut v1 = Vec::new();
+            muninn_proto::write_v2::translate(&plain, &mut v1).map(|c| (v1, c))
+        })?;
+        self.route(tenant, v1).await.map(|p| (p, counts))
     }
 
     /// The answer to a push this process applied itself.

@@ -270,14 +270,15 @@ async fn handle(
         Message::V1 => dist.push(tenant, &bytes).await.map(|p| (p, None)),
         Message::V2 => {
             let limit = dist.config.max_request_bytes;
-            let (v1, counts) = tokio::task::block_in_place(|| {
+            let plain = tokio::task::block_in_place(|| {
                 let mut plain = Vec::new();
                 let n = decompress(&bytes, limit, &mut plain)?;
-                let mut v1 = Vec::new();
-                let counts = muninn_proto::write_v2::translate(&plain[..n], &mut v1)?;
-                Ok::<_, PushError>((v1, counts))
+                plain.truncate(n);
+                Ok::<_, PushError>(plain)
             })?;
-            dist.push_plain(tenant, v1).await.map(|p| (p, Some(counts)))
+            dist.push_v2(tenant, plain)
+                .await
+                .map(|(p, counts)| (p, Some(counts)))
         }
     }
 }

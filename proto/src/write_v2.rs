@@ -11,7 +11,10 @@
 //! label refs or a malformed message is an error (400).
 
 use crate::varint::read_uvarint;
-use crate::write_view::{DecodeError, put_len_field, read_key, read_len, skip};
+use crate::write_view::{
+    DecodeError, LabelRef, MetadataRef, SeriesRef, WriteRequestView, put_len_field, read_key,
+    read_len, skip,
+};
 
 const VARINT: u8 = 0;
 const LEN: u8 = 2;
@@ -105,10 +108,7 @@ pub fn translate(buf: &[u8], out: &mut Vec<u8>) -> Result<V2Counts, V2Error> {
                         if n == b"__name__" {
                             name = v;
                         }
-                        let mut label = Vec::with_capacity(n.len() + v.len() + 4);
-                        put_len_field(&mut label, 1, n);
-                        put_len_field(&mut label, 2, v);
-                        put_len_field(&mut series, 1, &label);
+                        put_label(&mut series, 1, n, v);
                     }
                 }
                 _ => skip(ts, &mut p, w)?,
@@ -178,6 +178,173 @@ pub fn translate(buf: &[u8], out: &mut Vec<u8>) -> Result<V2Counts, V2Error> {
     Ok(counts)
 }
 
+/// Decodes an uncompressed v2 `Request` straight into the 1.0 view the head takes (labels
+/// borrowed from the symbols table), for a process that applies the request itself. Series
+/// carry no raw 1.0 bytes (`SeriesRef::raw` is empty): a router forwarding them to owners
+/// uses [`translate`].
+pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Error> {
+    let mut symbols: Vec<&[u8]> = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (field, wt) = read_key(buf, &mut pos)?;
+        match (field, wt) {
+            (4, LEN) => symbols.push(read_len(buf, &mut pos)?),
+            (4 | 5, w) if w != LEN => {
+                return Err(DecodeError::FieldType {
+                    field,
+                    got: w,
+                    want: LEN,
+                }
+                .into());
+            }
+            _ => skip(buf, &mut pos, wt)?,
+        }
+    }
+    let sym = |r: u64| -> Result<&[u8], V2Error> {
+        if r == 0 && symbols.is_empty() {
+            return Ok(&[]);
+        }
+        usize::try_from(r)
+            .ok()
+            .and_then(|i| symbols.get(i).copied())
+            .ok_or(V2Error::BadSymbol {
+                reference: r,
+                len: symbols.len(),
+            })
+    };
+    let mut view = WriteRequestView {
+        series: Vec::with_capacity(buf.len() / 32 + 1),
+        labels: Vec::with_capacity(buf.len() / 4 + 1),
+        samples: Vec::with_capacity(buf.len() / 16 + 1),
+        metadata: Vec::new(),
+    };
+    let mut counts = V2Counts::default();
+    let mut families: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (field, wt) = read_key(buf, &mut pos)?;
+        if (field, wt) != (5, LEN) {
+            skip(buf, &mut pos, wt)?;
+            continue;
+        }
+        let ts = read_len(buf, &mut pos)?;
+        counts.series += 1;
+        let mut s = SeriesRef {
+            labels: view.labels.len() as u32..0,
+            samples: view.samples.len() as u32..0,
+            ..Default::default()
+        };
+        let mut name: &[u8] = &[];
+        let mut meta = None;
+        let mut p = 0;
+        while p < ts.len() {
+            let (f, w) = read_key(ts, &mut p)?;
+            match (f, w) {
+                (1, LEN) => {
+                    let packed = read_len(ts, &mut p)?;
+                    let mut q = 0;
+                    let mut n = 0usize;
+                    while q < packed.len() {
+                        let nr = read_uvarint(packed, &mut q).ok_or(DecodeError::Varint)?;
+                        let vr = if q < packed.len() {
+                            read_uvarint(packed, &mut q).ok_or(DecodeError::Varint)?
+                        } else {
+                            return Err(V2Error::OddLabelRefs(n * 2 + 1));
+                        };
+                        let (nm, v) = (sym(nr)?, sym(vr)?);
+                        if nm == b"__name__" {
+                            name = v;
+                        }
+                        view.labels.push(LabelRef { name: nm, value: v });
+                        n += 1;
+                    }
+                }
+                (1, VARINT) => {
+                    // Unpacked refs: pairs across consecutive fields.
+                    let nr = read_uvarint(ts, &mut p).ok_or(DecodeError::Varint)?;
+                    let mut q = p;
+                    let (f2, w2) = read_key(ts, &mut q)?;
+                    if (f2, w2) != (1, VARINT) {
+                        return Err(V2Error::OddLabelRefs(1));
+                    }
+                    let vr = read_uvarint(ts, &mut q).ok_or(DecodeError::Varint)?;
+                    p = q;
+                    let (nm, v) = (sym(nr)?, sym(vr)?);
+                    if nm == b"__name__" {
+                        name = v;
+                    }
+                    view.labels.push(LabelRef { name: nm, value: v });
+                }
+                (2, LEN) => {
+                    let b = read_len(ts, &mut p)?;
+                    view.samples.push(crate::write_view::decode_sample(b)?);
+                    counts.samples += 1;
+                }
+                (3, LEN) => {
+                    read_len(ts, &mut p)?;
+                    s.histograms += 1;
+                    counts.histograms += 1;
+                }
+                (4, LEN) => {
+                    read_len(ts, &mut p)?;
+                    s.exemplars += 1;
+                    counts.exemplars += 1;
+                }
+                (5, LEN) => meta = Some(decode_metadata(read_len(ts, &mut p)?)?),
+                (6, VARINT) => {
+                    if read_uvarint(ts, &mut p).ok_or(DecodeError::Varint)? != 0 {
+                        counts.created_timestamps += 1;
+                    }
+                }
+                (1..=5, got) => {
+                    return Err(DecodeError::FieldType {
+                        field: f,
+                        got,
+                        want: LEN,
+                    }
+                    .into());
+                }
+                _ => skip(ts, &mut p, w)?,
+            }
+        }
+        s.labels.end = view.labels.len() as u32;
+        s.samples.end = view.samples.len() as u32;
+        view.series.push(s);
+        if let Some((kind, help, unit)) = meta {
+            let (help, unit) = (sym(help)?, sym(unit)?);
+            if !name.is_empty()
+                && (kind != 0 || !help.is_empty() || !unit.is_empty())
+                && families.insert(name)
+            {
+                view.metadata.push(MetadataRef {
+                    metric_type: i32::try_from(kind).unwrap_or(0),
+                    family: name,
+                    help,
+                    unit,
+                    raw: &[],
+                });
+            }
+        }
+    }
+    Ok((view, counts))
+}
+
+/// Appends a `Label {name = 1, value = 2}` message as field `field`, without a temporary.
+fn put_label(out: &mut Vec<u8>, field: u32, name: &[u8], value: &[u8]) {
+    fn uvarint_len(v: u64) -> usize {
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+    let len = 2
+        + uvarint_len(name.len() as u64)
+        + name.len()
+        + uvarint_len(value.len() as u64)
+        + value.len();
+    crate::varint::put_uvarint(out, (u64::from(field) << 3) | u64::from(LEN));
+    crate::varint::put_uvarint(out, len as u64);
+    put_len_field(out, 1, name);
+    put_len_field(out, 2, value);
+}
+
 /// A `repeated uint32` field, packed (one length-delimited run) or not (one varint).
 fn read_refs(buf: &[u8], pos: &mut usize, wt: u8, out: &mut Vec<u64>) -> Result<(), V2Error> {
     match wt {
@@ -236,10 +403,7 @@ fn translate_exemplar<'a>(
                 return Err(V2Error::OddLabelRefs(refs.len()));
             }
             for pair in refs.chunks(2) {
-                let mut label = Vec::new();
-                put_len_field(&mut label, 1, sym(pair[0])?);
-                put_len_field(&mut label, 2, sym(pair[1])?);
-                put_len_field(&mut out, 1, &label);
+                put_label(&mut out, 1, sym(pair[0])?, sym(pair[1])?);
             }
         } else {
             skip(buf, &mut p, w)?;
@@ -339,9 +503,22 @@ mod tests {
         assert_eq!(req.metadata[0].help, "help text");
         assert_eq!(req.metadata[0].unit, "seconds");
         assert_eq!(req.metadata[0].r#type, 2);
-        // The view of the rest of the write path reads it too.
+        // The view of the rest of the write path reads it too, and the direct view agrees.
         let view = crate::write_view::WriteRequestView::decode(&v1).unwrap();
         assert_eq!(view.samples.len(), 3);
+        let (direct, c2) = decode_view(&body).unwrap();
+        assert_eq!(c2, counts);
+        assert_eq!(direct.labels, view.labels);
+        assert_eq!(direct.samples, view.samples);
+        assert_eq!(direct.series.len(), 2);
+        assert_eq!(
+            (
+                direct.metadata[0].family,
+                direct.metadata[0].help,
+                direct.metadata[0].unit
+            ),
+            (&b"up"[..], &b"help text"[..], &b"seconds"[..])
+        );
     }
 
     #[test]
@@ -357,12 +534,15 @@ mod tests {
         );
         let odd = request(&["", "a"], &[series(&[1], &[(1.0, 1)], None)]);
         assert_eq!(translate(&odd, &mut out), Err(V2Error::OddLabelRefs(1)));
+        assert!(matches!(decode_view(&bad), Err(V2Error::BadSymbol { .. })));
+        assert!(matches!(decode_view(&odd), Err(V2Error::OddLabelRefs(_))));
         let body = request(
             &["", "__name__", "x"],
             &[series(&[1, 2], &[(1.0, 1)], Some((1, 0, 0)))],
         );
         for cut in 0..body.len() {
             let _ = translate(&body[..cut], &mut out);
+            let _ = decode_view(&body[..cut]);
         }
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..2000 {
@@ -375,6 +555,7 @@ mod tests {
                 })
                 .collect();
             let _ = translate(&bytes, &mut out);
+            let _ = decode_view(&bytes);
         }
     }
 }

@@ -119,3 +119,35 @@ fn remote_write_2_0_from_an_independent_encoder() {
     );
     assert_eq!(code, 200, "{text}");
 }
+
+#[test]
+fn remote_write_2_0_routed_over_a_ring() {
+    use crate::cluster::{Cluster, memory_series, wait_active};
+    let c = Cluster::new();
+    let ids = ["ing-1", "ing-2", "ing-3"];
+    let ings: Vec<Muninn> = ids.iter().map(|id| c.ingester(id, &[])).collect();
+    let q = c.start("querier", "q", &[]);
+    for m in ings.iter().chain([&q]) {
+        wait_active(m, &ids);
+    }
+    let now = now_ms() / 1000 * 1000;
+    // Through one ingester as router: translated to 1.0 and sent to each series' owners.
+    let (code, written, text) = post(&ings[0], V2, &encode_with_python("ok", now));
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(written[0].as_deref(), Some("7"));
+    let refs: Vec<&Muninn> = ings.iter().collect();
+    assert_eq!(memory_series(&refs, "rw2"), 3 * 3, "3 series, RF 3");
+    let t = format!("{}", now / 1000);
+    let (code, v) = q.get(
+        Some("rw2"),
+        "/api/v1/query",
+        &[("query", "sum(rw2_requests_total)"), ("time", &t)],
+    );
+    assert_eq!(
+        (code, result(&v)[0]["value"][1].as_str()),
+        (200, Some("41")),
+        "{v}"
+    );
+    let (_, v) = q.get(Some("rw2"), "/api/v1/metadata", &[]);
+    assert_eq!(v["data"]["rw2_temperature"][0]["unit"], "celsius", "{v}");
+}
