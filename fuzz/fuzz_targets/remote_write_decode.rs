@@ -1,6 +1,8 @@
-//! The remote-write decoder: a body as snappy (with the ingester's bounds on the declared
+//! The remote-write decoders: a body as snappy (with the ingester's bounds on the declared
 //! length), and as an already decompressed protobuf, through the borrowed `WriteRequestView`
-//! and label validation. Anything may be refused; nothing may panic or allocate unboundedly.
+//! and label validation, and as a remote write 2.0 request (the direct view, and the
+//! translation to 1.0, which must always be a valid 1.0 request with the same samples).
+//! Anything may be refused; nothing may panic or allocate unboundedly.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -24,10 +26,26 @@ fn decode(body: &[u8]) {
     }
 }
 
+fn decode_v2(body: &[u8]) {
+    let direct = muninn_proto::write_v2::decode_view(body);
+    let mut v1 = Vec::new();
+    match muninn_proto::write_v2::translate(body, &mut v1) {
+        Ok(counts) => {
+            let view = WriteRequestView::decode(&v1).expect("a translation is a valid 1.0 request");
+            assert_eq!(view.samples.len() as u64, counts.samples);
+            if let Ok((d, _)) = direct {
+                assert_eq!(d.samples, view.samples, "both paths read the same samples");
+            }
+        }
+        Err(_) => {}
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut buf = Vec::new();
     if let Ok(n) = muninn_ingester::push::decompress(data, 1 << 20, &mut buf) {
         decode(&buf[..n]);
     }
     decode(data);
+    decode_v2(data);
 });
