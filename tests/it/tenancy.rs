@@ -194,7 +194,12 @@ fn out_of_order_window_accepts_late_samples_in_time_order() {
         .send("")
         .unwrap();
     let text = resp.body_mut().read_to_string().unwrap();
-    assert!(text.contains("samples=3"), "{text}");
+    // One block, or two when the last 30 minutes cross a 2h block boundary.
+    let shipped: u64 = text
+        .lines()
+        .filter_map(|l| l.rsplit("samples=").next()?.trim().parse::<u64>().ok())
+        .sum();
+    assert_eq!(shipped, 3, "{text}");
     assert_eq!(answer("late"), want);
 }
 
@@ -535,7 +540,8 @@ fn query_limits_apply_per_tenant_and_usage_is_counted() {
             &metrics,
             "muninn_querier_fetched_samples_total{tenant=\"open\"}"
         )
-        .is_some_and(|n| n >= 30.0)
+        // sum(q): at least the newest sample of 10 series; count_over_time: 2 of 5 series.
+        .is_some_and(|n| n >= 20.0)
     );
 }
 
