@@ -670,3 +670,87 @@ fn internal_grpc_needs_the_cluster_token_when_authentication_is_on() {
     });
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
 }
+
+#[test]
+fn late_samples_written_during_flushes_are_all_kept() {
+    // Cuts every 200 ms, shipped data leaves the head at once: a late sample marked shipped
+    // without being in a block would be lost, not just hidden.
+    let (m, _path, _dir) = with_runtime(
+        "overrides:\n  late:\n    out_of_order_time_window: 2h\n",
+        &[
+            "--ingester.cut-interval=200ms",
+            "--ingester.retain-after-ship=0s",
+        ],
+    );
+    let base = now_ms() / 1000 * 1000;
+    let first = write_request(
+        (0..5)
+            .map(|i| {
+                series(
+                    &[("__name__", "churn"), ("i", &i.to_string())],
+                    &[(base, -1.0)],
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(m.push("late", &first).0, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flusher = {
+        let (http, stop) = (m.http.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let code = agent()
+                    .post(&format!("{http}/ingester/flush"))
+                    .header("X-Scope-OrgID", "late")
+                    .send("")
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                assert_eq!(code, 200);
+                n += 1;
+            }
+            n
+        })
+    };
+    // Late samples, every one at a distinct time up to 90 minutes back, in scrambled order.
+    let mut acked: Vec<std::collections::BTreeMap<i64, f64>> = vec![Default::default(); 5];
+    for i in 0..5 {
+        acked[i].insert(base, -1.0);
+    }
+    for k in 0..400i64 {
+        let (i, t) = ((k % 5) as usize, base - ((k * 7919) % 5400 + 1) * 1000);
+        let req = write_request(vec![series(
+            &[("__name__", "churn"), ("i", &i.to_string())],
+            &[(t, k as f64)],
+        )]);
+        let (code, body) = m.push("late", &req);
+        assert_eq!(code, 200, "{body}");
+        acked[i].insert(t, k as f64);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flushes = flusher.join().unwrap();
+    assert!(flushes > 0);
+    agent()
+        .post(&format!("{}/ingester/flush", m.http))
+        .header("X-Scope-OrgID", "late")
+        .send("")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // Every acknowledged sample, from blocks and head together, exactly once and in order.
+    for (i, want) in acked.iter().enumerate() {
+        let (code, v) = m.get(
+            Some("late"),
+            "/api/v1/query",
+            &[
+                ("query", &format!("churn{{i=\"{i}\"}}[3h]")),
+                ("time", &format!("{}", base / 1000)),
+            ],
+        );
+        assert_eq!(code, 200, "{v}");
+        let got = points(&result(&v)[0]);
+        let want: Vec<(i64, f64)> = want.iter().map(|(t, v)| (*t, *v)).collect();
+        assert_eq!(got.len(), want.len(), "series {i} after {flushes} flushes");
+        assert_eq!(got, want, "series {i}");
+    }
+}
