@@ -715,8 +715,8 @@ fn late_samples_written_during_flushes_are_all_kept() {
     };
     // Late samples, every one at a distinct time up to 90 minutes back, in scrambled order.
     let mut acked: Vec<std::collections::BTreeMap<i64, f64>> = vec![Default::default(); 5];
-    for i in 0..5 {
-        acked[i].insert(base, -1.0);
+    for a in &mut acked {
+        a.insert(base, -1.0);
     }
     for k in 0..400i64 {
         let (i, t) = ((k % 5) as usize, base - ((k * 7919) % 5400 + 1) * 1000);
