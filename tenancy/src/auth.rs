@@ -104,6 +104,11 @@ impl Authenticator {
         }
     }
 
+    /// The tenants file, if any.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
     /// Whether requests must authenticate.
     pub fn enabled(&self) -> bool {
         self.path.is_some()

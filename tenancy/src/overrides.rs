@@ -99,6 +99,11 @@ impl Overrides {
             .unwrap_or_else(|| self.defaults.clone())
     }
 
+    /// The runtime config file, if any.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
     /// The defaults (`--limits.*`).
     pub fn defaults(&self) -> Arc<Limits> {
         self.defaults.clone()

@@ -8,15 +8,13 @@ use serde_json::Value;
 
 use crate::harness::{Muninn, agent, now_ms, points, result, series, wait_for, write_request};
 
-/// `muninn all` reading `runtime` as its runtime config file (re-read every second).
+/// `muninn all` reading `runtime` as its runtime config file (default reload period: a change
+/// to the file applies within about a second).
 fn with_runtime(runtime: &str, extra: &[&str]) -> (Muninn, std::path::PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runtime.yaml");
     std::fs::write(&path, runtime).unwrap();
-    let mut args = vec![
-        format!("--runtime-config.file={}", path.display()),
-        "--runtime-config.reload-period=1s".to_string(),
-    ];
+    let mut args = vec![format!("--runtime-config.file={}", path.display())];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     (Muninn::all(&args), path, dir)
@@ -119,9 +117,15 @@ fn series_limit_keeps_the_first_series_and_reloads_live() {
     )
     .unwrap();
     let req2 = batch("m", 80, 1, now + 1000);
+    let edited = std::time::Instant::now();
     wait_for("the raised limit", Duration::from_secs(10), || {
         (m.push("team", &req2).0 == 200).then_some(())
     });
+    assert!(
+        edited.elapsed() < Duration::from_secs(4),
+        "the edit applied within seconds, not at the 10 s reload period: {:?}",
+        edited.elapsed()
+    );
     assert_eq!(count(&m, "team", "count(m)"), 80.0);
     let (code, v) = m.get(Some("team"), "/api/v1/status/tsdb", &[]);
     assert_eq!(code, 200, "{v}");
