@@ -12,6 +12,7 @@ use muninn_proto::ingester::{
     PushResponse, Rejection, SelectRequest, SelectResponse, SeriesChunks, TenantStatsRequest,
     TenantStatsResponse,
 };
+use muninn_proto::ingester::{ExemplarsRequest, ExemplarsResponse, SeriesExemplars};
 use muninn_proto::prometheus::{
     Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata,
 };
@@ -256,6 +257,58 @@ impl IngesterRpc for IngesterGrpc {
             by_reason: Vec::<Rejection>::new(),
             first_errors: reply.first_errors,
         }))
+    }
+
+    async fn query_exemplars(
+        &self,
+        req: Request<ExemplarsRequest>,
+    ) -> Result<Response<ExemplarsResponse>, Status> {
+        let db = self.tenant_db(&req)?;
+        let r = req.into_inner();
+        let matchers = matchers_from_proto(&r.matchers)?;
+        let Some(db) = db else {
+            return Ok(Response::new(ExemplarsResponse::default()));
+        };
+        let head = db.head.read();
+        let ids: std::collections::HashSet<u32> = head.select(&matchers).into_iter().collect();
+        let store = db.exemplars.lock();
+        let mut by_series: std::collections::BTreeMap<
+            u32,
+            Vec<muninn_proto::prometheus::Exemplar>,
+        > = std::collections::BTreeMap::new();
+        for (id, e) in store.query(&ids, r.start_ms, r.end_ms) {
+            by_series
+                .entry(id)
+                .or_default()
+                .push(muninn_proto::prometheus::Exemplar {
+                    labels: e
+                        .labels
+                        .iter()
+                        .map(|(n, v)| Label {
+                            name: n.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                    value: e.value,
+                    timestamp: e.timestamp_ms,
+                });
+        }
+        let series = by_series
+            .into_iter()
+            .map(|(id, exemplars)| SeriesExemplars {
+                labels: head
+                    .labels(id)
+                    .0
+                    .into_iter()
+                    .map(|l| Label {
+                        name: l.name,
+                        value: l.value,
+                    })
+                    .collect(),
+                exemplars,
+            })
+            .collect();
+        Ok(Response::new(ExemplarsResponse { series }))
     }
 
     async fn tenant_stats(

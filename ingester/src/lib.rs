@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod distributor;
+pub mod exemplars;
 pub mod grpc;
 pub mod head;
 pub mod metrics;
@@ -147,11 +148,12 @@ impl Ingester {
     /// shuffle shard, or every ACTIVE ingester), as Mimir does. A ring of one enforces the
     /// global limits themselves.
     pub fn series_limits(&self, limits: &muninn_tenancy::Limits) -> tenant_db::SeriesLimits {
-        let (g_user, g_metric) = (
+        let (g_user, g_metric, g_ex) = (
             limits.max_global_series_per_user,
             limits.max_global_series_per_metric,
+            limits.max_global_exemplars_per_user,
         );
-        if g_user == 0 && g_metric == 0 {
+        if g_user == 0 && g_metric == 0 && g_ex == 0 {
             return tenant_db::SeriesLimits::default();
         }
         let (rf, n) = match self.ring.get() {
@@ -183,6 +185,7 @@ impl Ingester {
         tenant_db::SeriesLimits {
             per_user: share(g_user),
             per_metric: share(g_metric),
+            exemplars: share(g_ex) as usize,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct TimeBounds {
 pub struct SeriesLimits {
     pub per_user: u64,
     pub per_metric: u64,
+    /// Exemplars kept in memory (0: none stored).
+    pub exemplars: usize,
 }
 
 /// Series whose samples up to a timestamp were shipped at `at`; dropped from the head once
@@ -76,6 +78,8 @@ pub struct TenantDb {
     shipped: Mutex<VecDeque<ShipEvent>>,
     /// Samples ingested, per second, over the last seconds (the tenant's ingestion rate).
     pub rate: Mutex<RateWindow>,
+    /// The tenant's exemplars (a bounded ring buffer, logged to the WAL).
+    pub exemplars: Mutex<crate::exemplars::ExemplarStore>,
 }
 
 /// Samples per second over the last [`RateWindow::SECONDS`] whole seconds.
@@ -218,7 +222,22 @@ impl TenantDb {
         let mut corrupt_ids = 0u64;
         let mut out_of_bounds = 0u64;
         let mut shipped: HashMap<SeriesId, i64> = HashMap::new();
+        let mut exemplars = crate::exemplars::ExemplarStore::default();
         let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
+            Record::Exemplars(entries) => {
+                for (wal_id, t, v, labels) in entries {
+                    if let Some(&id) = ids.get(&wal_id) {
+                        exemplars.replay(
+                            id,
+                            crate::exemplars::Exemplar {
+                                labels,
+                                value: v,
+                                timestamp_ms: t,
+                            },
+                        );
+                    }
+                }
+            }
             Record::Series(series) => {
                 for (wal_id, labels) in series {
                     // Every stored series has labels (an empty set marks a collected slot);
@@ -314,6 +333,7 @@ impl TenantDb {
                 cut_lock: tokio::sync::Mutex::new(()),
                 shipped: Mutex::new(events),
                 rate: Mutex::new(RateWindow::default()),
+                exemplars: Mutex::new(exemplars),
             },
             report,
         ))
@@ -463,7 +483,51 @@ impl TenantDb {
         if !md.is_empty() {
             wal.write(|fb| fb.frame(|b| record::encode_metadata(&md, b)))?;
         }
+        let exemplars = self.exemplars.lock();
+        if !exemplars.is_empty() {
+            wal.write(|fb| {
+                fb.frame(|b| {
+                    record::encode_exemplars(
+                        exemplars
+                            .all()
+                            .map(|(id, e)| (*id, e.timestamp_ms, e.value, e.labels.as_slice())),
+                        b,
+                    )
+                })
+            })?;
+        }
+        std::mem::drop(exemplars);
         wal.finish_checkpoint(first_kept)
+    }
+
+    /// Stores the exemplars of request series `s` (head series `id`); those stored are
+    /// appended to `logged` for the WAL.
+    fn add_exemplars(
+        &self,
+        req: &WriteRequestView<'_>,
+        s: &muninn_proto::write_view::SeriesRef,
+        id: SeriesId,
+        capacity: usize,
+        logged: &mut Vec<(u32, crate::exemplars::Exemplar)>,
+    ) {
+        let mut store = self.exemplars.lock();
+        for e in req.series_exemplars(s) {
+            let mut labels = Vec::with_capacity((e.labels.end - e.labels.start) as usize);
+            for l in req.exemplar_labels(e) {
+                if let (Ok(n), Ok(v)) = (std::str::from_utf8(l.name), std::str::from_utf8(l.value))
+                {
+                    labels.push((n.to_owned(), v.to_owned()));
+                }
+            }
+            let ex = crate::exemplars::Exemplar {
+                labels,
+                value: e.value,
+                timestamp_ms: e.timestamp_ms,
+            };
+            if store.add(id, ex.clone(), capacity) == crate::exemplars::Added::Stored {
+                logged.push((id, ex));
+            }
+        }
     }
 
     /// Applies a decoded request. Invalid series and samples are counted in the outcome;
@@ -480,6 +544,7 @@ impl TenantDb {
         let mut scratch = Vec::with_capacity(256);
         let mut new_series: Vec<(u32, Vec<(&str, &str)>)> = Vec::new();
         let mut samples: Vec<(u32, i64, f64)> = Vec::with_capacity(req.samples.len());
+        let mut new_exemplars: Vec<(u32, crate::exemplars::Exemplar)> = Vec::new();
         let mut head = self.head.write();
         for s in &req.series {
             let lbls = req.series_labels(s);
@@ -490,6 +555,17 @@ impl TenantDb {
             }
             let ss = req.series_samples(s);
             if ss.is_empty() {
+                // Exemplars sent apart from their samples (as Prometheus sends them) belong to
+                // a series the head already holds; others are dropped.
+                if s.exemplars > 0
+                    && series_limits.exemplars > 0
+                    && validate_labels(lbls, limits, &mut labels_buf).is_ok()
+                {
+                    let hash = label_hash_str(&labels_buf, &mut scratch);
+                    if let Some(id) = head.find(&labels_buf, hash) {
+                        self.add_exemplars(req, s, id, series_limits.exemplars, &mut new_exemplars);
+                    }
+                }
                 continue;
             }
             // Fast path: a label set already in the head was validated when it was created, so
@@ -558,6 +634,9 @@ impl TenantDb {
                     }
                 }
             };
+            if series_limits.exemplars > 0 && s.exemplars > 0 {
+                self.add_exemplars(req, s, id, series_limits.exemplars, &mut new_exemplars);
+            }
             for sample in ss {
                 let t = sample.timestamp_ms;
                 // The head's newest sample may have moved within this request.
@@ -665,6 +744,16 @@ impl TenantDb {
             }
             if !samples.is_empty() {
                 fb.frame(|b| record::encode_samples(&samples, b));
+            }
+            if !new_exemplars.is_empty() {
+                fb.frame(|b| {
+                    record::encode_exemplars(
+                        new_exemplars
+                            .iter()
+                            .map(|(id, e)| (*id, e.timestamp_ms, e.value, e.labels.as_slice())),
+                        b,
+                    )
+                });
             }
             if !metadata.is_empty() {
                 fb.frame(|b| record::encode_metadata(&metadata, b));
@@ -898,6 +987,7 @@ mod tests {
         let limits = SeriesLimits {
             per_user: 3,
             per_metric: 2,
+            exemplars: 0,
         };
         let push_l = |name: &str, job: &str| {
             let req = WriteRequest {

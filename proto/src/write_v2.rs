@@ -217,6 +217,8 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
         labels: Vec::with_capacity(buf.len() / 4 + 1),
         samples: Vec::with_capacity(buf.len() / 16 + 1),
         metadata: Vec::new(),
+        exemplars: Vec::new(),
+        exemplar_labels: Vec::new(),
     };
     let mut counts = V2Counts::default();
     let mut families: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
@@ -232,6 +234,7 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
         let mut s = SeriesRef {
             labels: view.labels.len() as u32..0,
             samples: view.samples.len() as u32..0,
+            exemplar_range: view.exemplars.len() as u32..0,
             ..Default::default()
         };
         let mut name: &[u8] = &[];
@@ -286,7 +289,8 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
                     counts.histograms += 1;
                 }
                 (4, LEN) => {
-                    read_len(ts, &mut p)?;
+                    let e = read_len(ts, &mut p)?;
+                    decode_exemplar(e, &sym, &mut view)?;
                     s.exemplars += 1;
                     counts.exemplars += 1;
                 }
@@ -309,6 +313,7 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
         }
         s.labels.end = view.labels.len() as u32;
         s.samples.end = view.samples.len() as u32;
+        s.exemplar_range.end = view.exemplars.len() as u32;
         view.series.push(s);
         if let Some((kind, help, unit)) = meta {
             let (help, unit) = (sym(help)?, sym(unit)?);
@@ -343,6 +348,55 @@ fn put_label(out: &mut Vec<u8>, field: u32, name: &[u8], value: &[u8]) {
     crate::varint::put_uvarint(out, len as u64);
     put_len_field(out, 1, name);
     put_len_field(out, 2, value);
+}
+
+/// A v2 `Exemplar` (label refs, value, timestamp) into the view.
+fn decode_exemplar<'a>(
+    buf: &[u8],
+    sym: &impl Fn(u64) -> Result<&'a [u8], V2Error>,
+    view: &mut WriteRequestView<'a>,
+) -> Result<(), V2Error> {
+    let start = view.exemplar_labels.len() as u32;
+    let (mut value, mut timestamp_ms) = (0.0, 0);
+    let mut refs = Vec::new();
+    let mut p = 0;
+    while p < buf.len() {
+        let (f, w) = read_key(buf, &mut p)?;
+        match (f, w) {
+            (1, _) => {
+                refs.clear();
+                read_refs(buf, &mut p, w, &mut refs)?;
+                if refs.len() % 2 == 1 {
+                    return Err(V2Error::OddLabelRefs(refs.len()));
+                }
+                for pair in refs.chunks(2) {
+                    view.exemplar_labels.push(LabelRef {
+                        name: sym(pair[0])?,
+                        value: sym(pair[1])?,
+                    });
+                }
+            }
+            (2, 1) => {
+                let b: [u8; 8] = buf
+                    .get(p..p + 8)
+                    .ok_or(DecodeError::Truncated)?
+                    .try_into()
+                    .map_err(|_| DecodeError::Truncated)?;
+                value = f64::from_le_bytes(b);
+                p += 8;
+            }
+            (3, VARINT) => {
+                timestamp_ms = read_uvarint(buf, &mut p).ok_or(DecodeError::Varint)? as i64;
+            }
+            _ => skip(buf, &mut p, w)?,
+        }
+    }
+    view.exemplars.push(crate::write_view::ExemplarRef {
+        labels: start..view.exemplar_labels.len() as u32,
+        value,
+        timestamp_ms,
+    });
+    Ok(())
 }
 
 /// A `repeated uint32` field, packed (one length-delimited run) or not (one varint).

@@ -40,10 +40,20 @@ pub struct SeriesRef {
     pub labels: std::ops::Range<u32>,
     pub samples: std::ops::Range<u32>,
     pub exemplars: u32,
+    /// This series' exemplars in [`WriteRequestView::exemplars`].
+    pub exemplar_range: std::ops::Range<u32>,
     pub histograms: u32,
     /// Byte range of the encoded `TimeSeries` message in the decoded buffer, so a router can
     /// forward the series as it came.
     pub raw: std::ops::Range<u32>,
+}
+
+/// One exemplar: its labels in [`WriteRequestView::exemplar_labels`], value and timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExemplarRef {
+    pub labels: std::ops::Range<u32>,
+    pub value: f64,
+    pub timestamp_ms: i64,
 }
 
 /// One metric family's metadata, borrowed.
@@ -65,6 +75,8 @@ pub struct WriteRequestView<'a> {
     pub labels: Vec<LabelRef<'a>>,
     pub samples: Vec<SampleRef>,
     pub metadata: Vec<MetadataRef<'a>>,
+    pub exemplars: Vec<ExemplarRef>,
+    pub exemplar_labels: Vec<LabelRef<'a>>,
 }
 
 const VARINT: u8 = 0;
@@ -81,6 +93,8 @@ impl<'a> WriteRequestView<'a> {
             labels: Vec::with_capacity(buf.len() / 24 + 1),
             samples: Vec::with_capacity(buf.len() / 64 + 1),
             metadata: Vec::new(),
+            exemplars: Vec::new(),
+            exemplar_labels: Vec::new(),
         };
         let mut pos = 0;
         while pos < buf.len() {
@@ -116,6 +130,16 @@ impl<'a> WriteRequestView<'a> {
         &self.labels[s.labels.start as usize..s.labels.end as usize]
     }
 
+    /// Exemplars of one series.
+    pub fn series_exemplars(&self, s: &SeriesRef) -> &[ExemplarRef] {
+        &self.exemplars[s.exemplar_range.start as usize..s.exemplar_range.end as usize]
+    }
+
+    /// Labels of one exemplar.
+    pub fn exemplar_labels(&self, e: &ExemplarRef) -> &[LabelRef<'a>] {
+        &self.exemplar_labels[e.labels.start as usize..e.labels.end as usize]
+    }
+
     /// Samples of one series.
     pub fn series_samples(&self, s: &SeriesRef) -> &[SampleRef] {
         &self.samples[s.samples.start as usize..s.samples.end as usize]
@@ -125,6 +149,7 @@ impl<'a> WriteRequestView<'a> {
         let mut s = SeriesRef {
             labels: self.labels.len() as u32..0,
             samples: self.samples.len() as u32..0,
+            exemplar_range: self.exemplars.len() as u32..0,
             ..Default::default()
         };
         let mut pos = 0;
@@ -140,7 +165,8 @@ impl<'a> WriteRequestView<'a> {
                     self.samples.push(decode_sample(msg)?);
                 }
                 (3, LEN) => {
-                    read_len(buf, &mut pos)?;
+                    let msg = read_len(buf, &mut pos)?;
+                    self.decode_exemplar(msg)?;
                     s.exemplars += 1;
                 }
                 (4, LEN) => {
@@ -159,7 +185,43 @@ impl<'a> WriteRequestView<'a> {
         }
         s.labels.end = self.labels.len() as u32;
         s.samples.end = self.samples.len() as u32;
+        s.exemplar_range.end = self.exemplars.len() as u32;
         self.series.push(s);
+        Ok(())
+    }
+
+    /// `Exemplar {labels = 1, value = 2, timestamp = 3}`.
+    fn decode_exemplar(&mut self, buf: &'a [u8]) -> Result<(), DecodeError> {
+        let start = self.exemplar_labels.len() as u32;
+        let (mut value, mut timestamp_ms) = (0.0, 0);
+        let mut pos = 0;
+        while pos < buf.len() {
+            let (field, wt) = read_key(buf, &mut pos)?;
+            match (field, wt) {
+                (1, LEN) => {
+                    let msg = read_len(buf, &mut pos)?;
+                    self.exemplar_labels.push(decode_label(msg)?);
+                }
+                (2, I64) => {
+                    let b: [u8; 8] = buf
+                        .get(pos..pos + 8)
+                        .ok_or(DecodeError::Truncated)?
+                        .try_into()
+                        .map_err(|_| DecodeError::Truncated)?;
+                    value = f64::from_le_bytes(b);
+                    pos += 8;
+                }
+                (3, VARINT) => {
+                    timestamp_ms = read_uvarint(buf, &mut pos).ok_or(DecodeError::Varint)? as i64;
+                }
+                _ => skip(buf, &mut pos, wt)?,
+            }
+        }
+        self.exemplars.push(ExemplarRef {
+            labels: start..self.exemplar_labels.len() as u32,
+            value,
+            timestamp_ms,
+        });
         Ok(())
     }
 }

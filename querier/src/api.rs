@@ -591,12 +591,97 @@ async fn metadata(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
 }
 
 /// No exemplars are stored yet: a valid, empty answer.
-async fn query_exemplars(call: ApiCall) -> Response {
-    let r = (|| {
-        parse_query(&call.params)?;
-        Ok("[]".to_owned())
-    })();
+/// `query_exemplars`: the exemplars of every series the query's selectors match, in
+/// `[start, end]`, from the ingesters (exemplars live in their memory and WAL), in
+/// Prometheus's shape: `[{"seriesLabels":{..},"exemplars":[{"labels":{..},"value":"1",
+/// "timestamp":1.5}]}]`.
+async fn query_exemplars(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
+    let r = async {
+        let expr = parse_query(&call.params)?;
+        let (start, end) = time_range(&call.params)?;
+        if end < start {
+            return Err(Error::BadData(
+                "invalid parameter \"end\": end timestamp must not be before start time".into(),
+            ));
+        }
+        let mut selectors = Vec::new();
+        collect_selectors(&expr, &mut selectors);
+        let mut all: BTreeMap<Labels, Vec<muninn_proto::prometheus::Exemplar>> = BTreeMap::new();
+        if let Some(ing) = &q.ingesters {
+            for vs in &selectors {
+                for ms in matcher_sets(vs)? {
+                    for (labels, ex) in ing.exemplars(&call.tenant, &ms, start, end).await? {
+                        all.entry(labels).or_default().extend(ex);
+                    }
+                }
+            }
+        }
+        let mut s = String::from("[");
+        let mut first = true;
+        for (labels, mut ex) in all {
+            ex.sort_by_key(|e| e.timestamp);
+            ex.dedup();
+            if ex.is_empty() {
+                continue;
+            }
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str("{\"seriesLabels\":");
+            write_labels(&mut s, &labels);
+            s.push_str(",\"exemplars\":[");
+            for (i, e) in ex.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str("{\"labels\":");
+                let l = Labels(
+                    e.labels
+                        .iter()
+                        .map(|l| muninn_storage::labels::Label {
+                            name: l.name.clone(),
+                            value: l.value.clone(),
+                        })
+                        .collect(),
+                );
+                write_labels(&mut s, &l);
+                s.push_str(",\"value\":");
+                crate::json::write_value(&mut s, e.value);
+                s.push_str(",\"timestamp\":");
+                write_timestamp(&mut s, e.timestamp);
+                s.push('}');
+            }
+            s.push_str("]}");
+        }
+        s.push(']');
+        Ok(s)
+    }
+    .await;
     respond("query_exemplars", &call.tenant, r)
+}
+
+/// Every vector selector of an expression (matrix selectors and subqueries included).
+fn collect_selectors(e: &Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs.clone()),
+        Expr::MatrixSelector(m) => out.push(m.vs.clone()),
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        _ => {}
+    }
 }
 
 async fn format_query(call: ApiCall) -> Response {

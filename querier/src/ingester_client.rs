@@ -191,6 +191,62 @@ impl IngesterStore {
             .collect())
     }
 
+    /// Exemplars of the series matching `matchers` in `[mint, maxt]`, replicas merged: one
+    /// entry per series (sorted by labels), exemplars by time, identical ones once.
+    pub async fn exemplars(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<muninn_proto::prometheus::Exemplar>)>> {
+        let req = muninn_proto::ingester::ExemplarsRequest {
+            start_ms: mint,
+            end_ms: maxt,
+            matchers: to_proto(matchers),
+        };
+        let per_ingester = self
+            .fan_out(tenant, req, |mut c, r| async move {
+                c.query_exemplars(r)
+                    .await
+                    .map(|r| r.into_inner().series)
+                    .map_err(status_err)
+            })
+            .await?;
+        let mut merged: std::collections::BTreeMap<
+            Labels,
+            Vec<muninn_proto::prometheus::Exemplar>,
+        > = std::collections::BTreeMap::new();
+        for s in per_ingester.into_iter().flatten() {
+            let labels = Labels(
+                s.labels
+                    .into_iter()
+                    .map(|l| Label {
+                        name: l.name,
+                        value: l.value,
+                    })
+                    .collect(),
+            );
+            merged.entry(labels).or_default().extend(s.exemplars);
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(l, mut ex)| {
+                ex.sort_by(|a, b| {
+                    a.timestamp
+                        .cmp(&b.timestamp)
+                        .then(a.value.total_cmp(&b.value))
+                });
+                ex.dedup_by(|a, b| {
+                    a.timestamp == b.timestamp
+                        && a.value.to_bits() == b.value.to_bits()
+                        && a.labels == b.labels
+                });
+                (l, ex)
+            })
+            .collect())
+    }
+
     /// Every ingester's head statistics for `tenant`, and the replication factor that many
     /// copies of each series exist under (1 for a static list).
     pub async fn tenant_stats(

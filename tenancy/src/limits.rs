@@ -46,6 +46,9 @@ pub struct Limits {
     pub compactor_blocks_retention_period: FlagDuration,
     /// Ingesters a tenant's series are spread over (shuffle sharding); 0: all of them.
     pub ingestion_tenant_shard_size: usize,
+    /// Exemplars a tenant keeps in ingesters' memory (counted before replication); 0: none
+    /// are stored.
+    pub max_global_exemplars_per_user: u64,
 }
 
 impl Default for Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_total_query_length: FlagDuration::default(),
             compactor_blocks_retention_period: FlagDuration::default(),
             ingestion_tenant_shard_size: 0,
+            max_global_exemplars_per_user: 0,
         }
     }
 }
@@ -181,6 +185,9 @@ pub struct LimitsArgs {
     /// Ingesters each tenant's series go to (shuffle sharding); 0: all.
     #[arg(long = "limits.ingestion-tenant-shard-size", default_value_t = 0)]
     pub ingestion_tenant_shard_size: usize,
+    /// Exemplars each tenant keeps in memory (before replication); 0: exemplars are dropped.
+    #[arg(long = "limits.max-global-exemplars-per-user", default_value_t = 0)]
+    pub max_global_exemplars_per_user: u64,
 }
 
 impl From<&LimitsArgs> for Limits {
@@ -202,6 +209,7 @@ impl From<&LimitsArgs> for Limits {
             max_total_query_length: a.max_total_query_length,
             compactor_blocks_retention_period: a.compactor_blocks_retention_period,
             ingestion_tenant_shard_size: a.ingestion_tenant_shard_size,
+            max_global_exemplars_per_user: a.max_global_exemplars_per_user,
         }
     }
 }

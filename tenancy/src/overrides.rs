@@ -275,7 +275,7 @@ mod tests {
         // Keys Muninn does not know (a Mimir file's other limits) are ignored, not fatal.
         std::fs::write(
             &path,
-            "multi_kv_config: {}\noverrides:\n  team-a:\n    ingestion_rate: 7\n    max_global_exemplars_per_user: 5\n",
+            "multi_kv_config: {}\noverrides:\n  team-a:\n    ingestion_rate: 7\n    max_fetched_chunks_per_query: 5\n",
         )
         .unwrap();
         assert!(o.reload().unwrap());

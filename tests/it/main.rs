@@ -8,6 +8,7 @@ mod blocks;
 mod cluster;
 mod compaction;
 mod crash;
+mod exemplars;
 mod harness;
 mod hostile_queries;
 mod http_api;

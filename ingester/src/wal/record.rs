@@ -10,6 +10,7 @@ const SERIES: u8 = 1;
 const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
 const SHIPPED: u8 = 4;
+const EXEMPLARS: u8 = 5;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +22,12 @@ pub enum Record {
     /// (series id, timestamp): the series' samples up to and including the timestamp are in
     /// an uploaded, indexed block.
     Shipped(Vec<(u32, i64)>),
+    /// (series id, timestamp, value, labels) of stored exemplars.
+    Exemplars(Vec<ExemplarEntry>),
 }
+
+/// One exemplar as the WAL records it.
+pub type ExemplarEntry = (u32, i64, f64, Vec<(String, String)>);
 
 /// Why a payload does not decode (its frame's crc matched, so this is a writer bug or an
 /// unknown newer record type).
@@ -89,6 +95,25 @@ pub fn encode_shipped(marks: &[(u32, i64)], out: &mut Vec<u8>) {
     for &(id, t) in marks {
         put_uvarint(out, u64::from(id));
         put_varint(out, t);
+    }
+}
+
+/// Encodes exemplars `(series id, timestamp, value, labels)`.
+pub fn encode_exemplars<'a>(
+    entries: impl ExactSizeIterator<Item = (u32, i64, f64, &'a [(String, String)])>,
+    out: &mut Vec<u8>,
+) {
+    out.push(EXEMPLARS);
+    put_uvarint(out, entries.len() as u64);
+    for (id, t, v, labels) in entries {
+        put_uvarint(out, u64::from(id));
+        put_varint(out, t);
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+        put_uvarint(out, labels.len() as u64);
+        for (n, val) in labels {
+            put_str(out, n);
+            put_str(out, val);
+        }
     }
 }
 
@@ -180,6 +205,22 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
                 out.push((r.uvarint()? as u32, r.varint()?));
             }
             Ok(Record::Shipped(out))
+        }
+        EXEMPLARS => {
+            let n = r.count()?;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = r.uvarint()? as u32;
+                let t = r.varint()?;
+                let v = f64::from_bits(r.u64_le()?);
+                let nl = r.count()?;
+                let mut labels = Vec::with_capacity(nl);
+                for _ in 0..nl {
+                    labels.push((r.string()?, r.string()?));
+                }
+                out.push((id, t, v, labels));
+            }
+            Ok(Record::Exemplars(out))
         }
         other => Err(RecordError::UnknownType(other)),
     }
