@@ -180,17 +180,28 @@ async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Bo
         })
         .inc();
     match result {
-        // Remote write 2.0: what was written, as the spec's response headers. Histograms and
-        // exemplars are not stored yet (a request with histograms is refused with 400).
-        Ok((Pushed::Stored, Some(c))) => (
-            StatusCode::OK,
-            [
-                (WRITTEN_SAMPLES, c.samples.to_string()),
-                (WRITTEN_HISTOGRAMS, "0".to_string()),
-                (WRITTEN_EXEMPLARS, "0".to_string()),
-            ],
-        )
-            .into_response(),
+        // Remote write 2.0: what was written, as the spec's response headers. Histograms are
+        // not stored yet (a request with histograms is refused with 400); exemplars are taken
+        // when the tenant keeps any (duplicates and out-of-order ones are dropped, uncounted).
+        Ok((Pushed::Stored, Some(c))) => {
+            let keeps_exemplars = tenant.as_ref().is_ok_and(|t| {
+                dist.tenancy
+                    .overrides
+                    .get(t.as_str())
+                    .max_global_exemplars_per_user
+                    > 0
+            });
+            let exemplars = if keeps_exemplars { c.exemplars } else { 0 };
+            (
+                StatusCode::OK,
+                [
+                    (WRITTEN_SAMPLES, c.samples.to_string()),
+                    (WRITTEN_HISTOGRAMS, "0".to_string()),
+                    (WRITTEN_EXEMPLARS, exemplars.to_string()),
+                ],
+            )
+                .into_response()
+        }
         Ok((Pushed::Stored, None)) => StatusCode::OK.into_response(),
         Ok((Pushed::HaDropped { replica, elected }, _)) => (
             StatusCode::ACCEPTED,

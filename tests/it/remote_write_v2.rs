@@ -52,15 +52,33 @@ fn post(m: &Muninn, content_type: &str, body: &[u8]) -> (u16, [Option<String>; 3
 
 #[test]
 fn remote_write_2_0_from_an_independent_encoder() {
-    let m = Muninn::all(&[]);
+    let m = Muninn::all(&["--limits.max-global-exemplars-per-user=100"]);
     let now = now_ms() / 1000 * 1000;
     let (code, written, text) = post(&m, V2, &encode_with_python("ok", now));
     assert_eq!(code, 200, "{text}");
     assert_eq!(
         written,
-        [Some("7".into()), Some("0".into()), Some("0".into())],
+        [Some("7".into()), Some("0".into()), Some("2".into())],
         "samples, histograms, exemplars written"
     );
+    // The exemplars' labels came through the symbols table.
+    let (code, v) = m.get(
+        Some("rw2"),
+        "/api/v1/query_exemplars",
+        &[
+            ("query", "rw2_requests_total"),
+            ("start", &format!("{}", now / 1000 - 60)),
+            ("end", &format!("{}", now / 1000 + 60)),
+        ],
+    );
+    assert_eq!(code, 200, "{v}");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{v}");
+    assert_eq!(
+        data[0]["exemplars"][0]["labels"]["trace_id"], "abc123",
+        "{v}"
+    );
+    assert_eq!(data[0]["exemplars"][0]["value"], "1", "{v}");
     let t = format!("{}", now / 1000);
     let (code, v) = m.get(
         Some("rw2"),
