@@ -31,12 +31,28 @@ pub enum Added {
     Disabled,
 }
 
-/// The ring buffer.
+/// The newest exemplar of a series in the buffer, and how many it has there.
+#[derive(Clone, Copy)]
+struct Newest {
+    timestamp_ms: i64,
+    value_bits: u64,
+    labels_hash: u64,
+    count: u32,
+}
+
+fn labels_hash(labels: &[(String, String)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
+}
+
+/// The ring buffer. Adding and evicting are O(1): per series, the buffer keeps its newest
+/// exemplar's identity and how many it holds.
 #[derive(Default)]
 pub struct ExemplarStore {
     buf: VecDeque<(SeriesId, Exemplar)>,
-    /// Newest exemplar timestamp per series still in the buffer.
-    newest: HashMap<SeriesId, i64>,
+    newest: HashMap<SeriesId, Newest>,
 }
 
 impl ExemplarStore {
@@ -53,44 +69,56 @@ impl ExemplarStore {
         if chars > MAX_LABELS_CHARS {
             return Added::TooLong;
         }
-        if let Some(&newest) = self.newest.get(&series) {
-            if e.timestamp_ms < newest {
+        let hash = labels_hash(&e.labels);
+        if let Some(n) = self.newest.get(&series) {
+            if e.timestamp_ms < n.timestamp_ms {
                 return Added::OutOfOrder;
             }
-            if e.timestamp_ms == newest
-                && self
-                    .buf
-                    .iter()
-                    .rev()
-                    .find(|(s, _)| *s == series)
-                    .is_some_and(|(_, x)| {
-                        x.labels == e.labels && x.value.to_bits() == e.value.to_bits()
-                    })
+            if e.timestamp_ms == n.timestamp_ms
+                && e.value.to_bits() == n.value_bits
+                && hash == n.labels_hash
             {
                 return Added::Duplicate;
             }
         }
-        self.newest.insert(series, e.timestamp_ms);
-        self.buf.push_back((series, e));
+        self.push(series, e, hash);
         self.trim(capacity);
         Added::Stored
     }
 
+    fn push(&mut self, series: SeriesId, e: Exemplar, labels_hash: u64) {
+        let n = self.newest.entry(series).or_insert(Newest {
+            timestamp_ms: i64::MIN,
+            value_bits: 0,
+            labels_hash: 0,
+            count: 0,
+        });
+        if e.timestamp_ms >= n.timestamp_ms {
+            n.timestamp_ms = e.timestamp_ms;
+            n.value_bits = e.value.to_bits();
+            n.labels_hash = labels_hash;
+        }
+        n.count += 1;
+        self.buf.push_back((series, e));
+    }
+
     /// Adds a replayed exemplar (no checks, no bound: the WAL holds only what was stored).
     pub fn replay(&mut self, series: SeriesId, e: Exemplar) {
-        let n = self.newest.entry(series).or_insert(e.timestamp_ms);
-        *n = (*n).max(e.timestamp_ms);
-        self.buf.push_back((series, e));
+        let hash = labels_hash(&e.labels);
+        self.push(series, e, hash);
     }
 
     /// Evicts the oldest until at most `capacity` remain.
     pub fn trim(&mut self, capacity: usize) {
         while self.buf.len() > capacity {
-            if let Some((s, e)) = self.buf.pop_front()
-                && self.newest.get(&s) == Some(&e.timestamp_ms)
-                && !self.buf.iter().any(|(x, _)| *x == s)
-            {
-                self.newest.remove(&s);
+            let Some((s, _)) = self.buf.pop_front() else {
+                break;
+            };
+            if let Some(n) = self.newest.get_mut(&s) {
+                n.count -= 1;
+                if n.count == 0 {
+                    self.newest.remove(&s);
+                }
             }
         }
     }
@@ -153,6 +181,11 @@ mod tests {
             .map(|(_, e)| e.timestamp_ms)
             .collect();
         assert_eq!(got, vec![20, 30]);
+        // Evicting a series' last exemplar forgets its order: an older one is taken again.
+        let mut t = ExemplarStore::default();
+        assert_eq!(t.add(7, ex(100, 1.0), 1), Added::Stored);
+        assert_eq!(t.add(8, ex(1, 1.0), 1), Added::Stored);
+        assert_eq!(t.add(7, ex(50, 1.0), 1), Added::Stored);
         let long = Exemplar {
             labels: vec![("trace_id".into(), "x".repeat(200))],
             value: 1.0,
