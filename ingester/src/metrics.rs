@@ -12,6 +12,12 @@ pub struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
 }
@@ -22,6 +28,9 @@ pub struct IngesterMetrics {
     pub ingested_samples: Family<TenantLabels, Counter>,
     pub memory_series: Family<TenantLabels, Gauge>,
     pub created_series: Family<TenantLabels, Counter>,
+    /// Exemplars stored, and dropped per reason, per tenant.
+    pub exemplars_stored: Family<TenantLabels, Counter>,
+    pub exemplars_discarded: Family<ReasonLabels, Counter>,
     pub wal_bytes_written: Counter,
     pub wal_fsyncs: Counter,
     pub wal_replayed_records: Counter,
@@ -42,6 +51,16 @@ impl IngesterMetrics {
             "memory_series",
             "Series in the in-memory head, per tenant",
             self.memory_series.clone(),
+        );
+        r.register(
+            "exemplars_stored",
+            "Exemplars stored in the head's exemplar buffer, per tenant",
+            self.exemplars_stored.clone(),
+        );
+        r.register(
+            "discarded_exemplars",
+            "Exemplars dropped (out of order, labels too long), per tenant and reason",
+            self.exemplars_discarded.clone(),
         );
         r.register(
             "created_series",

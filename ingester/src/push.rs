@@ -477,6 +477,21 @@ pub(crate) fn record_metrics(ing: &Ingester, tenant: &TenantId, out: &PushOutcom
         .inc_by(out.new_series);
     ing.metrics.wal_bytes_written.inc_by(out.wal.bytes_written);
     ing.metrics.wal_fsyncs.inc_by(out.wal.fsyncs);
+    if out.exemplars_stored > 0 {
+        ing.metrics
+            .exemplars_stored
+            .get_or_create(&t)
+            .inc_by(out.exemplars_stored);
+    }
+    for (reason, n) in &out.exemplars_dropped {
+        ing.metrics
+            .exemplars_discarded
+            .get_or_create(&crate::metrics::ReasonLabels {
+                tenant: tenant.to_string(),
+                reason: (*reason).to_owned(),
+            })
+            .inc_by(*n);
+    }
     for (reason, n) in &out.by_reason {
         ing.tenancy
             .discarded

@@ -135,6 +135,10 @@ pub struct PushOutcome {
     /// The first few rejections: reason and the series it concerns.
     pub first: Vec<(Reason, String)>,
     pub wal: WalStats,
+    /// Exemplars stored, and those dropped per reason (`exemplar_out_of_order`,
+    /// `exemplar_labels_too_long`).
+    pub exemplars_stored: u64,
+    pub exemplars_dropped: HashMap<&'static str, u64>,
 }
 
 impl PushOutcome {
@@ -509,6 +513,7 @@ impl TenantDb {
         id: SeriesId,
         capacity: usize,
         logged: &mut Vec<(u32, crate::exemplars::Exemplar)>,
+        dropped: &mut HashMap<&'static str, u64>,
     ) {
         let mut store = self.exemplars.lock();
         for e in req.series_exemplars(s) {
@@ -524,8 +529,15 @@ impl TenantDb {
                 value: e.value,
                 timestamp_ms: e.timestamp_ms,
             };
-            if store.add(id, ex.clone(), capacity) == crate::exemplars::Added::Stored {
-                logged.push((id, ex));
+            match store.add(id, ex.clone(), capacity) {
+                crate::exemplars::Added::Stored => logged.push((id, ex)),
+                crate::exemplars::Added::OutOfOrder => {
+                    *dropped.entry("exemplar_out_of_order").or_default() += 1
+                }
+                crate::exemplars::Added::TooLong => {
+                    *dropped.entry("exemplar_labels_too_long").or_default() += 1
+                }
+                crate::exemplars::Added::Duplicate | crate::exemplars::Added::Disabled => {}
             }
         }
     }
@@ -563,7 +575,14 @@ impl TenantDb {
                 {
                     let hash = label_hash_str(&labels_buf, &mut scratch);
                     if let Some(id) = head.find(&labels_buf, hash) {
-                        self.add_exemplars(req, s, id, series_limits.exemplars, &mut new_exemplars);
+                        self.add_exemplars(
+                            req,
+                            s,
+                            id,
+                            series_limits.exemplars,
+                            &mut new_exemplars,
+                            &mut out.exemplars_dropped,
+                        );
                     }
                 }
                 continue;
@@ -635,7 +654,14 @@ impl TenantDb {
                 }
             };
             if series_limits.exemplars > 0 && s.exemplars > 0 {
-                self.add_exemplars(req, s, id, series_limits.exemplars, &mut new_exemplars);
+                self.add_exemplars(
+                    req,
+                    s,
+                    id,
+                    series_limits.exemplars,
+                    &mut new_exemplars,
+                    &mut out.exemplars_dropped,
+                );
             }
             for sample in ss {
                 let t = sample.timestamp_ms;
@@ -762,6 +788,7 @@ impl TenantDb {
         match written {
             Ok(stats) => {
                 out.wal = stats;
+                out.exemplars_stored = new_exemplars.len() as u64;
                 self.rate.lock().add(out.ingested_samples);
             }
             Err(e) => {

@@ -104,6 +104,19 @@ remote_write:
         );
     }
     assert!(got.iter().all(|e| e.1.contains("trace-")), "{got:?}");
+    let stored = m
+        .metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("muninn_ingester_exemplars_stored_total{tenant=\"ex-tenant\"} ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    assert!(
+        stored >= got.len() as f64,
+        "stored {stored} < answered {}",
+        got.len()
+    );
     // Another tenant sees none; a restart keeps them (WAL).
     assert!(exemplars(&ask(&m.http, Some("other"))).is_empty());
     drop(p);
