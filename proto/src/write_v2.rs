@@ -40,10 +40,9 @@ pub struct V2Counts {
     pub created_timestamps: u64,
 }
 
-/// Translates an uncompressed v2 `Request` into an encoded 1.0 `WriteRequest` in `out`.
-pub fn translate(buf: &[u8], out: &mut Vec<u8>) -> Result<V2Counts, V2Error> {
-    // Pass 1: the symbols (field 4); pass 2: the series (field 5), in order.
-    let mut symbols: Vec<&[u8]> = Vec::new();
+/// The symbols table (field 4) of a request, as slices of it.
+fn read_symbols(buf: &[u8]) -> Result<Vec<&[u8]>, V2Error> {
+    let mut symbols = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
         let (field, wt) = read_key(buf, &mut pos)?;
@@ -60,19 +59,28 @@ pub fn translate(buf: &[u8], out: &mut Vec<u8>) -> Result<V2Counts, V2Error> {
             _ => skip(buf, &mut pos, wt)?,
         }
     }
-    let sym = |r: u64| -> Result<&[u8], V2Error> {
-        // An empty table still resolves 0 (the spec's "" first symbol) for optional refs.
-        if r == 0 && symbols.is_empty() {
-            return Ok(&[]);
-        }
-        usize::try_from(r)
-            .ok()
-            .and_then(|i| symbols.get(i).copied())
-            .ok_or(V2Error::BadSymbol {
-                reference: r,
-                len: symbols.len(),
-            })
-    };
+    Ok(symbols)
+}
+
+/// Symbol `r`; an empty table still resolves 0 (the spec's "" first symbol) for optional refs.
+fn resolve<'a>(symbols: &[&'a [u8]], r: u64) -> Result<&'a [u8], V2Error> {
+    if r == 0 && symbols.is_empty() {
+        return Ok(&[]);
+    }
+    usize::try_from(r)
+        .ok()
+        .and_then(|i| symbols.get(i).copied())
+        .ok_or(V2Error::BadSymbol {
+            reference: r,
+            len: symbols.len(),
+        })
+}
+
+/// Translates an uncompressed v2 `Request` into an encoded 1.0 `WriteRequest` in `out`.
+pub fn translate(buf: &[u8], out: &mut Vec<u8>) -> Result<V2Counts, V2Error> {
+    // Pass 1: the symbols (field 4); pass 2: the series (field 5), in order.
+    let symbols = read_symbols(buf)?;
+    let sym = |r: u64| resolve(&symbols, r);
     out.clear();
     out.reserve(buf.len() * 2);
     let mut counts = V2Counts::default();
@@ -183,35 +191,8 @@ pub fn translate(buf: &[u8], out: &mut Vec<u8>) -> Result<V2Counts, V2Error> {
 /// carry no raw 1.0 bytes (`SeriesRef::raw` is empty): a router forwarding them to owners
 /// uses [`translate`].
 pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Error> {
-    let mut symbols: Vec<&[u8]> = Vec::new();
-    let mut pos = 0;
-    while pos < buf.len() {
-        let (field, wt) = read_key(buf, &mut pos)?;
-        match (field, wt) {
-            (4, LEN) => symbols.push(read_len(buf, &mut pos)?),
-            (4 | 5, w) if w != LEN => {
-                return Err(DecodeError::FieldType {
-                    field,
-                    got: w,
-                    want: LEN,
-                }
-                .into());
-            }
-            _ => skip(buf, &mut pos, wt)?,
-        }
-    }
-    let sym = |r: u64| -> Result<&[u8], V2Error> {
-        if r == 0 && symbols.is_empty() {
-            return Ok(&[]);
-        }
-        usize::try_from(r)
-            .ok()
-            .and_then(|i| symbols.get(i).copied())
-            .ok_or(V2Error::BadSymbol {
-                reference: r,
-                len: symbols.len(),
-            })
-    };
+    let symbols = read_symbols(buf)?;
+    let sym = |r: u64| resolve(&symbols, r);
     let mut view = WriteRequestView {
         series: Vec::with_capacity(buf.len() / 32 + 1),
         labels: Vec::with_capacity(buf.len() / 4 + 1),
