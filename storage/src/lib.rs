@@ -2,6 +2,7 @@
 //!
 //! - [`chunk`]: Prometheus's XOR (Gorilla) chunk codec, byte-compatible with the chunks in
 //!   Prometheus TSDB blocks, so Muninn's data can be checked against Prometheus itself.
+//! - [`histogram`]: native histograms (model, validation, arithmetic), as Prometheus defines them.
 //! - [`labels`]: label sets as the query side sees them (sorted by name).
 //! - [`matcher`]: label matchers with Prometheus's semantics (anchored RE2-style regexes).
 //! - [`block`]: the Parquet block format; [`bucket`]: per-tenant object-storage layout.
@@ -9,6 +10,7 @@
 pub mod block;
 pub mod bucket;
 pub mod chunk;
+pub mod histogram;
 pub mod labels;
 pub mod local_store;
 pub mod matcher;
