@@ -18,9 +18,9 @@ use muninn_storage::labels::Labels;
 use promql_parser::parser::Expr;
 use promql_parser::parser::value::ValueType;
 
-use crate::json::{write_labels, write_point, write_str, write_timestamp};
+use crate::json::{write_hist_point, write_labels, write_point, write_str, write_timestamp};
 use crate::promql::eval::matcher_sets;
-use crate::promql::{self, EngineOptions, QueryResult, QueryValue};
+use crate::promql::{self, EngineOptions, Point, QueryResult, QueryValue};
 use crate::{Error, Querier, Result};
 use params::{MAX_TIME_MS, MIN_TIME_MS, Params};
 
@@ -280,8 +280,16 @@ fn write_result(s: &mut String, v: &QueryValue, t: i64) {
                 }
                 s.push_str("{\"metric\":");
                 write_labels(s, labels);
-                s.push_str(",\"value\":");
-                write_point(s, t, *v);
+                match v {
+                    Point::F(v) => {
+                        s.push_str(",\"value\":");
+                        write_point(s, t, *v);
+                    }
+                    Point::H(h) => {
+                        s.push_str(",\"histogram\":");
+                        write_hist_point(s, t, h);
+                    }
+                }
                 s.push('}');
             }
             s.push(']');
@@ -292,7 +300,7 @@ fn write_result(s: &mut String, v: &QueryValue, t: i64) {
                 if i > 0 {
                     s.push(',');
                 }
-                write_series_points(s, labels, pts.iter().copied());
+                write_series_points(s, labels, pts);
             }
             s.push(']');
         }
@@ -346,17 +354,33 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     }
 }
 
-fn write_series_points(s: &mut String, labels: &Labels, points: impl Iterator<Item = (i64, f64)>) {
+fn write_series_points(s: &mut String, labels: &Labels, points: &[(i64, Point)]) {
     s.push_str("{\"metric\":");
     write_labels(s, labels);
-    s.push_str(",\"values\":[");
-    for (i, (t, v)) in points.enumerate() {
-        if i > 0 {
-            s.push(',');
+    // Floats under "values", histograms under "histograms", each only if present.
+    let mut first = true;
+    for (t, v) in points {
+        if let Point::F(v) = v {
+            s.push_str(if first { ",\"values\":[" } else { "," });
+            first = false;
+            write_point(s, *t, *v);
         }
-        write_point(s, t, v);
     }
-    s.push_str("]}");
+    if !first {
+        s.push(']');
+    }
+    first = true;
+    for (t, v) in points {
+        if let Point::H(h) = v {
+            s.push_str(if first { ",\"histograms\":[" } else { "," });
+            first = false;
+            write_hist_point(s, *t, h);
+        }
+    }
+    if !first {
+        s.push(']');
+    }
+    s.push('}');
 }
 
 async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {

@@ -111,6 +111,7 @@ impl SeriesSource for BlockStore {
                 out.push(SeriesData {
                     labels: all[i].0.clone(),
                     samples,
+                    histograms: Vec::new(),
                 });
                 i = j;
             }

@@ -403,7 +403,11 @@ impl SeriesSource for IngesterStore {
                     }
                     Samples::Raw(merge_samples(all))
                 };
-                out.push(SeriesData { labels, samples });
+                out.push(SeriesData {
+                    labels,
+                    samples,
+                    histograms: Vec::new(),
+                });
             }
             Ok(out)
         })

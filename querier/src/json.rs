@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use muninn_storage::histogram::FloatHistogram;
 use muninn_storage::labels::Labels;
 
 /// Appends `s` as a JSON string with Go's `encoding/json` escaping.
@@ -80,6 +81,49 @@ pub fn write_point(out: &mut String, t: i64, v: f64) {
     write_timestamp(out, t);
     out.push(',');
     write_value(out, v);
+    out.push(']');
+}
+
+/// A native histogram as Prometheus writes it: count, sum and the populated buckets as
+/// `[boundary_rule, lower, upper, count]` (rule 0: `(a,b]`, 1: `[a,b)`, 2: `(a,b)`, 3: `[a,b]`).
+pub fn write_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":");
+    write_value(out, h.count);
+    out.push_str(",\"sum\":");
+    write_value(out, h.sum);
+    let mut first = true;
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => 3,
+            (true, false) => 1,
+            (false, true) => 0,
+            (false, false) => 2,
+        };
+        let _ = write!(out, "[{rule},");
+        write_value(out, b.lower);
+        out.push(',');
+        write_value(out, b.upper);
+        out.push(',');
+        write_value(out, b.count);
+        out.push(']');
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// `[ts,{histogram}]`.
+pub fn write_hist_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push(',');
+    write_histogram(out, h);
     out.push(']');
 }
 

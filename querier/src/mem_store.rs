@@ -9,14 +9,24 @@ use muninn_proto::tenant::TenantId;
 use muninn_storage::labels::Labels;
 use muninn_storage::matcher::Matcher;
 
+use muninn_storage::histogram::chunking::HintTracker;
+
 use crate::Result;
+use crate::promql::value::Hist;
 use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
+
+/// One stored sample: a float or a native histogram.
+#[derive(Clone, Debug)]
+pub enum MemPoint {
+    F(f64),
+    H(Hist),
+}
 
 /// One stored series.
 #[derive(Clone)]
 struct MemSeries {
     labels: Labels,
-    samples: Vec<(i64, f64)>,
+    samples: Vec<(i64, MemPoint)>,
 }
 
 /// Series held in memory, sorted by labels; samples sorted by time.
@@ -26,8 +36,20 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    /// Adds samples to a series, creating it if needed.
+    /// Adds float samples to a series, creating it if needed.
     pub fn add(&mut self, labels: Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
+        self.add_points(
+            labels,
+            samples.into_iter().map(|(t, v)| (t, MemPoint::F(v))),
+        );
+    }
+
+    /// Adds float or histogram samples to a series, creating it if needed.
+    pub fn add_points(
+        &mut self,
+        labels: Labels,
+        samples: impl IntoIterator<Item = (i64, MemPoint)>,
+    ) {
         let i = match self.series.binary_search_by(|s| s.labels.cmp(&labels)) {
             Ok(i) => i,
             Err(i) => {
@@ -47,7 +69,7 @@ impl MemStore {
         s.samples.dedup_by(|a, b| {
             // A later load of the same timestamp wins.
             if a.0 == b.0 {
-                b.1 = a.1;
+                std::mem::swap(&mut b.1, &mut a.1);
                 true
             } else {
                 false
@@ -68,10 +90,38 @@ impl MemStore {
     }
 }
 
-fn in_range(s: &MemSeries, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+fn has_in_range(s: &MemSeries, mint: i64, maxt: i64) -> bool {
     let a = s.samples.partition_point(|x| x.0 < mint);
-    let b = s.samples.partition_point(|x| x.0 <= maxt);
-    s.samples[a..b.max(a)].to_vec()
+    s.samples.get(a).is_some_and(|x| x.0 <= maxt)
+}
+
+/// The floats and the histograms of `s` in `[mint, maxt]`.
+type InRange = (Vec<(i64, f64)>, Vec<(i64, Hist)>);
+
+fn in_range(s: &MemSeries, mint: i64, maxt: i64) -> InRange {
+    let (mut f, mut h) = (Vec::new(), Vec::new());
+    // Histograms read back with the hints their chunks give them, as from a real head.
+    let mut hints = HintTracker::default();
+    for (t, p) in &s.samples {
+        let keep = *t >= mint && *t <= maxt;
+        match p {
+            MemPoint::F(v) => {
+                hints.float_sample();
+                if keep {
+                    f.push((*t, *v));
+                }
+            }
+            MemPoint::H(x) => {
+                let hint = hints.next(x);
+                if keep {
+                    let mut x = (**x).clone();
+                    x.hint = hint;
+                    h.push((*t, Hist::new(x)));
+                }
+            }
+        }
+    }
+    (f, h)
 }
 
 impl SeriesSource for MemStore {
@@ -87,10 +137,11 @@ impl SeriesSource for MemStore {
             Ok(self
                 .matching(matchers)
                 .filter_map(|s| {
-                    let samples = in_range(s, mint, maxt);
-                    (!samples.is_empty()).then(|| SeriesData {
+                    let (samples, histograms) = in_range(s, mint, maxt);
+                    (!samples.is_empty() || !histograms.is_empty()).then(|| SeriesData {
                         labels: s.labels.clone(),
                         samples: Samples::Raw(if labels_only { vec![] } else { samples }),
+                        histograms: if labels_only { vec![] } else { histograms },
                     })
                 })
                 .collect())
@@ -108,7 +159,7 @@ impl SeriesSource for MemStore {
             let mut out = BTreeSet::new();
             for s in self
                 .matching(matchers)
-                .filter(|s| !in_range(s, mint, maxt).is_empty())
+                .filter(|s| has_in_range(s, mint, maxt))
             {
                 out.extend(s.labels.iter().map(|l| l.name.clone()));
             }
@@ -128,7 +179,7 @@ impl SeriesSource for MemStore {
             let mut out = BTreeSet::new();
             for s in self
                 .matching(matchers)
-                .filter(|s| !in_range(s, mint, maxt).is_empty())
+                .filter(|s| has_in_range(s, mint, maxt))
             {
                 if let Some(v) = s.labels.get(name) {
                     out.insert(v.to_owned());

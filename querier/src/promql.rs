@@ -53,15 +53,32 @@ impl Default for EngineOptions {
     }
 }
 
+/// One sample's value in a result: a float or a native histogram.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Point {
+    F(f64),
+    H(value::Hist),
+}
+
+impl Point {
+    /// The float, if this is one.
+    pub fn float(&self) -> Option<f64> {
+        match self {
+            Point::F(v) => Some(*v),
+            Point::H(_) => None,
+        }
+    }
+}
+
 /// A query's final value.
 #[derive(Clone, Debug)]
 pub enum QueryValue {
     Scalar(f64),
     String(String),
     /// Instant vector: labels and value, in result order.
-    Vector(Vec<(Labels, f64)>),
-    /// Range results (and range vectors of instant queries): labels and points.
-    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+    Vector(Vec<(Labels, Point)>),
+    /// Range results (and range vectors of instant queries): labels and points in time order.
+    Matrix(Vec<(Labels, Vec<(i64, Point)>)>),
 }
 
 /// A result with its annotations.
@@ -78,33 +95,40 @@ fn finish_vector(
     ev: &Evaluator<'_>,
     series: Vec<value::Series>,
     n: usize,
-) -> Result<Vec<(Labels, Vec<Option<f64>>)>> {
-    let mut out: Vec<(Labels, Vec<Option<f64>>)> = Vec::with_capacity(series.len());
+) -> Result<Vec<(Labels, Vec<Option<Point>>)>> {
+    let mut out: Vec<(Labels, Vec<Option<Point>>)> = Vec::with_capacity(series.len());
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in series {
         let labels = if s.drop_name {
             without_name(&s.labels)
         } else {
-            s.labels
+            s.labels.clone()
         };
         // The index holds a copy of the labels.
         ev.charge(limits::labels_bytes(&labels))?;
+        let points: Vec<Option<Point>> = (0..n)
+            .map(|i| match (s.vals.get(i).copied().flatten(), s.hist(i)) {
+                (Some(v), _) => Some(Point::F(v)),
+                (None, Some(h)) => Some(Point::H(h.clone())),
+                _ => None,
+            })
+            .collect();
         match index.get(&labels) {
             Some(&i) => {
-                for step in 0..n {
-                    if let Some(v) = s.vals[step] {
+                for (step, p) in points.into_iter().enumerate() {
+                    if let Some(p) = p {
                         if out[i].1[step].is_some() {
                             return Err(Error::Execution(
                                 "vector cannot contain metrics with the same labelset".into(),
                             ));
                         }
-                        out[i].1[step] = Some(v);
+                        out[i].1[step] = Some(p);
                     }
                 }
             }
             None => {
                 index.insert(labels.clone(), out.len());
-                out.push((labels, s.vals));
+                out.push((labels, points));
             }
         }
     }
@@ -164,9 +188,9 @@ pub async fn instant_query(
         Value::Scalar(v) => QueryValue::Scalar(v[0]),
         Value::String(s) => QueryValue::String(s),
         Value::Vector(series) => {
-            let v: Vec<(Labels, f64)> = finish_vector(&ev, series, 1)?
+            let v: Vec<(Labels, Point)> = finish_vector(&ev, series, 1)?
                 .into_iter()
-                .filter_map(|(l, v)| v[0].map(|x| (l, x)))
+                .filter_map(|(l, mut v)| v[0].take().map(|x| (l, x)))
                 .collect();
             charge_response(&ev, v.iter().map(|(l, _)| (l, 1)))?;
             QueryValue::Vector(v)
@@ -177,7 +201,17 @@ pub async fn instant_query(
             let mut buf = Vec::new();
             for s in &m.series {
                 s.decode_into(&mut buf)?;
-                let pts = m.window(&buf, 0).to_vec();
+                let mut pts: Vec<(i64, Point)> = m
+                    .window(&buf, 0)
+                    .iter()
+                    .map(|(t, v)| (*t, Point::F(*v)))
+                    .collect();
+                pts.extend(
+                    m.hwindow(&s.hists, 0)
+                        .iter()
+                        .map(|(t, h)| (*t, Point::H(h.clone()))),
+                );
+                pts.sort_by_key(|p| p.0);
                 if pts.is_empty() {
                     continue;
                 }
@@ -230,7 +264,10 @@ pub async fn range_query(
     let n = ev.check_steps(limits::step_count(start, end, step.max(1)))?;
     let v = ev.eval(expr, &ctx).await?;
     let mut series = match v {
-        Value::Scalar(vals) => vec![(Labels::default(), vals.into_iter().map(Some).collect())],
+        Value::Scalar(vals) => vec![(
+            Labels::default(),
+            vals.into_iter().map(|v| Some(Point::F(v))).collect(),
+        )],
         Value::Vector(series) => finish_vector(&ev, series, n)?,
         other => {
             return Err(Error::BadData(format!(
@@ -246,7 +283,7 @@ pub async fn range_query(
             .map(|(l, vals)| {
                 (
                     l,
-                    vals.iter()
+                    vals.into_iter()
                         .enumerate()
                         .filter_map(|(i, v)| v.map(|x| (ctx.at(i), x)))
                         .collect::<Vec<_>>(),

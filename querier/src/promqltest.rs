@@ -2,20 +2,23 @@
 //! `load`, `clear`, `eval instant|range` with expected series, `expect fail|warn|info|
 //! no_warn|no_info|ordered|string|range vector`, and the expanding series notation.
 //!
-//! Native-histogram notation (`{{...}}`) is reported as "skipped (unsupported)": cases whose
-//! expectations contain it, or whose query reads a series loaded with it, are not run. The
-//! skip is decided from the test text alone, never from a failure.
-
-use std::collections::HashSet;
+//! Native histograms (`{{...}}`, `load_with_nhcb`) are loaded and compared as Prometheus's
+//! runner does. Every case runs: none is skipped.
 
 use muninn_proto::tenant::TenantId;
-use muninn_storage::STALE_NAN_BITS;
+use muninn_storage::histogram::FloatHistogram;
 use muninn_storage::labels::{Label, Labels, METRIC_NAME};
 use promql_parser::parser::Expr;
 
 use crate::api::params::parse_duration;
-use crate::mem_store::MemStore;
-use crate::promql::{self, EngineOptions, QueryResult, QueryValue};
+use crate::mem_store::{MemPoint, MemStore};
+use crate::promql::value::Hist;
+use crate::promql::{self, EngineOptions, Point, QueryResult, QueryValue};
+
+mod nhcb;
+mod notation;
+
+pub use notation::{Points, Val, expand_points, parse_histogram, parse_number, split_series};
 
 /// Outcome of one file.
 #[derive(Debug, Default)]
@@ -27,9 +30,6 @@ pub struct FileReport {
     pub failures: Vec<String>,
 }
 
-/// One expected point: `None` is a missing sample (`_`).
-type Points = Vec<Option<f64>>;
-
 struct Expectations {
     fail: Option<Option<Msg>>,
     warn: Vec<Option<Msg>>,
@@ -40,7 +40,6 @@ struct Expectations {
     string: Option<String>,
     range_vector: Option<(i64, i64, i64)>,
     series: Vec<(Option<Labels>, Points)>,
-    histogram: bool,
 }
 
 enum Msg {
@@ -71,93 +70,6 @@ fn almost_equal(a: f64, b: f64) -> bool {
         return diff < EPS * f64::MIN_POSITIVE;
     }
     diff / abs_sum.min(f64::MAX) < EPS
-}
-
-fn parse_number(s: &str) -> Option<f64> {
-    match s {
-        "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" | "nan" => Some(f64::NAN),
-        "stale" => Some(f64::from_bits(STALE_NAN_BITS)),
-        // No hex here: in series notation `0x59` is "0, 59 times more".
-        _ => s.parse().ok(),
-    }
-}
-
-/// Expands series notation into points (`None` for `_`).
-pub fn expand_points(text: &str) -> Result<Points, String> {
-    let mut out = Vec::new();
-    for tok in text.split_whitespace() {
-        if tok == "_" {
-            out.push(None);
-            continue;
-        }
-        if let Some(n) = tok.strip_prefix("_x") {
-            let n: usize = n.parse().map_err(|_| format!("bad token {tok:?}"))?;
-            out.extend(std::iter::repeat_n(None, n));
-            continue;
-        }
-        if let Some(v) = parse_number(tok) {
-            out.push(Some(v));
-            continue;
-        }
-        let (head, n) = tok
-            .rsplit_once('x')
-            .ok_or_else(|| format!("bad token {tok:?}"))?;
-        let n: i64 = n.parse().map_err(|_| format!("bad token {tok:?}"))?;
-        // head is `a`, `a+b` or `a-b` (signs of exponents and of `a` itself excluded).
-        let bytes = head.as_bytes();
-        let split = (1..bytes.len()).rev().find(|&i| {
-            (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
-        });
-        let (a, b) = match split {
-            Some(i) => {
-                let a = parse_number(&head[..i]).ok_or_else(|| format!("bad token {tok:?}"))?;
-                let b = parse_number(&head[i + 1..]).ok_or_else(|| format!("bad token {tok:?}"))?;
-                (a, if bytes[i] == b'-' { -b } else { b })
-            }
-            None => (
-                parse_number(head).ok_or_else(|| format!("bad token {tok:?}"))?,
-                0.0,
-            ),
-        };
-        // Prometheus accumulates by repeated addition.
-        let mut v = a;
-        out.push(Some(v));
-        for _ in 0..n {
-            v += b;
-            out.push(Some(v));
-        }
-    }
-    Ok(out)
-}
-
-/// Splits `metric{a="b"} 1 2 3` into the series descriptor and the rest.
-fn split_series(line: &str) -> (&str, &str) {
-    let line = line.trim();
-    let mut in_quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        if let Some(q) = in_quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                in_quote = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '\'' | '`' => in_quote = Some(c),
-            '}' => return (&line[..=i], line[i + 1..].trim()),
-            c if c.is_whitespace() && !line[..i].contains('{') => {
-                return (&line[..i], line[i..].trim());
-            }
-            _ => {}
-        }
-    }
-    (line, "")
 }
 
 fn parse_labels(desc: &str) -> Result<Labels, String> {
@@ -226,7 +138,6 @@ fn parse_expectations(lines: &[&str]) -> Result<Expectations, String> {
         string: None,
         range_vector: None,
         series: vec![],
-        histogram: false,
     };
     for raw in lines {
         let l = raw.trim();
@@ -273,13 +184,9 @@ fn parse_expectations(lines: &[&str]) -> Result<Expectations, String> {
             }
             continue;
         }
-        if l.contains("{{") {
-            e.histogram = true;
-            continue;
-        }
         // A bare value is a scalar expectation.
         if let Some(v) = parse_number(l) {
-            e.series.push((None, vec![Some(v)]));
+            e.series.push((None, vec![Some(Val::F(v))]));
             continue;
         }
         let (desc, pts) = split_series(l);
@@ -293,8 +200,6 @@ fn parse_expectations(lines: &[&str]) -> Result<Expectations, String> {
 pub async fn run_file(text: &str) -> FileReport {
     let mut report = FileReport::default();
     let mut store = MemStore::default();
-    let mut histogram_names: HashSet<String> = HashSet::new();
-    let mut histogram_series: Vec<Labels> = Vec::new();
     let tenant = TenantId::anonymous();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -314,8 +219,6 @@ pub async fn run_file(text: &str) -> FileReport {
         }
         if t == "clear" {
             store.clear();
-            histogram_names.clear();
-            histogram_series.clear();
         } else if let Some(rest) = t.strip_prefix("load") {
             let nhcb = rest.starts_with("_with_nhcb");
             let rest = rest.trim_start_matches("_with_nhcb").trim();
@@ -329,6 +232,7 @@ pub async fn run_file(text: &str) -> FileReport {
                     continue;
                 }
             };
+            let mut classic: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
             for l in block {
                 let l = l.trim();
                 if l.starts_with('#') {
@@ -341,45 +245,57 @@ pub async fn run_file(text: &str) -> FileReport {
                         .push(format!("{start_line}: bad series {desc:?}"));
                     continue;
                 };
-                if pts.contains("{{") {
-                    if let Some(n) = labels.get(METRIC_NAME) {
-                        histogram_names.insert(n.to_owned());
-                    }
-                    histogram_series.push(labels);
-                    continue;
-                }
-                if nhcb && let Some(n) = labels.get(METRIC_NAME) {
-                    // Converted to native histograms named without the suffix.
-                    for suffix in ["_bucket", "_count", "_sum"] {
-                        if let Some(base) = n.strip_suffix(suffix) {
-                            histogram_names.insert(base.to_owned());
-                        }
-                    }
-                }
                 match expand_points(pts) {
-                    Ok(points) => store.add(
-                        labels,
-                        points
-                            .iter()
+                    Ok(points) => {
+                        let points: Vec<(i64, MemPoint)> = points
+                            .into_iter()
                             .enumerate()
-                            .filter_map(|(k, v)| v.map(|v| (k as i64 * interval, v))),
-                    ),
+                            .filter_map(|(k, v)| {
+                                let t = k as i64 * interval;
+                                v.map(|v| match v {
+                                    Val::F(f) => (t, MemPoint::F(f)),
+                                    Val::H(h, _) => (t, MemPoint::H(Hist::new(*h))),
+                                })
+                            })
+                            .collect();
+                        if nhcb {
+                            classic.push((
+                                labels.clone(),
+                                points
+                                    .iter()
+                                    .filter_map(|(t, p)| match p {
+                                        MemPoint::F(f) => Some((*t, *f)),
+                                        MemPoint::H(_) => None,
+                                    })
+                                    .collect(),
+                            ));
+                        }
+                        store.add_points(labels, points);
+                    }
                     Err(e) => report.failures.push(format!("{start_line}: {e}")),
                 }
             }
+            if nhcb {
+                match nhcb::convert(&classic) {
+                    Ok(series) => {
+                        for (l, hs) in series {
+                            store.add_points(
+                                l,
+                                hs.into_iter().map(|(t, h)| (t, MemPoint::H(Hist::new(h)))),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        report.failed += 1;
+                        report
+                            .failures
+                            .push(format!("{start_line}: load_with_nhcb: {e}"));
+                    }
+                }
+            }
         } else if t.starts_with("eval") {
-            match run_eval(
-                &store,
-                &tenant,
-                t,
-                &block,
-                &histogram_names,
-                &histogram_series,
-            )
-            .await
-            {
+            match run_eval(&store, &tenant, t, &block).await {
                 Ok(Outcome::Pass) => report.passed += 1,
-                Ok(Outcome::Skip) => report.skipped += 1,
                 Ok(Outcome::Fail(why)) | Err(why) => {
                     report.failed += 1;
                     report.failures.push(format!("{start_line}: {t}: {why}"));
@@ -397,8 +313,46 @@ pub async fn run_file(text: &str) -> FileReport {
 
 enum Outcome {
     Pass,
-    Skip,
     Fail(String),
+}
+
+/// Whether a result point is the expected one: floats almost equal, histograms compared as
+/// Prometheus's runner does (empty buckets dropped, counts almost equal, the hint only if
+/// the expectation states it).
+fn point_matches(want: &Val, got: &Point) -> bool {
+    match (want, got) {
+        (Val::F(w), Point::F(g)) => almost_equal(*w, *g),
+        (Val::H(w, hint_set), Point::H(g)) => hist_matches(w, g, *hint_set),
+        _ => false,
+    }
+}
+
+fn hist_matches(exp: &FloatHistogram, cur: &FloatHistogram, hint_set: bool) -> bool {
+    let (mut e, mut c) = (exp.clone(), cur.clone());
+    e.compact();
+    c.compact();
+    let same = |a: Vec<(i32, f64)>, b: Vec<(i32, f64)>| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.0 == y.0 && almost_equal(x.1, y.1))
+    };
+    e.schema == c.schema
+        && almost_equal(e.count, c.count)
+        && almost_equal(e.sum, c.sum)
+        && (!e.uses_custom_buckets() || e.custom_values == c.custom_values)
+        && e.zero_threshold == c.zero_threshold
+        && almost_equal(e.zero_count, c.zero_count)
+        && same(e.negative_pairs().collect(), c.negative_pairs().collect())
+        && same(e.positive_pairs().collect(), c.positive_pairs().collect())
+        && (!hint_set || e.hint == c.hint)
+}
+
+fn fmt_point(p: &Point) -> String {
+    match p {
+        Point::F(v) => v.to_string(),
+        Point::H(h) => format!("{h:?}"),
+    }
 }
 
 fn fmt_result(v: &QueryValue) -> String {
@@ -406,7 +360,11 @@ fn fmt_result(v: &QueryValue) -> String {
         QueryValue::Scalar(s) => format!("scalar {s}"),
         QueryValue::String(s) => format!("string {s:?}"),
         QueryValue::Vector(v) => {
-            let parts: Vec<String> = v.iter().take(6).map(|(l, x)| format!("{l} {x}")).collect();
+            let parts: Vec<String> = v
+                .iter()
+                .take(6)
+                .map(|(l, x)| format!("{l} {}", fmt_point(x)))
+                .collect();
             format!("vector[{}] {}", v.len(), parts.join("; "))
         }
         QueryValue::Matrix(m) => {
@@ -425,8 +383,6 @@ async fn run_eval(
     tenant: &TenantId,
     cmd: &str,
     block: &[&str],
-    hist: &HashSet<String>,
-    hist_series: &[Labels],
 ) -> Result<Outcome, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let verb = words[0];
@@ -463,66 +419,7 @@ async fn run_eval(
         }
         _ => return Err(format!("bad eval {cmd:?}")),
     };
-    let hist_related =
-        e.histogram || hist.iter().any(|n| mentions(query, n)) || selects_any(query, hist_series);
-    // Native histograms are not stored yet: a case about them is skipped, decided from the
-    // test text (its expectations, the series it reads), never from how it came out.
-    if hist_related {
-        return Ok(Outcome::Skip);
-    }
     check(store, tenant, &e, range, query).await
-}
-
-/// Whether any selector of `query` matches one of `series`.
-fn selects_any(query: &str, series: &[Labels]) -> bool {
-    fn walk(e: &Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
-        match e {
-            Expr::VectorSelector(vs) => out.push(vs.clone()),
-            Expr::MatrixSelector(m) => out.push(m.vs.clone()),
-            Expr::Paren(p) => walk(&p.expr, out),
-            Expr::Unary(u) => walk(&u.expr, out),
-            Expr::Binary(b) => {
-                walk(&b.lhs, out);
-                walk(&b.rhs, out);
-            }
-            Expr::Subquery(s) => walk(&s.expr, out),
-            Expr::Aggregate(a) => {
-                walk(&a.expr, out);
-                if let Some(p) = &a.param {
-                    walk(p, out);
-                }
-            }
-            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, out)),
-            _ => {}
-        }
-    }
-    if series.is_empty() {
-        return false;
-    }
-    let Ok(expr) = crate::promql::parse::parse(query) else {
-        return false;
-    };
-    let mut sels = vec![];
-    walk(&expr, &mut sels);
-    sels.iter().any(|vs| {
-        crate::promql::eval::matcher_sets(vs).is_ok_and(|sets| {
-            sets.iter().any(|ms| {
-                series
-                    .iter()
-                    .any(|l| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
-            })
-        })
-    })
-}
-
-/// Whether `query` names `metric` as a whole identifier.
-fn mentions(query: &str, metric: &str) -> bool {
-    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    query.match_indices(metric).any(|(i, _)| {
-        let before = query[..i].chars().next_back();
-        let after = query[i + metric.len()..].chars().next();
-        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
-    }) || query.contains("__name__")
 }
 
 async fn check(
@@ -601,7 +498,13 @@ async fn check(
                 return fail("scalar result of a range query".into());
             }
             match e.series.as_slice() {
-                [(None, p)] if p.len() == 1 && p[0].is_some_and(|x| almost_equal(x, *v)) => {
+                [(None, p)]
+                    if p.len() == 1
+                        && p[0]
+                            .as_ref()
+                            .and_then(Val::float)
+                            .is_some_and(|x| almost_equal(x, *v)) =>
+                {
                     Ok(Outcome::Pass)
                 }
                 _ => fail(format!("got scalar {v}")),
@@ -632,8 +535,13 @@ async fn check(
                     ));
                 };
                 match want_p.as_slice() {
-                    [Some(w)] if almost_equal(*w, *v) => {}
-                    _ => return fail(format!("{want_l}: expected {want_p:?}, got {v}")),
+                    [Some(w)] if point_matches(w, v) => {}
+                    _ => {
+                        return fail(format!(
+                            "{want_l}: expected {want_p:?}, got {}",
+                            fmt_point(v)
+                        ));
+                    }
                 }
             }
             Ok(Outcome::Pass)
@@ -649,15 +557,15 @@ async fn check(
                     ));
                 }
             };
-            let want: Vec<(&Labels, Vec<(i64, f64)>)> = e
+            let want: Vec<(&Labels, Vec<(i64, &Val)>)> = e
                 .series
                 .iter()
                 .filter_map(|(l, p)| {
                     let l = l.as_ref()?;
-                    let pts: Vec<(i64, f64)> = p
+                    let pts: Vec<(i64, &Val)> = p
                         .iter()
                         .enumerate()
-                        .filter_map(|(k, v)| v.map(|v| (start + k as i64 * step, v)))
+                        .filter_map(|(k, v)| v.as_ref().map(|v| (start + k as i64 * step, v)))
                         .collect();
                     Some((l, pts))
                 })
@@ -680,7 +588,7 @@ async fn check(
                 if g.len() != pts.len()
                     || g.iter()
                         .zip(pts)
-                        .any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
+                        .any(|(a, b)| a.0 != b.0 || !point_matches(b.1, &a.1))
                 {
                     return fail(format!("{l}: expected {pts:?}, got {g:?}"));
                 }
@@ -713,36 +621,5 @@ fn label(n: &str, v: &str) -> Label {
     Label {
         name: n.into(),
         value: v.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn series_notation() {
-        assert_eq!(
-            expand_points("-2+4x3").unwrap(),
-            vec![Some(-2.0), Some(2.0), Some(6.0), Some(10.0)]
-        );
-        assert_eq!(
-            expand_points("1-2x2").unwrap(),
-            vec![Some(1.0), Some(-1.0), Some(-3.0)]
-        );
-        assert_eq!(
-            expand_points("1x2 _x2 3").unwrap(),
-            vec![Some(1.0), Some(1.0), Some(1.0), None, None, Some(3.0)]
-        );
-        assert!(expand_points("stale").unwrap()[0].unwrap().is_nan());
-        assert_eq!(
-            expand_points("1e3+1e2x1").unwrap(),
-            vec![Some(1000.0), Some(1100.0)]
-        );
-        assert_eq!(
-            split_series(r#"m{a="x y}"} 1 2"#),
-            (r#"m{a="x y}"}"#, "1 2")
-        );
-        assert_eq!(split_series("m 1 2"), ("m", "1 2"));
     }
 }

@@ -8,6 +8,7 @@ use muninn_storage::matcher::Matcher;
 
 use muninn_storage::chunk::XorIter;
 
+use crate::promql::value::Hist;
 use crate::{Error, Result};
 
 /// One series with its samples in the requested range, oldest first, one per timestamp.
@@ -15,6 +16,8 @@ use crate::{Error, Result};
 pub struct SeriesData {
     pub labels: Labels,
     pub samples: Samples,
+    /// Native histogram samples in range, oldest first (staleness markers included).
+    pub histograms: Vec<(i64, Hist)>,
 }
 
 /// Samples, either decoded or still as XOR chunks (about 1–2 bytes a sample instead of 16),

@@ -202,6 +202,7 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
                             out.push(Series {
                                 labels: key.clone(),
                                 vals: vec![None; n],
+                                hists: Vec::new(),
                                 drop_name: false,
                             });
                             index.insert(key, out.len() - 1);
@@ -282,6 +283,7 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
             out.push(Series {
                 labels: key,
                 vals,
+                hists: Vec::new(),
                 drop_name: drop,
             });
         }

@@ -158,6 +158,7 @@ fn vector_scalar(v: Vec<Series>, s: &[f64], op: TokenId, rb: bool, swapped: bool
             vals.iter().any(Option::is_some).then_some(Series {
                 labels: series.labels,
                 vals,
+                hists: Vec::new(),
                 drop_name,
             })
         })
@@ -342,6 +343,7 @@ fn vector_vector(
                     out.push(Series {
                         labels: key.0.clone(),
                         vals: vec![None; n],
+                        hists: Vec::new(),
                         drop_name: drop,
                     });
                     index.insert(key, out.len() - 1);

@@ -16,7 +16,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use super::limits::{
     ByteSize, SLOT_BYTES, labels_bytes, samples_bytes, series_bytes, step_count, value_bytes,
 };
-use super::value::{Matrix, RangeSeries, Series, Value};
+use super::value::{Hist, Matrix, RangeSeries, Series, Value, is_stale_hist};
 use super::{aggregate, binary, functions};
 use crate::store::{SeriesData, SeriesSource};
 use crate::{Error, Result};
@@ -365,27 +365,57 @@ impl<'a> Evaluator<'a> {
         for s in series {
             s.samples.decode_into(&mut buf)?;
             let samples = &buf;
+            let hs = &s.histograms;
             self.charge(times.len().saturating_mul(SLOT_BYTES))?;
             let mut vals = Vec::with_capacity(times.len());
+            let mut hists: Vec<Option<Hist>> = Vec::new();
+            if !hs.is_empty() && !timestamps {
+                hists = vec![None; times.len()];
+            }
             let mut any = false;
-            for &t in &times {
+            for (k, &t) in times.iter().enumerate() {
                 // Latest sample in the left-open lookback window (t - lookback, t].
-                let idx = samples.partition_point(|(ts, _)| *ts <= t);
-                let v = if idx == 0 {
-                    None
-                } else {
-                    let (ts, v) = samples[idx - 1];
-                    (ts > t.saturating_sub(self.lookback_ms) && !is_stale_nan(v))
-                        .then_some(if timestamps { ts as f64 / 1000.0 } else { v })
+                let fi = samples.partition_point(|(ts, _)| *ts <= t);
+                let hi = hs.partition_point(|(ts, _)| *ts <= t);
+                let ft = (fi > 0).then(|| samples[fi - 1].0);
+                let ht = (hi > 0).then(|| hs[hi - 1].0);
+                let oldest = t.saturating_sub(self.lookback_ms);
+                let v = match (ft, ht) {
+                    (_, Some(h)) if ft.is_none_or(|f| h > f) => {
+                        let hv = &hs[hi - 1].1;
+                        if h > oldest && !is_stale_hist(hv) {
+                            any = true;
+                            if timestamps {
+                                Some(h as f64 / 1000.0)
+                            } else {
+                                hists[k] = Some(hv.clone());
+                                None
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                    (Some(_), _) => {
+                        let (ts, v) = samples[fi - 1];
+                        (ts > oldest && !is_stale_nan(v)).then_some(if timestamps {
+                            ts as f64 / 1000.0
+                        } else {
+                            v
+                        })
+                    }
+                    _ => None,
                 };
                 any |= v.is_some();
                 vals.push(v);
             }
             if any {
-                self.count_samples(vals.iter().filter(|v| v.is_some()).count())?;
+                let n = vals.iter().filter(|v| v.is_some()).count()
+                    + hists.iter().filter(|h| h.is_some()).count();
+                self.count_samples(n)?;
                 out.push(Series {
                     labels: s.labels,
                     vals,
+                    hists,
                     drop_name: false,
                 });
             }
@@ -426,9 +456,12 @@ impl<'a> Evaluator<'a> {
         for s in series {
             // Kept as fetched (often still XOR chunks); decoded one series at a time by the
             // function that consumes the range.
+            let mut hists = s.histograms;
+            hists.retain(|(_, h)| !is_stale_hist(h));
             out.push(RangeSeries {
                 labels: s.labels,
                 samples: s.samples,
+                hists,
                 drop_name: false,
             });
         }
@@ -488,7 +521,14 @@ impl<'a> Evaluator<'a> {
                 for s in vs {
                     let n = s.vals.iter().filter(|v| v.is_some()).count();
                     self.charge(n.saturating_mul(SLOT_BYTES))?;
+                    let hists = s
+                        .hists
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, h)| h.as_ref().map(|h| (inner.at(i), h.clone())))
+                        .collect();
                     out.push(RangeSeries {
+                        hists,
                         samples: crate::store::Samples::Raw(
                             s.vals
                                 .iter()
@@ -510,6 +550,7 @@ impl<'a> Evaluator<'a> {
                         .map(|(i, v)| (inner.at(i), *v))
                         .collect(),
                 ),
+                hists: Vec::new(),
                 drop_name: false,
             }],
             other => {
@@ -561,6 +602,7 @@ impl<'a> Evaluator<'a> {
                         .map(|s| Series {
                             labels: s.labels,
                             vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                            hists: Vec::new(),
                             drop_name: true,
                         })
                         .collect(),

@@ -25,6 +25,7 @@ fn map_vector(v: Vec<Series>, f: impl Fn(f64) -> f64) -> Vec<Series> {
         .map(|s| Series {
             labels: s.labels,
             vals: s.vals.into_iter().map(|x| x.map(&f)).collect(),
+            hists: Vec::new(),
             drop_name: true,
         })
         .collect()
@@ -301,6 +302,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
             return Ok(Value::Vector(vec![Series {
                 labels: absent_labels(arg(c, 0)?),
                 vals,
+                hists: Vec::new(),
                 drop_name: false,
             }]));
         }
@@ -440,6 +442,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
             out.push(Series {
                 labels: s.labels.clone(),
                 vals,
+                hists: Vec::new(),
                 drop_name: s.drop_name || !keeps_name,
             });
         }
@@ -545,6 +548,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
             Ok(Value::Vector(vec![Series {
                 labels: Labels::default(),
                 vals: v.into_iter().map(Some).collect(),
+                hists: Vec::new(),
                 drop_name: false,
             }]))
         }
@@ -577,6 +581,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                                 .map(|(i, x)| x.map(|_| ctx.at(i) as f64 / 1000.0))
                                 .collect(),
                             labels: s.labels,
+                            hists: Vec::new(),
                             drop_name: s.drop_name,
                         })
                         .collect()
@@ -600,6 +605,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                 Ok(Value::Vector(vec![Series {
                     labels: absent_labels(arg(c, 0)?),
                     vals,
+                    hists: Vec::new(),
                     drop_name: false,
                 }]))
             } else {
@@ -666,6 +672,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                                 })
                             })
                             .collect(),
+                        hists: Vec::new(),
                         drop_name: true,
                     })
                     .collect(),
@@ -716,6 +723,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                         vals.iter().any(Option::is_some).then_some(Series {
                             labels: s.labels,
                             vals,
+                            hists: Vec::new(),
                             drop_name: true,
                         })
                     })
@@ -729,6 +737,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                 None => vec![Series {
                     labels: Labels::default(),
                     vals: (0..n).map(|i| Some(ctx.at(i) as f64 / 1000.0)).collect(),
+                    hists: Vec::new(),
                     drop_name: false,
                 }],
             };

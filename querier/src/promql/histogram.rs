@@ -193,6 +193,7 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
             .map(|(labels, vals)| Series {
                 labels,
                 vals,
+                hists: Vec::new(),
                 drop_name: false,
             })
             .collect(),
@@ -238,6 +239,7 @@ pub async fn histogram_quantiles(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Res
             out.push(Series {
                 labels,
                 vals,
+                hists: Vec::new(),
                 drop_name: false,
             });
         }
@@ -265,6 +267,7 @@ pub async fn histogram_fraction(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
             .map(|(labels, vals)| Series {
                 labels,
                 vals,
+                hists: Vec::new(),
                 drop_name: false,
             })
             .collect(),
@@ -342,6 +345,11 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f6
         upper_rank = count;
     }
     (upper_rank - lower_rank) / count
+}
+
+/// An `le` label value as a bound (`None` if it is not a number).
+pub fn parse_le_value(s: &str) -> Option<f64> {
+    parse_le(s).ok()
 }
 
 fn parse_le(s: &str) -> std::result::Result<f64, ()> {

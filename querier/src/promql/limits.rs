@@ -200,6 +200,7 @@ mod tests {
         let v = Value::Vector(vec![Series {
             labels: l.clone(),
             vals: vec![None; 3],
+            hists: Vec::new(),
             drop_name: false,
         }]);
         assert_eq!(value_bytes(&v), labels_bytes(&l) + 48);

@@ -1,25 +1,75 @@
 //! Values flowing through step-vectorised evaluation.
 
+use std::sync::Arc;
+
+use muninn_storage::histogram::FloatHistogram;
 use muninn_storage::is_stale_nan;
 use muninn_storage::labels::{Label, Labels, METRIC_NAME};
 
 use crate::store::Samples;
 
+/// A native histogram sample's value, shared between steps that see the same sample.
+pub type Hist = Arc<FloatHistogram>;
+
 /// One instant-vector series: a value (or none) per evaluation step.
+///
+/// A step holds a float in `vals` or a native histogram in `hists`, never both. `hists` is
+/// empty for a series without histograms (most of them), else as long as `vals`.
 #[derive(Clone, Debug)]
 pub struct Series {
     pub labels: Labels,
     pub vals: Vec<Option<f64>>,
+    pub hists: Vec<Option<Hist>>,
     /// `__name__` is to be removed at the end of evaluation (delayed name removal, as
     /// Prometheus 3's engine does), so grouping and matching still see it meanwhile.
     pub drop_name: bool,
 }
 
-/// Samples of one series for range-vector arguments, decoded on use.
+impl Series {
+    /// A series of floats only.
+    pub fn floats(labels: Labels, vals: Vec<Option<f64>>, drop_name: bool) -> Series {
+        Series {
+            labels,
+            vals,
+            hists: Vec::new(),
+            drop_name,
+        }
+    }
+
+    /// The histogram at step `i`, if that step holds one.
+    #[inline]
+    pub fn hist(&self, i: usize) -> Option<&Hist> {
+        self.hists.get(i).and_then(Option::as_ref)
+    }
+
+    /// Whether step `i` holds a float or a histogram.
+    #[inline]
+    pub fn has(&self, i: usize) -> bool {
+        self.vals.get(i).is_some_and(Option::is_some) || self.hist(i).is_some()
+    }
+
+    /// Whether any step holds a value.
+    pub fn any(&self) -> bool {
+        self.vals.iter().any(Option::is_some) || self.hists.iter().any(Option::is_some)
+    }
+
+    /// Sets step `i` to a histogram (clearing its float).
+    pub fn set_hist(&mut self, i: usize, h: Hist) {
+        if self.hists.is_empty() {
+            self.hists = vec![None; self.vals.len()];
+        }
+        self.vals[i] = None;
+        self.hists[i] = Some(h);
+    }
+}
+
+/// Samples of one series for range-vector arguments, decoded on use. Native histogram
+/// samples are kept apart, in time order, in `hists`.
 #[derive(Clone, Debug)]
 pub struct RangeSeries {
     pub labels: Labels,
     pub samples: Samples,
+    pub hists: Vec<(i64, Hist)>,
     pub drop_name: bool,
 }
 
@@ -30,6 +80,12 @@ impl RangeSeries {
         out.retain(|(_, v)| !is_stale_nan(*v));
         Ok(())
     }
+}
+
+/// Whether a histogram sample is a staleness marker (its sum is the stale NaN).
+#[inline]
+pub fn is_stale_hist(h: &FloatHistogram) -> bool {
+    is_stale_nan(h.sum)
 }
 
 /// A range vector over all steps: each step looks at `samples` in its window `(lo, hi]`.
@@ -49,6 +105,14 @@ impl Matrix {
         let a = samples.partition_point(|(t, _)| *t <= lo);
         let b = samples.partition_point(|(t, _)| *t <= hi);
         &samples[a..b.max(a)]
+    }
+
+    /// The histogram samples of a series in the window of `step`.
+    pub fn hwindow<'a>(&self, hists: &'a [(i64, Hist)], step: usize) -> &'a [(i64, Hist)] {
+        let (lo, hi) = self.windows[step];
+        let a = hists.partition_point(|(t, _)| *t <= lo);
+        let b = hists.partition_point(|(t, _)| *t <= hi);
+        &hists[a..b.max(a)]
     }
 }
 

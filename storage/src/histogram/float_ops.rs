@@ -523,8 +523,28 @@ impl FloatHistogram {
 
     /// Drops empty buckets (Prometheus's `Compact(0)`).
     pub fn compact(&mut self) -> &mut Self {
-        let p: Pairs = self.positive_pairs().filter(|(_, c)| *c != 0.0).collect();
-        let n: Pairs = self.negative_pairs().filter(|(_, c)| *c != 0.0).collect();
+        self.compact_with(0)
+    }
+
+    /// Drops empty buckets except runs of at most `max_empty` between populated ones, which
+    /// are kept as explicit zeros (Prometheus's `Compact(n)`).
+    pub fn compact_with(&mut self, max_empty: usize) -> &mut Self {
+        let squeeze = |p: Pairs| -> Pairs {
+            let full: Pairs = p.into_iter().filter(|(_, c)| *c != 0.0).collect();
+            let mut out: Pairs = Vec::with_capacity(full.len());
+            for (i, c) in full {
+                if let Some(&(last, _)) = out.last() {
+                    let gap = (i - last - 1) as usize;
+                    if gap > 0 && gap <= max_empty {
+                        out.extend((last + 1..i).map(|k| (k, 0.0)));
+                    }
+                }
+                out.push((i, c));
+            }
+            out
+        };
+        let p = squeeze(self.positive_pairs().collect());
+        let n = squeeze(self.negative_pairs().collect());
         (self.positive_spans, self.positive_buckets) = from_pairs(p);
         (self.negative_spans, self.negative_buckets) = from_pairs(n);
         self
