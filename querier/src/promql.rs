@@ -7,11 +7,13 @@
 //! engine with its test settings), when duplicate label sets become an error.
 
 pub mod aggregate;
+pub mod annotations;
 pub mod binary;
 pub mod eval;
 pub mod functions;
 pub mod histogram;
 pub mod limits;
+pub mod native;
 pub mod parse;
 pub mod value;
 

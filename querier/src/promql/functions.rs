@@ -3,14 +3,17 @@
 
 use std::collections::HashMap;
 
+use muninn_storage::histogram::FloatHistogram;
 use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
 use super::aggregate::{quantile, variance};
+use super::annotations as anno;
 use super::eval::{Ctx, Evaluator, duration_ms, matcher_sets};
 use super::limits::{LABEL_OVERHEAD, SLOT_BYTES};
-use super::value::{Matrix, Series, Value, kahan_inc, set_label};
+use super::native;
+use super::value::{Hist, Matrix, Series, Value, kahan_inc, set_label};
 use crate::{Error, Result};
 
 fn unwrap_parens(e: &Expr) -> &Expr {
@@ -294,7 +297,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         for s in &m.series {
             s.decode_into(&mut sbuf)?;
             for (i, p) in present.iter_mut().enumerate() {
-                *p |= !m.window(&sbuf, i).is_empty();
+                *p |= !m.window(&sbuf, i).is_empty() || !m.hwindow(&s.hists, i).is_empty();
             }
         }
         let vals: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
@@ -316,10 +319,36 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         s.decode_into(&mut sbuf)?;
         ev.count_samples(sbuf.len())?;
         ev.charge_series(&s.labels, n)?;
+        ev.count_samples(s.hists.len())?;
+        let metric = s.labels.get(METRIC_NAME).unwrap_or("");
         let mut vals = Vec::with_capacity(n);
+        let mut hists: Vec<Option<Hist>> = Vec::new();
         for i in 0..n {
             let w = m.window(&sbuf, i);
             let (lo, hi) = m.windows[i];
+            let hw = m.hwindow(&s.hists, i);
+            if !hw.is_empty() {
+                let step = hist_step(ev, name, w, hw, (lo, hi, m.range_ms), metric);
+                match step {
+                    HStep::None => {
+                        vals.push(None);
+                        continue;
+                    }
+                    HStep::Float(v) => {
+                        vals.push(Some(v));
+                        continue;
+                    }
+                    HStep::Hist(h) => {
+                        if hists.is_empty() {
+                            hists = vec![None; n];
+                        }
+                        hists[i] = Some(Hist::new(h));
+                        vals.push(None);
+                        continue;
+                    }
+                    HStep::Floats => {}
+                }
+            }
             let v = if w.is_empty() {
                 None
             } else {
@@ -438,11 +467,11 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
             };
             vals.push(v);
         }
-        if vals.iter().any(Option::is_some) {
+        if vals.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
             out.push(Series {
                 labels: s.labels.clone(),
                 vals,
-                hists: Vec::new(),
+                hists,
                 drop_name: s.drop_name || !keeps_name,
             });
         }
@@ -459,7 +488,8 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
     }
     if matches!(name, "rate" | "increase") {
         for s in &out {
-            if let Some(n) = s.labels.get(METRIC_NAME)
+            if s.vals.iter().any(Option::is_some)
+                && let Some(n) = s.labels.get(METRIC_NAME)
                 && !(n.ends_with("_total")
                     || n.ends_with("_sum")
                     || n.ends_with("_count")
@@ -470,6 +500,177 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// What a range function makes of a window holding histograms.
+enum HStep {
+    /// No value at this step.
+    None,
+    Float(f64),
+    Hist(FloatHistogram),
+    /// Computed over the window's floats alone (histograms ignored, annotated).
+    Floats,
+}
+
+/// A range function's step over a window with histograms (`hw` non-empty) and maybe floats.
+fn hist_step(
+    ev: &Evaluator<'_>,
+    name: &str,
+    w: &[(i64, f64)],
+    hw: &[(i64, Hist)],
+    (lo, hi, range_ms): (i64, i64, i64),
+    metric: &str,
+) -> HStep {
+    let mixed = |ev: &Evaluator<'_>| {
+        ev.warn(anno::mixed_floats_histograms(metric));
+        HStep::None
+    };
+    let opt = |h: Option<FloatHistogram>| h.map_or(HStep::None, HStep::Hist);
+    match name {
+        "rate" | "increase" | "delta" => {
+            if !w.is_empty() {
+                return mixed(ev);
+            }
+            let counter = name != "delta";
+            opt(native::extrapolated_rate(
+                ev,
+                hw,
+                lo,
+                hi,
+                range_ms,
+                counter,
+                name == "rate",
+                metric,
+            ))
+        }
+        "irate" | "idelta" => {
+            // The two latest samples of either kind.
+            let mut last: Vec<(i64, Option<f64>, Option<&Hist>)> = Vec::with_capacity(4);
+            last.extend(w.iter().rev().take(2).map(|(t, v)| (*t, Some(*v), None)));
+            last.extend(hw.iter().rev().take(2).map(|(t, h)| (*t, None, Some(h))));
+            if last.len() < 2 {
+                return HStep::None;
+            }
+            last.sort_by_key(|x| x.0);
+            let (a, b) = (last[last.len() - 2], last[last.len() - 1]);
+            match (a.2, b.2) {
+                (Some(ha), Some(hb)) => opt(native::instant_value(
+                    ev,
+                    (a.0, ha),
+                    (b.0, hb),
+                    name == "irate",
+                    metric,
+                )),
+                (None, None) => HStep::Floats,
+                _ => {
+                    if b.0 == a.0 {
+                        return HStep::None;
+                    }
+                    mixed(ev)
+                }
+            }
+        }
+        "deriv" | "predict_linear" | "double_exponential_smoothing" | "holt_winters" => {
+            if !w.is_empty() {
+                ev.info(anno::ignored_in_mixed_range(metric));
+            }
+            if w.len() < 2 {
+                HStep::None
+            } else {
+                HStep::Floats
+            }
+        }
+        "min_over_time"
+        | "max_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "quantile_over_time"
+        | "mad_over_time" => {
+            if w.is_empty() {
+                return HStep::None;
+            }
+            ev.info(anno::ignored_in_mixed_range(metric));
+            HStep::Floats
+        }
+        "sum_over_time" | "avg_over_time" => {
+            if !w.is_empty() {
+                return mixed(ev);
+            }
+            let mut hints = native::ResetHints::default();
+            let r = if name == "sum_over_time" {
+                native::sum_over_time(hw, &mut hints)
+            } else {
+                native::avg_over_time(hw, &mut hints)
+            };
+            hints.report(ev);
+            match r {
+                Ok(h) => HStep::Hist(h),
+                Err(_) => {
+                    ev.warn(anno::mixed_exponential_custom(metric));
+                    HStep::None
+                }
+            }
+        }
+        "count_over_time" => HStep::Float((w.len() + hw.len()) as f64),
+        "present_over_time" => HStep::Float(1.0),
+        "last_over_time" => {
+            let (ht, h) = &hw[hw.len() - 1];
+            match w.last() {
+                Some((ft, f)) if ft > ht => HStep::Float(*f),
+                _ => HStep::Hist((**h).clone()),
+            }
+        }
+        "first_over_time" => {
+            let (ht, h) = &hw[0];
+            match w.first() {
+                Some((ft, f)) if ft < ht => HStep::Float(*f),
+                _ => HStep::Hist((**h).clone()),
+            }
+        }
+        "ts_of_last_over_time" => {
+            let t = w.last().map_or(i64::MIN, |x| x.0).max(hw[hw.len() - 1].0);
+            HStep::Float(t as f64 / 1000.0)
+        }
+        "ts_of_first_over_time" => {
+            let t = w.first().map_or(i64::MAX, |x| x.0).min(hw[0].0);
+            HStep::Float(t as f64 / 1000.0)
+        }
+        "resets" | "changes" => {
+            // Both kinds merged in time order.
+            let mut seq: Vec<(i64, Option<f64>, Option<&Hist>)> = w
+                .iter()
+                .map(|(t, v)| (*t, Some(*v), None))
+                .chain(hw.iter().map(|(t, h)| (*t, None, Some(h))))
+                .collect();
+            seq.sort_by_key(|x| x.0);
+            let mut n = 0usize;
+            for p in seq.windows(2) {
+                let (a, b) = (p[0], p[1]);
+                let hit = match (a.2, b.2, a.1, b.1) {
+                    (None, None, Some(x), Some(y)) => {
+                        if name == "resets" {
+                            y < x
+                        } else {
+                            !(x == y || (x.is_nan() && y.is_nan()))
+                        }
+                    }
+                    (Some(x), Some(y), _, _) => {
+                        if name == "resets" {
+                            y.detect_reset(x)
+                        } else {
+                            !y.equals(x)
+                        }
+                    }
+                    _ => true,
+                };
+                n += usize::from(hit);
+            }
+            HStep::Float(n as f64)
+        }
+        _ => HStep::Floats,
+    }
 }
 
 const RANGE_FUNCTIONS: &[&str] = &[

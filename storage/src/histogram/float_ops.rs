@@ -488,6 +488,29 @@ impl FloatHistogram {
         Ok(info)
     }
 
+    /// Data equality (Prometheus's `Equals`): same schema, zero bucket and bucket layout,
+    /// counts and sum compared bit for bit.
+    pub fn equals(&self, o: &FloatHistogram) -> bool {
+        let bits = |a: f64, b: f64| a.to_bits() == b.to_bits();
+        let same = |a: Vec<(i32, f64)>, b: Vec<(i32, f64)>| {
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && bits(x.1, y.1))
+        };
+        self.schema == o.schema
+            && bits(self.count, o.count)
+            && bits(self.sum, o.sum)
+            && (!self.uses_custom_buckets() || self.custom_values == o.custom_values)
+            && self.zero_threshold == o.zero_threshold
+            && bits(self.zero_count, o.zero_count)
+            && same(
+                self.negative_pairs().collect(),
+                o.negative_pairs().collect(),
+            )
+            && same(
+                self.positive_pairs().collect(),
+                o.positive_pairs().collect(),
+            )
+    }
+
     /// Multiplies every count and the sum by `f` (a negative factor makes it a gauge).
     pub fn mul(&mut self, f: f64) -> &mut Self {
         self.zero_count *= f;
