@@ -775,11 +775,8 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                     let v = ev.eval_vector(other, ctx).await?;
                     v.into_iter()
                         .map(|s| Series {
-                            vals: s
-                                .vals
-                                .iter()
-                                .enumerate()
-                                .map(|(i, x)| x.map(|_| ctx.at(i) as f64 / 1000.0))
+                            vals: (0..n)
+                                .map(|i| s.has(i).then(|| ctx.at(i) as f64 / 1000.0))
                                 .collect(),
                             labels: s.labels,
                             hists: Vec::new(),
@@ -800,7 +797,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         "absent" => {
             let v = ev.eval_vector(arg(c, 0)?, ctx).await?;
             let vals: Vec<Option<f64>> = (0..n)
-                .map(|i| v.iter().all(|s| s.vals[i].is_none()).then_some(1.0))
+                .map(|i| v.iter().all(|s| !s.has(i)).then_some(1.0))
                 .collect();
             if vals.iter().any(Option::is_some) {
                 Ok(Value::Vector(vec![Series {
@@ -1017,6 +1014,11 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         }
         "sort" | "sort_desc" => {
             let mut v = ev.eval_vector(arg(c, 0)?, ctx).await?;
+            // Histogram samples are dropped, as Prometheus's sort does.
+            for s in &mut v {
+                s.hists.clear();
+            }
+            v.retain(Series::any);
             if ev.query_step > 0 {
                 ev.warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into());
             }
@@ -1059,6 +1061,26 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
                 if desc { ord.reverse() } else { ord }
             });
             Ok(Value::Vector(v))
+        }
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            let v = ev.eval_vector(arg(c, 0)?, ctx).await?;
+            let f = |h: &FloatHistogram| match name {
+                "histogram_count" => h.count,
+                "histogram_sum" => h.sum,
+                "histogram_avg" => h.sum / h.count,
+                "histogram_stddev" => native::variance(h).sqrt(),
+                _ => native::variance(h),
+            };
+            Ok(Value::Vector(
+                v.into_iter()
+                    .filter(|s| s.hists.iter().any(Option::is_some))
+                    .map(|s| {
+                        let vals = (0..n).map(|i| s.hist(i).map(|h| f(h))).collect();
+                        Series::floats(s.labels, vals, true)
+                    })
+                    .collect(),
+            ))
         }
         "histogram_quantile" => super::histogram::histogram_quantile(ev, c, ctx).await,
         "histogram_quantiles" => super::histogram::histogram_quantiles(ev, c, ctx).await,

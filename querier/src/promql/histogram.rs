@@ -1,13 +1,16 @@
-//! `histogram_quantile` over classic (`le`-bucketed) histograms, with Prometheus's bucket
-//! coalescing and monotonicity repair.
+//! `histogram_quantile`, `histogram_quantiles` and `histogram_fraction` over classic
+//! (`le`-bucketed) histograms, with Prometheus's bucket coalescing and monotonicity repair,
+//! and over native histograms (computed in [`super::native`]).
 
 use hashbrown::HashMap;
 
-use muninn_storage::labels::Labels;
+use muninn_storage::histogram::FloatHistogram;
+use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::Call;
 
+use super::annotations as anno;
 use super::eval::{Ctx, Evaluator};
-use super::value::{Series, Value, format_float};
+use super::value::{Series, Value, format_float, set_label};
 use crate::{Error, Result};
 
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
@@ -163,6 +166,74 @@ fn per_group(
     out
 }
 
+/// Splits an input vector into its classic part (float samples) and its native part
+/// (histogram samples). Where a native histogram has the labels of a classic histogram's
+/// buckets (less `le`) at the same step, both are dropped with a warning, as Prometheus does.
+fn split_native(ev: &Evaluator<'_>, v: Vec<Series>, n: usize) -> (Vec<Series>, Vec<Series>) {
+    let mut native: Vec<Series> = Vec::new();
+    let mut classic: Vec<Series> = Vec::with_capacity(v.len());
+    for mut s in v {
+        if s.hists.iter().any(Option::is_some) {
+            native.push(Series {
+                labels: s.labels.clone(),
+                vals: vec![None; n],
+                hists: std::mem::take(&mut s.hists),
+                drop_name: s.drop_name,
+            });
+        }
+        if s.vals.iter().any(Option::is_some) {
+            classic.push(s);
+        }
+    }
+    if native.is_empty() || classic.is_empty() {
+        return (classic, native);
+    }
+    let mut by_sig: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, c) in classic.iter().enumerate() {
+        let mut sig = c.labels.clone();
+        set_label(&mut sig, "le", "");
+        by_sig.entry(sig).or_default().push(i);
+    }
+    for h in &mut native {
+        let Some(members) = by_sig.get(&h.labels) else {
+            continue;
+        };
+        for step in 0..n {
+            if h.hist(step).is_none() || !members.iter().any(|&i| classic[i].vals[step].is_some()) {
+                continue;
+            }
+            ev.warn(anno::mixed_classic_native(
+                h.labels.get(METRIC_NAME).unwrap_or(""),
+            ));
+            h.hists[step] = None;
+            for &i in members {
+                classic[i].vals[step] = None;
+            }
+        }
+    }
+    (classic, native)
+}
+
+/// One float series per native input series: `f(step, histogram, metric name)` where the
+/// step holds a histogram.
+fn per_native(
+    native: &[Series],
+    n: usize,
+    mut f: impl FnMut(usize, &FloatHistogram, &str) -> f64,
+) -> Vec<Series> {
+    native
+        .iter()
+        .filter_map(|s| {
+            let metric = s.labels.get(METRIC_NAME).unwrap_or("");
+            let vals: Vec<Option<f64>> =
+                (0..n).map(|i| s.hist(i).map(|h| f(i, h, metric))).collect();
+            vals.iter()
+                .any(Option::is_some)
+                .then(|| Series::floats(s.labels.clone(), vals, true))
+        })
+        .collect()
+}
+
 const MONOTONIC_INFO: &str = "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)";
 
 pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
@@ -180,6 +251,10 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
     let q = ev.eval_scalar(q_expr, ctx).await?;
     let v = ev.eval_vector(v_expr, ctx).await?;
     q.iter().for_each(|q| warn_quantile(ev, *q));
+    let (v, native) = split_native(ev, v, n);
+    let native_out = per_native(&native, n, |i, h, m| {
+        super::native::quantile(ev, q[i], h, m)
+    });
     let groups = group_buckets(ev, &v);
     let out = per_group(&v, groups, n, |step, b| {
         let (res, forced) = bucket_quantile(q[step], b);
@@ -189,13 +264,12 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
         Some(res)
     });
     Ok(Value::Vector(
-        out.into_iter()
-            .map(|(labels, vals)| Series {
-                labels,
-                vals,
-                hists: Vec::new(),
-                drop_name: false,
-            })
+        native_out
+            .into_iter()
+            .chain(
+                out.into_iter()
+                    .map(|(labels, vals)| Series::floats(labels, vals, false)),
+            )
             .collect(),
     ))
 }
@@ -224,8 +298,15 @@ pub async fn histogram_quantiles(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Res
         qs.push(ev.eval_scalar(a, ctx).await?);
     }
     let mut out = Vec::new();
+    let (v, native) = split_native(ev, v, n);
     for q in &qs {
         q.iter().for_each(|q| warn_quantile(ev, *q));
+        for mut s in per_native(&native, n, |i, h, m| {
+            super::native::quantile(ev, q[i], h, m)
+        }) {
+            super::value::set_label(&mut s.labels, &label, &format!("{:?}", q[0]));
+            out.push(s);
+        }
         let groups = group_buckets(ev, &v);
         let res = per_group(&v, groups, n, |step, b| {
             let (r, forced) = bucket_quantile(q[step], b);
@@ -258,18 +339,21 @@ pub async fn histogram_fraction(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
     let lower = ev.eval_scalar(get(0)?, ctx).await?;
     let upper = ev.eval_scalar(get(1)?, ctx).await?;
     let v = ev.eval_vector(get(2)?, ctx).await?;
+    let (v, native) = split_native(ev, v, n);
+    let native_out = per_native(&native, n, |i, h, m| {
+        super::native::fraction(ev, lower[i], upper[i], h, m)
+    });
     let groups = group_buckets(ev, &v);
     let out = per_group(&v, groups, n, |step, b| {
         Some(bucket_fraction(lower[step], upper[step], b))
     });
     Ok(Value::Vector(
-        out.into_iter()
-            .map(|(labels, vals)| Series {
-                labels,
-                vals,
-                hists: Vec::new(),
-                drop_name: false,
-            })
+        native_out
+            .into_iter()
+            .chain(
+                out.into_iter()
+                    .map(|(labels, vals)| Series::floats(labels, vals, false)),
+            )
             .collect(),
     ))
 }

@@ -325,3 +325,214 @@ pub fn avg_over_time(
         }
     }
 }
+
+/// `histogram_quantile` of one native histogram (Prometheus's `HistogramQuantile`):
+/// exponential interpolation inside exponential buckets, linear in the zero bucket and in
+/// custom buckets.
+pub fn quantile(ev: &Evaluator<'_>, q: f64, h: &FloatHistogram, metric: &str) -> f64 {
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    if h.count == 0.0 || q.is_nan() {
+        return f64::NAN;
+    }
+    let forward = h.sum.is_nan() || q < 0.5;
+    let buckets = if forward {
+        h.all_buckets()
+    } else {
+        h.all_buckets_reverse()
+    };
+    let mut rank = if forward {
+        q * h.count
+    } else {
+        (1.0 - q) * h.count
+    };
+    let mut count = 0.0;
+    let mut bucket = muninn_storage::histogram::Bucket {
+        lower: 0.0,
+        upper: 0.0,
+        lower_inclusive: false,
+        upper_inclusive: false,
+        count: 0.0,
+        index: 0,
+    };
+    let mut at = buckets.len();
+    for (k, b) in buckets.iter().enumerate() {
+        if b.count == 0.0 {
+            continue;
+        }
+        bucket = *b;
+        count += b.count;
+        if count >= rank {
+            at = k;
+            break;
+        }
+    }
+    if !h.uses_custom_buckets() && bucket.lower < 0.0 && bucket.upper > 0.0 {
+        if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
+            bucket.lower = 0.0;
+        } else if h.positive_buckets.is_empty() && !h.negative_buckets.is_empty() {
+            bucket.upper = 0.0;
+        }
+    } else if h.uses_custom_buckets() {
+        if bucket.lower == f64::NEG_INFINITY {
+            if bucket.upper <= 0.0 {
+                return bucket.upper;
+            }
+            bucket.lower = 0.0;
+        } else if bucket.upper == f64::INFINITY {
+            return bucket.lower;
+        }
+    }
+    if count > h.count {
+        count = h.count;
+    }
+    if count < rank {
+        if h.sum.is_nan() {
+            ev.info(anno::quantile_nan_result(metric));
+            return f64::NAN;
+        }
+        return bucket.upper;
+    }
+    if forward {
+        rank -= count - bucket.count;
+    } else {
+        rank = count - rank;
+    }
+    if h.sum.is_nan() {
+        for b in buckets.iter().skip(at + 1) {
+            count += b.count;
+        }
+        if count < h.count {
+            ev.info(anno::quantile_nan_skew(metric));
+        }
+    }
+    let fraction = rank / bucket.count;
+    if h.uses_custom_buckets() || (bucket.lower <= 0.0 && bucket.upper >= 0.0) {
+        return bucket.lower + (bucket.upper - bucket.lower) * fraction;
+    }
+    let log_lower = bucket.lower.abs().log2();
+    let log_upper = bucket.upper.abs().log2();
+    if bucket.lower > 0.0 {
+        return (log_lower + (log_upper - log_lower) * fraction).exp2();
+    }
+    -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2()
+}
+
+/// `histogram_fraction(lower, upper)` of one native histogram (Prometheus's
+/// `HistogramFraction`).
+pub fn fraction(
+    ev: &Evaluator<'_>,
+    lower: f64,
+    upper: f64,
+    h: &FloatHistogram,
+    metric: &str,
+) -> f64 {
+    if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let buckets = h.all_buckets();
+    let (mut count, mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    let mut stop = buckets.len();
+    for (k, b0) in buckets.iter().enumerate() {
+        let mut b = *b0;
+        count += b.count;
+        let mut zero_bucket = false;
+        if b.lower <= 0.0 && b.upper >= 0.0 {
+            zero_bucket = true;
+            if h.negative_buckets.is_empty() && !h.positive_buckets.is_empty() {
+                b.lower = 0.0;
+            } else if h.positive_buckets.is_empty() && !h.negative_buckets.is_empty() {
+                b.upper = 0.0;
+            }
+        }
+        let linear = |v: f64| {
+            if b.lower == f64::NEG_INFINITY {
+                b.count
+            } else {
+                rank + b.count * b.fraction_below(v, true)
+            }
+        };
+        let exponential = |v: f64| rank + b.count * b.fraction_below(v, false);
+        if !lower_set && b.lower >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && b.lower >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            stop = k;
+            break;
+        }
+        if !lower_set && b.lower < lower && b.upper > lower {
+            lower_rank = if h.uses_custom_buckets() || zero_bucket {
+                linear(lower)
+            } else {
+                exponential(lower)
+            };
+            lower_set = true;
+        }
+        if !upper_set && b.lower < upper && b.upper > upper {
+            upper_rank = if h.uses_custom_buckets() || zero_bucket {
+                linear(upper)
+            } else {
+                exponential(upper)
+            };
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            stop = k;
+            break;
+        }
+        rank += b.count;
+    }
+    if h.sum.is_nan() {
+        for b in buckets.iter().skip(stop + 1) {
+            count += b.count;
+        }
+        if count < h.count {
+            ev.info(anno::fraction_nans(metric));
+        }
+    } else {
+        count = h.count;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / h.count
+}
+
+/// The variance of the observations, each bucket's count placed at its (geometric, for
+/// exponential buckets; arithmetic, for custom) midpoint.
+pub fn variance(h: &FloatHistogram) -> f64 {
+    let mean = h.sum / h.count;
+    let (mut var, mut c) = (0.0, 0.0);
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        let val = if h.uses_custom_buckets() {
+            (b.upper + b.lower) / 2.0
+        } else if b.lower <= 0.0 && b.upper >= 0.0 {
+            0.0
+        } else {
+            let v = (b.upper * b.lower).sqrt();
+            if b.upper < 0.0 { -v } else { v }
+        };
+        let delta = val - mean;
+        (var, c) = super::value::kahan_inc(b.count * delta * delta, var, c);
+    }
+    (var + c) / h.count
+}
