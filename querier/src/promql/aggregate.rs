@@ -3,13 +3,16 @@
 
 use hashbrown::HashMap;
 
+use muninn_storage::histogram::FloatHistogram;
 use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
+use super::annotations as anno;
 use super::eval::{Ctx, Evaluator};
 use super::limits::{labels_bytes, series_bytes};
-use super::value::{Series, Value, format_float, kahan_inc, set_label};
+use super::native;
+use super::value::{Hist, Series, Value, format_float, kahan_inc, set_label};
 use crate::{Error, Result};
 
 fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
@@ -188,9 +191,13 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
             for step in 0..n {
                 let mut counts: HashMap<Labels, f64> = HashMap::new();
                 for s in &input {
-                    let Some(v) = s.vals[step] else { continue };
+                    let text = match (s.vals[step], s.hist(step)) {
+                        (Some(v), _) => format_float(v),
+                        (None, Some(h)) => go_histogram_string(h),
+                        _ => continue,
+                    };
                     let mut key = group_key(&s.labels, modifier);
-                    set_label(&mut key, &label, &format_float(v));
+                    set_label(&mut key, &label, &text);
                     *counts.entry(key).or_default() += 1.0;
                 }
                 for (key, c) in counts {
@@ -247,14 +254,57 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     }
     let mut out = Vec::with_capacity(groups.len());
     let mut buf: Vec<f64> = Vec::new();
+    let mut hbuf: Vec<(usize, &FloatHistogram)> = Vec::new();
     for (key, members) in groups {
         ev.checkpoint().await?;
         let has_name = key.get(METRIC_NAME).is_some();
         let drop = has_name && members.iter().any(|&i| input[i].drop_name);
         let mut vals = vec![None; n];
+        let mut hists: Vec<Option<Hist>> = Vec::new();
         for (step, slot) in vals.iter_mut().enumerate() {
             buf.clear();
             buf.extend(members.iter().filter_map(|&i| input[i].vals[step]));
+            hbuf.clear();
+            hbuf.extend(
+                members
+                    .iter()
+                    .filter_map(|&i| input[i].hist(step).map(|h| (i, &**h))),
+            );
+            if !hbuf.is_empty() {
+                match op {
+                    token::T_SUM | token::T_AVG => {
+                        if !buf.is_empty() {
+                            ev.warn(anno::mixed_floats_histograms_agg());
+                            continue;
+                        }
+                        if let Some(h) = hist_aggregate(ev, op, &hbuf, &input) {
+                            if hists.is_empty() {
+                                hists = vec![None; n];
+                            }
+                            hists[step] = Some(Hist::new(h));
+                        }
+                        continue;
+                    }
+                    token::T_COUNT => {
+                        *slot = Some((buf.len() + hbuf.len()) as f64);
+                        continue;
+                    }
+                    token::T_GROUP => {
+                        *slot = Some(1.0);
+                        continue;
+                    }
+                    _ => {
+                        let what = match op {
+                            token::T_MIN => "min",
+                            token::T_MAX => "max",
+                            token::T_STDDEV => "stddev",
+                            token::T_STDVAR => "stdvar",
+                            _ => "quantile",
+                        };
+                        ev.info(anno::ignored_in_aggregation(what));
+                    }
+                }
+            }
             if buf.is_empty() {
                 continue;
             }
@@ -279,11 +329,11 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
                 }
             });
         }
-        if vals.iter().any(Option::is_some) {
+        if vals.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
             out.push(Series {
                 labels: key,
                 vals,
-                hists: Vec::new(),
+                hists,
                 drop_name: drop,
             });
         }
@@ -299,6 +349,35 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
         ));
     }
     Ok(Value::Vector(out))
+}
+
+/// `sum` or `avg` of one group's histograms at one step, in input order, with Prometheus's
+/// annotations; `None` when exponential and custom buckets mix.
+fn hist_aggregate(
+    ev: &Evaluator<'_>,
+    op: TokenId,
+    hs: &[(usize, &FloatHistogram)],
+    input: &[Series],
+) -> Option<FloatHistogram> {
+    let list: Vec<&FloatHistogram> = hs.iter().map(|(_, h)| *h).collect();
+    let mut hints = native::ResetHints::default();
+    let r = if op == token::T_SUM {
+        native::sum_hists(&list, &mut hints)
+    } else {
+        native::avg_hists(&list, &mut hints)
+    };
+    match r {
+        Ok(mut h) => {
+            hints.report(ev);
+            h.compact();
+            Some(h)
+        }
+        Err(k) => {
+            let metric = input[hs[k].0].labels.get(METRIC_NAME).unwrap_or("");
+            ev.warn(anno::mixed_exponential_custom(metric));
+            None
+        }
+    }
 }
 
 /// `topk` (`desc`) or `bottomk` over `(index, value)` in input order, exactly as Prometheus's
@@ -512,4 +591,66 @@ fn select_k(
         out = order.into_iter().filter_map(|i| slots[i].take()).collect();
     }
     Ok(out)
+}
+
+/// Go's `%g` of a float (shortest digits; exponent form below 1e-4 or from 1e21).
+pub fn go_g(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let e = format!("{v:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..21).contains(&exp) {
+        format!("{v}")
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    }
+}
+
+/// Prometheus's `FloatHistogram.String()`: count, sum and the populated buckets.
+pub fn go_histogram_string(h: &FloatHistogram) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!("{{count:{}, sum:{}", go_g(h.count), go_g(h.sum));
+    let bucket = |s: &mut String, b: &muninn_storage::histogram::Bucket| {
+        let _ = write!(
+            s,
+            ", {}{},{}{}:{}",
+            if b.lower_inclusive { '[' } else { '(' },
+            go_g(b.lower),
+            go_g(b.upper),
+            if b.upper_inclusive { ']' } else { ')' },
+            go_g(b.count)
+        );
+    };
+    for b in h.negative_buckets_iter().iter().rev() {
+        if b.count != 0.0 {
+            bucket(&mut s, b);
+        }
+    }
+    if h.zero_count != 0.0 {
+        bucket(&mut s, &h.zero_bucket());
+    }
+    for b in h.positive_buckets_iter() {
+        if b.count != 0.0 {
+            bucket(&mut s, &b);
+        }
+    }
+    s.push('}');
+    s
 }

@@ -525,7 +525,7 @@ impl<'a> Evaluator<'a> {
                         .hists
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, h)| h.as_ref().map(|h| (inner.at(i), h.clone())))
+                        .filter_map(|(i, h)| h.as_ref().map(|h| (inner.at(i), unknown_hint(h))))
                         .collect();
                     out.push(RangeSeries {
                         hists,
@@ -660,5 +660,19 @@ impl<'a> Evaluator<'a> {
                 other.type_name()
             ))),
         }
+    }
+}
+
+/// A subquery's histogram with "reset"/"not reset" hints made "unknown": its samples may skip
+/// or repeat the underlying ones, so those hints cannot be trusted (as Prometheus does).
+fn unknown_hint(h: &Hist) -> Hist {
+    use muninn_storage::histogram::CounterResetHint as C;
+    match h.hint {
+        C::Reset | C::NotReset => {
+            let mut c = (**h).clone();
+            c.hint = C::Unknown;
+            Hist::new(c)
+        }
+        _ => h.clone(),
     }
 }

@@ -599,14 +599,17 @@ fn hist_step(
                 return mixed(ev);
             }
             let mut hints = native::ResetHints::default();
+            let hs: Vec<&FloatHistogram> = hw.iter().map(|(_, h)| &**h).collect();
             let r = if name == "sum_over_time" {
-                native::sum_over_time(hw, &mut hints)
+                native::sum_hists(&hs, &mut hints)
             } else {
-                native::avg_over_time(hw, &mut hints)
+                native::avg_hists(&hs, &mut hints)
             };
-            hints.report(ev);
             match r {
-                Ok(h) => HStep::Hist(h),
+                Ok(h) => {
+                    hints.report(ev);
+                    HStep::Hist(h)
+                }
                 Err(_) => {
                     ev.warn(anno::mixed_exponential_custom(metric));
                     HStep::None

@@ -242,45 +242,41 @@ impl ResetHints {
     }
 }
 
-/// `sum_over_time` of histograms (Kahan-compensated). `Err` when schemas cannot mix.
-pub fn sum_over_time(
-    points: &[(i64, Hist)],
-    hints: &mut ResetHints,
-) -> Result<FloatHistogram, HistogramError> {
-    let mut sum = (*points[0].1).clone();
+/// The Kahan-compensated sum of histograms, in order (`sum` and `sum_over_time`). `Err(i)`:
+/// the `i`-th cannot be added (exponential and custom buckets mixed).
+pub fn sum_hists(hs: &[&FloatHistogram], hints: &mut ResetHints) -> Result<FloatHistogram, usize> {
+    let mut sum = hs[0].clone();
     hints.see(&sum);
     let mut comp: Option<FloatHistogram> = None;
-    for (_, h) in &points[1..] {
+    for (k, h) in hs.iter().enumerate().skip(1) {
         hints.see(h);
         let c = comp.get_or_insert_with(|| sum.new_compensation());
-        let i = sum.kahan_add(h, c)?;
+        let i = sum.kahan_add(h, c).map_err(|_| k)?;
         hints.reconciled(i.nhcb_bounds_reconciled);
     }
     if let Some(c) = comp {
-        let i = sum.add(&c)?;
+        let i = sum.add(&c).map_err(|_| 0usize)?;
         hints.reconciled(i.nhcb_bounds_reconciled);
     }
     Ok(sum)
 }
 
-/// `avg_over_time` of histograms: a compensated sum, switching to an incremental mean once
-/// the sum overflows, as Prometheus does.
-pub fn avg_over_time(
-    points: &[(i64, Hist)],
-    hints: &mut ResetHints,
-) -> Result<FloatHistogram, HistogramError> {
-    let mut sum = (*points[0].1).clone();
+/// The mean of histograms, in order (`avg` and `avg_over_time`): a compensated sum,
+/// switching to an incremental mean once the sum overflows, as Prometheus does. `Err(i)` as
+/// for [`sum_hists`].
+pub fn avg_hists(hs: &[&FloatHistogram], hints: &mut ResetHints) -> Result<FloatHistogram, usize> {
+    let mut sum = hs[0].clone();
     hints.see(&sum);
     let mut mean: Option<FloatHistogram> = None;
     let mut kc: Option<FloatHistogram> = None;
     let mut count = 1.0;
-    for (i, (_, h)) in points[1..].iter().enumerate() {
+    for (k, h) in hs.iter().enumerate().skip(1) {
         hints.see(h);
-        count = (i + 2) as f64;
+        count = (k + 1) as f64;
         if mean.is_none() {
             let mut s2 = sum.clone();
             let mut c2 = kc.clone().unwrap_or_else(|| sum.new_compensation());
-            let info = s2.kahan_add(h, &mut c2)?;
+            let info = s2.kahan_add(h, &mut c2).map_err(|_| k)?;
             hints.reconciled(info.nhcb_bounds_reconciled);
             if !s2.has_overflow() {
                 sum = s2;
@@ -295,35 +291,31 @@ pub fn avg_over_time(
             }
         }
         let q = (count - 1.0) / count;
-        let m = mean.as_mut().expect("set above");
+        let Some(m) = mean.as_mut() else {
+            continue;
+        };
         if let Some(c) = kc.as_mut() {
             c.mul(q);
         }
-        let mut to_add = (**h).clone();
+        let mut to_add = (*h).clone();
         to_add.div(count);
         m.mul(q);
         let c = kc.get_or_insert_with(|| m.new_compensation());
-        let info = m.kahan_add(&to_add, c)?;
+        let info = m.kahan_add(&to_add, c).map_err(|_| k)?;
         hints.reconciled(info.nhcb_bounds_reconciled);
     }
     if let Some(mut m) = mean {
         if let Some(c) = kc {
-            m.add(&c)?;
+            m.add(&c).map_err(|_| 0usize)?;
         }
         return Ok(m);
     }
-    match kc {
-        Some(mut c) => {
-            sum.div(count);
-            c.div(count);
-            sum.add(&c)?;
-            Ok(sum)
-        }
-        None => {
-            sum.div(count);
-            Ok(sum)
-        }
+    sum.div(count);
+    if let Some(mut c) = kc {
+        c.div(count);
+        sum.add(&c).map_err(|_| 0usize)?;
     }
+    Ok(sum)
 }
 
 /// `histogram_quantile` of one native histogram (Prometheus's `HistogramQuantile`):
