@@ -226,7 +226,7 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
             let input = ev.eval_vector(&a.expr, ctx).await?;
             // The per-series, per-step selection flags.
             ev.charge(input.len().saturating_mul(n.saturating_add(24)))?;
-            return select_k(op, &param, input, modifier, n).map(Value::Vector);
+            return select_k(ev, op, &param, input, modifier, n).map(Value::Vector);
         }
         _ => {}
     }
@@ -476,6 +476,7 @@ pub(crate) fn go_heap_select(
 /// `topk`/`bottomk`/`limitk`/`limit_ratio`: the input series, each kept at the steps where it
 /// is selected in its group.
 fn select_k(
+    ev: &Evaluator<'_>,
     op: TokenId,
     param: &[f64],
     input: Vec<Series>,
@@ -497,6 +498,7 @@ fn select_k(
         group_of.push(g);
     }
     let desc = op == token::T_TOPK;
+    let mut ignored_hist = false;
     let mut keep = vec![vec![false; n]; input.len()];
     // Instant queries: each kept series' place in its group's answer.
     let mut rank_of = vec![usize::MAX; input.len()];
@@ -509,7 +511,7 @@ fn select_k(
             }
             let r = p.clamp(-1.0, 1.0);
             for (i, s) in input.iter().enumerate() {
-                if s.vals[step].is_none() {
+                if !s.has(step) {
                     continue;
                 }
                 let offset = labels_hash(&s.labels) as f64 / u64::MAX as f64;
@@ -534,12 +536,19 @@ fn select_k(
         }
         for members in &groups {
             present.clear();
-            present.extend(
-                members
-                    .iter()
-                    .copied()
-                    .filter(|&i| input[i].vals[step].is_some()),
-            );
+            if op == token::T_LIMITK {
+                present.extend(members.iter().copied().filter(|&i| input[i].has(step)));
+            } else {
+                present.extend(
+                    members
+                        .iter()
+                        .copied()
+                        .filter(|&i| input[i].vals[step].is_some()),
+                );
+                if members.iter().any(|&i| input[i].hist(step).is_some()) {
+                    ignored_hist = true;
+                }
+            }
             let k = (k as usize).min(present.len());
             if k == 0 {
                 continue;
@@ -563,6 +572,9 @@ fn select_k(
             }
         }
     }
+    if ignored_hist {
+        ev.info(anno::ignored_in_aggregation(if desc { "topk" } else { "bottomk" }));
+    }
     let mut out = Vec::new();
     let mut out_group = Vec::new();
     let mut out_rank = Vec::new();
@@ -572,7 +584,12 @@ fn select_k(
                 *v = None;
             }
         }
-        if s.vals.iter().any(Option::is_some) {
+        for (step, h) in s.hists.iter_mut().enumerate() {
+            if !keep[i][step] {
+                *h = None;
+            }
+        }
+        if s.any() {
             out.push(s);
             out_group.push(group_of[i]);
             out_rank.push(rank_of[i]);
@@ -593,7 +610,7 @@ fn select_k(
     Ok(out)
 }
 
-/// Go's `%g` of a float (shortest digits; exponent form below 1e-4 or from 1e21).
+/// Go's `%g` of a float (shortest digits; exponent form below 1e-4 or from 1e6).
 pub fn go_g(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
@@ -615,7 +632,7 @@ pub fn go_g(v: f64) -> String {
     let e = format!("{v:e}");
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..21).contains(&exp) {
+    if (-4..6).contains(&exp) {
         format!("{v}")
     } else {
         let sign = if exp < 0 { '-' } else { '+' };
