@@ -573,7 +573,11 @@ fn select_k(
         }
     }
     if ignored_hist {
-        ev.info(anno::ignored_in_aggregation(if desc { "topk" } else { "bottomk" }));
+        ev.info(anno::ignored_in_aggregation(if desc {
+            "topk"
+        } else {
+            "bottomk"
+        }));
     }
     let mut out = Vec::new();
     let mut out_group = Vec::new();

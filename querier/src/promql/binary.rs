@@ -3,13 +3,15 @@
 
 use hashbrown::HashMap;
 
+use muninn_storage::histogram::CounterResetHint;
 use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
+use super::annotations::{self as anno, HistOp};
 use super::eval::{Ctx, Evaluator};
 use super::limits::{labels_bytes, series_bytes};
-use super::value::{Series, Value, set_label};
+use super::value::{Hist, Series, Value, set_label};
 use crate::{Error, Result};
 
 fn is_comparison(op: TokenId) -> bool {
@@ -40,6 +42,138 @@ pub fn apply(op: TokenId, a: f64, b: f64) -> (f64, bool) {
         token::T_GTE => (a, a >= b),
         token::T_LTE => (a, a <= b),
         _ => (f64::NAN, false),
+    }
+}
+
+/// One operand of an element-wise operation.
+#[derive(Clone, Copy)]
+enum El<'a> {
+    F(f64),
+    H(&'a Hist),
+}
+
+impl<'a> El<'a> {
+    fn of(s: &'a Series, step: usize) -> Option<El<'a>> {
+        match (s.vals[step], s.hist(step)) {
+            (Some(v), _) => Some(El::F(v)),
+            (None, Some(h)) => Some(El::H(h)),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            El::F(_) => "float",
+            El::H(_) => "histogram",
+        }
+    }
+}
+
+/// An element-wise result.
+enum Res {
+    F(f64),
+    H(Hist),
+}
+
+fn op_str(op: TokenId) -> &'static str {
+    match op {
+        token::T_ADD => "+",
+        token::T_SUB => "-",
+        token::T_MUL => "*",
+        token::T_DIV => "/",
+        token::T_MOD => "%",
+        token::T_POW => "^",
+        token::T_EQLC => "==",
+        token::T_NEQ => "!=",
+        token::T_GTR => ">",
+        token::T_LSS => "<",
+        token::T_GTE => ">=",
+        token::T_LTE => "<=",
+        token::T_ATAN2 => "atan2",
+        _ => "?",
+    }
+}
+
+/// Prometheus's `vectorElemBinop`: `(result, keep)`, or `None` when the pair cannot be
+/// combined (annotated, the sample dropped).
+fn elem(ev: &Evaluator<'_>, op: TokenId, l: El<'_>, r: El<'_>) -> Option<(Res, bool)> {
+    let incompatible = |ev: &Evaluator<'_>| {
+        ev.info(anno::incompatible_types(op_str(op), l.kind(), r.kind()));
+        None
+    };
+    let scaled = |h: &Hist, f: f64, div: bool| {
+        let mut c = (**h).clone();
+        if div {
+            c.div(f);
+        } else {
+            c.mul(f);
+        }
+        c.compact();
+        Some((Res::H(Hist::new(c)), true))
+    };
+    match (l, r) {
+        (El::F(a), El::F(b)) => {
+            let (v, keep) = apply(op, a, b);
+            Some((Res::F(v), keep))
+        }
+        (El::F(a), El::H(h)) => match op {
+            token::T_MUL => scaled(h, a, false),
+            _ => incompatible(ev),
+        },
+        (El::H(h), El::F(b)) => match op {
+            token::T_MUL => scaled(h, b, false),
+            token::T_DIV => scaled(h, b, true),
+            _ => incompatible(ev),
+        },
+        (El::H(a), El::H(b)) => match op {
+            token::T_ADD | token::T_SUB => {
+                let mut c = (**a).clone();
+                let r = if op == token::T_ADD {
+                    c.add(b)
+                } else {
+                    c.sub(b)
+                };
+                let hop = if op == token::T_ADD {
+                    HistOp::Add
+                } else {
+                    HistOp::Sub
+                };
+                match r {
+                    Err(_) => {
+                        ev.warn(format!(
+                            "PromQL warning: incompatible bucket layout encountered for binary operator {}",
+                            op_str(op)
+                        ));
+                        None
+                    }
+                    Ok(i) => {
+                        if i.nhcb_bounds_reconciled {
+                            ev.info(anno::mismatched_custom_buckets(hop));
+                        }
+                        if i.counter_reset_collision {
+                            ev.warn(anno::counter_reset_collision(hop));
+                            return None;
+                        }
+                        if op == token::T_SUB {
+                            c.hint = CounterResetHint::Gauge;
+                        }
+                        c.compact();
+                        Some((Res::H(Hist::new(c)), true))
+                    }
+                }
+            }
+            token::T_EQLC => Some((Res::H(a.clone()), a.equals(b))),
+            token::T_NEQ => Some((Res::H(a.clone()), !a.equals(b))),
+            _ => incompatible(ev),
+        },
+    }
+}
+
+/// Stores an element-wise result at `step` of `s`.
+fn put(s: &mut Series, step: usize, r: Res) {
+    match r {
+        Res::F(v) => s.vals[step] = Some(v),
+        Res::H(h) => s.set_hist(step, h),
     }
 }
 
@@ -88,10 +222,10 @@ pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value
                 .collect(),
         )),
         (Value::Vector(v), Value::Scalar(s)) => {
-            Ok(Value::Vector(vector_scalar(v, &s, op, rb, false)))
+            Ok(Value::Vector(vector_scalar(ev, v, &s, op, rb, false)))
         }
         (Value::Scalar(s), Value::Vector(v)) => {
-            Ok(Value::Vector(vector_scalar(v, &s, op, rb, true)))
+            Ok(Value::Vector(vector_scalar(ev, v, &s, op, rb, true)))
         }
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
@@ -130,37 +264,48 @@ pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value
     }
 }
 
-fn vector_scalar(v: Vec<Series>, s: &[f64], op: TokenId, rb: bool, swapped: bool) -> Vec<Series> {
+fn vector_scalar(
+    ev: &Evaluator<'_>,
+    v: Vec<Series>,
+    s: &[f64],
+    op: TokenId,
+    rb: bool,
+    swapped: bool,
+) -> Vec<Series> {
     let cmp = is_comparison(op);
     v.into_iter()
         .filter_map(|series| {
-            let vals: Vec<Option<f64>> = series
-                .vals
-                .iter()
-                .zip(s)
-                .map(|(x, &sv)| {
-                    let x = (*x)?;
-                    let (a, c) = if swapped { (sv, x) } else { (x, sv) };
-                    let (mut value, keep) = apply(op, a, c);
-                    if cmp && swapped {
-                        value = x;
-                    }
-                    if rb {
-                        Some(if keep { 1.0 } else { 0.0 })
-                    } else if !keep {
-                        None
-                    } else {
-                        Some(value)
-                    }
-                })
-                .collect();
-            let drop_name = series.drop_name || !cmp || rb;
-            vals.iter().any(Option::is_some).then_some(Series {
-                labels: series.labels,
-                vals,
-                hists: Vec::new(),
-                drop_name,
-            })
+            let n = series.vals.len();
+            let mut out = Series::floats(
+                series.labels.clone(),
+                vec![None; n],
+                series.drop_name || !cmp || rb,
+            );
+            for (step, &sv) in s.iter().enumerate().take(n) {
+                let Some(x) = El::of(&series, step) else {
+                    continue;
+                };
+                let (a, c) = if swapped {
+                    (El::F(sv), x)
+                } else {
+                    (x, El::F(sv))
+                };
+                let Some((mut value, keep)) = elem(ev, op, a, c) else {
+                    continue;
+                };
+                if cmp && swapped {
+                    value = match x {
+                        El::F(f) => Res::F(f),
+                        El::H(h) => Res::H(h.clone()),
+                    };
+                }
+                if rb {
+                    out.vals[step] = Some(if keep { 1.0 } else { 0.0 });
+                } else if keep {
+                    put(&mut out, step, value);
+                }
+            }
+            out.any().then_some(out)
         })
         .collect()
 }
@@ -179,8 +324,8 @@ fn set_op(
         let mut m: HashMap<Labels, Vec<bool>> = HashMap::new();
         for (s, sig) in series.iter().zip(sigs) {
             let e = m.entry(sig.clone()).or_insert_with(|| vec![false; n]);
-            for (i, v) in s.vals.iter().enumerate() {
-                e[i] |= v.is_some();
+            for (i, p) in e.iter_mut().enumerate() {
+                *p |= s.has(i);
             }
         }
         m
@@ -193,31 +338,34 @@ fn set_op(
                 .zip(lsig)
                 .filter_map(|(mut s, sig)| {
                     let p = rp.get(&sig);
-                    for (i, v) in s.vals.iter_mut().enumerate() {
+                    for i in 0..n {
                         let present = p.is_some_and(|p| p[i]);
                         if present != want {
-                            *v = None;
+                            s.vals[i] = None;
+                            if let Some(h) = s.hists.get_mut(i) {
+                                *h = None;
+                            }
                         }
                     }
-                    s.vals.iter().any(Option::is_some).then_some(s)
+                    s.any().then_some(s)
                 })
                 .collect()
         }
         _ => {
             let lp = presence(&l, &lsig);
-            let mut out: Vec<Series> = l
-                .into_iter()
-                .filter(|s| s.vals.iter().any(Option::is_some))
-                .collect();
+            let mut out: Vec<Series> = l.into_iter().filter(Series::any).collect();
             for (mut s, sig) in r.into_iter().zip(rsig) {
                 if let Some(p) = lp.get(&sig) {
-                    for (i, v) in s.vals.iter_mut().enumerate() {
-                        if p[i] {
-                            *v = None;
+                    for (i, present) in p.iter().enumerate() {
+                        if *present {
+                            s.vals[i] = None;
+                            if let Some(h) = s.hists.get_mut(i) {
+                                *h = None;
+                            }
                         }
                     }
                 }
-                if s.vals.iter().any(Option::is_some) {
+                if s.any() {
                     out.push(s);
                 }
             }
@@ -268,7 +416,7 @@ fn vector_vector(
     for step in 0..n {
         matched.clear();
         for (mi, ms) in many.iter().enumerate() {
-            let Some(mv) = ms.vals[step] else { continue };
+            let Some(mv) = El::of(ms, step) else { continue };
             let sig = &many_sig[mi];
             let Some(cands) = by_sig.get(sig) else {
                 continue;
@@ -276,7 +424,7 @@ fn vector_vector(
             let present: Vec<usize> = cands
                 .iter()
                 .copied()
-                .filter(|&i| one[i].vals[step].is_some())
+                .filter(|&i| one[i].has(step))
                 .collect();
             let oi = match present.as_slice() {
                 [] => continue,
@@ -304,12 +452,14 @@ fn vector_vector(
                 }
             }
             let os = &one[oi];
-            let ov = os.vals[step].unwrap_or(f64::NAN);
+            let Some(ov) = El::of(os, step) else { continue };
             let (a, b) = if swapped { (ov, mv) } else { (mv, ov) };
             // Comparisons yield the left operand's value, whichever side is "many".
-            let (value, keep) = apply(op, a, b);
+            let Some((value, keep)) = elem(ev, op, a, b) else {
+                continue;
+            };
             let value = if rb {
-                if keep { 1.0 } else { 0.0 }
+                Res::F(if keep { 1.0 } else { 0.0 })
             } else if !keep {
                 continue;
             } else {
@@ -350,14 +500,14 @@ fn vector_vector(
                     out.len() - 1
                 }
             };
-            if out[idx].vals[step].is_some() {
+            if out[idx].has(step) {
                 return Err(Error::Execution(if one_to_one {
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()
                 } else {
                     "multiple matches for labels: grouping labels must ensure unique matches".into()
                 }));
             }
-            out[idx].vals[step] = Some(value);
+            put(&mut out[idx], step, value);
         }
     }
     Ok(out)

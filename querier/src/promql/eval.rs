@@ -602,7 +602,17 @@ impl<'a> Evaluator<'a> {
                         .map(|s| Series {
                             labels: s.labels,
                             vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
-                            hists: Vec::new(),
+                            hists: s
+                                .hists
+                                .into_iter()
+                                .map(|h| {
+                                    h.map(|h| {
+                                        let mut c = (*h).clone();
+                                        c.mul(-1.0);
+                                        Hist::new(c)
+                                    })
+                                })
+                                .collect(),
                             drop_name: true,
                         })
                         .collect(),
