@@ -510,6 +510,13 @@ fn select_k(
                 return Err(Error::Execution("Ratio value is NaN".into()));
             }
             let r = p.clamp(-1.0, 1.0);
+            if r != p {
+                ev.warn(format!(
+                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                    go_g(p),
+                    go_g(r)
+                ));
+            }
             for (i, s) in input.iter().enumerate() {
                 if !s.has(step) {
                     continue;

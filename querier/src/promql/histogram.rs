@@ -114,7 +114,7 @@ fn group_buckets(ev: &Evaluator<'_>, v: &[Series]) -> Groups {
             s.labels
                 .0
                 .iter()
-                .filter(|l| l.name != "le" && l.name != "__name__")
+                .filter(|l| l.name != "le")
                 .cloned()
                 .collect(),
         );
@@ -268,7 +268,7 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
             .into_iter()
             .chain(
                 out.into_iter()
-                    .map(|(labels, vals)| Series::floats(labels, vals, false)),
+                    .map(|(labels, vals)| Series::floats(labels, vals, true)),
             )
             .collect(),
     ))
@@ -321,7 +321,7 @@ pub async fn histogram_quantiles(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Res
                 labels,
                 vals,
                 hists: Vec::new(),
-                drop_name: false,
+                drop_name: true,
             });
         }
     }
@@ -352,7 +352,7 @@ pub async fn histogram_fraction(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
             .into_iter()
             .chain(
                 out.into_iter()
-                    .map(|(labels, vals)| Series::floats(labels, vals, false)),
+                    .map(|(labels, vals)| Series::floats(labels, vals, true)),
             )
             .collect(),
     ))
