@@ -80,12 +80,14 @@ fn every_other_file_runs_and_reports() {
     assert!(names.iter().any(|n| n == "native_histograms"));
     for name in &names {
         let r = run(name);
-        // Reported, not required: native histograms are not stored yet, and these files test
-        // experimental features.
+        // Reported, not required: these files test experimental features.
         eprintln!(
             "{name}: {} passed, {} failed, {} skipped",
             r.passed, r.failed, r.skipped
         );
+        for f in &r.failures {
+            eprintln!("  {name}.test:{f}");
+        }
         assert!(
             r.passed + r.failed + r.skipped > 0,
             "{name}: no cases found"

@@ -2,7 +2,7 @@
 //! series from the [`SeriesSource`] per selector.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -84,7 +84,17 @@ pub struct Evaluator<'a> {
     bytes: AtomicUsize,
     /// The most `bytes` reached.
     peak_bytes: AtomicUsize,
+    /// Whether the selectors now evaluated only feed `histogram_count/sum/avg`
+    /// ([`BUCKETS_SKIPPED`]): their histograms are then read without buckets, with counter
+    /// resets detected on the fly, as Prometheus's `HistogramStatsIterator` does; or whether
+    /// an enclosing subquery or quantile/fraction needs the buckets ([`BUCKETS_NEEDED`]),
+    /// which no inner `histogram_count` overrides.
+    skip_buckets: AtomicU8,
 }
+
+/// [`Evaluator::enter_buckets`] states.
+pub const BUCKETS_SKIPPED: u8 = 1;
+pub const BUCKETS_NEEDED: u8 = 2;
 
 /// The error of a query whose steps or samples exceed `--querier.max-samples`.
 pub fn too_many_samples() -> Error {
@@ -173,7 +183,29 @@ impl<'a> Evaluator<'a> {
             max_bytes: 0,
             bytes: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
+            skip_buckets: AtomicU8::new(0),
         }
+    }
+
+    /// Enters a subtree that needs histogram buckets (`needed`) or only their count and sum;
+    /// returns the state to restore with [`Self::restore_buckets`] once it is evaluated.
+    pub fn enter_buckets(&self, needed: bool) -> u8 {
+        let prev = self.skip_buckets.load(Ordering::Relaxed);
+        let next = if needed || prev == BUCKETS_NEEDED {
+            BUCKETS_NEEDED
+        } else {
+            BUCKETS_SKIPPED
+        };
+        self.skip_buckets.store(next, Ordering::Relaxed);
+        prev
+    }
+
+    pub fn restore_buckets(&self, prev: u8) {
+        self.skip_buckets.store(prev, Ordering::Relaxed);
+    }
+
+    fn skipping_buckets(&self) -> bool {
+        self.skip_buckets.load(Ordering::Relaxed) == BUCKETS_SKIPPED
     }
 
     pub fn warn(&self, msg: String) {
@@ -353,13 +385,13 @@ impl<'a> Evaluator<'a> {
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
             return Ok(vec![]);
         };
-        let series = self
-            .select(
-                vs,
-                lo.saturating_sub(self.lookback_ms).saturating_add(1),
-                hi,
-            )
-            .await?;
+        let scan_from = lo.saturating_sub(self.lookback_ms);
+        let mut series = self.select(vs, scan_from, hi).await?;
+        if self.skipping_buckets() {
+            for s in &mut series {
+                s.histograms = super::native::stats_view(&s.histograms, scan_from);
+            }
+        }
         let mut out = Vec::with_capacity(series.len());
         let mut buf = Vec::new();
         for s in series {
@@ -451,7 +483,12 @@ impl<'a> Evaluator<'a> {
                 range_ms: range,
             });
         };
-        let series = self.select(vs, lo.saturating_add(1), hi).await?;
+        let mut series = self.select(vs, lo.saturating_add(1), hi).await?;
+        if self.skipping_buckets() {
+            for s in &mut series {
+                s.histograms = super::native::stats_view(&s.histograms, lo.saturating_add(1));
+            }
+        }
         let mut out = Vec::with_capacity(series.len());
         for s in series {
             // Kept as fetched (often still XOR chunks); decoded one series at a time by the
@@ -514,7 +551,11 @@ impl<'a> Evaluator<'a> {
         };
         // The budget is checked before the inner expression sizes anything by its steps.
         self.check_steps(step_count(inner.start, inner.end, inner.interval))?;
-        let v = self.eval(&sq.expr, &inner).await?;
+        // Counter-reset detection over a subquery's samples needs their buckets.
+        let prev = self.enter_buckets(true);
+        let v = self.eval(&sq.expr, &inner).await;
+        self.restore_buckets(prev);
+        let v = v?;
         let series = match v {
             Value::Vector(vs) => {
                 let mut out = Vec::with_capacity(vs.len());

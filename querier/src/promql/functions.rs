@@ -1067,7 +1067,16 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            let v = ev.eval_vector(arg(c, 0)?, ctx).await?;
+            // count, sum and avg need no buckets: selectors below read them without.
+            let stats = matches!(name, "histogram_count" | "histogram_sum" | "histogram_avg");
+            let v = if stats {
+                let prev = ev.enter_buckets(false);
+                let v = ev.eval_vector(arg(c, 0)?, ctx).await;
+                ev.restore_buckets(prev);
+                v?
+            } else {
+                ev.eval_vector(arg(c, 0)?, ctx).await?
+            };
             let f = |h: &FloatHistogram| match name {
                 "histogram_count" => h.count,
                 "histogram_sum" => h.sum,

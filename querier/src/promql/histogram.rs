@@ -249,7 +249,10 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
         .get(1)
         .ok_or_else(|| Error::BadData("histogram_quantile needs 2 arguments".into()))?;
     let q = ev.eval_scalar(q_expr, ctx).await?;
-    let v = ev.eval_vector(v_expr, ctx).await?;
+    let prev = ev.enter_buckets(true);
+    let v = ev.eval_vector(v_expr, ctx).await;
+    ev.restore_buckets(prev);
+    let v = v?;
     q.iter().for_each(|q| warn_quantile(ev, *q));
     let (v, native) = split_native(ev, v, n);
     let native_out = per_native(&native, n, |i, h, m| {
@@ -278,13 +281,13 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
 pub async fn histogram_quantiles(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
     let n = ctx.len();
     let args = &c.args.args;
-    let v = ev
-        .eval_vector(
-            args.first()
-                .ok_or_else(|| Error::BadData("histogram_quantiles needs arguments".into()))?,
-            ctx,
-        )
-        .await?;
+    let first = args
+        .first()
+        .ok_or_else(|| Error::BadData("histogram_quantiles needs arguments".into()))?;
+    let prev = ev.enter_buckets(true);
+    let v = ev.eval_vector(first, ctx).await;
+    ev.restore_buckets(prev);
+    let v = v?;
     let label = match args.get(1).map(|a| a.as_ref()) {
         Some(promql_parser::parser::Expr::StringLiteral(s)) => s.val.clone(),
         _ => {
@@ -338,7 +341,10 @@ pub async fn histogram_fraction(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
     };
     let lower = ev.eval_scalar(get(0)?, ctx).await?;
     let upper = ev.eval_scalar(get(1)?, ctx).await?;
-    let v = ev.eval_vector(get(2)?, ctx).await?;
+    let prev = ev.enter_buckets(true);
+    let v = ev.eval_vector(get(2)?, ctx).await;
+    ev.restore_buckets(prev);
+    let v = v?;
     let (v, native) = split_native(ev, v, n);
     let native_out = per_native(&native, n, |i, h, m| {
         super::native::fraction(ev, lower[i], upper[i], h, m)

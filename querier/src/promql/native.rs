@@ -528,3 +528,38 @@ pub fn variance(h: &FloatHistogram) -> f64 {
     }
     (var + c) / h.count
 }
+
+/// Histograms as Prometheus's `HistogramStatsIterator` yields them to `histogram_count`,
+/// `histogram_sum` and `histogram_avg`: count and sum only, and an "unknown" hint replaced by
+/// reset detection against the previous sample read in a scan starting at `scan_from`.
+pub fn stats_view(hs: &[(i64, Hist)], scan_from: i64) -> Vec<(i64, Hist)> {
+    let mut last: Option<FloatHistogram> = None;
+    hs.iter()
+        .map(|(t, h)| {
+            let mut hint = h.hint;
+            let stale = muninn_storage::is_stale_nan(h.sum);
+            if *t >= scan_from && !stale {
+                if hint == CounterResetHint::Unknown
+                    && let Some(prev) = &last
+                {
+                    hint = if h.detect_reset(prev) {
+                        CounterResetHint::Reset
+                    } else {
+                        CounterResetHint::NotReset
+                    };
+                }
+                let mut full = (**h).clone();
+                full.hint = hint;
+                last = Some(full);
+            }
+            let stripped = FloatHistogram {
+                hint,
+                schema: h.schema,
+                count: h.count,
+                sum: h.sum,
+                ..Default::default()
+            };
+            (*t, Hist::new(stripped))
+        })
+        .collect()
+}
