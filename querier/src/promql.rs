@@ -364,7 +364,7 @@ mod tests {
         // And a subquery inside the budgets is answered.
         let r = instant(&store, opts, "count_over_time(vector(1)[1h:1s])").await;
         match r.map(|r| r.value) {
-            Ok(QueryValue::Vector(v)) => assert_eq!(v[0].1, 3600.0),
+            Ok(QueryValue::Vector(v)) => assert_eq!(v[0].1, Point::F(3600.0)),
             other => panic!("{other:?}"),
         }
         // A range query's own steps count too.
@@ -412,7 +412,7 @@ mod tests {
         // The default budget answers it, correctly.
         let r = instant(&store, EngineOptions::default(), &q).await;
         match r.map(|r| r.value) {
-            Ok(QueryValue::Vector(v)) => assert_eq!(v[0].1, 1000.0),
+            Ok(QueryValue::Vector(v)) => assert_eq!(v[0].1, Point::F(1000.0)),
             other => panic!("{other:?}"),
         }
         // label_join grows labels the same way.

@@ -15,6 +15,7 @@ mod bounds;
 pub mod chunking;
 mod float_ops;
 mod iter;
+mod trim;
 mod validate;
 
 pub use bounds::{bound, exponential_bound, ldexp, target_idx};

@@ -21,6 +21,25 @@ fn is_comparison(op: TokenId) -> bool {
     )
 }
 
+/// Whether the operator yields a new kind of value, so the result loses its metric name
+/// (arithmetic; not comparisons and trims, which filter or reshape the same metric).
+fn changes_metric(op: TokenId) -> bool {
+    matches!(
+        op,
+        token::T_ADD
+            | token::T_SUB
+            | token::T_MUL
+            | token::T_DIV
+            | token::T_MOD
+            | token::T_POW
+            | token::T_ATAN2
+    )
+}
+
+fn is_trim(op: TokenId) -> bool {
+    matches!(op, token::T_TRIM_UPPER | token::T_TRIM_LOWER)
+}
+
 fn is_set(op: TokenId) -> bool {
     matches!(op, token::T_LAND | token::T_LOR | token::T_LUNLESS)
 }
@@ -90,6 +109,8 @@ fn op_str(op: TokenId) -> &'static str {
         token::T_GTE => ">=",
         token::T_LTE => "<=",
         token::T_ATAN2 => "atan2",
+        token::T_TRIM_UPPER => "</",
+        token::T_TRIM_LOWER => ">/",
         _ => "?",
     }
 }
@@ -112,6 +133,7 @@ fn elem(ev: &Evaluator<'_>, op: TokenId, l: El<'_>, r: El<'_>) -> Option<(Res, b
         Some((Res::H(Hist::new(c)), true))
     };
     match (l, r) {
+        (El::F(_), El::F(_)) if is_trim(op) => incompatible(ev),
         (El::F(a), El::F(b)) => {
             let (v, keep) = apply(op, a, b);
             Some((Res::F(v), keep))
@@ -123,6 +145,11 @@ fn elem(ev: &Evaluator<'_>, op: TokenId, l: El<'_>, r: El<'_>) -> Option<(Res, b
         (El::H(h), El::F(b)) => match op {
             token::T_MUL => scaled(h, b, false),
             token::T_DIV => scaled(h, b, true),
+            token::T_TRIM_UPPER | token::T_TRIM_LOWER => {
+                let mut c = (**h).clone();
+                c.trim_buckets(b, op == token::T_TRIM_UPPER);
+                Some((Res::H(Hist::new(c)), true))
+            }
             _ => incompatible(ev),
         },
         (El::H(a), El::H(b)) => match op {
@@ -203,9 +230,15 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
 }
 
 pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value> {
-    let lhs = ev.eval(&b.lhs, ctx).await?;
-    let rhs = ev.eval(&b.rhs, ctx).await?;
     let op = b.op.id();
+    // Trimming works on buckets: selectors below must keep them.
+    let prev = is_trim(op).then(|| ev.enter_buckets(true));
+    let operands =
+        async { Ok::<_, Error>((ev.eval(&b.lhs, ctx).await?, ev.eval(&b.rhs, ctx).await?)) }.await;
+    if let Some(p) = prev {
+        ev.restore_buckets(p);
+    }
+    let (lhs, rhs) = operands?;
     let rb = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     match (lhs, rhs) {
         (Value::Scalar(a), Value::Scalar(c)) => Ok(Value::Scalar(
@@ -279,7 +312,7 @@ fn vector_scalar(
             let mut out = Series::floats(
                 series.labels.clone(),
                 vec![None; n],
-                series.drop_name || !cmp || rb,
+                series.drop_name || changes_metric(op) || rb,
             );
             for (step, &sv) in s.iter().enumerate().take(n) {
                 let Some(x) = El::of(&series, step) else {
@@ -390,7 +423,6 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     n: usize,
 ) -> Result<Vec<Series>> {
-    let cmp = is_comparison(op);
     let (include, swapped) = match card {
         VectorMatchCardinality::ManyToOne(ls) => (Some(&ls.labels), false),
         VectorMatchCardinality::OneToMany(ls) => (Some(&ls.labels), true),
@@ -465,7 +497,7 @@ fn vector_vector(
             } else {
                 value
             };
-            let drop = ms.drop_name || !cmp || rb;
+            let drop = ms.drop_name || changes_metric(op) || rb;
             let mut labels = ms.labels.clone();
             if one_to_one {
                 match matching {

@@ -94,11 +94,11 @@ impl Temp {
     }
 }
 
-/// Native histograms built from the classic series of one load, per base series, in time
-/// order.
-pub fn convert(
-    series: &[(Labels, Vec<(i64, f64)>)],
-) -> Result<Vec<(Labels, Vec<(i64, FloatHistogram)>)>, String> {
+/// A series of native histograms, in time order.
+pub type HistSeries = (Labels, Vec<(i64, FloatHistogram)>);
+
+/// Native histograms built from the classic series of one load, per base series.
+pub fn convert(series: &[(Labels, Vec<(i64, f64)>)]) -> Result<Vec<HistSeries>, String> {
     let mut groups: BTreeMap<Labels, BTreeMap<i64, Temp>> = BTreeMap::new();
     for (labels, samples) in series {
         let Some(name) = labels.get(METRIC_NAME) else {
