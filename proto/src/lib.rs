@@ -4,12 +4,14 @@
 //!   own `types.proto`/`remote.proto`, used to build requests (clients, tests, benches).
 //! - [`write_view`]: the hot-path decoder, a borrowed view of a `WriteRequest` that points into
 //!   the decompressed body instead of allocating a string per label.
+//! - [`histogram_wire`]: remote write's native-histogram message, decoded on use.
 //! - [`ingester`]: the querier → ingester gRPC service (tonic).
 //! - [`duration`]: the one duration parser (flags, config files, query parameters).
 //! - [`time`]: calendar arithmetic (RFC 3339 rendering).
 //! - [`tenant`]: the validated [`tenant::TenantId`] newtype and how a request names its tenant.
 
 pub mod duration;
+pub mod histogram_wire;
 pub mod tenant;
 pub mod time;
 pub mod varint;

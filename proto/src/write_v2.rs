@@ -200,6 +200,7 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
         metadata: Vec::new(),
         exemplars: Vec::new(),
         exemplar_labels: Vec::new(),
+        histograms: Vec::new(),
     };
     let mut counts = V2Counts::default();
     let mut families: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
@@ -216,6 +217,7 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
             labels: view.labels.len() as u32..0,
             samples: view.samples.len() as u32..0,
             exemplar_range: view.exemplars.len() as u32..0,
+            histogram_range: view.histograms.len() as u32..0,
             ..Default::default()
         };
         let mut name: &[u8] = &[];
@@ -265,7 +267,7 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
                     counts.samples += 1;
                 }
                 (3, LEN) => {
-                    read_len(ts, &mut p)?;
+                    view.histograms.push(read_len(ts, &mut p)?);
                     s.histograms += 1;
                     counts.histograms += 1;
                 }
@@ -295,6 +297,7 @@ pub fn decode_view(buf: &[u8]) -> Result<(WriteRequestView<'_>, V2Counts), V2Err
         s.labels.end = view.labels.len() as u32;
         s.samples.end = view.samples.len() as u32;
         s.exemplar_range.end = view.exemplars.len() as u32;
+        s.histogram_range.end = view.histograms.len() as u32;
         view.series.push(s);
         if let Some((kind, help, unit)) = meta {
             let (help, unit) = (sym(help)?, sym(unit)?);

@@ -43,6 +43,8 @@ pub struct SeriesRef {
     /// This series' exemplars in [`WriteRequestView::exemplars`].
     pub exemplar_range: std::ops::Range<u32>,
     pub histograms: u32,
+    /// This series' histograms in [`WriteRequestView::histograms`].
+    pub histogram_range: std::ops::Range<u32>,
     /// Byte range of the encoded `TimeSeries` message in the decoded buffer, so a router can
     /// forward the series as it came.
     pub raw: std::ops::Range<u32>,
@@ -77,6 +79,8 @@ pub struct WriteRequestView<'a> {
     pub metadata: Vec<MetadataRef<'a>>,
     pub exemplars: Vec<ExemplarRef>,
     pub exemplar_labels: Vec<LabelRef<'a>>,
+    /// Encoded `Histogram` messages, decoded on use ([`crate::histogram_wire`]).
+    pub histograms: Vec<&'a [u8]>,
 }
 
 const VARINT: u8 = 0;
@@ -95,6 +99,7 @@ impl<'a> WriteRequestView<'a> {
             metadata: Vec::new(),
             exemplars: Vec::new(),
             exemplar_labels: Vec::new(),
+            histograms: Vec::new(),
         };
         let mut pos = 0;
         while pos < buf.len() {
@@ -140,6 +145,11 @@ impl<'a> WriteRequestView<'a> {
         &self.exemplar_labels[e.labels.start as usize..e.labels.end as usize]
     }
 
+    /// Encoded histograms of one series.
+    pub fn series_histograms(&self, s: &SeriesRef) -> &[&'a [u8]] {
+        &self.histograms[s.histogram_range.start as usize..s.histogram_range.end as usize]
+    }
+
     /// Samples of one series.
     pub fn series_samples(&self, s: &SeriesRef) -> &[SampleRef] {
         &self.samples[s.samples.start as usize..s.samples.end as usize]
@@ -150,6 +160,7 @@ impl<'a> WriteRequestView<'a> {
             labels: self.labels.len() as u32..0,
             samples: self.samples.len() as u32..0,
             exemplar_range: self.exemplars.len() as u32..0,
+            histogram_range: self.histograms.len() as u32..0,
             ..Default::default()
         };
         let mut pos = 0;
@@ -170,7 +181,7 @@ impl<'a> WriteRequestView<'a> {
                     s.exemplars += 1;
                 }
                 (4, LEN) => {
-                    read_len(buf, &mut pos)?;
+                    self.histograms.push(read_len(buf, &mut pos)?);
                     s.histograms += 1;
                 }
                 (1..=4, _) => {
@@ -186,6 +197,7 @@ impl<'a> WriteRequestView<'a> {
         s.labels.end = self.labels.len() as u32;
         s.samples.end = self.samples.len() as u32;
         s.exemplar_range.end = self.exemplars.len() as u32;
+        s.histogram_range.end = self.histograms.len() as u32;
         self.series.push(s);
         Ok(())
     }

@@ -17,11 +17,13 @@ mod float_ops;
 mod iter;
 mod trim;
 mod validate;
+mod wire;
 
 pub use bounds::{bound, exponential_bound, ldexp, target_idx};
 pub use float_ops::{AddInfo, intersect_custom_bounds, kahan_inc};
 pub use iter::Bucket;
 pub use validate::HistogramError;
+pub use wire::{HistSample, from_wire};
 
 /// The schema number of custom-bucket histograms (NHCB).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;

@@ -425,6 +425,11 @@ impl Prometheus {
         }
     }
 
+    /// Its TSDB directory.
+    pub fn tsdb_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("tsdb")
+    }
+
     pub fn get(&self, path: &str, params: &[(&str, &str)]) -> Value {
         let mut req = agent().get(&format!("{}{path}", self.url));
         for (k, v) in params {

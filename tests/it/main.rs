@@ -12,6 +12,7 @@ mod exemplars;
 mod harness;
 mod hostile_queries;
 mod http_api;
+mod native_histograms;
 mod prometheus_remote_write;
 mod promql_differential;
 mod reliability;

@@ -80,9 +80,9 @@ fn put_custom_bound(w: &mut BitWriter, buf: &mut Vec<u8>, f: f64) {
     let whole = {
         let i = (f * 1000.0).round();
         // Go converts to uint: negative and huge values do not round-trip.
-        i >= 0.0 && i < 1.8e19 && (i as u64) as f64 / 1000.0 == f
+        (0.0..1.8e19).contains(&i) && (i as u64) as f64 / 1000.0 == f
     };
-    if tf < 0.0 || tf > 33_554_430.0 || !whole {
+    if !(0.0..=33_554_430.0).contains(&tf) || !whole {
         w.write_bit(buf, false);
         w.write_bits(buf, f.to_bits(), 64);
         return;
@@ -462,7 +462,7 @@ fn adjust_for_inserts(spans: &[Span], inserts: &[Insert]) -> Vec<Span> {
     }
     let mut merged = SpanBuilder::new();
     let (mut i, mut idx, mut num) = (0usize, inserts[0].bucket_idx, inserts[0].num);
-    let mut consume = |i: &mut usize, idx: &mut i64, num: &mut usize| {
+    let consume = |i: &mut usize, idx: &mut i64, num: &mut usize| {
         *num -= 1;
         if *num == 0 {
             *i += 1;
@@ -569,14 +569,6 @@ pub enum Appended<A> {
     NewChunk(A),
 }
 
-fn header_of_first(hint: CounterResetHint) -> u8 {
-    match hint {
-        CounterResetHint::Gauge => HEADER_GAUGE,
-        CounterResetHint::Reset => HEADER_RESET,
-        _ => HEADER_UNKNOWN,
-    }
-}
-
 /// Builds an integer histogram chunk (`EncHistogram`, encoding 2).
 #[derive(Clone, Debug)]
 pub struct HistogramAppender {
@@ -608,8 +600,6 @@ struct IntSample {
     count: u64,
     zero_count: u64,
     sum: f64,
-    pos_spans: Vec<Span>,
-    neg_spans: Vec<Span>,
     pos: Vec<i64>,
     neg: Vec<i64>,
 }
@@ -664,8 +654,6 @@ impl HistogramAppender {
             count: 0,
             zero_count: 0,
             sum: h.sum,
-            pos_spans: vec![],
-            neg_spans: vec![],
             pos: vec![],
             neg: vec![],
         };
@@ -933,8 +921,6 @@ fn int_sample(h: &Histogram) -> IntSample {
         count: h.count,
         zero_count: h.zero_count,
         sum: h.sum,
-        pos_spans: h.positive_spans.clone(),
-        neg_spans: h.negative_spans.clone(),
         pos: h.positive_deltas.clone(),
         neg: h.negative_deltas.clone(),
     }

@@ -56,9 +56,9 @@ pub(crate) fn put_uint(w: &mut BitWriter, buf: &mut Vec<u8>, v: u64) {
 
 /// The width selected by the prefix, or `None` for the 64-bit form; `Err` past the end.
 fn read_prefix(r: &mut BitReader<'_>) -> Option<Option<u8>> {
-    for k in 0..8 {
+    for w in WIDTHS {
         if !r.read_bit()? {
-            return Some(Some(WIDTHS[k]));
+            return Some(Some(w));
         }
     }
     Some(None)

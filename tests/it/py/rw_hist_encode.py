@@ -1,7 +1,7 @@
 """An independent remote write 1.0 encoder for native histograms: Python's protobuf package
 with a descriptor built from prompb/types.proto's field numbers, not Muninn's code.
 
-Usage: rw_hist_encode.py START_MS STEP_MS N [int|float|all] > body.pb   (uncompressed)
+Usage: rw_hist_encode.py START_MS STEP_MS N [counters|int|float|all] > body.pb   (uncompressed)
 
 Series (deterministic pseudo-random observations, so buckets appear over time):
   nh_requests{kind="counter",schema="S"}  integer counters, schemas 0 and 3
@@ -146,11 +146,12 @@ def main():
     WriteRequest = build()
     req = WriteRequest()
     series = []
-    if what in ("int", "all"):
+    if what in ("int", "all", "counters"):
         series += [("nh_requests", {"kind": "counter", "schema": "0"}, Obs(0, 0.001), False, False, False),
                    ("nh_requests", {"kind": "counter", "schema": "3"}, Obs(3, 0.001), False, False, False),
-                   ("nh_requests", {"kind": "reset"}, Obs(1, 0.001), False, True, False),
-                   ("nh_queue", {"kind": "gauge"}, Obs(0, 0.0), False, False, True)]
+                   ("nh_requests", {"kind": "reset"}, Obs(1, 0.001), False, True, False)]
+    if what in ("int", "all"):
+        series += [("nh_queue", {"kind": "gauge"}, Obs(0, 0.0), False, False, True)]
     if what in ("float", "all"):
         series += [("nh_float", {"kind": "counter"}, Obs(2, 0.001), True, False, False)]
     for name, labels, o, floats, reset, gauge in series:
