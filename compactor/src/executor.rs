@@ -6,9 +6,11 @@
 //! Memory: a streaming merge (see [`run`]); compacting blocks larger than RAM works.
 
 use muninn_proto::tenant::TenantId;
-use muninn_storage::block::{BlockMeta, DATA_FILE, reader, writer};
+use muninn_storage::block::{BlockMeta, DATA_FILE, FORMAT_VERSION, reader, writer};
 use muninn_storage::bucket::Bucket;
 use muninn_storage::chunk::XorIter;
+use muninn_storage::chunk::histogram::decode_chunk;
+use muninn_storage::histogram::HistSample;
 
 use crate::planner::Job;
 use crate::{Error, Result};
@@ -40,6 +42,14 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
     sources.sort_by(|a, b| a.ulid.cmp(&b.ulid));
     let mut inputs = Vec::with_capacity(sources.len());
     let mut names = std::collections::BTreeSet::new();
+    if let Some(m) = sources.iter().find(|m| m.version > FORMAT_VERSION) {
+        return Err(Error::Storage(format!(
+            "block {} has format version {}; this build reads up to {FORMAT_VERSION}",
+            m.ulid, m.version
+        )));
+    }
+    // Native histograms (format version 2) carry over into the merged block.
+    let histograms = sources.iter().any(|m| m.version >= 2);
     for meta in &sources {
         let (n, rows) = reader::stream_rows(
             bucket.store(),
@@ -63,9 +73,11 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
     let file = std::fs::File::create(&tmp)
         .map_err(|e| Error::Storage(format!("creating {}: {e}", tmp.display())))?;
     let mut writer =
-        writer::StreamWriter::new(file, names, job.min_time, job.max_time).map_err(serr)?;
+        writer::StreamWriter::with_histograms(file, names, job.min_time, job.max_time, histograms)
+            .map_err(serr)?;
     let mut source_samples = 0u64;
     let mut samples: Vec<(i64, f64)> = Vec::new();
+    let mut hists: Vec<(i64, HistSample)> = Vec::new();
     loop {
         for inp in &mut inputs {
             while inp.buf.is_empty() && !inp.done {
@@ -86,11 +98,17 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
             break;
         };
         samples.clear();
+        hists.clear();
         // Sources in ULID order: for conflicting values at one timestamp the first one stays.
         for inp in &mut inputs {
             if inp.buf.front().is_some_and(|s| s.labels == key)
                 && let Some(s) = inp.buf.pop_front()
             {
+                for (enc, c) in &s.hist_chunks {
+                    hists.extend(decode_chunk(*enc, c).map_err(|e| {
+                        Error::Storage(format!("corrupt histogram chunk in a source of {tenant}: {e}"))
+                    })?);
+                }
                 for c in &s.chunks {
                     let mut it = XorIter::new(c);
                     samples.extend(it.by_ref());
@@ -102,10 +120,13 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
                 }
             }
         }
-        source_samples += samples.len() as u64;
+        source_samples += (samples.len() + hists.len()) as u64;
         samples.sort_by_key(|s| s.0);
         samples.dedup_by_key(|s| s.0);
-        tokio::task::block_in_place(|| writer.push(key, &samples)).map_err(serr)?;
+        hists.sort_by_key(|s| s.0);
+        hists.dedup_by_key(|s| s.0);
+        tokio::task::block_in_place(|| writer.push_with_histograms(key, &samples, &hists))
+            .map_err(serr)?;
     }
     let lineage: Vec<String> = {
         let mut v: Vec<String> = sources

@@ -17,7 +17,7 @@ use muninn_proto::prometheus::{
     Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata,
 };
 use muninn_proto::tenant::TenantId;
-use muninn_proto::{CHUNK_ENCODING_XOR, TENANT_METADATA_KEY};
+use muninn_proto::TENANT_METADATA_KEY;
 use muninn_storage::matcher::{MatchOp, Matcher};
 use tonic::{Request, Response, Status};
 
@@ -153,7 +153,7 @@ impl IngesterRpc for IngesterGrpc {
                             .map(|c| Chunk {
                                 min_time_ms: c.min_t,
                                 max_time_ms: c.max_t,
-                                encoding: CHUNK_ENCODING_XOR,
+                                encoding: u32::from(c.encoding),
                                 data: c.data.into(),
                             })
                             .collect()

@@ -4,12 +4,14 @@
 //! Writers hold the write lock for a whole request (see [`crate::tenant_db`]); readers take
 //! the read lock and copy out chunk bytes, so a query never blocks on I/O while holding it.
 
+pub mod hist;
 mod series;
 mod symbols;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hashbrown::HashTable;
+use muninn_storage::histogram::HistSample;
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::Matcher;
 
@@ -29,16 +31,29 @@ pub struct MetricMeta {
 
 /// A series as a WAL checkpoint records it: id, labels, samples still in the head, and the
 /// newest shipped timestamp ([`NOTHING_SHIPPED`] if none).
-pub type CheckpointSeries = (SeriesId, Vec<(String, String)>, Vec<(i64, f64)>, i64);
+pub struct CheckpointSeries {
+    pub id: SeriesId,
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<(i64, f64)>,
+    pub histograms: Vec<(i64, HistSample)>,
+    pub shipped_t: i64,
+}
 
 /// A series' samples of one block range that are not shipped yet, for cutting a block.
-pub type UnshippedSeries = (SeriesId, Labels, Vec<(i64, f64)>);
+pub struct UnshippedSeries {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+    pub histograms: Vec<(i64, HistSample)>,
+}
 
 /// A chunk copied out of the head for a reader.
 #[derive(Clone, Debug)]
 pub struct ChunkCopy {
     pub min_t: i64,
     pub max_t: i64,
+    /// Prometheus's chunk encoding (1 XOR, 2 histogram, 3 float histogram).
+    pub encoding: u8,
     pub data: Vec<u8>,
 }
 
@@ -188,6 +203,16 @@ impl Head {
         out
     }
 
+    /// Appends one native histogram to a series (in order; time bounds are the caller's).
+    pub fn append_hist(&mut self, id: SeriesId, t: i64, h: &HistSample) -> AppendOutcome {
+        let out = self.series[id as usize].append_hist(t, h);
+        if out == AppendOutcome::Appended {
+            self.samples += 1;
+            self.max_t = self.max_t.max(t);
+        }
+        out
+    }
+
     /// Inserts a sample older than its series' newest (out-of-order ingestion; the window is
     /// the caller's). If the series was shipped past `t`, its shipped mark moves back below
     /// `t` so the sample goes into a later block (with copies of the shipped samples after
@@ -232,6 +257,9 @@ impl Head {
         let mut range: Option<(i64, i64)> = None;
         for s in self.series.iter().filter(|s| !s.is_dead()) {
             chunks += s.closed.len() as u64 + u64::from(s.head.is_some());
+            if let Some(h) = &s.hist {
+                chunks += h.closed.len() as u64 + u64::from(h.head.is_some());
+            }
             if let Some((lo, hi)) = s.time_range() {
                 range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
             }
@@ -394,6 +422,7 @@ impl Head {
             .map(|c| ChunkCopy {
                 min_t: c.min_t,
                 max_t: c.max_t,
+                encoding: muninn_storage::chunk::ENC_XOR,
                 data: c.data.to_vec(),
             })
             .collect();
@@ -403,8 +432,21 @@ impl Head {
                 out.push(ChunkCopy {
                     min_t: *min_t,
                     max_t,
+                    encoding: muninn_storage::chunk::ENC_XOR,
                     data: a.bytes().to_vec(),
                 });
+            }
+        }
+        if let Some(h) = &s.hist {
+            for (encoding, min_t, max_t, data) in h.chunks() {
+                if min_t <= maxt && max_t >= mint {
+                    out.push(ChunkCopy {
+                        min_t,
+                        max_t,
+                        encoding,
+                        data: data.to_vec(),
+                    });
+                }
             }
         }
         out
@@ -465,12 +507,22 @@ impl Head {
     pub fn snapshot_unshipped(&self, min_t: i64, max_t: i64) -> Vec<UnshippedSeries> {
         let mut out = Vec::new();
         for (id, s) in self.series.iter().enumerate() {
-            if s.is_dead() || s.last().is_none_or(|(t, _)| t <= s.shipped_t) {
+            if s.is_dead() || s.last_t().is_none_or(|t| t <= s.shipped_t) {
                 continue;
             }
             let samples = s.samples_in(min_t, max_t, s.shipped_t);
-            if !samples.is_empty() {
-                out.push((id as SeriesId, self.labels(id as SeriesId), samples));
+            let histograms = s
+                .hist
+                .as_ref()
+                .map(|h| h.samples_in(min_t, max_t, s.shipped_t))
+                .unwrap_or_default();
+            if !samples.is_empty() || !histograms.is_empty() {
+                out.push(UnshippedSeries {
+                    id: id as SeriesId,
+                    labels: self.labels(id as SeriesId),
+                    samples,
+                    histograms,
+                });
             }
         }
         out
@@ -576,6 +628,7 @@ impl Head {
         self.series.get(id as usize).map_or(0, |s| {
             s.closed.iter().map(|c| c.data.len()).sum::<usize>()
                 + s.head.as_ref().map_or(0, |(_, a)| a.bytes().len())
+                + s.hist.as_ref().map_or(0, |h| h.heap_size())
         })
     }
 
@@ -590,7 +643,13 @@ impl Head {
                     .map(|l| (l.name, l.value))
                     .collect();
                 let s = &self.series[id as usize];
-                (id, labels, s.samples().collect(), s.shipped_t)
+                CheckpointSeries {
+                    id,
+                    labels,
+                    samples: s.samples().collect(),
+                    histograms: s.hist.as_ref().map(|h| h.all()).unwrap_or_default(),
+                    shipped_t: s.shipped_t,
+                }
             })
             .collect()
     }

@@ -180,9 +180,9 @@ async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Bo
         })
         .inc();
     match result {
-        // Remote write 2.0: what was written, as the spec's response headers. Histograms are
-        // not stored yet (a request with histograms is refused with 400); exemplars are taken
-        // when the tenant keeps any (duplicates and out-of-order ones are dropped, uncounted).
+        // Remote write 2.0: what was written, as the spec's response headers (a 200 means every
+        // sample and histogram was stored); exemplars are taken when the tenant keeps any
+        // (duplicates and out-of-order ones are dropped, uncounted).
         Ok((Pushed::Stored, Some(c))) => {
             let keeps_exemplars = tenant.as_ref().is_ok_and(|t| {
                 dist.tenancy
@@ -196,7 +196,7 @@ async fn push(State(dist): State<Arc<Distributor>>, headers: HeaderMap, body: Bo
                 StatusCode::OK,
                 [
                     (WRITTEN_SAMPLES, c.samples.to_string()),
-                    (WRITTEN_HISTOGRAMS, "0".to_string()),
+                    (WRITTEN_HISTOGRAMS, c.histograms.to_string()),
                     (WRITTEN_EXEMPLARS, exemplars.to_string()),
                 ],
             )

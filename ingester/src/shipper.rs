@@ -188,16 +188,18 @@ async fn cut_tenant(
             };
             let mut marks = Vec::with_capacity(snapshot.len());
             let mut series = Vec::with_capacity(snapshot.len());
-            for (id, labels, samples) in snapshot {
-                if let Some(&(last, _)) = samples.last() {
-                    marks.push((id, last));
-                    series.push((labels, samples));
+            for u in snapshot {
+                let last = u.samples.last().map(|s| s.0);
+                let last_h = u.histograms.last().map(|s| s.0);
+                if let Some(last) = last.max(last_h) {
+                    marks.push((u.id, last));
+                    series.push((u.labels, u.samples, u.histograms));
                 }
             }
             if series.is_empty() {
                 return Ok(None);
             }
-            writer::build(series, start, end, 1, vec![]).map(|b| Some((b, marks)))
+            writer::build_with_histograms(series, start, end, 1, vec![]).map(|b| Some((b, marks)))
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?

@@ -9,7 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::time::Instant;
 
+use muninn_proto::histogram_wire::decode_histogram;
 use muninn_proto::write_view::WriteRequestView;
+use muninn_storage::histogram::{HistSample, from_wire};
 use parking_lot::{Mutex, RwLock};
 
 use crate::Result;
@@ -124,7 +126,10 @@ impl RateWindow {
 /// What happened to one write request.
 #[derive(Debug, Default)]
 pub struct PushOutcome {
+    /// Float samples and histograms stored.
     pub ingested_samples: u64,
+    /// Of those, histograms.
+    pub ingested_histograms: u64,
     pub rejected_samples: u64,
     pub rejected_series: u64,
     /// Metadata entries dropped (too long).
@@ -291,6 +296,21 @@ impl TenantDb {
                     }
                 }
             }
+            Record::Histograms(entries) => {
+                for (wal_id, t, h) in entries {
+                    if !(MIN_TIMESTAMP_MS..=newest_ok).contains(&t) {
+                        out_of_bounds += 1;
+                        continue;
+                    }
+                    match ids.get(&wal_id) {
+                        // Replayed in order; a duplicate (a retried push) is skipped.
+                        Some(&id) => {
+                            head.append_hist(id, t, &h);
+                        }
+                        None => unknown_refs += 1,
+                    }
+                }
+            }
             Record::Shipped(marks) => {
                 for (wal_id, t) in marks {
                     if let Some(&id) = ids.get(&wal_id) {
@@ -444,10 +464,13 @@ impl TenantDb {
             wal.write(|fb| {
                 let series: Vec<(u32, Vec<(&str, &str)>)> = data
                     .iter()
-                    .map(|(id, l, _, _)| {
+                    .map(|c| {
                         (
-                            *id,
-                            l.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+                            c.id,
+                            c.labels
+                                .iter()
+                                .map(|(n, v)| (n.as_str(), v.as_str()))
+                                .collect(),
                         )
                     })
                     .collect();
@@ -456,15 +479,22 @@ impl TenantDb {
                 });
                 let samples: Vec<(u32, i64, f64)> = data
                     .iter()
-                    .flat_map(|(id, _, s, _)| s.iter().map(move |&(t, v)| (*id, t, v)))
+                    .flat_map(|c| c.samples.iter().map(move |&(t, v)| (c.id, t, v)))
                     .collect();
                 if !samples.is_empty() {
                     fb.frame(|b| record::encode_samples(&samples, b));
                 }
+                let hists: Vec<(u32, i64, &HistSample)> = data
+                    .iter()
+                    .flat_map(|c| c.histograms.iter().map(move |(t, h)| (c.id, *t, h)))
+                    .collect();
+                if !hists.is_empty() {
+                    fb.frame(|b| record::encode_histograms(hists.iter().copied(), b));
+                }
                 let shipped: Vec<(u32, i64)> = data
                     .iter()
-                    .filter(|(_, _, _, t)| *t != crate::head::NOTHING_SHIPPED)
-                    .map(|(id, _, _, t)| (*id, *t))
+                    .filter(|c| c.shipped_t != crate::head::NOTHING_SHIPPED)
+                    .map(|c| (c.id, c.shipped_t))
                     .collect();
                 if !shipped.is_empty() {
                     fb.frame(|b| record::encode_shipped(&shipped, b));
@@ -557,16 +587,31 @@ impl TenantDb {
         let mut new_series: Vec<(u32, Vec<(&str, &str)>)> = Vec::new();
         let mut samples: Vec<(u32, i64, f64)> = Vec::with_capacity(req.samples.len());
         let mut new_exemplars: Vec<(u32, crate::exemplars::Exemplar)> = Vec::new();
+        let mut hist_records: Vec<(u32, i64, HistSample)> = Vec::new();
         let mut head = self.head.write();
         for s in &req.series {
             let lbls = req.series_labels(s);
-            if s.histograms > 0 {
-                out.reject(Reason::NativeHistogram, u64::from(s.histograms), || {
-                    series_text(lbls)
-                });
+            // Native histograms: decoded and validated first; an invalid one is refused
+            // naming why, the rest of the series stays.
+            let mut hists: Vec<(i64, HistSample)> = Vec::new();
+            for m in req.series_histograms(s) {
+                let decoded = decode_histogram(m)
+                    .map_err(|e| e.to_string())
+                    .and_then(|w| {
+                        from_wire(&w)
+                            .map(|h| (w.timestamp_ms, h))
+                            .map_err(|e| e.to_string())
+                    });
+                match decoded {
+                    Ok(x) => hists.push(x),
+                    Err(why) => out.reject(Reason::NativeHistogram, 1, || {
+                        format!("{} ({why})", series_text(lbls))
+                    }),
+                }
             }
+            hists.sort_by_key(|h| h.0);
             let ss = req.series_samples(s);
-            if ss.is_empty() {
+            if ss.is_empty() && hists.is_empty() {
                 // Exemplars sent apart from their samples (as Prometheus sends them) belong to
                 // a series the head already holds; others are dropped.
                 if s.exemplars > 0
@@ -613,9 +658,12 @@ impl TenantDb {
                     None
                 }
             };
-            if existing.is_none() && ss.iter().all(|x| out_of_bounds(x.timestamp_ms).is_some()) {
-                for x in ss {
-                    if let Some(reason) = out_of_bounds(x.timestamp_ms) {
+            if existing.is_none()
+                && ss.iter().all(|x| out_of_bounds(x.timestamp_ms).is_some())
+                && hists.iter().all(|(t, _)| out_of_bounds(*t).is_some())
+            {
+                for t in ss.iter().map(|x| x.timestamp_ms).chain(hists.iter().map(|h| h.0)) {
+                    if let Some(reason) = out_of_bounds(t) {
                         out.reject(reason, 1, || series_text(lbls));
                     }
                 }
@@ -626,7 +674,9 @@ impl TenantDb {
                 None => {
                     if let Err(reason) = validate_labels(lbls, limits, &mut labels_buf) {
                         out.rejected_series += 1;
-                        out.reject(reason, ss.len() as u64, || series_text(lbls));
+                        out.reject(reason, (ss.len() + hists.len()) as u64, || {
+                            series_text(lbls)
+                        });
                         continue;
                     }
                     let hash = label_hash_str(&labels_buf, &mut scratch);
@@ -637,7 +687,7 @@ impl TenantDb {
                                 series_limit_reached(&head, &labels_buf, series_limits)
                             {
                                 out.rejected_series += 1;
-                                out.reject(reason, ss.len() as u64, || {
+                                out.reject(reason, (ss.len() + hists.len()) as u64, || {
                                     format!(
                                         "{} (limit on this ingester: {limit})",
                                         series_text(lbls)
@@ -694,6 +744,31 @@ impl TenantDb {
                     AppendOutcome::Duplicate => {
                         samples.push((id, sample.timestamp_ms, sample.value));
                         out.ingested_samples += 1;
+                    }
+                    AppendOutcome::OutOfOrder => {
+                        out.reject(Reason::OutOfOrder, 1, || series_text(lbls))
+                    }
+                    AppendOutcome::ConflictingDuplicate => {
+                        out.reject(Reason::DuplicateTimestamp, 1, || series_text(lbls))
+                    }
+                }
+            }
+            for (t, h) in hists {
+                let reason = out_of_bounds(t).or_else(|| {
+                    head.appendable_min(window)
+                        .is_some_and(|min| t < min)
+                        .then_some(Reason::TooOld)
+                });
+                if let Some(reason) = reason {
+                    out.reject(reason, 1, || series_text(lbls));
+                    continue;
+                }
+                match head.append_hist(id, t, &h) {
+                    // A duplicate is logged again, as for float samples.
+                    AppendOutcome::Appended | AppendOutcome::Duplicate => {
+                        hist_records.push((id, t, h));
+                        out.ingested_samples += 1;
+                        out.ingested_histograms += 1;
                     }
                     AppendOutcome::OutOfOrder => {
                         out.reject(Reason::OutOfOrder, 1, || series_text(lbls))
@@ -770,6 +845,11 @@ impl TenantDb {
             }
             if !samples.is_empty() {
                 fb.frame(|b| record::encode_samples(&samples, b));
+            }
+            if !hist_records.is_empty() {
+                fb.frame(|b| {
+                    record::encode_histograms(hist_records.iter().map(|(id, t, h)| (*id, *t, h)), b)
+                });
             }
             if !new_exemplars.is_empty() {
                 fb.frame(|b| {

@@ -70,7 +70,7 @@ impl Reason {
             Reason::TooOld => "sample_too_old",
             Reason::TooFarInFuture => "too_far_in_future",
             Reason::TimestampOutOfRange => "timestamp_out_of_range",
-            Reason::NativeHistogram => "native_histogram_unsupported",
+            Reason::NativeHistogram => "invalid_native_histogram",
             Reason::PerUserSeriesLimit => "per_user_series_limit",
             Reason::PerMetricSeriesLimit => "per_metric_series_limit",
             Reason::MetadataTooLong => "metadata_too_long",
@@ -101,7 +101,7 @@ impl Reason {
                 "sample is newer than now plus the creation grace period (creation_grace_period)"
             }
             Reason::TimestampOutOfRange => "sample timestamp is before 1970-01-01 (negative)",
-            Reason::NativeHistogram => "native histograms are not supported yet",
+            Reason::NativeHistogram => "invalid native histogram",
             Reason::PerUserSeriesLimit => {
                 "the tenant's series limit is reached (max_global_series_per_user); new series are refused"
             }

@@ -60,14 +60,15 @@ impl SeriesSource for BlockStore {
             metas.retain(|m| m.min_time <= maxt && m.max_time > mint);
             metas.sort_by_key(|m| m.min_time);
             // (labels, block index, chunks) from every block.
-            let mut all: Vec<(Labels, usize, Vec<bytes::Bytes>)> = Vec::new();
+            type Part = (Labels, usize, Vec<bytes::Bytes>, Vec<(u8, bytes::Bytes)>);
+            let mut all: Vec<Part> = Vec::new();
             for (bi, meta) in metas.iter().enumerate() {
                 let path = Bucket::block_file(tenant, &meta.ulid, DATA_FILE);
                 for s in reader::select(self.bucket.store(), path, meta, matchers, mint, maxt)
                     .await
                     .map_err(serr)?
                 {
-                    all.push((s.labels, bi, s.chunks));
+                    all.push((s.labels, bi, s.chunks, s.hist_chunks));
                 }
             }
             all.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -108,10 +109,17 @@ impl SeriesSource for BlockStore {
                     v.dedup_by_key(|s| s.0);
                     Samples::Raw(v)
                 };
+                let hist: Vec<(u8, bytes::Bytes)> =
+                    parts.iter().flat_map(|p| p.3.iter().cloned()).collect();
+                let histograms = if labels_only || hist.is_empty() {
+                    Vec::new()
+                } else {
+                    crate::store::decode_hist_chunks(&hist, mint, maxt)?
+                };
                 out.push(SeriesData {
                     labels: all[i].0.clone(),
                     samples,
-                    histograms: Vec::new(),
+                    histograms,
                 });
                 i = j;
             }

@@ -12,6 +12,7 @@ use muninn_proto::ingester::{
 };
 use muninn_proto::prometheus::{LabelMatcher, label_matcher, metric_metadata};
 use muninn_proto::tenant::TenantId;
+use muninn_storage::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM};
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::{MatchOp, Matcher};
 use std::sync::Arc;
@@ -350,6 +351,8 @@ impl SeriesSource for IngesterStore {
             // Copies of a series (from several ingesters) are merged; a single copy keeps
             // its chunks undecoded until the engine needs them.
             let mut all: Vec<(Labels, Vec<bytes::Bytes>)> = Vec::new();
+            let mut hist_chunks: std::collections::HashMap<Labels, Vec<(u8, bytes::Bytes)>> =
+                std::collections::HashMap::new();
             for series in per_ingester.into_iter().flatten() {
                 let labels = Labels(
                     series
@@ -362,14 +365,20 @@ impl SeriesSource for IngesterStore {
                         .collect(),
                 );
                 let mut chunks = Vec::with_capacity(series.chunks.len());
+                let mut hists = Vec::new();
                 for c in series.chunks {
-                    if c.encoding != CHUNK_ENCODING_XOR {
-                        return Err(Error::Corrupt(format!(
-                            "unknown chunk encoding {}",
-                            c.encoding
-                        )));
+                    match c.encoding {
+                        CHUNK_ENCODING_XOR => chunks.push(c.data),
+                        e if e == u32::from(ENC_HISTOGRAM) || e == u32::from(ENC_FLOAT_HISTOGRAM) => {
+                            hists.push((e as u8, c.data))
+                        }
+                        e => {
+                            return Err(Error::Corrupt(format!("unknown chunk encoding {e}")));
+                        }
                     }
-                    chunks.push(c.data);
+                }
+                if !hists.is_empty() {
+                    hist_chunks.entry(labels.clone()).or_default().extend(hists);
                 }
                 all.push((labels, chunks));
             }
@@ -403,10 +412,14 @@ impl SeriesSource for IngesterStore {
                     }
                     Samples::Raw(merge_samples(all))
                 };
+                let histograms = match hist_chunks.get(&labels) {
+                    Some(h) => crate::store::decode_hist_chunks(h, mint, maxt)?,
+                    None => Vec::new(),
+                };
                 out.push(SeriesData {
                     labels,
                     samples,
-                    histograms: Vec::new(),
+                    histograms,
                 });
             }
             Ok(out)

@@ -44,6 +44,11 @@ impl SeriesSource for MergedStore {
                             v.sort_by_key(|x| x.0);
                             v.dedup_by_key(|x| x.0);
                             last.samples = Samples::Raw(v);
+                            if !s.histograms.is_empty() {
+                                last.histograms.extend(s.histograms);
+                                last.histograms.sort_by_key(|x| x.0);
+                                last.histograms.dedup_by_key(|x| x.0);
+                            }
                         }
                     }
                     _ => out.push(s),

@@ -66,6 +66,26 @@ impl Samples {
     }
 }
 
+/// Native histograms of histogram chunks (`(encoding, bytes)`, any order) in `[mint, maxt]`,
+/// as float histograms with their read-back hints, sorted by time; a timestamp held by
+/// several chunks (replica copies) is kept once, from the first.
+pub fn decode_hist_chunks(chunks: &[(u8, bytes::Bytes)], mint: i64, maxt: i64) -> Result<Vec<(i64, Hist)>> {
+    let mut out = Vec::new();
+    for (enc, data) in chunks {
+        let decoded = muninn_storage::chunk::histogram::decode_chunk(*enc, data)
+            .map_err(|e| Error::Corrupt(format!("histogram chunk: {e}")))?;
+        out.extend(
+            decoded
+                .into_iter()
+                .filter(|(t, _)| *t >= mint && *t <= maxt)
+                .map(|(t, h)| (t, Hist::new(h.to_float()))),
+        );
+    }
+    out.sort_by_key(|x| x.0);
+    out.dedup_by_key(|x| x.0);
+    Ok(out)
+}
+
 /// Metadata of one metric family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FamilyMeta {

@@ -1,4 +1,5 @@
-//! Blocks: immutable, per-tenant Parquet files of series and their XOR chunks, plus
+//! Blocks: immutable, per-tenant Parquet files of series and their XOR (and native-histogram)
+//! chunks, plus
 //! `meta.json` (see `docs/block-format.md`).
 //!
 //! [`writer`] turns decoded series into Parquet bytes (pure, no I/O); [`reader`] selects series
@@ -9,7 +10,7 @@ pub mod meta;
 pub mod reader;
 pub mod writer;
 
-pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION, FORMAT_VERSION_FLOATS};
 
 /// Name of a block's Parquet file.
 pub const DATA_FILE: &str = "block.parquet";
@@ -22,6 +23,11 @@ pub fn label_column(name: &str) -> String {
 /// Column of time slice `n`: `s_data_<n>`.
 pub fn data_column(n: usize) -> String {
     format!("s_data_{n}")
+}
+
+/// Native-histogram column of time slice `n` (format version 2): `s_hist_<n>`.
+pub fn hist_column(n: usize) -> String {
+    format!("s_hist_{n}")
 }
 
 /// Width of the time slices of a block spanning `range_ms` (4 slices, at least 1 ms).

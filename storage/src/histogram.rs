@@ -12,6 +12,7 @@
 //! (adjacent spans merged), the bucket set never does.
 
 mod bounds;
+pub mod codec;
 pub mod chunking;
 mod float_ops;
 mod iter;

@@ -2,6 +2,8 @@
 
 use muninn_storage::chunk::{SAMPLES_PER_CHUNK, XorAppender, XorIter};
 
+use super::hist::HistChunks;
+
 /// Chunks never span a multiple of this many milliseconds (the default block range), so a
 /// cut at the default range never splits a chunk; other ranges re-encode the chunk that a
 /// cut splits (see [`MemSeries::drop_through`]).
@@ -40,6 +42,8 @@ pub struct MemSeries {
     /// ([`NOTHING_SHIPPED`] if none). Samples are in order per series, so what is shipped is
     /// always a prefix.
     pub shipped_t: i64,
+    /// Native histograms, for the (few) series that have them.
+    pub hist: Option<Box<HistChunks>>,
 }
 
 impl MemSeries {
@@ -50,7 +54,27 @@ impl MemSeries {
             closed: Vec::new(),
             head: None,
             shipped_t: NOTHING_SHIPPED,
+            hist: None,
         }
+    }
+
+    /// The newest timestamp of either kind of sample.
+    pub fn last_t(&self) -> Option<i64> {
+        let f = self.last().map(|(t, _)| t);
+        let h = self.hist.as_ref().and_then(|h| h.last_t());
+        f.max(h)
+    }
+
+    /// Appends a histogram newer than every sample of the series.
+    pub fn append_hist(&mut self, t: i64, h: &muninn_storage::histogram::HistSample) -> AppendOutcome {
+        let newest = self.last_t();
+        if let Some((lt, _)) = self.last()
+            && lt == t
+        {
+            // The same timestamp as a float sample.
+            return AppendOutcome::ConflictingDuplicate;
+        }
+        self.hist.get_or_insert_with(Default::default).append(t, h, newest)
     }
 
     /// Every sample held, oldest first.
@@ -87,6 +111,15 @@ impl MemSeries {
     /// The oldest sample not shipped yet.
     pub fn first_unshipped(&self) -> Option<i64> {
         let after = self.shipped_t;
+        let h = self.hist.as_ref().and_then(|h| h.first_after(after));
+        let f = self.first_unshipped_float(after);
+        match (f, h) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn first_unshipped_float(&self, after: i64) -> Option<i64> {
         if self.last()?.0 <= after {
             return None;
         }
@@ -106,6 +139,12 @@ impl MemSeries {
     /// Drops every sample at or before `t` (shipped and retained long enough). A chunk that
     /// straddles `t` is re-encoded with what remains, so any block range works.
     pub fn drop_through(&mut self, t: i64) {
+        if let Some(h) = &mut self.hist {
+            h.drop_through(t);
+            if h.is_empty() {
+                self.hist = None;
+            }
+        }
         self.closed.retain(|c| c.max_t > t);
         if let Some(c) = self.closed.first_mut()
             && c.min_t <= t
@@ -150,8 +189,17 @@ impl MemSeries {
             .map(|(_, a)| (a.last_timestamp(), a.last_value()))
     }
 
-    /// Oldest and newest timestamps held.
+    /// Oldest and newest timestamps held (of either kind).
     pub fn time_range(&self) -> Option<(i64, i64)> {
+        let f = self.float_time_range();
+        let h = self.hist.as_ref().and_then(|h| h.time_range());
+        match (f, h) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn float_time_range(&self) -> Option<(i64, i64)> {
         let max = self.last()?.0;
         let min = self
             .closed
@@ -163,6 +211,14 @@ impl MemSeries {
 
     /// Appends a sample, rejecting it if older than the newest one.
     pub fn append(&mut self, t: i64, v: f64) -> AppendOutcome {
+        if let Some(ht) = self.hist.as_ref().and_then(|h| h.last_t()) {
+            if t < ht {
+                return AppendOutcome::OutOfOrder;
+            }
+            if t == ht {
+                return AppendOutcome::ConflictingDuplicate;
+            }
+        }
         if let Some((lt, lv)) = self.last() {
             if t < lt {
                 return AppendOutcome::OutOfOrder;
@@ -303,7 +359,7 @@ impl MemSeries {
 
     /// Whether the series holds no samples.
     pub fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.head.is_none()
+        self.closed.is_empty() && self.head.is_none() && self.hist.is_none()
     }
 
     /// Whether this slot is a garbage-collected series (valid series always have labels).
@@ -317,6 +373,7 @@ impl MemSeries {
             + self.closed.capacity() * std::mem::size_of::<ClosedChunk>()
             + self.closed.iter().map(|c| c.data.len()).sum::<usize>()
             + self.head.as_ref().map_or(0, |(_, a)| a.heap_size())
+            + self.hist.as_ref().map_or(0, |h| h.heap_size())
     }
 }
 

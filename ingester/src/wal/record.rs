@@ -2,15 +2,18 @@
 //!
 //! A payload is a type byte and a body. Series records carry the labels of newly created
 //! series with the id they got in the head that wrote them; samples records refer to those
-//! ids; metadata records carry metric family metadata.
+//! ids; metadata records carry metric family metadata; histogram records carry native
+//! histograms in [`codec`]'s form.
 
 use muninn_proto::varint::{put_uvarint, put_varint, read_uvarint, read_varint};
+use muninn_storage::histogram::{HistSample, codec};
 
 const SERIES: u8 = 1;
 const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
 const SHIPPED: u8 = 4;
 const EXEMPLARS: u8 = 5;
+const HISTOGRAMS: u8 = 6;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +27,8 @@ pub enum Record {
     Shipped(Vec<(u32, i64)>),
     /// (series id, timestamp, value, labels) of stored exemplars.
     Exemplars(Vec<ExemplarEntry>),
+    /// (series id, timestamp, histogram) of native-histogram samples.
+    Histograms(Vec<(u32, i64, HistSample)>),
 }
 
 /// One exemplar as the WAL records it.
@@ -114,6 +119,20 @@ pub fn encode_exemplars<'a>(
             put_str(out, n);
             put_str(out, val);
         }
+    }
+}
+
+/// Encodes native-histogram samples `(series id, timestamp, histogram)`.
+pub fn encode_histograms<'a>(
+    entries: impl ExactSizeIterator<Item = (u32, i64, &'a HistSample)>,
+    out: &mut Vec<u8>,
+) {
+    out.push(HISTOGRAMS);
+    put_uvarint(out, entries.len() as u64);
+    for (id, t, h) in entries {
+        put_uvarint(out, u64::from(id));
+        put_varint(out, t);
+        codec::encode(h, out);
     }
 }
 
@@ -221,6 +240,17 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
                 out.push((id, t, v, labels));
             }
             Ok(Record::Exemplars(out))
+        }
+        HISTOGRAMS => {
+            let n = r.count()?;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = r.uvarint()? as u32;
+                let t = r.varint()?;
+                let h = codec::decode(r.b, &mut r.pos).ok_or(RecordError::Truncated)?;
+                out.push((id, t, h));
+            }
+            Ok(Record::Histograms(out))
         }
         other => Err(RecordError::UnknownType(other)),
     }

@@ -2,8 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the block format described in `docs/block-format.md`.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the block format described in `docs/block-format.md`: 1 for blocks of float
+/// samples only; 2 adds the `s_hist_<n>` native-histogram columns (written only by blocks
+/// that hold histograms). Readers refuse a newer version than they know.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version of a block without native histograms (unchanged from version 1).
+pub const FORMAT_VERSION_FLOATS: u32 = 1;
 
 /// Block statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +20,9 @@ pub struct BlockStats {
     /// Bytes of the block's data file (0 in blocks written before this field existed).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub num_bytes: u64,
+    /// Native-histogram samples (also counted in `num_samples`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_histogram_samples: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

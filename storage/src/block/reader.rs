@@ -21,11 +21,36 @@ use crate::labels::{Label, Labels};
 use crate::matcher::{MatchOp, Matcher};
 use crate::{Error, Result};
 
-/// A series read from a block: labels and its XOR chunks overlapping the range.
+/// A series read from a block: labels, its XOR chunks and its native-histogram chunks
+/// (encoding, bytes) overlapping the range.
 #[derive(Debug, Clone)]
 pub struct BlockSeries {
     pub labels: Labels,
     pub chunks: Vec<Bytes>,
+    pub hist_chunks: Vec<(u8, Bytes)>,
+}
+
+/// Refuses blocks of a newer format than this reader knows.
+fn check_version(meta: &BlockMeta) -> Result<()> {
+    if meta.version > super::FORMAT_VERSION {
+        return Err(Error::Block(format!(
+            "block {} has format version {}; this build reads up to {}",
+            meta.ulid,
+            meta.version,
+            super::FORMAT_VERSION
+        )));
+    }
+    Ok(())
+}
+
+/// A data column's kind and slice: `(histogram?, n)`.
+fn data_slice(name: &str) -> Option<(bool, i64)> {
+    if let Some(n) = name.strip_prefix("s_data_") {
+        return n.parse().ok().map(|n| (false, n));
+    }
+    name.strip_prefix("s_hist_")
+        .and_then(|n| n.parse().ok())
+        .map(|n| (true, n))
 }
 
 fn perr(e: impl std::fmt::Display) -> Error {
@@ -68,6 +93,7 @@ async fn select_unguarded(
     mint: i64,
     maxt: i64,
 ) -> Result<Vec<BlockSeries>> {
+    check_version(meta)?;
     if maxt < meta.min_time || mint >= meta.max_time {
         return Ok(vec![]);
     }
@@ -85,11 +111,7 @@ async fn select_unguarded(
     for (i, f) in schema.fields().iter().enumerate() {
         if let Some(name) = f.name().strip_prefix("s_lbl_") {
             label_cols.push((i, name.to_owned()));
-        } else if let Some(n) = f
-            .name()
-            .strip_prefix("s_data_")
-            .and_then(|n| n.parse::<i64>().ok())
-        {
+        } else if let Some((_, n)) = data_slice(f.name()) {
             let (lo, hi) = (meta.min_time + n * width, meta.min_time + (n + 1) * width);
             if lo <= maxt && hi > mint {
                 data_cols.push(i);
@@ -143,7 +165,7 @@ async fn select_unguarded(
     while let Some(batch) = stream.try_next().await.map_err(perr)? {
         let bschema = batch.schema();
         let mut lcols: Vec<(&str, &StringArray)> = Vec::new();
-        let mut dcols: Vec<&BinaryArray> = Vec::new();
+        let mut dcols: Vec<(bool, &BinaryArray)> = Vec::new();
         for (i, f) in bschema.fields().iter().enumerate() {
             let col = batch.column(i);
             if let Some(name) = f.name().strip_prefix("s_lbl_") {
@@ -157,7 +179,7 @@ async fn select_unguarded(
                     .as_any()
                     .downcast_ref::<BinaryArray>()
                     .ok_or_else(|| Error::Block(format!("column {} is not binary", f.name())))?;
-                dcols.push(a);
+                dcols.push((data_slice(f.name()).is_some_and(|d| d.0), a));
             }
         }
         'row: for row in 0..batch.num_rows() {
@@ -172,8 +194,17 @@ async fn select_unguarded(
                 }
             }
             let mut chunks = Vec::new();
-            for d in &dcols {
+            let mut hist_chunks = Vec::new();
+            for (hist, d) in &dcols {
                 if d.is_null(row) {
+                    continue;
+                }
+                if *hist {
+                    for c in cell::decode_hist(d.value(row))? {
+                        if c.min_t <= maxt && c.max_t >= mint {
+                            hist_chunks.push((c.encoding, Bytes::copy_from_slice(c.data)));
+                        }
+                    }
                     continue;
                 }
                 for c in cell::decode(d.value(row))? {
@@ -182,7 +213,7 @@ async fn select_unguarded(
                     }
                 }
             }
-            if chunks.is_empty() {
+            if chunks.is_empty() && hist_chunks.is_empty() {
                 continue;
             }
             let labels = Labels(
@@ -195,7 +226,11 @@ async fn select_unguarded(
                     })
                     .collect(),
             );
-            out.push(BlockSeries { labels, chunks });
+            out.push(BlockSeries {
+                labels,
+                chunks,
+                hist_chunks,
+            });
         }
     }
     // Parquet columns come in schema order, which sorts `s_lbl_<name>` like the names.
@@ -247,7 +282,7 @@ async fn stream_rows_unguarded(
         let batch = batch.map_err(perr)?;
         let bschema = batch.schema();
         let mut lcols: Vec<(&str, &StringArray)> = Vec::new();
-        let mut dcols: Vec<&BinaryArray> = Vec::new();
+        let mut dcols: Vec<(bool, &BinaryArray)> = Vec::new();
         for (i, f) in bschema.fields().iter().enumerate() {
             let col = batch.column(i);
             if let Some(name) = f.name().strip_prefix("s_lbl_") {
@@ -258,11 +293,12 @@ async fn stream_rows_unguarded(
                         .ok_or_else(|| Error::Block("label column is not utf8".into()))?,
                 ));
             } else {
-                dcols.push(
+                dcols.push((
+                    data_slice(f.name()).is_some_and(|d| d.0),
                     col.as_any()
                         .downcast_ref::<BinaryArray>()
                         .ok_or_else(|| Error::Block("data column is not binary".into()))?,
-                );
+                ));
             }
         }
         let mut out = Vec::with_capacity(batch.num_rows());
@@ -278,14 +314,26 @@ async fn stream_rows_unguarded(
                     .collect(),
             );
             let mut chunks = Vec::new();
-            for d in &dcols {
-                if !d.is_null(row) {
+            let mut hist_chunks = Vec::new();
+            for (hist, d) in &dcols {
+                if d.is_null(row) {
+                    continue;
+                }
+                if *hist {
+                    for c in cell::decode_hist(d.value(row))? {
+                        hist_chunks.push((c.encoding, Bytes::copy_from_slice(c.data)));
+                    }
+                } else {
                     for c in cell::decode(d.value(row))? {
                         chunks.push(Bytes::copy_from_slice(c.data));
                     }
                 }
             }
-            out.push(BlockSeries { labels, chunks });
+            out.push(BlockSeries {
+                labels,
+                chunks,
+                hist_chunks,
+            });
         }
         Ok(out)
     });

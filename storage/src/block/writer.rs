@@ -15,8 +15,10 @@ use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::{
-    BlockMeta, BlockStats, Compaction, FORMAT_VERSION, cell, data_column, label_column, slice_width,
+    BlockMeta, BlockStats, Compaction, FORMAT_VERSION, FORMAT_VERSION_FLOATS, cell, data_column,
+    hist_column, label_column, slice_width,
 };
+use crate::histogram::HistSample;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::{Error, Result};
 
@@ -43,6 +45,9 @@ pub struct StreamWriter<W: Write + Send> {
     max_t: i64,
     width: i64,
     slices: usize,
+    /// Whether the block has `s_hist_<n>` columns (format version 2).
+    histograms: bool,
+    /// Per row: labels, then `slices` data cells and, with histograms, `slices` more.
     rows: Vec<(Labels, Vec<Option<Vec<u8>>>)>,
     stats: BlockStats,
     ulid: String,
@@ -51,6 +56,17 @@ pub struct StreamWriter<W: Write + Send> {
 impl<W: Write + Send> StreamWriter<W> {
     /// A writer for a block covering `[min_t, max_t)` whose series use `label_names`.
     pub fn new(out: W, label_names: BTreeSet<String>, min_t: i64, max_t: i64) -> Result<Self> {
+        Self::with_histograms(out, label_names, min_t, max_t, false)
+    }
+
+    /// As [`Self::new`]; with `histograms`, the block gets native-histogram columns.
+    pub fn with_histograms(
+        out: W,
+        label_names: BTreeSet<String>,
+        min_t: i64,
+        max_t: i64,
+        histograms: bool,
+    ) -> Result<Self> {
         let width = slice_width(max_t - min_t);
         let slices = ((max_t - min_t + width - 1) / width).max(1) as usize;
         let mut fields: Vec<Field> = label_names
@@ -58,6 +74,9 @@ impl<W: Write + Send> StreamWriter<W> {
             .map(|n| Field::new(label_column(n), DataType::Utf8, true))
             .collect();
         fields.extend((0..slices).map(|n| Field::new(data_column(n), DataType::Binary, true)));
+        if histograms {
+            fields.extend((0..slices).map(|n| Field::new(hist_column(n), DataType::Binary, true)));
+        }
         let schema = Arc::new(Schema::new(fields));
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -74,6 +93,7 @@ impl<W: Write + Send> StreamWriter<W> {
             max_t,
             width,
             slices,
+            histograms,
             rows: Vec::with_capacity(ROW_GROUP_ROWS),
             stats: BlockStats::default(),
             ulid: ulid::Ulid::generate().to_string(),
@@ -82,7 +102,21 @@ impl<W: Write + Send> StreamWriter<W> {
 
     /// Adds a series (samples time-ordered; those outside the block are dropped).
     pub fn push(&mut self, labels: Labels, samples: &[(i64, f64)]) -> Result<()> {
-        let mut cells = Vec::with_capacity(self.slices);
+        self.push_with_histograms(labels, samples, &[])
+    }
+
+    /// Adds a series with native histograms too (both time-ordered). Histograms need a
+    /// writer made [`Self::with_histograms`].
+    pub fn push_with_histograms(
+        &mut self,
+        labels: Labels,
+        samples: &[(i64, f64)],
+        hists: &[(i64, HistSample)],
+    ) -> Result<()> {
+        if !hists.is_empty() && !self.histograms {
+            return Err(Error::Block("histograms pushed to a block writer without histogram columns".into()));
+        }
+        let mut cells = Vec::with_capacity(self.slices * (1 + usize::from(self.histograms)));
         let mut any = false;
         for n in 0..self.slices {
             let (lo, hi) = (
@@ -100,6 +134,26 @@ impl<W: Write + Send> StreamWriter<W> {
             self.stats.num_samples += (b - a) as u64;
             cells.push(Some(buf));
             any = true;
+        }
+        if self.histograms {
+            for n in 0..self.slices {
+                let (lo, hi) = (
+                    self.min_t + n as i64 * self.width,
+                    (self.min_t + (n as i64 + 1) * self.width).min(self.max_t),
+                );
+                let a = hists.partition_point(|(t, _)| *t < lo);
+                let b = hists.partition_point(|(t, _)| *t < hi);
+                if a == b {
+                    cells.push(None);
+                    continue;
+                }
+                let mut buf = Vec::new();
+                self.stats.num_chunks += cell::encode_hist(&hists[a..b], &mut buf);
+                self.stats.num_samples += (b - a) as u64;
+                self.stats.num_histogram_samples += (b - a) as u64;
+                cells.push(Some(buf));
+                any = true;
+            }
         }
         if any {
             self.stats.num_series += 1;
@@ -120,7 +174,8 @@ impl<W: Write + Send> StreamWriter<W> {
             let col: StringArray = self.rows.iter().map(|(l, _)| l.get(name)).collect();
             columns.push(Arc::new(col));
         }
-        for n in 0..self.slices {
+        let cells = self.slices * (1 + usize::from(self.histograms));
+        for n in 0..cells {
             let col: BinaryArray = self.rows.iter().map(|(_, c)| c[n].as_deref()).collect();
             columns.push(Arc::new(col));
         }
@@ -148,7 +203,11 @@ impl<W: Write + Send> StreamWriter<W> {
                     sources
                 },
             },
-            version: FORMAT_VERSION,
+            version: if self.histograms {
+                FORMAT_VERSION
+            } else {
+                FORMAT_VERSION_FLOATS
+            },
             slice_ms: self.width,
             files: vec![super::DATA_FILE.to_owned()],
         })
@@ -157,25 +216,47 @@ impl<W: Write + Send> StreamWriter<W> {
 
 /// Writes a block of `series` covering `[min_t, max_t)` in memory; samples outside are dropped.
 pub fn build(
-    mut series: Vec<(Labels, Vec<(i64, f64)>)>,
+    series: Vec<(Labels, Vec<(i64, f64)>)>,
     min_t: i64,
     max_t: i64,
     level: u32,
     sources: Vec<String>,
 ) -> Result<(Vec<u8>, BlockMeta)> {
-    for (_, s) in &mut series {
+    build_with_histograms(
+        series.into_iter().map(|(l, s)| (l, s, vec![])).collect(),
+        min_t,
+        max_t,
+        level,
+        sources,
+    )
+}
+
+/// A series for [`build_with_histograms`]: labels, float samples, histogram samples.
+pub type SeriesWithHistograms = (Labels, Vec<(i64, f64)>, Vec<(i64, HistSample)>);
+
+/// As [`build`], series carrying native histograms too (the block is then version 2).
+pub fn build_with_histograms(
+    mut series: Vec<SeriesWithHistograms>,
+    min_t: i64,
+    max_t: i64,
+    level: u32,
+    sources: Vec<String>,
+) -> Result<(Vec<u8>, BlockMeta)> {
+    for (_, s, h) in &mut series {
         s.retain(|(t, _)| *t >= min_t && *t < max_t);
+        h.retain(|(t, _)| *t >= min_t && *t < max_t);
     }
-    series.retain(|(_, s)| !s.is_empty());
+    series.retain(|(_, s, h)| !s.is_empty() || !h.is_empty());
     series.sort_by(|a, b| row_order(&a.0, &b.0));
     let names: BTreeSet<String> = series
         .iter()
-        .flat_map(|(l, _)| l.iter().map(|x| x.name.clone()))
+        .flat_map(|(l, _, _)| l.iter().map(|x| x.name.clone()))
         .collect();
+    let histograms = series.iter().any(|(_, _, h)| !h.is_empty());
     let mut out = Vec::new();
-    let mut w = StreamWriter::new(&mut out, names, min_t, max_t)?;
-    for (l, s) in series {
-        w.push(l, &s)?;
+    let mut w = StreamWriter::with_histograms(&mut out, names, min_t, max_t, histograms)?;
+    for (l, s, h) in series {
+        w.push_with_histograms(l, &s, &h)?;
     }
     let meta = w.finish(level, sources)?;
     Ok((out, meta))

@@ -1498,5 +1498,30 @@ impl<'a> HistogramIter<'a> {
     }
 }
 
+/// Decodes a whole histogram chunk of either encoding (`ENC_HISTOGRAM` or
+/// `ENC_FLOAT_HISTOGRAM`); a corrupt or unknown chunk is an error.
+pub fn decode_chunk(encoding: u8, data: &[u8]) -> crate::Result<Vec<(i64, crate::histogram::HistSample)>> {
+    use crate::histogram::HistSample;
+    let mut it = HistogramIter::new(data);
+    let mut out = Vec::with_capacity(usize::from(it.num_samples()).min(data.len()));
+    match encoding {
+        super::ENC_HISTOGRAM => {
+            while let Some((t, h)) = it.next_int() {
+                out.push((t, HistSample::Int(h)));
+            }
+        }
+        super::ENC_FLOAT_HISTOGRAM => {
+            while let Some((t, h)) = it.next_float() {
+                out.push((t, HistSample::Float(h)));
+            }
+        }
+        _ => return Err(crate::Error::CorruptChunk("not a histogram chunk encoding")),
+    }
+    match it.err() {
+        Some(e) => Err(crate::Error::CorruptChunk(e)),
+        None => Ok(out),
+    }
+}
+
 #[cfg(test)]
 mod tests;
