@@ -106,7 +106,9 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
             {
                 for (enc, c) in &s.hist_chunks {
                     hists.extend(decode_chunk(*enc, c).map_err(|e| {
-                        Error::Storage(format!("corrupt histogram chunk in a source of {tenant}: {e}"))
+                        Error::Storage(format!(
+                            "corrupt histogram chunk in a source of {tenant}: {e}"
+                        ))
                     })?);
                 }
                 for c in &s.chunks {

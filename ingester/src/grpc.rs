@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use muninn_proto::TENANT_METADATA_KEY;
 use muninn_proto::ingester::ingester_server::Ingester as IngesterRpc;
 use muninn_proto::ingester::{
     Chunk, HaCheckRequest, HaCheckResponse, LabelNamesRequest, LabelNamesResponse,
@@ -17,7 +18,6 @@ use muninn_proto::prometheus::{
     Label, LabelMatcher, MetricMetadata, label_matcher, metric_metadata,
 };
 use muninn_proto::tenant::TenantId;
-use muninn_proto::TENANT_METADATA_KEY;
 use muninn_storage::matcher::{MatchOp, Matcher};
 use tonic::{Request, Response, Status};
 

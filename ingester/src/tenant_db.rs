@@ -662,7 +662,11 @@ impl TenantDb {
                 && ss.iter().all(|x| out_of_bounds(x.timestamp_ms).is_some())
                 && hists.iter().all(|(t, _)| out_of_bounds(*t).is_some())
             {
-                for t in ss.iter().map(|x| x.timestamp_ms).chain(hists.iter().map(|h| h.0)) {
+                for t in ss
+                    .iter()
+                    .map(|x| x.timestamp_ms)
+                    .chain(hists.iter().map(|h| h.0))
+                {
                     if let Some(reason) = out_of_bounds(t) {
                         out.reject(reason, 1, || series_text(lbls));
                     }
@@ -945,7 +949,7 @@ mod tests {
         let n = snap.len();
         db.mark_shipped(
             snap.into_iter()
-                .map(|(id, _, s)| (id, s.last().unwrap().0))
+                .map(|u| (u.id, u.samples.last().unwrap().0))
                 .collect(),
         );
         n
@@ -994,14 +998,14 @@ mod tests {
         push(&db, "a", 3000, 3.0);
         let snap = db.snapshot_unshipped(0, 10_000);
         assert_eq!(snap.len(), 1);
-        assert_eq!(snap[0].2, vec![(3000, 3.0)]);
+        assert_eq!(snap[0].samples, vec![(3000, 3.0)]);
         // Retained: not due yet for a deadline before the ship.
         assert_eq!(db.drop_shipped(before).unwrap(), None);
         assert_eq!(samples(&db, "a").len(), 3);
         // A restart keeps the shipped marks (WAL record): nothing is shipped twice.
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
-        assert_eq!(db.snapshot_unshipped(0, 10_000)[0].2, vec![(3000, 3.0)]);
+        assert_eq!(db.snapshot_unshipped(0, 10_000)[0].samples, vec![(3000, 3.0)]);
         db.drop_shipped(Instant::now()).unwrap();
         assert_eq!(samples(&db, "a"), vec![(3000, 3.0)]);
     }
@@ -1033,20 +1037,20 @@ mod tests {
         );
         // A cut snapshots the series; an out-of-order sample arrives during the upload.
         let snap = db.snapshot_unshipped(0, i64::MAX);
-        assert_eq!(snap[0].2.len(), 3);
+        assert_eq!(snap[0].samples.len(), 3);
         assert_eq!(
             push_with(&db, "a", now - 1_200_000, 0.7, &ooo).rejected_samples,
             0
         );
-        db.mark_shipped(vec![(snap[0].0, now)]);
+        db.mark_shipped(vec![(snap[0].id, now)]);
         // The late sample is not in the shipped block: still unshipped, so shipped again.
         let again = db.snapshot_unshipped(0, i64::MAX);
         assert!(
-            again[0].2.contains(&(now - 1_200_000, 0.7)),
+            again[0].samples.contains(&(now - 1_200_000, 0.7)),
             "{:?}",
-            again[0].2
+            again[0].samples
         );
-        let marks: Vec<(SeriesId, i64)> = vec![(again[0].0, now)];
+        let marks: Vec<(SeriesId, i64)> = vec![(again[0].id, now)];
         db.mark_shipped(marks);
         assert!(db.snapshot_unshipped(0, i64::MAX).is_empty());
         // Late into an already shipped stretch: the mark moves back, the sample ships.
@@ -1055,26 +1059,26 @@ mod tests {
             0
         );
         let third = db.snapshot_unshipped(0, i64::MAX);
-        assert!(third[0].2.contains(&(now - 300_000, 1.5)));
+        assert!(third[0].samples.contains(&(now - 300_000, 1.5)));
         // A cut of a later range; a late sample below that range arrives during its upload:
         // the marks stop below it, so it is shipped by a later cut, not lost.
-        let third_marks: Vec<(SeriesId, i64)> = third.iter().map(|s| (s.0, now)).collect();
+        let third_marks: Vec<(SeriesId, i64)> = third.iter().map(|s| (s.id, now)).collect();
         db.mark_shipped(third_marks);
         push(&db, "a", now + 1000, 3.0);
         let (start, _, snap) = db
             .snapshot_next(|_| Some((now + 500, now + 2000, now + 2000)))
             .unwrap();
         assert_eq!(
-            (start, snap[0].2.clone()),
+            (start, snap[0].samples.clone()),
             (now + 500, vec![(now + 1000, 3.0)])
         );
         assert_eq!(
             push_with(&db, "a", now - 100_000, 1.7, &ooo).rejected_samples,
             0
         );
-        db.mark_shipped(vec![(snap[0].0, now + 1000)]);
+        db.mark_shipped(vec![(snap[0].id, now + 1000)]);
         let left = db.snapshot_unshipped(0, i64::MAX);
-        assert!(left[0].2.contains(&(now - 100_000, 1.7)), "{:?}", left[0].2);
+        assert!(left[0].samples.contains(&(now - 100_000, 1.7)), "{:?}", left[0].samples);
         // Too old even for the window, and all of it survives a restart in order.
         assert_eq!(
             push_with(&db, "a", now - 2 * 3_600_000, 1.0, &ooo).first[0].0,
@@ -1084,7 +1088,7 @@ mod tests {
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         assert_eq!(samples(&db, "a").len(), 7);
         let left = db.snapshot_unshipped(0, i64::MAX);
-        assert!(left[0].2.contains(&(now - 100_000, 1.7)), "{:?}", left[0].2);
+        assert!(left[0].samples.contains(&(now - 100_000, 1.7)), "{:?}", left[0].samples);
     }
 
     #[test]

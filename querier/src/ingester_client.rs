@@ -369,7 +369,9 @@ impl SeriesSource for IngesterStore {
                 for c in series.chunks {
                     match c.encoding {
                         CHUNK_ENCODING_XOR => chunks.push(c.data),
-                        e if e == u32::from(ENC_HISTOGRAM) || e == u32::from(ENC_FLOAT_HISTOGRAM) => {
+                        e if e == u32::from(ENC_HISTOGRAM)
+                            || e == u32::from(ENC_FLOAT_HISTOGRAM) =>
+                        {
                             hists.push((e as u8, c.data))
                         }
                         e => {

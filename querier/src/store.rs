@@ -69,7 +69,11 @@ impl Samples {
 /// Native histograms of histogram chunks (`(encoding, bytes)`, any order) in `[mint, maxt]`,
 /// as float histograms with their read-back hints, sorted by time; a timestamp held by
 /// several chunks (replica copies) is kept once, from the first.
-pub fn decode_hist_chunks(chunks: &[(u8, bytes::Bytes)], mint: i64, maxt: i64) -> Result<Vec<(i64, Hist)>> {
+pub fn decode_hist_chunks(
+    chunks: &[(u8, bytes::Bytes)],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<(i64, Hist)>> {
     let mut out = Vec::new();
     for (enc, data) in chunks {
         let decoded = muninn_storage::chunk::histogram::decode_chunk(*enc, data)

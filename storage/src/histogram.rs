@@ -12,8 +12,8 @@
 //! (adjacent spans merged), the bucket set never does.
 
 mod bounds;
-pub mod codec;
 pub mod chunking;
+pub mod codec;
 mod float_ops;
 mod iter;
 mod trim;

@@ -117,11 +117,11 @@ impl HistChunks {
                 };
             }
         }
-        let kind_changes = match (&self.head, h) {
-            (Some((_, OpenHist::Int(_))), HistSample::Float(_)) => true,
-            (Some((_, OpenHist::Float(_))), HistSample::Int(_)) => true,
-            _ => false,
-        };
+        let kind_changes = matches!(
+            (&self.head, h),
+            (Some((_, OpenHist::Int(_))), HistSample::Float(_))
+                | (Some((_, OpenHist::Float(_))), HistSample::Int(_))
+        );
         let cut = match &self.head {
             None => true,
             Some((min_t, a)) => {
@@ -305,11 +305,20 @@ mod tests {
     fn appends_cuts_and_drops() {
         let mut c = HistChunks::default();
         for k in 0..300u64 {
-            assert_eq!(c.append(k as i64 * 1000, &h(k), c.last_t()), AppendOutcome::Appended);
+            assert_eq!(
+                c.append(k as i64 * 1000, &h(k), c.last_t()),
+                AppendOutcome::Appended
+            );
         }
         assert_eq!(c.append(5000, &h(1), c.last_t()), AppendOutcome::OutOfOrder);
-        assert_eq!(c.append(299_000, &h(299), c.last_t()), AppendOutcome::Duplicate);
-        assert_eq!(c.append(299_000, &h(7), c.last_t()), AppendOutcome::ConflictingDuplicate);
+        assert_eq!(
+            c.append(299_000, &h(299), c.last_t()),
+            AppendOutcome::Duplicate
+        );
+        assert_eq!(
+            c.append(299_000, &h(7), c.last_t()),
+            AppendOutcome::ConflictingDuplicate
+        );
         assert_eq!(c.closed.len(), 2, "cut at 120 samples");
         let all = c.all();
         assert_eq!(all.len(), 300);
@@ -319,7 +328,9 @@ mod tests {
         assert_eq!(c.closed.len(), 3);
         let back = c.samples_in(290_000, 400_000, i64::MIN);
         assert_eq!(back.len(), 11);
-        let HistSample::Int(last) = &back[10].1 else { panic!() };
+        let HistSample::Int(last) = &back[10].1 else {
+            panic!()
+        };
         assert_eq!(last.hint, CounterResetHint::Unknown);
         c.drop_through(150_000);
         assert_eq!(c.all().first().map(|x| x.0), Some(151_000));

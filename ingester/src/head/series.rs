@@ -66,7 +66,11 @@ impl MemSeries {
     }
 
     /// Appends a histogram newer than every sample of the series.
-    pub fn append_hist(&mut self, t: i64, h: &muninn_storage::histogram::HistSample) -> AppendOutcome {
+    pub fn append_hist(
+        &mut self,
+        t: i64,
+        h: &muninn_storage::histogram::HistSample,
+    ) -> AppendOutcome {
         let newest = self.last_t();
         if let Some((lt, _)) = self.last()
             && lt == t
@@ -74,7 +78,9 @@ impl MemSeries {
             // The same timestamp as a float sample.
             return AppendOutcome::ConflictingDuplicate;
         }
-        self.hist.get_or_insert_with(Default::default).append(t, h, newest)
+        self.hist
+            .get_or_insert_with(Default::default)
+            .append(t, h, newest)
     }
 
     /// Every sample held, oldest first.

@@ -108,8 +108,12 @@ pub fn hist_chunks(samples: &[(i64, HistSample)]) -> Vec<(u8, i64, i64, Vec<u8>)
     };
     for (t, h) in samples {
         let full = match &open {
-            Some((_, _, Open::I(a))) => a.num_samples() >= SAMPLES_PER_CHUNK || matches!(h, HistSample::Float(_)),
-            Some((_, _, Open::F(a))) => a.num_samples() >= SAMPLES_PER_CHUNK || matches!(h, HistSample::Int(_)),
+            Some((_, _, Open::I(a))) => {
+                a.num_samples() >= SAMPLES_PER_CHUNK || matches!(h, HistSample::Float(_))
+            }
+            Some((_, _, Open::F(a))) => {
+                a.num_samples() >= SAMPLES_PER_CHUNK || matches!(h, HistSample::Int(_))
+            }
             None => true,
         };
         if full {
@@ -185,7 +189,9 @@ pub fn decode_hist(b: &[u8]) -> Result<Vec<HistCellChunk<'_>>> {
         let encoding = *b.get(pos).ok_or(Error::CorruptChunk("truncated cell"))?;
         pos += 1;
         if encoding != ENC_HISTOGRAM && encoding != ENC_FLOAT_HISTOGRAM {
-            return Err(Error::CorruptChunk("unknown chunk encoding in a histogram cell"));
+            return Err(Error::CorruptChunk(
+                "unknown chunk encoding in a histogram cell",
+            ));
         }
         let z = read_uvarint(b, &mut pos)?;
         let min_t = ((z >> 1) as i64) ^ -((z & 1) as i64);
@@ -236,7 +242,10 @@ mod tests {
             HistSample::Int(Histogram {
                 count: c,
                 sum: c as f64,
-                positive_spans: vec![Span { offset: 0, length: 1 }],
+                positive_spans: vec![Span {
+                    offset: 0,
+                    length: 1,
+                }],
                 positive_deltas: vec![c as i64],
                 ..Default::default()
             })

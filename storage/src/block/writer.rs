@@ -114,7 +114,9 @@ impl<W: Write + Send> StreamWriter<W> {
         hists: &[(i64, HistSample)],
     ) -> Result<()> {
         if !hists.is_empty() && !self.histograms {
-            return Err(Error::Block("histograms pushed to a block writer without histogram columns".into()));
+            return Err(Error::Block(
+                "histograms pushed to a block writer without histogram columns".into(),
+            ));
         }
         let mut cells = Vec::with_capacity(self.slices * (1 + usize::from(self.histograms)));
         let mut any = false;

@@ -1500,7 +1500,10 @@ impl<'a> HistogramIter<'a> {
 
 /// Decodes a whole histogram chunk of either encoding (`ENC_HISTOGRAM` or
 /// `ENC_FLOAT_HISTOGRAM`); a corrupt or unknown chunk is an error.
-pub fn decode_chunk(encoding: u8, data: &[u8]) -> crate::Result<Vec<(i64, crate::histogram::HistSample)>> {
+pub fn decode_chunk(
+    encoding: u8,
+    data: &[u8],
+) -> crate::Result<Vec<(i64, crate::histogram::HistSample)>> {
     use crate::histogram::HistSample;
     let mut it = HistogramIter::new(data);
     let mut out = Vec::with_capacity(usize::from(it.num_samples()).min(data.len()));

@@ -165,9 +165,15 @@ mod tests {
             zero_count: 3,
             count: 10,
             sum: -4.5,
-            positive_spans: vec![Span { offset: -3, length: 2 }],
+            positive_spans: vec![Span {
+                offset: -3,
+                length: 2,
+            }],
             positive_deltas: vec![4, -1],
-            negative_spans: vec![Span { offset: 1, length: 1 }],
+            negative_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
             negative_deltas: vec![0],
             custom_values: vec![],
         });
@@ -175,7 +181,10 @@ mod tests {
             schema: -53,
             count: 2.5,
             sum: 1.0,
-            positive_spans: vec![Span { offset: 0, length: 2 }],
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
             positive_buckets: vec![1.0, 1.5],
             custom_values: vec![0.5],
             ..Default::default()

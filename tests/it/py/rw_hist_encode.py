@@ -1,7 +1,9 @@
 """An independent remote write 1.0 encoder for native histograms: Python's protobuf package
 with a descriptor built from prompb/types.proto's field numbers, not Muninn's code.
 
-Usage: rw_hist_encode.py START_MS STEP_MS N [counters|int|float|all] > body.pb   (uncompressed)
+Usage: rw_hist_encode.py START_MS STEP_MS N [counters|int|float|all] [v2] > body.pb
+(uncompressed; with "v2", an io.prometheus.write.v2.Request with a symbols table, whose
+Histogram message is field for field the same as 1.0's)
 
 Series (deterministic pseudo-random observations, so buckets appear over time):
   nh_requests{kind="counter",schema="S"}  integer counters, schemas 0 and 3
@@ -194,7 +196,45 @@ def main():
             for c in counts:
                 h.positive_deltas.append(c - prev)
                 prev = c
-    sys.stdout.buffer.write(req.SerializeToString())
+    if len(sys.argv) > 5 and sys.argv[5] == "v2":
+        sys.stdout.buffer.write(to_v2(req))
+    else:
+        sys.stdout.buffer.write(req.SerializeToString())
+
+
+def to_v2(req):
+    """The same series as a remote write 2.0 Request."""
+    fd = descriptor_pb2.FileDescriptorProto()
+    fd.name, fd.package, fd.syntax = "rw2h.proto", "io.prometheus.write.v2", "proto3"
+    rep = F.LABEL_REPEATED
+    r = fd.message_type.add(name="Request")
+    field(r, "symbols", 4, F.TYPE_STRING, rep)
+    field(r, "timeseries", 5, F.TYPE_MESSAGE, rep, ".io.prometheus.write.v2.TimeSeries")
+    ts = fd.message_type.add(name="TimeSeries")
+    field(ts, "labels_refs", 1, F.TYPE_UINT32, rep)
+    # Histogram messages are wire-identical to 1.0's: carried as their encoded bytes.
+    field(ts, "histograms", 3, F.TYPE_BYTES, rep)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    Req = message_factory.GetMessageClass(pool.FindMessageTypeByName("io.prometheus.write.v2.Request"))
+    out = Req()
+    syms = [""]
+    index = {"": 0}
+
+    def ref(s):
+        if s not in index:
+            index[s] = len(syms)
+            syms.append(s)
+        return index[s]
+
+    for t in req.timeseries:
+        o = out.timeseries.add()
+        for l in t.labels:
+            o.labels_refs.extend([ref(l.name), ref(l.value)])
+        for h in t.histograms:
+            o.histograms.append(h.SerializeToString())
+    out.symbols.extend(syms)
+    return out.SerializeToString()
 
 
 if __name__ == "__main__":
