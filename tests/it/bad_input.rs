@@ -133,15 +133,20 @@ fn invalid_series_are_rejected_and_valid_ones_kept() {
         serde_json::json!({"__name__": "emptyval", "b": "1"})
     );
 
-    // Native histograms are refused (not stored yet), not silently dropped.
+    // An invalid native histogram is refused naming why; a valid one is stored.
     let mut h = series(&[("__name__", "hist")], &[]);
     h.histograms.push(Histogram {
         timestamp: now,
+        count: Some(muninn_proto::prometheus::histogram::Count::CountInt(3)),
         ..Default::default()
     });
-    let (code, msg) = m.push(T, &write_request(vec![h]));
+    let (code, msg) = m.push(T, &write_request(vec![h.clone()]));
     assert_eq!(code, 400, "{msg}");
-    assert!(msg.contains("native_histogram_unsupported"), "{msg}");
+    assert!(msg.contains("invalid_native_histogram"), "{msg}");
+    assert!(msg.contains("0 observations found in buckets, but the Count field is 3"), "{msg}");
+    h.histograms[0].count = Some(muninn_proto::prometheus::histogram::Count::CountInt(0));
+    let (code, msg) = m.push(T, &write_request(vec![h]));
+    assert_eq!(code, 200, "{msg}");
 
     let metrics = m.metrics();
     for (_, reason) in &cases {
