@@ -8,6 +8,7 @@
 //!   receiver and reports its RSS growth per series.
 
 mod corpus;
+mod hist_bench;
 mod proc_stats;
 mod query_bench;
 mod soak;
@@ -59,6 +60,25 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         requests: usize,
         /// Tenant (sent as X-Scope-OrgID).
+        #[arg(long, default_value = "bench")]
+        tenant: String,
+    },
+    /// Native-histogram ingest (synthetic workload: there is no histogram corpus) into a
+    /// running receiver.
+    HistPush {
+        /// Receiver URL (Muninn's /api/v1/push or Prometheus's /api/v1/write).
+        #[arg(long)]
+        url: String,
+        /// PIDs whose CPU time is the cost.
+        #[arg(long, value_delimiter = ',', required = true)]
+        pid: Vec<u32>,
+        #[arg(long, default_value_t = 2000)]
+        series: usize,
+        /// Histograms per series (15 s apart).
+        #[arg(long, default_value_t = 240)]
+        samples: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
         #[arg(long, default_value = "bench")]
         tenant: String,
     },
@@ -170,6 +190,14 @@ fn main() -> anyhow::Result<()> {
             requests,
             tenant,
         } => push(&bodies, &url, &pid, copies, concurrency, requests, &tenant),
+        Cmd::HistPush {
+            url,
+            pid,
+            series,
+            samples,
+            concurrency,
+            tenant,
+        } => hist_bench::push(&url, &pid, series, samples, concurrency, &tenant),
         Cmd::Query {
             muninn_url,
             muninn_write_url,

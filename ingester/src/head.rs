@@ -213,6 +213,16 @@ impl Head {
         out
     }
 
+    /// Appends a replayed histogram (ordered among the series' histograms only).
+    pub fn replay_hist(&mut self, id: SeriesId, t: i64, h: &HistSample) -> AppendOutcome {
+        let out = self.series[id as usize].replay_hist(t, h);
+        if out == AppendOutcome::Appended {
+            self.samples += 1;
+            self.max_t = self.max_t.max(t);
+        }
+        out
+    }
+
     /// Inserts a sample older than its series' newest (out-of-order ingestion; the window is
     /// the caller's). If the series was shipped past `t`, its shipped mark moves back below
     /// `t` so the sample goes into a later block (with copies of the shipped samples after

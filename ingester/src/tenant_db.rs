@@ -302,10 +302,20 @@ impl TenantDb {
                         out_of_bounds += 1;
                         continue;
                     }
+                    // A record with a valid checksum but an inconsistent histogram is corrupt.
+                    let valid = muninn_storage::is_stale_nan(h.sum())
+                        || match &h {
+                            HistSample::Int(x) => x.validate().is_ok(),
+                            HistSample::Float(x) => x.validate().is_ok(),
+                        };
+                    if !valid {
+                        corrupt_ids += 1;
+                        continue;
+                    }
                     match ids.get(&wal_id) {
                         // Replayed in order; a duplicate (a retried push) is skipped.
                         Some(&id) => {
-                            head.append_hist(id, t, &h);
+                            head.replay_hist(id, t, &h);
                         }
                         None => unknown_refs += 1,
                     }
@@ -928,6 +938,64 @@ mod tests {
         assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
     }
 
+    #[test]
+    fn histograms_and_floats_of_one_request_survive_replay() {
+        use muninn_proto::prometheus::{BucketSpan, Histogram, histogram};
+        let dir = tempfile::tempdir().unwrap();
+        let series = |h: Option<i64>, f: Option<i64>| TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: "mixed".into(),
+            }],
+            samples: f
+                .map(|t| Sample {
+                    value: 1.0,
+                    timestamp: t,
+                })
+                .into_iter()
+                .collect(),
+            histograms: h
+                .map(|t| Histogram {
+                    count: Some(histogram::Count::CountInt(2)),
+                    sum: 3.0,
+                    positive_spans: vec![BucketSpan {
+                        offset: 0,
+                        length: 1,
+                    }],
+                    positive_deltas: vec![2],
+                    timestamp: t,
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        {
+            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+            // One request: the series' histogram at 10, then its float at 20 (two entries).
+            let req = WriteRequest {
+                timeseries: vec![series(Some(10), None), series(None, Some(20))],
+                metadata: vec![],
+            };
+            let bytes = req.encode_to_vec();
+            let view = WriteRequestView::decode(&bytes).unwrap();
+            let out = db
+                .push(&view, &Limits::default(), SeriesLimits::default(), &BOUNDS)
+                .unwrap();
+            assert_eq!((out.ingested_samples, out.rejected_samples), (2, 0));
+            assert_eq!(out.ingested_histograms, 1);
+        }
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        let head = db.head.read();
+        let id = head.select(&[]).first().copied().unwrap_or(0);
+        let chunks = head.chunks(id, 0, 100);
+        let encodings: Vec<u8> = chunks.iter().map(|c| c.encoding).collect();
+        assert!(
+            encodings.contains(&1) && encodings.contains(&2),
+            "{encodings:?}"
+        );
+    }
+
     fn samples(db: &TenantDb, name: &str) -> Vec<(i64, f64)> {
         let head = db.head.read();
         let m = muninn_storage::matcher::Matcher::new(
@@ -1005,7 +1073,10 @@ mod tests {
         // A restart keeps the shipped marks (WAL record): nothing is shipped twice.
         drop(db);
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
-        assert_eq!(db.snapshot_unshipped(0, 10_000)[0].samples, vec![(3000, 3.0)]);
+        assert_eq!(
+            db.snapshot_unshipped(0, 10_000)[0].samples,
+            vec![(3000, 3.0)]
+        );
         db.drop_shipped(Instant::now()).unwrap();
         assert_eq!(samples(&db, "a"), vec![(3000, 3.0)]);
     }
@@ -1078,7 +1149,11 @@ mod tests {
         );
         db.mark_shipped(vec![(snap[0].id, now + 1000)]);
         let left = db.snapshot_unshipped(0, i64::MAX);
-        assert!(left[0].samples.contains(&(now - 100_000, 1.7)), "{:?}", left[0].samples);
+        assert!(
+            left[0].samples.contains(&(now - 100_000, 1.7)),
+            "{:?}",
+            left[0].samples
+        );
         // Too old even for the window, and all of it survives a restart in order.
         assert_eq!(
             push_with(&db, "a", now - 2 * 3_600_000, 1.0, &ooo).first[0].0,
@@ -1088,7 +1163,11 @@ mod tests {
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         assert_eq!(samples(&db, "a").len(), 7);
         let left = db.snapshot_unshipped(0, i64::MAX);
-        assert!(left[0].samples.contains(&(now - 100_000, 1.7)), "{:?}", left[0].samples);
+        assert!(
+            left[0].samples.contains(&(now - 100_000, 1.7)),
+            "{:?}",
+            left[0].samples
+        );
     }
 
     #[test]

@@ -156,6 +156,26 @@ impl FloatHistogram {
     }
 }
 
+/// Largest bucket index magnitude accepted: schema 8's last finite bucket is 2^18, so larger
+/// indexes only come from corrupt or hostile input (and would overflow index arithmetic).
+pub const MAX_BUCKET_INDEX: i64 = 1 << 24;
+
+/// Whether every bucket index of `spans` stays within ±[`MAX_BUCKET_INDEX`].
+pub fn spans_in_range(spans: &[Span]) -> bool {
+    let mut idx = 0i64;
+    for (k, s) in spans.iter().enumerate() {
+        idx += i64::from(s.offset);
+        if k == 0 && idx.abs() > MAX_BUCKET_INDEX {
+            return false;
+        }
+        idx += i64::from(s.length);
+        if idx.abs() > MAX_BUCKET_INDEX + 1 {
+            return false;
+        }
+    }
+    true
+}
+
 /// The buckets of `spans` over `buckets` as `(absolute index, count)`, ascending.
 pub fn pairs<'a, T: Copy>(
     spans: &'a [Span],

@@ -143,7 +143,10 @@ fn invalid_series_are_rejected_and_valid_ones_kept() {
     let (code, msg) = m.push(T, &write_request(vec![h.clone()]));
     assert_eq!(code, 400, "{msg}");
     assert!(msg.contains("invalid_native_histogram"), "{msg}");
-    assert!(msg.contains("0 observations found in buckets, but the Count field is 3"), "{msg}");
+    assert!(
+        msg.contains("0 observations found in buckets, but the Count field is 3"),
+        "{msg}"
+    );
     h.histograms[0].count = Some(muninn_proto::prometheus::histogram::Count::CountInt(0));
     let (code, msg) = m.push(T, &write_request(vec![h]));
     assert_eq!(code, 200, "{msg}");

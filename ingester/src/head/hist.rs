@@ -62,6 +62,25 @@ fn decode_chunk(encoding: u8, data: &[u8]) -> Vec<(i64, HistSample)> {
     muninn_storage::chunk::histogram::decode_chunk(encoding, data).unwrap_or_default()
 }
 
+/// Data equality as Prometheus's `Equals`: values compared bit for bit (a retried staleness
+/// marker is a duplicate), the counter-reset hint ignored.
+fn same_data(a: &HistSample, b: &HistSample) -> bool {
+    match (a, b) {
+        (HistSample::Float(x), HistSample::Float(y)) => x.equals(y),
+        (HistSample::Int(x), HistSample::Int(y)) => {
+            let (mut x, mut y) = (x.clone(), y.clone());
+            x.hint = Default::default();
+            y.hint = Default::default();
+            x.sum.to_bits() == y.sum.to_bits() && {
+                x.sum = 0.0;
+                y.sum = 0.0;
+                x == y
+            }
+        }
+        _ => false,
+    }
+}
+
 /// One series' histograms.
 #[derive(Default)]
 pub struct HistChunks {
@@ -112,7 +131,7 @@ impl HistChunks {
             }
             if t == lt {
                 return match &self.last {
-                    Some((ht, prev)) if *ht == t && prev == h => AppendOutcome::Duplicate,
+                    Some((ht, prev)) if *ht == t && same_data(prev, h) => AppendOutcome::Duplicate,
                     _ => AppendOutcome::ConflictingDuplicate,
                 };
             }

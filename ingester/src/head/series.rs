@@ -65,6 +65,19 @@ impl MemSeries {
         f.max(h)
     }
 
+    /// Appends a histogram in WAL replay: ordered against the series' histograms only. A
+    /// request's float samples are logged before its histograms, so a histogram accepted
+    /// before a newer float of the same request replays after it.
+    pub fn replay_hist(
+        &mut self,
+        t: i64,
+        h: &muninn_storage::histogram::HistSample,
+    ) -> AppendOutcome {
+        let hist = self.hist.get_or_insert_with(Default::default);
+        let newest = hist.last_t();
+        hist.append(t, h, newest)
+    }
+
     /// Appends a histogram newer than every sample of the series.
     pub fn append_hist(
         &mut self,
@@ -269,6 +282,12 @@ impl MemSeries {
     /// checkpoints) keeps seeing one ordered sequence. A chunk grown past twice the usual
     /// size is split in two.
     pub fn insert(&mut self, t: i64, v: f64) -> AppendOutcome {
+        if let Some(h) = &self.hist
+            && h.chunks().any(|(_, min, max, _)| min <= t && t <= max)
+            && h.all().iter().any(|(ht, _)| *ht == t)
+        {
+            return AppendOutcome::ConflictingDuplicate;
+        }
         let Some((last_t, _)) = self.last() else {
             return self.append(t, v);
         };

@@ -105,10 +105,17 @@ fn put_spans(w: &mut BitWriter, buf: &mut Vec<u8>, spans: &[Span]) {
     }
 }
 
+/// Most spans, buckets per side or custom bounds a chunk may declare: far above what any
+/// client sends (client_golang caps buckets at 160 by default), low enough that decoding a
+/// corrupt chunk cannot make each sample a large allocation.
+const MAX_LAYOUT_ITEMS: u64 = 4096;
+
+/// Most bucket values a whole chunk may decode to (samples × buckets per sample).
+const MAX_DECODED_VALUES: usize = 1 << 24;
+
 fn read_spans(r: &mut BitReader<'_>) -> Option<Vec<Span>> {
     let n = read_uint(r)?;
-    // A span takes at least 2 bits: more than the stream holds is corruption.
-    if n > 1 << 20 {
+    if n > MAX_LAYOUT_ITEMS {
         return None;
     }
     let mut out = Vec::with_capacity(n as usize);
@@ -145,17 +152,30 @@ fn write_layout(w: &mut BitWriter, buf: &mut Vec<u8>, l: &Layout) {
 
 fn read_layout(r: &mut BitReader<'_>) -> Option<Layout> {
     let zero_threshold = read_zero_threshold(r)?;
+    // A NaN or negative threshold never comes from a valid histogram.
+    if zero_threshold.is_nan() || zero_threshold < 0.0 {
+        return None;
+    }
     let schema = i32::try_from(read_int(r)?).ok()?;
-    let known = schema == CUSTOM_BUCKETS_SCHEMA || (-9..=52).contains(&schema);
+    // Prometheus reserves -9..=52 for future schemas and reduces the ones above 8 on read;
+    // no writer produces them, so they are refused as corrupt here.
+    let known = schema == CUSTOM_BUCKETS_SCHEMA || crate::histogram::is_exponential_schema(schema);
     if !known {
         return None;
     }
     let pos = read_spans(r)?;
     let neg = read_spans(r)?;
+    if count_spans(&pos) as u64 > MAX_LAYOUT_ITEMS
+        || count_spans(&neg) as u64 > MAX_LAYOUT_ITEMS
+        || !indexes_in_range(&pos)
+        || !indexes_in_range(&neg)
+    {
+        return None;
+    }
     let mut custom = Vec::new();
     if schema == CUSTOM_BUCKETS_SCHEMA {
         let n = read_uint(r)?;
-        if n > 1 << 20 {
+        if n > MAX_LAYOUT_ITEMS {
             return None;
         }
         for _ in 0..n {
@@ -173,6 +193,12 @@ fn read_layout(r: &mut BitReader<'_>) -> Option<Layout> {
 
 fn count_spans(spans: &[Span]) -> usize {
     spans.iter().map(|s| s.length as usize).sum()
+}
+
+/// Whether every bucket index of `spans` stays within ±2^24 (schema 8's last finite bucket
+/// is 2^18; a corrupt layout must not overflow index arithmetic later).
+fn indexes_in_range(spans: &[Span]) -> bool {
+    crate::histogram::spans_in_range(spans)
 }
 
 // ----- layout changes ----------------------------------------------------------------------
@@ -216,12 +242,16 @@ struct Insert {
 
 /// Counter layouts: the inserts making `a`'s buckets cover `b`'s (forward) and `b`'s cover
 /// `a`'s empty ones (backward); `None` if a populated bucket of `a` is gone or shrank.
-fn expand_counts(
+fn expand_counts<T: Copy + PartialOrd + Default>(
     a: &[Span],
     b: &[Span],
-    a_counts: &[f64],
-    b_counts: &[f64],
+    a_counts: &[T],
+    b_counts: &[T],
 ) -> Option<(Vec<Insert>, Vec<Insert>)> {
+    let zero = T::default();
+    if a_counts.len() != count_spans(a) || b_counts.len() != count_spans(b) {
+        return None;
+    }
     let ai = bucket_indexes(a);
     let bi = bucket_indexes(b);
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
@@ -257,7 +287,7 @@ fn expand_counts(
                     j += 1;
                     b_inter.pos += 1;
                 } else if av < bv {
-                    if a_counts[i] != 0.0 {
+                    if a_counts[i] != zero {
                         return None;
                     }
                     add(&mut bwd, &mut b_inter, av);
@@ -278,7 +308,7 @@ fn expand_counts(
                 }
             }
             (Some(&av), None) => {
-                if a_counts[i] != 0.0 {
+                if a_counts[i] != zero {
                     return None;
                 }
                 add(&mut bwd, &mut b_inter, av);
@@ -772,12 +802,12 @@ impl HistogramAppender {
         if h.zero_count < self.zcnt {
             return none(HEADER_RESET);
         }
-        let abs = |d: &[i64]| -> Vec<f64> {
+        let abs = |d: &[i64]| -> Vec<i64> {
             let mut c = 0i64;
             d.iter()
                 .map(|x| {
                     c = c.wrapping_add(*x);
-                    c as f64
+                    c
                 })
                 .collect()
         };
@@ -957,9 +987,9 @@ impl FloatHistogramAppender {
             layout: Layout::default(),
             t: i64::MIN,
             t_delta: 0,
-            cnt: XorValue::new(0.0, 0),
-            zcnt: XorValue::new(0.0, 0),
-            sum: XorValue::new(0.0, 0),
+            cnt: XorValue::new(0.0, 0xff),
+            zcnt: XorValue::new(0.0, 0xff),
+            sum: XorValue::new(0.0, 0xff),
             pos: vec![],
             neg: vec![],
         }
@@ -1337,7 +1367,7 @@ impl<'a> HistogramIter<'a> {
         if self.read == 0 {
             self.layout = read_layout(&mut self.r)?;
             let (np, nn) = (count_spans(&self.layout.pos), count_spans(&self.layout.neg));
-            if np > 1 << 20 || nn > 1 << 20 {
+            if usize::from(self.total).saturating_mul(np + nn + 1) > MAX_DECODED_VALUES {
                 return None;
             }
             self.t = read_int(&mut self.r)?;
@@ -1417,7 +1447,7 @@ impl<'a> HistogramIter<'a> {
         if self.read == 0 {
             self.layout = read_layout(&mut self.r)?;
             let (np, nn) = (count_spans(&self.layout.pos), count_spans(&self.layout.neg));
-            if np > 1 << 20 || nn > 1 << 20 {
+            if usize::from(self.total).saturating_mul(np + nn + 1) > MAX_DECODED_VALUES {
                 return None;
             }
             self.t = read_int(&mut self.r)?;

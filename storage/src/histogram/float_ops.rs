@@ -270,7 +270,8 @@ impl FloatHistogram {
         let mut ozc = other.zero_count;
         let mut ozt = other.zero_threshold;
         let mut oczc = 0.0;
-        while ozt != self.zero_threshold {
+        // NaN thresholds never converge (validation refuses them; this guards anyway).
+        while ozt != self.zero_threshold && !ozt.is_nan() && !self.zero_threshold.is_nan() {
             if self.zero_threshold > ozt {
                 (ozc, ozt, oczc) = other.zero_count_for_larger_threshold(self.zero_threshold, None);
             }

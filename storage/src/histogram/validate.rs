@@ -68,6 +68,10 @@ pub enum HistogramError {
     CustomNegativeBuckets,
     #[error("histogram with exponential schema must not have custom bounds")]
     ExponentialWithCustomBounds,
+    #[error("zero threshold {0} is not a non-negative number")]
+    BadZeroThreshold(f64),
+    #[error("{side}bucket index out of range (at most ±{max})")]
+    BucketIndexOutOfRange { side: &'static str, max: i64 },
     #[error(
         "cannot apply this operation on histograms with a mix of exponential and custom bucket schemas"
     )]
@@ -154,6 +158,9 @@ fn check_common(
             return Err(HistogramError::CustomNegativeBuckets);
         }
     } else if is_exponential_schema(schema) {
+        if zero_threshold.is_nan() || zero_threshold < 0.0 {
+            return Err(HistogramError::BadZeroThreshold(zero_threshold));
+        }
         check_spans(pos.0, pos.1, "positive side: ", true)?;
         check_spans(neg.0, neg.1, "negative side: ", true)?;
         if !custom.is_empty() {

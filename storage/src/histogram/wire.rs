@@ -36,12 +36,14 @@ fn spans(s: &[(i32, u32)]) -> Vec<Span> {
 
 /// Converts and validates; the error names why the histogram is refused.
 pub fn from_wire(w: &WireHistogram) -> Result<HistSample, HistogramError> {
-    let hint = CounterResetHint::from_u8(w.reset_hint.clamp(0, 3) as u8);
+    let hint =
+        u8::try_from(w.reset_hint).map_or(CounterResetHint::Unknown, CounterResetHint::from_u8);
     let sample = match (w.count, w.zero_count) {
         (Count::Int(count), zc) => {
+            // A zero count of the other kind reads as 0, as protobuf's getters give it.
             let zero_count = match zc {
                 Count::Int(z) => z,
-                Count::Float(z) => z as u64,
+                Count::Float(_) => 0,
             };
             HistSample::Int(Histogram {
                 hint,
@@ -59,7 +61,7 @@ pub fn from_wire(w: &WireHistogram) -> Result<HistSample, HistogramError> {
         }
         (Count::Float(count), zc) => {
             let zero_count = match zc {
-                Count::Int(z) => z as f64,
+                Count::Int(_) => 0.0,
                 Count::Float(z) => z,
             };
             HistSample::Float(FloatHistogram {
