@@ -119,11 +119,13 @@ pub fn workload(
         let t = start + k as i64 * step_ms;
         for (g, group) in out.iter_mut().enumerate() {
             let mut req = WriteRequest::default();
-            for s in g * per_request..((g + 1) * per_request).min(series) {
+            let lo = g * per_request;
+            let hi = ((g + 1) * per_request).min(series);
+            for (s, acc) in accs.iter_mut().enumerate().take(hi).skip(lo) {
                 let n = (rng.next() % 24) as usize;
                 for _ in 0..n {
                     let v = (-3.0 + 1.2 * rng.normal()).exp();
-                    accs[s].observe(v);
+                    acc.observe(v);
                 }
                 req.timeseries.push(TimeSeries {
                     labels: vec![
@@ -140,7 +142,7 @@ pub fn workload(
                             value: format!("/api/r{}", s % 10),
                         },
                     ],
-                    histograms: vec![accs[s].proto(t)],
+                    histograms: vec![acc.proto(t)],
                     ..Default::default()
                 });
             }
