@@ -44,9 +44,13 @@ start=$(( now - samples * 15 ))
 query() { # name url expr
   local best=""
   for _ in $(seq "$runs"); do
-    t=$(curl -s -o /dev/null -m "$maxt" -w '%{time_total}' "$2/api/v1/query_range" -H 'X-Scope-OrgID: bench' \
+    t=$(curl -s -o /dev/null -m "$maxt" -w '%{time_total} %{http_code}' "$2/api/v1/query_range" -H 'X-Scope-OrgID: bench' \
       --data-urlencode "query=$3" --data-urlencode "start=$start" --data-urlencode "end=$now" \
-      --data-urlencode step=15)
+      --data-urlencode step=15 || true)
+    case "$t" in
+      *" 200") t="${t% *}" ;;
+      *) echo "$1: no answer within ${maxt}s ($t)"; return ;;
+    esac
     best=$(printf '%s\n%s\n' "$best" "$t" | sed '/^$/d' | sort -g | head -1)
   done
   echo "$1: best of $runs ${best}s"
