@@ -66,7 +66,7 @@ done | tee "$out/hist-query.txt"
 echo "--- bytes per histogram in blocks"
 curl -sf -XPOST -H 'X-Scope-OrgID: bench' "127.0.0.1:29009/ingester/flush?all=true" >/dev/null
 mb=$(find "$work/bucket" -name block.parquet -printf '%s\n' | awk '{s+=$1} END {print s}')
-mh=$(find "$work/bucket" -name meta.json -exec cat {} + | grep -o '"numHistogramSamples":[0-9]*' | awk -F: '{s+=$2} END {print s}')
+mh=$(find "$work/bucket" -name meta.json -exec cat {} + | grep -o '"numHistogramSamples": *[0-9]*' | awk -F: '{s+=$2} END {print s}')
 snap=$(curl -sf -XPOST 127.0.0.1:29090/api/v1/admin/tsdb/snapshot | grep -o '"name":"[^"]*"' | cut -d'"' -f4)
 pb=$(du -sb "$work/prom/snapshots/$snap" | cut -f1)
 total=$(( series * samples ))
