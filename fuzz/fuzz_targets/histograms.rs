@@ -58,18 +58,25 @@ fuzz_target!(|data: &[u8]| {
                     let _ = decode_chunk(c.encoding, c.data);
                 }
             }
+            // WAL replay validates what the codec decodes before using it; so does this.
             let mut pos = 0;
             while let Some(h) = codec::decode(rest, &mut pos) {
-                if muninn_storage::histogram::HistSample::sum(&h).is_nan() {
-                    continue;
+                let valid = match &h {
+                    HistSample::Int(x) => x.validate().is_ok(),
+                    HistSample::Float(x) => x.validate().is_ok(),
+                };
+                if valid && !h.sum().is_nan() {
+                    exercise(&h);
                 }
-                exercise(&h);
             }
         }
         _ => {
-            if let Ok(w) = muninn_proto::histogram_wire::decode_histogram(rest)
-                && let Ok(h) = from_wire(&w)
-            {
+            if let Ok(mut w) = muninn_proto::histogram_wire::decode_histogram(rest) {
+                // A "reset" hint would cut the second append into a chunk of its own.
+                w.reset_hint = 0;
+                let Ok(h) = from_wire(&w) else {
+                    return;
+                };
                 exercise(&h);
                 let mut ia = HistogramAppender::new();
                 let mut fa = FloatHistogramAppender::new();

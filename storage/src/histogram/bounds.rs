@@ -555,7 +555,8 @@ pub fn bound(idx: i32, schema: i32, custom: &[f64]) -> f64 {
 /// The upper bound of bucket `idx` of an exponential schema.
 pub fn exponential_bound(idx: i32, schema: i32) -> f64 {
     if schema < 0 {
-        let exp = (idx as i64) << (-schema);
+        // Valid schemas shift by at most 4; anything else saturates instead of overflowing.
+        let exp = (idx as i64).saturating_mul(1i64 << (-(schema as i64)).min(32));
         if exp == 1024 {
             return f64::MAX;
         }
@@ -590,7 +591,8 @@ pub fn ldexp(frac: f64, exp: i64) -> f64 {
 /// The bucket index in `target` schema of bucket `idx` in `origin` schema (`target ≤ origin`).
 #[inline]
 pub fn target_idx(idx: i32, origin: i32, target: i32) -> i32 {
-    ((idx - 1) >> (origin - target)) + 1
+    let shift = (i64::from(origin) - i64::from(target)).clamp(0, 62);
+    (((i64::from(idx) - 1) >> shift) + 1) as i32
 }
 
 #[cfg(test)]
@@ -609,5 +611,14 @@ mod tests {
         assert_eq!(bound(-1, -53, &[1.0, 5.0]), f64::NEG_INFINITY);
         assert_eq!(target_idx(3, 1, 0), 2);
         assert_eq!(target_idx(-3, 2, 0), 0);
+    }
+
+    #[test]
+    fn corrupt_schemas_and_indexes_do_not_overflow() {
+        // Found by the `histograms` fuzz target: never panic, whatever the input.
+        assert_eq!(exponential_bound(5, -100), f64::INFINITY);
+        assert_eq!(exponential_bound(i32::MIN, -40), 0.0);
+        assert_eq!(target_idx(i32::MIN, 52, -9), 0);
+        assert_eq!(target_idx(7, 8, 8), 7);
     }
 }
