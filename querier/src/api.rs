@@ -139,8 +139,13 @@ pub(crate) fn respond(endpoint: &str, tenant: &TenantId, r: Result<String>) -> R
 use muninn_proto::time::now_ms;
 
 fn parse_query(p: &Params) -> Result<Expr> {
+    parse_query_source(p).map(|s| s.expr)
+}
+
+/// The query with what its annotations' positions need.
+fn parse_query_source(p: &Params) -> Result<crate::promql::parse::Source> {
     let q = p.get("query").unwrap_or("");
-    crate::promql::parse::parse(q)
+    crate::promql::parse::parse_source(q)
         .map_err(|e| Error::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
@@ -330,7 +335,7 @@ fn query_response(r: &QueryResult, t: i64) -> Response {
 
 async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     let r = async {
-        let expr = parse_query(&call.params)?;
+        let src = parse_query_source(&call.params)?;
         let t = call.params.time("time", now_ms())?;
         let timeout = query_timeout(&q, &call.params)?;
         let (qc, tenant) = (q.clone(), call.tenant.clone());
@@ -341,7 +346,8 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
             &call.tenant,
             timeout,
             evaluate(&q, move || async move {
-                promql::instant_query(store.as_ref(), &tenant, opts(&qc, timeout), &expr, t).await
+                promql::instant_query_src(store.as_ref(), &tenant, opts(&qc, timeout), &src, t)
+                    .await
             }),
         )
         .await?;
@@ -386,9 +392,9 @@ fn write_series_points(s: &mut String, labels: &Labels, points: &[(i64, Point)])
 async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     let r = async {
         let p = &call.params;
-        let expr = parse_query(p)?;
+        let src = parse_query_source(p)?;
         let (start, end, step) = params::range(p)?;
-        match expr.value_type() {
+        match src.expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
             ValueType::Matrix => {
                 return Err(Error::BadData(
@@ -418,7 +424,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         let (qc, tenant) = (q.clone(), call.tenant.clone());
         let store = q.store_for(&call.tenant);
         let eval = evaluate(&q, move || async move {
-            promql::range_query(store.as_ref(), &tenant, opts(&qc, timeout), &expr, start, end, step).await
+            promql::range_query_src(store.as_ref(), &tenant, opts(&qc, timeout), &src, start, end, step).await
         });
         run_query(&q, "query_range", &call.tenant, timeout, eval).await
     }

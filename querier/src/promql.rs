@@ -170,6 +170,17 @@ fn annotations(ev: Evaluator<'_>) -> (Vec<String>, Vec<String>) {
     }
 }
 
+/// Evaluates a parsed query at `t` (ms), its annotations carrying positions.
+pub async fn instant_query_src(
+    store: &dyn SeriesSource,
+    tenant: &TenantId,
+    opts: EngineOptions,
+    src: &parse::Source,
+    t: i64,
+) -> Result<QueryResult> {
+    instant_query_inner(store, tenant, opts, &src.expr, t, parse::positions(src)).await
+}
+
 /// Evaluates an instant query at `t` (ms).
 pub async fn instant_query(
     store: &dyn SeriesSource,
@@ -178,7 +189,19 @@ pub async fn instant_query(
     expr: &Expr,
     t: i64,
 ) -> Result<QueryResult> {
+    instant_query_inner(store, tenant, opts, expr, t, Default::default()).await
+}
+
+async fn instant_query_inner(
+    store: &dyn SeriesSource,
+    tenant: &TenantId,
+    opts: EngineOptions,
+    expr: &Expr,
+    t: i64,
+    positions: std::collections::HashMap<usize, String>,
+) -> Result<QueryResult> {
     let mut ev = Evaluator::new(store, tenant, opts.lookback_ms, t, t);
+    ev.positions = positions;
     configure(&mut ev, &opts);
     let ctx = Ctx {
         start: t,
@@ -245,6 +268,27 @@ pub async fn instant_query(
     })
 }
 
+/// Evaluates a parsed range query, its annotations carrying positions.
+pub async fn range_query_src(
+    store: &dyn SeriesSource,
+    tenant: &TenantId,
+    opts: EngineOptions,
+    src: &parse::Source,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<QueryResult> {
+    range_query_inner(
+        store,
+        tenant,
+        opts,
+        &src.expr,
+        (start, end, step),
+        parse::positions(src),
+    )
+    .await
+}
+
 /// Evaluates a range query; the result is a matrix sorted by labels.
 pub async fn range_query(
     store: &dyn SeriesSource,
@@ -255,7 +299,27 @@ pub async fn range_query(
     end: i64,
     step: i64,
 ) -> Result<QueryResult> {
+    range_query_inner(
+        store,
+        tenant,
+        opts,
+        expr,
+        (start, end, step),
+        Default::default(),
+    )
+    .await
+}
+
+async fn range_query_inner(
+    store: &dyn SeriesSource,
+    tenant: &TenantId,
+    opts: EngineOptions,
+    expr: &Expr,
+    (start, end, step): (i64, i64, i64),
+    positions: std::collections::HashMap<usize, String>,
+) -> Result<QueryResult> {
     let mut ev = Evaluator::new(store, tenant, opts.lookback_ms, start, end);
+    ev.positions = positions;
     ev.query_step = step;
     configure(&mut ev, &opts);
     let ctx = Ctx {

@@ -431,13 +431,13 @@ async fn check(
 ) -> Result<Outcome, String> {
     let opts = EngineOptions::default();
     let res: Result<QueryResult, String> = async {
-        let expr = crate::promql::parse::parse(query).map_err(|e| e.to_string())?;
+        let src = crate::promql::parse::parse_source(query).map_err(|e| e.to_string())?;
         if range.2 == 0 {
-            promql::instant_query(store, tenant, opts, &expr, range.0)
+            promql::instant_query_src(store, tenant, opts, &src, range.0)
                 .await
                 .map_err(|e| e.to_string())
         } else {
-            promql::range_query(store, tenant, opts, &expr, range.0, range.1, range.2)
+            promql::range_query_src(store, tenant, opts, &src, range.0, range.1, range.2)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -473,10 +473,8 @@ async fn check(
         for w in want {
             let ok = match w {
                 None => !list.is_empty(),
-                // Annotation positions ("(1:5)") are not tracked: compare without them.
-                Some(m) => list.iter().any(|a| {
-                    m.matches(a) || m.matches(&format!("{a} (1:1)")) || strip_pos_matches(m, a)
-                }),
+                // Positions included: "... (1:5)" must match exactly.
+                Some(m) => list.iter().any(|a| m.matches(a)),
             };
             if !ok {
                 return Ok(Outcome::Fail(format!(
@@ -594,23 +592,6 @@ async fn check(
                 }
             }
             Ok(Outcome::Pass)
-        }
-    }
-}
-
-/// Matches an expected annotation that ends with a position against ours, which has none.
-fn strip_pos_matches(m: &Msg, a: &str) -> bool {
-    match m {
-        Msg::Exact(s) => s
-            .rsplit_once(" (")
-            .is_some_and(|(head, tail)| tail.ends_with(')') && head == a),
-        Msg::Regex(r) => {
-            let pat = r.as_str();
-            let pat = pat
-                .strip_suffix(r" \([0-9]+:[0-9]+\)")
-                .or_else(|| pat.rsplit_once(r" \(").map(|(h, _)| h))
-                .unwrap_or(pat);
-            regex::Regex::new(pat).is_ok_and(|r| r.is_match(a))
         }
     }
 }

@@ -92,6 +92,23 @@ fn grafana_style_requests() {
     );
     assert_eq!(code, 200);
     assert!(v["infos"].is_null(), "a _total counter gets no info: {v}");
+    // Annotations carry the (line:col) of the node they are about, as Prometheus's do.
+    let (code, v) = post_form(
+        &m,
+        "/api/v1/query",
+        &[
+            ("query", "quantile(\n  2, api_requests_total)"),
+            ("time", &t),
+        ],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        v["warnings"],
+        serde_json::json!([
+            "PromQL warning: quantile value should be between 0 and 1, got 2 (2:3)"
+        ]),
+        "{v}"
+    );
 
     let (code, v) = m.get(
         Some("api"),

@@ -165,6 +165,9 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     let op = a.op.id();
     let n = ctx.len();
     let modifier = a.modifier.as_ref();
+    // Prometheus places an aggregation's annotations at the aggregated expression, those
+    // about its parameter at the parameter, topk/bottomk's at the aggregation itself.
+    ev.set_pos(&a.expr);
     match op {
         token::T_COUNT_VALUES => {
             let label = match a.param.as_deref() {
@@ -226,7 +229,7 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
             let input = ev.eval_vector(&a.expr, ctx).await?;
             // The per-series, per-step selection flags.
             ev.charge(input.len().saturating_mul(n.saturating_add(24)))?;
-            return select_k(ev, op, &param, input, modifier, n).map(Value::Vector);
+            return select_k(ev, a, &param, input, n).map(Value::Vector);
         }
         _ => {}
     }
@@ -343,6 +346,9 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
         && p.iter().any(|q| q.is_nan() || *q < 0.0 || *q > 1.0)
         && let Some(q) = p.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0)
     {
+        if let Some(pe) = &a.param {
+            ev.set_pos(pe);
+        }
         ev.warn(format!(
             "PromQL warning: quantile value should be between 0 and 1, got {}",
             format_float(*q)
@@ -477,12 +483,12 @@ pub(crate) fn go_heap_select(
 /// is selected in its group.
 fn select_k(
     ev: &Evaluator<'_>,
-    op: TokenId,
+    a: &AggregateExpr,
     param: &[f64],
     input: Vec<Series>,
-    modifier: Option<&LabelModifier>,
     n: usize,
 ) -> Result<Vec<Series>> {
+    let (op, modifier) = (a.op.id(), a.modifier.as_ref());
     // Group membership, computed once; groups in order of first appearance.
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -511,6 +517,9 @@ fn select_k(
             }
             let r = p.clamp(-1.0, 1.0);
             if r != p {
+                if let Some(pe) = &a.param {
+                    ev.set_pos(pe);
+                }
                 ev.warn(format!(
                     "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
                     go_g(p),
@@ -580,6 +589,7 @@ fn select_k(
         }
     }
     if ignored_hist {
+        ev.set_pos_of(a);
         ev.info(anno::ignored_in_aggregation(if desc {
             "topk"
         } else {

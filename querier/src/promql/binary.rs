@@ -239,6 +239,7 @@ pub async fn eval(ev: &Evaluator<'_>, b: &BinaryExpr, ctx: &Ctx) -> Result<Value
         ev.restore_buckets(p);
     }
     let (lhs, rhs) = operands?;
+    ev.set_pos_of(b);
     let rb = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     match (lhs, rhs) {
         (Value::Scalar(a), Value::Scalar(c)) => Ok(Value::Scalar(

@@ -90,6 +90,11 @@ pub struct Evaluator<'a> {
     /// an enclosing subquery or quantile/fraction needs the buckets ([`BUCKETS_NEEDED`]),
     /// which no inner `histogram_count` overrides.
     skip_buckets: AtomicU8,
+    /// `line:col` of expression nodes by address ([`super::parse::positions`]), for
+    /// annotations; empty when the query's source is not known.
+    pub positions: std::collections::HashMap<usize, String>,
+    /// The position suffix annotations raised now get (set by the operator computing).
+    pos: Mutex<String>,
 }
 
 /// [`Evaluator::enter_buckets`] states.
@@ -184,6 +189,47 @@ impl<'a> Evaluator<'a> {
             bytes: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
             skip_buckets: AtomicU8::new(0),
+            positions: std::collections::HashMap::new(),
+            pos: Mutex::new(String::new()),
+        }
+    }
+
+    /// Annotations raised from now on, until the node being evaluated returns, carry the
+    /// position of `e`, as Prometheus attaches an operand's position to each.
+    pub fn set_pos(&self, e: &Expr) {
+        self.set_pos_at(e as *const Expr as usize);
+    }
+
+    /// As [`Self::set_pos`], for an operator's payload (a `Call`, `AggregateExpr` or
+    /// `BinaryExpr`): the position of the expression it is.
+    pub fn set_pos_of<T>(&self, payload: &T) {
+        self.set_pos_at(payload as *const T as usize);
+    }
+
+    fn set_pos_at(&self, addr: usize) {
+        let p = self
+            .positions
+            .get(&addr)
+            .map_or_else(String::new, |p| format!(" ({p})"));
+        if let Ok(mut cur) = self.pos.lock() {
+            *cur = p;
+        }
+    }
+
+    fn current_pos(&self) -> String {
+        self.pos.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn restore_pos(&self, p: String) {
+        if let Ok(mut cur) = self.pos.lock() {
+            *cur = p;
+        }
+    }
+
+    fn with_pos(&self, msg: String) -> String {
+        match self.pos.lock() {
+            Ok(p) if !p.is_empty() => format!("{msg}{p}"),
+            _ => msg,
         }
     }
 
@@ -209,6 +255,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn warn(&self, msg: String) {
+        let msg = self.with_pos(msg);
         if let Ok(mut a) = self.annotations.lock()
             && !a.warnings.contains(&msg)
         {
@@ -217,6 +264,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn info(&self, msg: String) {
+        let msg = self.with_pos(msg);
         if let Ok(mut a) = self.annotations.lock()
             && !a.infos.contains(&msg)
         {
@@ -621,7 +669,12 @@ impl<'a> Evaluator<'a> {
                 expr = &p.expr;
             }
             let before = self.held_bytes();
-            let v = self.eval_node(expr, ctx).await?;
+            // A node's annotations carry the position its operator chose; its parent's
+            // position is back once it returns.
+            let pos = self.current_pos();
+            let v = self.eval_node(expr, ctx).await;
+            self.restore_pos(pos);
+            let v = v?;
             self.settle(before, value_bytes(&v))?;
             Ok(v)
         })

@@ -710,6 +710,12 @@ const RANGE_FUNCTIONS: &[&str] = &[
 pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
     let name = c.func.name;
     let n = ctx.len();
+    // Prometheus places a function's annotations at its first argument unless it says
+    // otherwise (the histogram functions, sort).
+    match c.args.args.first() {
+        Some(a0) => ev.set_pos(a0),
+        None => ev.set_pos_of(c),
+    }
     if RANGE_FUNCTIONS.contains(&name) {
         return range_function(ev, c, ctx).await;
     }
@@ -1023,6 +1029,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
             }
             v.retain(Series::any);
             if ev.query_step > 0 {
+                ev.set_pos_of(c);
                 ev.warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into());
             }
             if n == 1 {
@@ -1043,6 +1050,7 @@ pub async fn eval(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
         "sort_by_label" | "sort_by_label_desc" => {
             let mut v = ev.eval_vector(arg(c, 0)?, ctx).await?;
             if ev.query_step > 0 {
+                ev.set_pos_of(c);
                 ev.warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into());
             }
             let mut names = vec![];

@@ -254,6 +254,7 @@ pub async fn histogram_quantile(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
     ev.restore_buckets(prev);
     let v = v?;
     q.iter().for_each(|q| warn_quantile(ev, *q));
+    ev.set_pos(v_expr);
     let (v, native) = split_native(ev, v, n);
     let native_out = per_native(&native, n, |i, h, m| {
         super::native::quantile(ev, q[i], h, m)
@@ -300,10 +301,14 @@ pub async fn histogram_quantiles(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Res
     for a in args.iter().skip(2) {
         qs.push(ev.eval_scalar(a, ctx).await?);
     }
+    for (q, a) in qs.iter().zip(args.iter().skip(2)) {
+        ev.set_pos(a);
+        q.iter().for_each(|q| warn_quantile(ev, *q));
+    }
+    ev.set_pos(first);
     let mut out = Vec::new();
     let (v, native) = split_native(ev, v, n);
     for q in &qs {
-        q.iter().for_each(|q| warn_quantile(ev, *q));
         for mut s in per_native(&native, n, |i, h, m| {
             super::native::quantile(ev, q[i], h, m)
         }) {
@@ -345,6 +350,7 @@ pub async fn histogram_fraction(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Resu
     let v = ev.eval_vector(get(2)?, ctx).await;
     ev.restore_buckets(prev);
     let v = v?;
+    ev.set_pos(get(2)?);
     let (v, native) = split_native(ev, v, n);
     let native_out = per_native(&native, n, |i, h, m| {
         super::native::fraction(ev, lower[i], upper[i], h, m)

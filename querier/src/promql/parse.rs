@@ -21,10 +21,28 @@ pub const MAX_DEPTH: usize = 256;
 
 /// Parses a PromQL expression.
 pub fn parse(query: &str) -> Result<Expr, String> {
+    parse_source(query).map(|s| s.expr)
+}
+
+/// A parsed query with its text and the byte spans of its expression nodes (post-order, as
+/// `promql_parser::parser::parse_with_spans` gives them), for annotation positions.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub expr: Expr,
+    pub text: String,
+    pub spans: Vec<(usize, usize)>,
+}
+
+/// Parses a PromQL expression, keeping what annotation positions need.
+pub fn parse_source(query: &str) -> Result<Source, String> {
     check_depth(query, MAX_DEPTH)?;
     let escaped = escape_invalid_bytes(query);
-    match std::panic::catch_unwind(|| promql_parser::parser::parse(&escaped)) {
-        Ok(r) => r,
+    match std::panic::catch_unwind(|| promql_parser::parser::parse_with_spans(&escaped)) {
+        Ok(r) => r.map(|(expr, spans)| Source {
+            expr,
+            text: escaped.to_string(),
+            spans,
+        }),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<&str>()
@@ -34,6 +52,83 @@ pub fn parse(query: &str) -> Result<Expr, String> {
             Err(format!("parse error: {msg}"))
         }
     }
+}
+
+/// `line:col` of each expression node of `src` (by the node's address), as Prometheus's
+/// `PositionRange.StartPosInput` writes positions; empty if the spans do not line up with the
+/// tree (then annotations go without positions rather than with wrong ones).
+pub fn positions(src: &Source) -> std::collections::HashMap<usize, String> {
+    fn walk(e: &Expr, order: &mut Vec<Option<usize>>) {
+        match e {
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    walk(p, order);
+                }
+                walk(&a.expr, order);
+            }
+            Expr::Unary(u) => walk(&u.expr, order),
+            Expr::Binary(b) => {
+                walk(&b.lhs, order);
+                walk(&b.rhs, order);
+            }
+            Expr::Paren(p) => walk(&p.expr, order),
+            Expr::Subquery(s) => walk(&s.expr, order),
+            // The vector selector of a range selector was a node of its own while parsing.
+            Expr::MatrixSelector(_) => order.push(None),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, order)),
+            _ => {}
+        }
+        order.push(Some(e as *const Expr as usize));
+    }
+    let mut order = Vec::new();
+    walk(&src.expr, &mut order);
+    let mut out = std::collections::HashMap::new();
+    if order.len() != src.spans.len() {
+        return out;
+    }
+    // Operators are also found by their payload's address (what their evaluators hold).
+    let mut payload: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    fn payloads(e: &Expr, out: &mut std::collections::HashMap<usize, usize>) {
+        let me = e as *const Expr as usize;
+        match e {
+            Expr::Aggregate(a) => {
+                out.insert(a as *const _ as usize, me);
+                if let Some(p) = &a.param {
+                    payloads(p, out);
+                }
+                payloads(&a.expr, out);
+            }
+            Expr::Binary(b) => {
+                out.insert(b as *const _ as usize, me);
+                payloads(&b.lhs, out);
+                payloads(&b.rhs, out);
+            }
+            Expr::Call(c) => {
+                out.insert(c as *const _ as usize, me);
+                c.args.args.iter().for_each(|a| payloads(a, out));
+            }
+            Expr::Unary(u) => payloads(&u.expr, out),
+            Expr::Paren(p) => payloads(&p.expr, out),
+            Expr::Subquery(s) => payloads(&s.expr, out),
+            _ => {}
+        }
+    }
+    payloads(&src.expr, &mut payload);
+    for (node, &(start, _)) in order.iter().zip(&src.spans) {
+        let Some(addr) = node else { continue };
+        let Some(before) = src.text.get(..start) else {
+            continue;
+        };
+        let line = before.matches('\n').count() + 1;
+        let col = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        out.insert(*addr, format!("{line}:{col}"));
+    }
+    let by_payload: Vec<(usize, String)> = payload
+        .iter()
+        .filter_map(|(p, node)| out.get(node).map(|v| (*p, v.clone())))
+        .collect();
+    out.extend(by_payload);
+    out
 }
 
 /// One bracket group of the depth scan (the whole query is the outermost one).
@@ -267,6 +362,62 @@ pub fn go_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `line:col` of `e` in `src`'s position table.
+    fn pos_of(src: &Source, e: &Expr) -> Option<String> {
+        positions(src).get(&(e as *const Expr as usize)).cloned()
+    }
+
+    #[test]
+    fn positions_are_prometheus_line_and_column_of_each_node() {
+        let src = parse_source("sum by (job) (\n  rate(foo[5m] offset 1m)\n) / -bar @ 10").unwrap();
+        let Expr::Binary(b) = &src.expr else { panic!() };
+        assert_eq!(pos_of(&src, &src.expr).as_deref(), Some("1:1"));
+        let Expr::Aggregate(a) = b.lhs.as_ref() else {
+            panic!()
+        };
+        assert_eq!(pos_of(&src, &b.lhs).as_deref(), Some("1:1"));
+        let Expr::Call(c) = a.expr.as_ref() else {
+            panic!()
+        };
+        assert_eq!(pos_of(&src, &a.expr).as_deref(), Some("2:3"));
+        // The range selector, offset included, starts at its metric name.
+        assert_eq!(pos_of(&src, &c.args.args[0]).as_deref(), Some("2:8"));
+        // A unary minus is a node of its own; `@` belongs to the selector it modifies.
+        let Expr::Unary(u) = b.rhs.as_ref() else {
+            panic!()
+        };
+        assert_eq!(pos_of(&src, &b.rhs).as_deref(), Some("3:5"));
+        assert_eq!(pos_of(&src, &u.expr).as_deref(), Some("3:6"));
+        // Operators are also found by their payload.
+        let table = positions(&src);
+        assert_eq!(
+            table.get(&(a as *const _ as usize)).map(String::as_str),
+            Some("1:1")
+        );
+        assert_eq!(
+            table.get(&(c as *const _ as usize)).map(String::as_str),
+            Some("2:3")
+        );
+        assert_eq!(
+            table.get(&(b as *const _ as usize)).map(String::as_str),
+            Some("1:1")
+        );
+    }
+
+    #[test]
+    fn number_literals_and_parens_line_up_with_the_tree() {
+        for q in [
+            "-1 + (2)",
+            "+foo",
+            "((foo))[5m:1m]",
+            "-(-1)",
+            "count_values(\"x\", -foo)",
+        ] {
+            let src = parse_source(q).unwrap();
+            assert!(!positions(&src).is_empty(), "{q}: spans do not line up");
+        }
+    }
 
     #[test]
     fn invalid_bytes_survive_parsing() {

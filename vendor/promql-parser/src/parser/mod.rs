@@ -24,6 +24,7 @@ pub mod ast;
 pub mod function;
 pub mod lex;
 pub mod parse;
+pub(crate) mod spans;
 pub(crate) mod production;
 pub mod token;
 pub mod value;
@@ -35,7 +36,7 @@ pub use ast::{
 };
 pub use function::{clear_extra_functions, register_extra_functions, Function, FunctionArgs};
 pub use lex::lexer;
-pub use parse::parse;
+pub use parse::{parse, parse_with_spans};
 
 // FIXME: show more helpful error message to some invalid promql queries.
 const INVALID_QUERY_INFO: &str = "invalid promql query";

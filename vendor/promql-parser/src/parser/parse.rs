@@ -16,6 +16,18 @@ use crate::parser::{lex, Expr, INVALID_QUERY_INFO};
 
 /// Parse the given query literal to an AST (which is [`Expr`] in this crate).
 pub fn parse(input: &str) -> Result<Expr, String> {
+    parse_with_spans(input).map(|(e, _)| e)
+}
+
+/// Muninn: parses `input` and returns the byte spans of its expression nodes in post-order
+/// (children left to right, then the node; a matrix selector's vector selector is its child).
+pub fn parse_with_spans(input: &str) -> Result<(Expr, Vec<(usize, usize)>), String> {
+    crate::parser::spans::reset();
+    let e = parse_inner(input)?;
+    Ok((e, crate::parser::spans::take()))
+}
+
+fn parse_inner(input: &str) -> Result<Expr, String> {
     match lex::lexer(input) {
         Err(e) => Err(e),
         Ok(lexer) => {

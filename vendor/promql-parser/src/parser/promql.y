@@ -157,18 +157,19 @@ start -> Result<Expr, String>:
 
 expr -> Result<Expr, String>:
 /* check_ast from bottom to up for nested exprs */
-                aggregate_expr { check_ast($1?) }
-        |       at_expr { check_ast($1?) }
-        |       binary_expr { check_ast($1?) }
-        |       function_call { check_ast($1?) }
-        |       matrix_selector { check_ast($1?) }
-        |       number_literal { check_ast($1?) }
-        |       offset_expr { check_ast($1?) }
-        |       paren_expr { check_ast($1?) }
-        |       string_literal { check_ast($1?) }
-        |       subquery_expr { check_ast($1?) }
-        |       unary_expr  { check_ast($1?) }
-        |       vector_selector  { check_ast($1?) }
+/* Muninn: each new node records its span; modifiers update the span of the node they modify */
+                aggregate_expr { new_node(check_ast($1?), $span) }
+        |       at_expr { same_node(check_ast($1?), $span) }
+        |       binary_expr { new_node(check_ast($1?), $span) }
+        |       function_call { new_node(check_ast($1?), $span) }
+        |       matrix_selector { new_node(check_ast($1?), $span) }
+        |       number_literal { new_node(check_ast($1?), $span) }
+        |       offset_expr { same_node(check_ast($1?), $span) }
+        |       paren_expr { new_node(check_ast($1?), $span) }
+        |       string_literal { new_node(check_ast($1?), $span) }
+        |       subquery_expr { new_node(check_ast($1?), $span) }
+        |       unary_expr  { unary_node(check_ast($1?), $span) }
+        |       vector_selector  { new_node(check_ast($1?), $span) }
 ;
 
 /*
@@ -738,4 +739,26 @@ fn update_optional_fill(
 ) -> Option<BinModifier> {
     let modifier = modifier.unwrap_or_default();
     Some(modifier.with_fill_values(fill))
+}
+
+// Muninn: span bookkeeping for `expr` reductions (see `parser::spans`).
+fn new_node(e: Result<Expr, String>, span: cfgrammar::Span) -> Result<Expr, String> {
+    let e = e?;
+    crate::parser::spans::record(span.start(), span.end());
+    Ok(e)
+}
+
+fn same_node(e: Result<Expr, String>, span: cfgrammar::Span) -> Result<Expr, String> {
+    let e = e?;
+    crate::parser::spans::replace_last(span.start(), span.end());
+    Ok(e)
+}
+
+/// A unary minus makes a new node, except over a number (folded into the literal) and a
+/// unary plus (the operand itself).
+fn unary_node(e: Result<Expr, String>, span: cfgrammar::Span) -> Result<Expr, String> {
+    match e? {
+        e @ Expr::Unary(_) => new_node(Ok(e), span),
+        e => same_node(Ok(e), span),
+    }
 }
