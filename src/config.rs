@@ -24,7 +24,7 @@ use crate::roles::Role;
 )]
 pub struct Config {
     /// Which role to run: all (every role in one process, local storage), ingester, querier,
-    /// compactor, distributor.
+    /// query-frontend, compactor, distributor.
     #[arg(value_enum)]
     pub role: Role,
     /// YAML file with any of these flags (nested keys joined with dots).
@@ -58,6 +58,8 @@ pub struct Config {
     pub ring: muninn_ring::RingArgs,
     #[command(flatten)]
     pub querier: muninn_querier::QuerierArgs,
+    #[command(flatten)]
+    pub frontend: muninn_frontend::FrontendArgs,
     #[command(flatten)]
     pub compactor: muninn_compactor::CompactorArgs,
     #[command(flatten)]
@@ -99,6 +101,11 @@ impl Config {
         if self.tenancy.tenants_file.is_some() && !self.multitenancy {
             anyhow::bail!(
                 "--auth.tenants-file authenticates tenants: it needs --auth.multitenancy-enabled=true"
+            );
+        }
+        if self.role == Role::QueryFrontend && self.frontend.downstream_url.is_empty() {
+            anyhow::bail!(
+                "muninn query-frontend forwards to queriers: give --query-frontend.downstream-url"
             );
         }
         if self.role == Role::Distributor && self.ring.join.is_empty() {

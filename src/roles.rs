@@ -14,6 +14,9 @@ pub enum Role {
     /// Stateless write router: receives remote write, deduplicates HA pairs, and sends each
     /// series to its owners on the ring (needs `--memberlist.join`).
     Distributor,
+    /// The Prometheus HTTP API in front of queriers: splits, caches, shards and queues
+    /// queries (`--query-frontend.downstream-url`).
+    QueryFrontend,
 }
 
 impl Role {
@@ -30,6 +33,11 @@ impl Role {
         matches!(self, Role::All | Role::Ingester | Role::Distributor)
     }
 
+    /// Whether the process serves the query API through the query frontend.
+    pub fn runs_frontend(self) -> bool {
+        matches!(self, Role::All | Role::QueryFrontend)
+    }
+
     pub fn runs_compactor(self) -> bool {
         matches!(self, Role::All | Role::Compactor)
     }
@@ -41,6 +49,7 @@ impl Role {
             Role::Querier => "querier",
             Role::Compactor => "compactor",
             Role::Distributor => "distributor",
+            Role::QueryFrontend => "query-frontend",
         }
     }
 }

@@ -10,6 +10,8 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use muninn_frontend::Frontend;
+use muninn_frontend::downstream::{HttpDownstream, InProcess};
 use muninn_ingester::distributor::Distributor;
 use muninn_ingester::{Ingester, IngesterConfig};
 use muninn_querier::Querier;
@@ -259,7 +261,24 @@ pub async fn run(
         };
         let q = Querier::new(store, ingesters, tenancy.clone(), &config.querier);
         q.metrics.register(&mut registry);
-        app = app.merge(q.http_router());
+        if role.runs_frontend() {
+            // `all`: the query API goes through the frontend to this querier, in process.
+            let fe = Frontend::new(
+                &config.frontend,
+                InProcess::new(q.http_router()),
+                tenancy.clone(),
+            )?;
+            fe.metrics.register(&mut registry);
+            app = app.merge(fe.http_router());
+        } else {
+            app = app.merge(q.http_router());
+        }
+    } else if role.runs_frontend() {
+        let downstream = HttpDownstream::new(&config.frontend.downstream_url)?;
+        let fe = Frontend::new(&config.frontend, Arc::new(downstream), tenancy.clone())?;
+        fe.metrics.register(&mut registry);
+        app = app.merge(fe.http_router());
+        tracing::info!(downstream = ?config.frontend.downstream_url, "query frontend forwarding to queriers");
     }
     if role.runs_compactor() {
         let metrics = Arc::new(muninn_compactor::CompactorMetrics::default());

@@ -49,6 +49,8 @@ pub struct Limits {
     /// Exemplars a tenant keeps in ingesters' memory (counted before replication); 0: none
     /// are stored.
     pub max_global_exemplars_per_user: u64,
+    /// Sub-queries (split intervals, shards) of this tenant the query frontend runs at once.
+    pub max_query_parallelism: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +73,7 @@ impl Default for Limits {
             compactor_blocks_retention_period: FlagDuration::default(),
             ingestion_tenant_shard_size: 0,
             max_global_exemplars_per_user: 0,
+            max_query_parallelism: 14,
         }
     }
 }
@@ -188,6 +191,10 @@ pub struct LimitsArgs {
     /// Exemplars each tenant keeps in memory (before replication); 0: exemplars are dropped.
     #[arg(long = "limits.max-global-exemplars-per-user", default_value_t = 0)]
     pub max_global_exemplars_per_user: u64,
+    /// Sub-queries (split intervals, shards) of one tenant the query frontend runs at once;
+    /// the rest wait in the tenant's queue.
+    #[arg(long = "limits.max-query-parallelism", default_value_t = 14)]
+    pub max_query_parallelism: usize,
 }
 
 impl From<&LimitsArgs> for Limits {
@@ -210,6 +217,7 @@ impl From<&LimitsArgs> for Limits {
             compactor_blocks_retention_period: a.compactor_blocks_retention_period,
             ingestion_tenant_shard_size: a.ingestion_tenant_shard_size,
             max_global_exemplars_per_user: a.max_global_exemplars_per_user,
+            max_query_parallelism: a.max_query_parallelism.max(1),
         }
     }
 }

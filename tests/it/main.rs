@@ -9,6 +9,7 @@ mod cluster;
 mod compaction;
 mod crash;
 mod exemplars;
+mod frontend;
 mod harness;
 mod hostile_queries;
 mod http_api;

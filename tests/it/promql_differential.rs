@@ -12,6 +12,88 @@ use crate::harness::{Muninn, Prometheus, agent, encode, series};
 
 const TENANT: &str = "diff";
 
+/// The instant queries compared with Prometheus (also run as range queries through the query
+/// frontend, `frontend.rs`).
+pub(crate) const INSTANT_QUERIES: &[&str] = &[
+    "diff_requests_total",
+    "diff_requests_total{code=\"500\",job=~\"job-[01]\"}",
+    "diff_requests_total{instance!=\"i-0\",job!~\"job-2\"}",
+    "rate(diff_requests_total[5m])",
+    "irate(diff_requests_total[5m])",
+    "increase(diff_requests_total[10m])",
+    "sum by (job) (rate(diff_requests_total[5m]))",
+    "sum without (instance) (rate(diff_requests_total[5m]))",
+    "avg by (job) (diff_memory_bytes)",
+    "max by (job) (diff_memory_bytes)",
+    "min(diff_memory_bytes)",
+    "count by (code) (diff_requests_total)",
+    "group by (job) (diff_requests_total)",
+    "topk(3, diff_memory_bytes)",
+    "bottomk(2, diff_memory_bytes) by (job)",
+    "quantile(0.9, diff_memory_bytes)",
+    "stddev by (job) (diff_memory_bytes)",
+    "stdvar(diff_memory_bytes)",
+    "count_values(\"v\", round(diff_memory_bytes / 1e8))",
+    "histogram_quantile(0.9, sum by (job, le) (rate(diff_latency_seconds_bucket[5m])))",
+    "histogram_quantile(0.5, rate(diff_latency_seconds_bucket[10m]))",
+    "rate(diff_requests_total[5m]) / on(job, instance) group_left sum by (job, instance) (rate(diff_requests_total[5m]))",
+    "sum by (job, instance) (rate(diff_requests_total[5m])) / ignoring(code) group_right rate(diff_requests_total[5m])",
+    "diff_memory_bytes > 4e8",
+    "diff_memory_bytes > bool 4e8",
+    "4e8 < diff_memory_bytes",
+    "diff_memory_bytes - diff_memory_bytes offset 10m",
+    "diff_requests_total{code=\"200\"} and diff_requests_total{instance=~\"i-[01]\"}",
+    "diff_requests_total{code=\"200\"} or diff_memory_bytes",
+    "diff_requests_total unless on(instance) diff_memory_bytes{instance=\"i-2\"}",
+    "max_over_time(diff_memory_bytes[10m])",
+    "min_over_time(diff_memory_bytes[10m])",
+    "avg_over_time(diff_memory_bytes[10m])",
+    "sum_over_time(diff_memory_bytes[10m])",
+    "count_over_time(diff_memory_bytes[10m])",
+    "last_over_time(diff_memory_bytes[10m])",
+    "stddev_over_time(diff_memory_bytes[10m])",
+    "quantile_over_time(0.5, diff_memory_bytes[10m])",
+    "present_over_time(diff_gone[10m])",
+    "deriv(diff_memory_bytes[10m])",
+    "predict_linear(diff_memory_bytes[10m], 3600)",
+    "delta(diff_memory_bytes[10m])",
+    "idelta(diff_memory_bytes[10m])",
+    "changes(diff_memory_bytes[10m])",
+    "resets(diff_requests_total[30m])",
+    "max_over_time(rate(diff_requests_total[5m])[15m:1m])",
+    "avg_over_time(sum by (job) (diff_memory_bytes)[20m:30s])",
+    "label_replace(diff_memory_bytes, \"host\", \"$1\", \"instance\", \"i-(.*)\")",
+    "label_join(diff_memory_bytes, \"id\", \"/\", \"job\", \"instance\")",
+    "abs(-diff_memory_bytes)",
+    "clamp(diff_memory_bytes, 3.9e8, 4.1e8)",
+    "clamp_min(diff_memory_bytes, 4e8)",
+    "sqrt(diff_memory_bytes) * 2 + 1",
+    "ln(diff_memory_bytes) - log2(diff_memory_bytes) + log10(diff_memory_bytes)",
+    "timestamp(diff_memory_bytes)",
+    "absent(nonexistent{job=\"x\"})",
+    "absent(diff_memory_bytes)",
+    "absent_over_time(diff_gone[5m])",
+    "vector(1) + 1",
+    "time()",
+    "scalar(sum(diff_memory_bytes))",
+    "diff_memory_bytes offset 10m",
+    "diff_gone",
+    "sort_desc(sum by (job) (diff_memory_bytes))",
+    "minute(timestamp(diff_gone))",
+    "sum(rate(diff_requests_total[5m])) by (code) * on() group_left vector(2)",
+    // Ties: Prometheus's heap keeps the earliest tied series until a better one replaces
+    // its root, so the later best value evicts the first zero, not the last.
+    "topk(2, max by (job, instance) (diff_requests_total * 0) or vector(1))",
+    "bottomk(2, max by (job, instance) (diff_requests_total * 0 + 1) or vector(0))",
+    "topk by (job) (1, diff_requests_total * 0)",
+    "bottomk(5, max by (job, instance) (diff_requests_total * 0) or vector(-1))",
+    // A label function's output with two series of one label set fails, even when what
+    // follows (an aggregation, a filter) would hide the collision.
+    "sum(label_replace(diff_requests_total, \"code\", \"x\", \"\", \"\"))",
+    "label_join(diff_requests_total, \"instance\", \"\", \"job\") > 1e300",
+    "count(label_replace(diff_requests_total, \"code\", \"x\", \"code\", \"5.*\"))",
+];
+
 /// A deterministic pseudo-random sequence (xorshift).
 struct Rng(u64);
 
@@ -26,14 +108,20 @@ impl Rng {
 
 /// Two hours of 15 s samples, ending at `t0 + 2h`, one request per scrape.
 fn generate(t0: i64) -> Vec<WriteRequest> {
+    generate_every(t0, 480, 15_000)
+}
+
+/// `n` scrapes `every` ms apart from `t0`, one request per scrape; `diff_gone` stops with a
+/// staleness marker half-way.
+pub(crate) fn generate_every(t0: i64, n: i64, every: i64) -> Vec<WriteRequest> {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut counters: BTreeMap<(usize, usize, usize), f64> = BTreeMap::new();
     let mut gauges: BTreeMap<(usize, usize), f64> = BTreeMap::new();
     let mut buckets: BTreeMap<usize, [f64; 5]> = BTreeMap::new();
     let les = ["0.1", "0.5", "1", "5", "+Inf"];
     let mut out = vec![];
-    for i in 0..480i64 {
-        let t = t0 + i * 15_000 + 371;
+    for i in 0..n {
+        let t = t0 + i * every + 371;
         let mut ts: Vec<TimeSeries> = vec![];
         for job in 0..3 {
             for inst in 0..4 {
@@ -93,9 +181,9 @@ fn generate(t0: i64) -> Vec<WriteRequest> {
             }
         }
         // A series that disappears half-way with a staleness marker.
-        if i < 240 {
+        if i < n / 2 {
             ts.push(series(&[("__name__", "diff_gone")], &[(t, i as f64)]));
-        } else if i == 240 {
+        } else if i == n / 2 {
             ts.push(series(
                 &[("__name__", "diff_gone")],
                 &[(t, f64::from_bits(0x7ff0_0000_0000_0002))],
@@ -109,7 +197,12 @@ fn generate(t0: i64) -> Vec<WriteRequest> {
     out
 }
 
-fn query(url: &str, path: &str, params: &[(&str, String)], tenant: Option<&str>) -> Value {
+pub(crate) fn query(
+    url: &str,
+    path: &str,
+    params: &[(&str, String)],
+    tenant: Option<&str>,
+) -> Value {
     let mut req = agent().get(&format!("{url}{path}"));
     for (k, v) in params {
         req = req.query(*k, v);
@@ -121,7 +214,7 @@ fn query(url: &str, path: &str, params: &[(&str, String)], tenant: Option<&str>)
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
 
-fn close(a: &str, b: &str) -> bool {
+pub(crate) fn close(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
@@ -137,7 +230,7 @@ fn close(a: &str, b: &str) -> bool {
 }
 
 /// Result as {metric json -> [(t, value)]}, or a scalar as one entry.
-fn normalize(v: &Value) -> Result<BTreeMap<String, Vec<(String, String)>>, String> {
+pub(crate) fn normalize(v: &Value) -> Result<BTreeMap<String, Vec<(String, String)>>, String> {
     if v["status"] != "success" {
         return Err(format!("{v}"));
     }
@@ -239,85 +332,7 @@ fn promql_answers_match_prometheus() {
     }
     let s = |ms: i64| format!("{}.500", (t0 + ms) / 1000);
     let at = |min: i64| s(min * 60_000);
-    let instant = [
-        "diff_requests_total",
-        "diff_requests_total{code=\"500\",job=~\"job-[01]\"}",
-        "diff_requests_total{instance!=\"i-0\",job!~\"job-2\"}",
-        "rate(diff_requests_total[5m])",
-        "irate(diff_requests_total[5m])",
-        "increase(diff_requests_total[10m])",
-        "sum by (job) (rate(diff_requests_total[5m]))",
-        "sum without (instance) (rate(diff_requests_total[5m]))",
-        "avg by (job) (diff_memory_bytes)",
-        "max by (job) (diff_memory_bytes)",
-        "min(diff_memory_bytes)",
-        "count by (code) (diff_requests_total)",
-        "group by (job) (diff_requests_total)",
-        "topk(3, diff_memory_bytes)",
-        "bottomk(2, diff_memory_bytes) by (job)",
-        "quantile(0.9, diff_memory_bytes)",
-        "stddev by (job) (diff_memory_bytes)",
-        "stdvar(diff_memory_bytes)",
-        "count_values(\"v\", round(diff_memory_bytes / 1e8))",
-        "histogram_quantile(0.9, sum by (job, le) (rate(diff_latency_seconds_bucket[5m])))",
-        "histogram_quantile(0.5, rate(diff_latency_seconds_bucket[10m]))",
-        "rate(diff_requests_total[5m]) / on(job, instance) group_left sum by (job, instance) (rate(diff_requests_total[5m]))",
-        "sum by (job, instance) (rate(diff_requests_total[5m])) / ignoring(code) group_right rate(diff_requests_total[5m])",
-        "diff_memory_bytes > 4e8",
-        "diff_memory_bytes > bool 4e8",
-        "4e8 < diff_memory_bytes",
-        "diff_memory_bytes - diff_memory_bytes offset 10m",
-        "diff_requests_total{code=\"200\"} and diff_requests_total{instance=~\"i-[01]\"}",
-        "diff_requests_total{code=\"200\"} or diff_memory_bytes",
-        "diff_requests_total unless on(instance) diff_memory_bytes{instance=\"i-2\"}",
-        "max_over_time(diff_memory_bytes[10m])",
-        "min_over_time(diff_memory_bytes[10m])",
-        "avg_over_time(diff_memory_bytes[10m])",
-        "sum_over_time(diff_memory_bytes[10m])",
-        "count_over_time(diff_memory_bytes[10m])",
-        "last_over_time(diff_memory_bytes[10m])",
-        "stddev_over_time(diff_memory_bytes[10m])",
-        "quantile_over_time(0.5, diff_memory_bytes[10m])",
-        "present_over_time(diff_gone[10m])",
-        "deriv(diff_memory_bytes[10m])",
-        "predict_linear(diff_memory_bytes[10m], 3600)",
-        "delta(diff_memory_bytes[10m])",
-        "idelta(diff_memory_bytes[10m])",
-        "changes(diff_memory_bytes[10m])",
-        "resets(diff_requests_total[30m])",
-        "max_over_time(rate(diff_requests_total[5m])[15m:1m])",
-        "avg_over_time(sum by (job) (diff_memory_bytes)[20m:30s])",
-        "label_replace(diff_memory_bytes, \"host\", \"$1\", \"instance\", \"i-(.*)\")",
-        "label_join(diff_memory_bytes, \"id\", \"/\", \"job\", \"instance\")",
-        "abs(-diff_memory_bytes)",
-        "clamp(diff_memory_bytes, 3.9e8, 4.1e8)",
-        "clamp_min(diff_memory_bytes, 4e8)",
-        "sqrt(diff_memory_bytes) * 2 + 1",
-        "ln(diff_memory_bytes) - log2(diff_memory_bytes) + log10(diff_memory_bytes)",
-        "timestamp(diff_memory_bytes)",
-        "absent(nonexistent{job=\"x\"})",
-        "absent(diff_memory_bytes)",
-        "absent_over_time(diff_gone[5m])",
-        "vector(1) + 1",
-        "time()",
-        "scalar(sum(diff_memory_bytes))",
-        "diff_memory_bytes offset 10m",
-        "diff_gone",
-        "sort_desc(sum by (job) (diff_memory_bytes))",
-        "minute(timestamp(diff_gone))",
-        "sum(rate(diff_requests_total[5m])) by (code) * on() group_left vector(2)",
-        // Ties: Prometheus's heap keeps the earliest tied series until a better one replaces
-        // its root, so the later best value evicts the first zero, not the last.
-        "topk(2, max by (job, instance) (diff_requests_total * 0) or vector(1))",
-        "bottomk(2, max by (job, instance) (diff_requests_total * 0 + 1) or vector(0))",
-        "topk by (job) (1, diff_requests_total * 0)",
-        "bottomk(5, max by (job, instance) (diff_requests_total * 0) or vector(-1))",
-        // A label function's output with two series of one label set fails, even when what
-        // follows (an aggregation, a filter) would hide the collision.
-        "sum(label_replace(diff_requests_total, \"code\", \"x\", \"\", \"\"))",
-        "label_join(diff_requests_total, \"instance\", \"\", \"job\") > 1e300",
-        "count(label_replace(diff_requests_total, \"code\", \"x\", \"code\", \"5.*\"))",
-    ];
+    let instant = INSTANT_QUERIES;
     let times = [at(25), at(61), at(100)];
     let mut failures = vec![];
     let mut compared = 0;

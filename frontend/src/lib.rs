@@ -1,0 +1,150 @@
+//! The query frontend (`muninn query-frontend`, and in front of the querier in `muninn all`):
+//! it serves the Prometheus HTTP API and forwards to queriers, after Cortex's and Mimir's
+//! query frontend.
+//!
+//! Range-query path: [`api`] (tenant, parameters) → [`split`] (pieces by
+//! `--query-frontend.split-queries-by-interval`, step-aligned) → [`extents`] (what the
+//! [`cache`] already holds for each piece, what must be fetched) → [`queue`] (per-tenant fair
+//! queue, `max_query_parallelism`) → [`downstream`] (a querier over HTTP, or the in-process
+//! one; 5xx retried) → [`matrix`] (responses merged into the one the whole query gives).
+//! Other endpoints are forwarded through the queue as they are.
+
+pub mod api;
+pub mod cache;
+pub mod downstream;
+pub mod extents;
+pub mod matrix;
+pub mod metrics;
+pub mod queue;
+pub mod split;
+
+use std::sync::Arc;
+
+use muninn_proto::duration::FlagDuration;
+
+/// Errors of the query frontend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A querier could not be reached or did not answer (502 to the client).
+    #[error("querier: {0}")]
+    Downstream(String),
+    /// A querier's answer is not the JSON it should be (502).
+    #[error("decoding a querier response: {0}")]
+    Decode(String),
+    /// The tenant has too many requests waiting (429).
+    #[error("too many outstanding requests for this tenant ({0} queued)")]
+    TooManyOutstanding(usize),
+    /// The results cache failed; the query goes on without it.
+    #[error("results cache: {0}")]
+    Cache(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Flags owned by the query frontend.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FrontendArgs {
+    /// Base URLs of the queriers to forward to (comma separated, e.g.
+    /// `http://querier:9009`); requests go round-robin. Empty in `all`: the in-process querier.
+    #[arg(long = "query-frontend.downstream-url", value_delimiter = ',')]
+    pub downstream_url: Vec<String>,
+    /// Range queries are split into pieces of this interval (aligned to multiples of it,
+    /// each piece on the query's step grid), run in parallel and cached per piece. 0: no
+    /// splitting (nor results caching).
+    #[arg(
+        long = "query-frontend.split-queries-by-interval",
+        default_value = "24h"
+    )]
+    pub split_interval: FlagDuration,
+    /// Results newer than now minus this are never cached (recent data may still change).
+    #[arg(long = "query-frontend.max-cache-freshness", default_value = "10m")]
+    pub max_cache_freshness: FlagDuration,
+    /// Cache range-query results (per tenant, query, step and split interval).
+    #[arg(long = "query-frontend.cache-results", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub cache_results: bool,
+    /// Memory the in-process results cache may hold (least recently used entries go first).
+    #[arg(
+        long = "query-frontend.results-cache.max-size-bytes",
+        default_value_t = 256 << 20
+    )]
+    pub cache_max_bytes: usize,
+    /// memcached servers (`host:port`, comma separated) for the results cache instead of the
+    /// in-process one; keys are spread over them by hash.
+    #[arg(
+        long = "query-frontend.results-cache.memcached-addresses",
+        value_delimiter = ','
+    )]
+    pub memcached_addresses: Vec<String>,
+    /// Shardable aggregations are split into this many shards by series hash, run in
+    /// parallel and merged. 0 or 1: no sharding.
+    #[arg(
+        long = "query-frontend.query-sharding-total-shards",
+        default_value_t = 16
+    )]
+    pub sharding_total_shards: usize,
+    /// A sub-request that fails with a 5xx or cannot reach a querier is retried this many
+    /// times.
+    #[arg(long = "query-frontend.max-retries-per-request", default_value_t = 5)]
+    pub max_retries: usize,
+    /// Requests of one tenant that may wait in its queue; more get 429.
+    #[arg(
+        long = "query-frontend.max-outstanding-requests-per-tenant",
+        default_value_t = 100
+    )]
+    pub max_outstanding_per_tenant: usize,
+    /// Sub-requests in flight to the queriers, all tenants together (the queriers' worker
+    /// slots); tenants take turns for them.
+    #[arg(long = "query-frontend.querier-concurrency", default_value_t = 16)]
+    pub querier_concurrency: usize,
+}
+
+/// A configured query frontend.
+pub struct Frontend {
+    pub args: FrontendArgs,
+    pub downstream: Arc<dyn downstream::Downstream>,
+    pub cache: Option<Arc<dyn cache::ResultsCache>>,
+    pub queue: queue::FairQueue,
+    pub tenancy: Arc<muninn_tenancy::Tenancy>,
+    pub metrics: Arc<metrics::FrontendMetrics>,
+}
+
+impl Frontend {
+    /// A frontend forwarding to `downstream`, with the results cache the flags choose.
+    pub fn new(
+        args: &FrontendArgs,
+        downstream: Arc<dyn downstream::Downstream>,
+        tenancy: Arc<muninn_tenancy::Tenancy>,
+    ) -> Result<Arc<Self>> {
+        let metrics = Arc::new(metrics::FrontendMetrics::default());
+        let cache: Option<Arc<dyn cache::ResultsCache>> = if !args.cache_results {
+            None
+        } else if args.memcached_addresses.is_empty() {
+            Some(Arc::new(cache::LruResultsCache::new(args.cache_max_bytes)))
+        } else {
+            Some(Arc::new(cache::Memcached::new(&args.memcached_addresses)?))
+        };
+        let queue = queue::FairQueue::new(
+            args.querier_concurrency.max(1),
+            args.max_outstanding_per_tenant.max(1),
+            tenancy.overrides.clone(),
+            metrics.clone(),
+        );
+        Ok(Arc::new(Self {
+            args: args.clone(),
+            downstream,
+            cache,
+            queue,
+            tenancy,
+            metrics,
+        }))
+    }
+
+    /// The API routes under `/api/v1` and `/prometheus/api/v1`.
+    pub fn http_router(self: &Arc<Self>) -> axum::Router {
+        api::router(self.clone())
+    }
+}

@@ -1,0 +1,377 @@
+//! The query frontend (`muninn query-frontend`, and in `muninn all`'s query path): range
+//! queries split by interval and cached give the querier's own answers; a repeated query is
+//! answered from the results cache (in-process or a real memcached) without querier calls;
+//! one tenant's flood does not hold back another's queries.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{Muninn, agent, free_port, now_ms, wait_for};
+use crate::promql_differential::{INSTANT_QUERIES, generate_every, query};
+
+const TENANT: &str = "diff";
+const DAY: i64 = 86_400_000;
+
+/// `muninn all` holding `days` days of the differential test's data (5-minute scrapes) that
+/// end an hour ago, a querier alone over its ingester and bucket, and the first scrape's time.
+fn cluster(days: i64) -> (Muninn, Muninn, tempfile::TempDir, i64) {
+    let a = Muninn::all(&[]);
+    let t0 = (now_ms() - days * DAY - 3_600_000) / 60_000 * 60_000;
+    for req in generate_every(t0, days * 288, 300_000) {
+        let (code, body) = a.push(TENANT, &req);
+        assert_eq!(code, 200, "{body}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Muninn::start_in(
+        "querier",
+        &tmp.path().join("querier"),
+        &[
+            &format!("--querier.ingester-addrs=127.0.0.1:{}", a.grpc_port),
+            &format!(
+                "--storage.filesystem.dir={}",
+                a.data_dir.join("bucket").display()
+            ),
+        ],
+    );
+    (a, q, tmp, t0)
+}
+
+/// A query-frontend process in front of `downstream`.
+fn frontend(tmp: &tempfile::TempDir, name: &str, downstream: &str, extra: &[&str]) -> Muninn {
+    let mut args = vec![format!("--query-frontend.downstream-url={downstream}")];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Muninn::start_in("query-frontend", &tmp.path().join(name), &args)
+}
+
+/// The sum of a metric's samples in `/metrics` text whose labels contain `filter`.
+fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Querier range queries so far.
+fn querier_calls(q: &Muninn) -> f64 {
+    metric(
+        &q.metrics(),
+        "muninn_querier_queries_total",
+        "endpoint=\"query_range\"",
+    )
+}
+
+/// An answer with its annotation lists sorted (pieces report them in their own order).
+fn canonical(mut v: Value) -> Value {
+    for k in ["warnings", "infos"] {
+        if let Some(Value::Array(a)) = v.get_mut(k) {
+            a.sort_by_key(|x| x.to_string());
+        }
+    }
+    v
+}
+
+fn range_params(q: &str, start: i64, end: i64, step: &str) -> Vec<(&'static str, String)> {
+    let secs = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    vec![
+        ("query", q.to_string()),
+        ("start", secs(start)),
+        ("end", secs(end)),
+        ("step", step.to_string()),
+    ]
+}
+
+#[test]
+fn split_and_cached_range_queries_answer_like_the_querier_alone() {
+    let (a, q, tmp, t0) = cluster(3);
+    let c = frontend(&tmp, "frontend", &q.http, &[]);
+    let extra = [
+        // Not split: they depend on the whole range.
+        "diff_memory_bytes @ end()",
+        "rate(diff_requests_total[30m] @ start())",
+        "diff_memory_bytes - diff_memory_bytes offset 1h + end() - start()",
+        // Split: subqueries align to absolute time; offsets and fixed @ times.
+        "max_over_time(rate(diff_requests_total[30m])[2h:7m])",
+        "sum(rate(diff_requests_total[1h] offset 1d))",
+        "diff_memory_bytes offset -1h",
+        "sort(diff_memory_bytes)",
+        "rate(diff_memory_bytes[1h])",
+    ];
+    let at = format!("diff_memory_bytes @ {}", (t0 + DAY) / 1000);
+    let queries: Vec<&str> = INSTANT_QUERIES
+        .iter()
+        .copied()
+        .chain(extra)
+        .chain([at.as_str()])
+        .collect();
+    // Three days crossing three midnights, on two step grids.
+    let grids = [
+        (t0 + 1_800_000 + 500, t0 + 3 * DAY - 1_500, "600"),
+        (t0 + 3_600_000 + 250, t0 + 3 * DAY + 1_800_000, "420"),
+    ];
+    let mut compared = 0;
+    let mut nonempty = 0;
+    let mut failures = vec![];
+    let mut calls = vec![];
+    for pass in 0..2 {
+        let calls_before = querier_calls(&q);
+        for (start, end, step) in grids {
+            for qs in &queries {
+                let params = range_params(qs, start, end, step);
+                let want = canonical(query(&q.http, "/api/v1/query_range", &params, Some(TENANT)));
+                for (who, m) in [("all", &a), ("query-frontend", &c)] {
+                    let got =
+                        canonical(query(&m.http, "/api/v1/query_range", &params, Some(TENANT)));
+                    compared += 1;
+                    if got != want {
+                        failures.push(format!(
+                            "pass {pass} {who} {qs} step {step}:\n querier  {want}\n frontend {got}"
+                        ));
+                    }
+                }
+                if want["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+                {
+                    nonempty += 1;
+                }
+            }
+        }
+        // Less the test's own calls to the querier (one per query and grid).
+        calls.push(querier_calls(&q) - calls_before - (queries.len() * grids.len()) as f64);
+    }
+    // The second pass found the pieces of these old ranges cached: only what is never cached
+    // (unsplittable queries, failed pieces, steps within the freshness limit) went again.
+    eprintln!(
+        "querier calls: first pass {}, second pass {}",
+        calls[0], calls[1]
+    );
+    assert!(calls[1] * 10.0 < calls[0], "{calls:?}");
+    eprintln!(
+        "compared {compared} range answers with the querier's ({nonempty} with data), {} differ",
+        failures.len()
+    );
+    let total = queries.len() * 2 * grids.len();
+    assert!(
+        nonempty * 10 >= total * 8,
+        "most queries return data: {nonempty} of {total}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let m = c.metrics();
+    assert!(metric(&m, "muninn_frontend_split_queries_total", "") > 4.0 * queries.len() as f64);
+    assert!(metric(&m, "muninn_frontend_results_cache_hits_total", "") > 0.0);
+}
+
+#[test]
+fn a_repeated_range_query_is_a_cache_hit_without_querier_calls() {
+    let (_a, q, tmp, t0) = cluster(2);
+    let memcached_port = free_port();
+    let mut memcached = std::process::Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &memcached_port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ])
+        .args(["-u", "root"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("memcached (Debian package memcached) is installed");
+    wait_for("memcached listening", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", memcached_port)).ok()
+    });
+    let in_process = frontend(&tmp, "fe-lru", &q.http, &[]);
+    let with_memcached = frontend(
+        &tmp,
+        "fe-memcached",
+        &q.http,
+        &[&format!(
+            "--query-frontend.results-cache.memcached-addresses=127.0.0.1:{memcached_port}"
+        )],
+    );
+    let params = range_params(
+        "sum by (job) (rate(diff_requests_total[15m]))",
+        t0 + 3_600_000,
+        now_ms() - 1_800_000,
+        "300",
+    );
+    let get = |m: &Muninn, no_store: bool| -> (u16, String) {
+        let mut req = agent().get(&format!("{}/api/v1/query_range", m.http));
+        for (k, v) in &params {
+            req = req.query(*k, v);
+        }
+        req = req.header("X-Scope-OrgID", TENANT);
+        if no_store {
+            req = req.header("Cache-Control", "no-store");
+        }
+        let mut r = req.call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let direct = get(&q, false);
+    assert_eq!(direct.0, 200, "{}", direct.1);
+    for fe in [&in_process, &with_memcached] {
+        let hits = |fe: &Muninn| {
+            metric(
+                &fe.metrics(),
+                "muninn_frontend_results_cache_hits_total",
+                "",
+            )
+        };
+        let misses = |fe: &Muninn| {
+            metric(
+                &fe.metrics(),
+                "muninn_frontend_results_cache_misses_total",
+                "",
+            )
+        };
+        let before = querier_calls(&q);
+        let first = get(fe, false);
+        assert_eq!(
+            first, direct,
+            "the frontend's answer is the querier's, byte for byte"
+        );
+        let pieces = querier_calls(&q) - before;
+        assert!(
+            pieces >= 3.0,
+            "two days and more split at midnights: {pieces} pieces"
+        );
+        assert_eq!(misses(fe), pieces);
+        assert_eq!(hits(fe), 0.0);
+
+        let before = querier_calls(&q);
+        let second = get(fe, false);
+        assert_eq!(second, direct);
+        assert_eq!(
+            querier_calls(&q),
+            before,
+            "cached extents need no querier call"
+        );
+        assert_eq!(hits(fe), pieces, "every piece is a hit");
+
+        // The client may refuse the cache.
+        let before = querier_calls(&q);
+        assert_eq!(get(fe, true), direct);
+        assert_eq!(querier_calls(&q) - before, pieces);
+        assert_eq!(
+            hits(fe),
+            pieces,
+            "no-store neither reads nor counts the cache"
+        );
+    }
+    // The memcached frontend's hits came from the real server.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", memcached_port)).unwrap();
+    use std::io::{BufRead, Write};
+    conn.write_all(b"stats\r\n").unwrap();
+    let mut reader = std::io::BufReader::new(conn);
+    let mut stats = std::collections::HashMap::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.starts_with("END") || line.is_empty() {
+            break;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 3 {
+            stats.insert(f[1].to_string(), f[2].parse::<u64>().unwrap_or(0));
+        }
+    }
+    assert!(stats["cmd_set"] >= 3, "{stats:?}");
+    assert!(stats["get_hits"] >= 3, "{stats:?}");
+    let _ = memcached.kill();
+    let _ = memcached.wait();
+}
+
+#[test]
+fn a_tenant_flooding_heavy_queries_does_not_hold_back_another() {
+    let (_a, q, tmp, t0) = cluster(2);
+    // Two querier slots for everyone: the heavy tenant alone could fill them all the time.
+    let fe = frontend(
+        &tmp,
+        "fe",
+        &q.http,
+        &[
+            "--query-frontend.querier-concurrency=2",
+            "--query-frontend.cache-results=false",
+        ],
+    );
+    let heavy = range_params(
+        "count_over_time(diff_requests_total[1d]) + count_over_time(diff_memory_bytes[1d])",
+        t0 + 3_600_000,
+        now_ms() - 3_600_000,
+        "60",
+    );
+    let light = range_params("vector(1)", t0 + 3_600_000, now_ms() - 3_600_000, "3600");
+    let run = |tenant: &str, params: &[(&str, String)]| -> Duration {
+        let started = Instant::now();
+        let mut req = agent().get(&format!("{}/api/v1/query_range", fe.http));
+        for (k, v) in params {
+            req = req.query(*k, v);
+        }
+        let mut r = req.header("X-Scope-OrgID", tenant).call().unwrap();
+        let body = r.body_mut().read_to_string().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{body}");
+        started.elapsed()
+    };
+    let heavy_times = std::thread::scope(|s| {
+        let floods: Vec<_> = (0..10).map(|_| s.spawn(|| run(TENANT, &heavy))).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..5 {
+            run("light", &light);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        floods
+            .into_iter()
+            .map(|f| f.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let m = fe.metrics();
+    let name = "muninn_frontend_queue_duration_seconds";
+    let wait_sum = metric(&m, &format!("{name}_sum"), "tenant=\"light\"");
+    let wait_count = metric(&m, &format!("{name}_count"), "tenant=\"light\"");
+    assert!(
+        wait_count >= 15.0,
+        "light's sub-requests were queued: {wait_count}"
+    );
+    let mut sorted = heavy_times.clone();
+    sorted.sort();
+    let median_heavy = sorted[sorted.len() / 2].as_secs_f64();
+    let light_mean_wait = wait_sum / wait_count;
+    eprintln!(
+        "heavy queries took {:.2}..{:.2} s (median {median_heavy:.2}); light's sub-requests waited {:.4} s on average",
+        sorted[0].as_secs_f64(),
+        sorted[sorted.len() - 1].as_secs_f64(),
+        light_mean_wait
+    );
+    assert!(
+        light_mean_wait < median_heavy,
+        "light waits less than one heavy query runs: {light_mean_wait} vs {median_heavy}"
+    );
+    // The heavy tenant did wait: its own flood queued behind itself.
+    let heavy_sum = metric(&m, &format!("{name}_sum"), &format!("tenant=\"{TENANT}\""));
+    let heavy_count = metric(
+        &m,
+        &format!("{name}_count"),
+        &format!("tenant=\"{TENANT}\""),
+    );
+    assert!(
+        heavy_sum / heavy_count > light_mean_wait,
+        "heavy waited {} on average, light {light_mean_wait}",
+        heavy_sum / heavy_count
+    );
+}
