@@ -18,6 +18,7 @@ use promql_parser::parser::value::ValueType;
 use crate::downstream::{SubRequest, SubResponse, forwarded};
 use crate::extents::{self, Extent};
 use crate::matrix::Matrix;
+use crate::shard::{self, Plan};
 use crate::split::{self, Span};
 use crate::{Error, Frontend, Result};
 
@@ -28,7 +29,7 @@ const MAX_BODY_BYTES: usize = 16 << 20;
 pub fn router(fe: Arc<Frontend>) -> Router {
     let api = Router::new()
         .route("/query_range", get(query_range).post(query_range))
-        .route("/query", get(forward).post(forward))
+        .route("/query", get(query).post(query))
         .route("/series", get(forward).post(forward))
         .route("/labels", get(forward).post(forward))
         .route("/label/{name}/values", get(forward))
@@ -220,6 +221,9 @@ async fn forward(
         Ok(i) => i,
         Err(r) => return r,
     };
+    if let Err(e) = fe.queue.admit(&inc.tenant) {
+        return frontend_error(&inc.tenant, &e);
+    }
     fe.metrics.query(endpoint(&inc.uri));
     forward_incoming(&fe, &inc).await
 }
@@ -261,17 +265,43 @@ struct RangeQuery<'a> {
     step: i64,
     /// The query's parameters other than query/start/end/step (e.g. `timeout`).
     rest: Vec<(String, String)>,
+    /// The sharded form of the query, if it has one.
+    plan: Option<Plan>,
 }
 
 impl RangeQuery<'_> {
-    /// The answer for the steps of `span`, from a querier.
+    /// The answer for the steps of `span`: from the shards, combined, when the query is
+    /// sharded (and its answers are floats), else from one querier call.
     async fn fetch(&self, span: Span) -> std::result::Result<Matrix, Failure> {
+        if let Some(plan) = &self.plan {
+            self.fe.metrics.sharded_queries.inc();
+            let answers = futures::future::join_all(
+                plan.queries
+                    .iter()
+                    .chain(&plan.counts)
+                    .map(|q| self.fetch_query(q, span)),
+            )
+            .await;
+            let mut sums = Vec::with_capacity(answers.len());
+            for a in answers {
+                sums.push(a?);
+            }
+            let counts = sums.split_off(plan.queries.len());
+            if let Some(m) = shard::combine(plan, sums, counts)? {
+                return Ok(m);
+            }
+        }
+        self.fetch_query(&self.query, span).await
+    }
+
+    /// The answer of `query` for the steps of `span`, from a querier.
+    async fn fetch_query(&self, query: &str, span: Span) -> std::result::Result<Matrix, Failure> {
         let (mut s, mut e, mut st) = (String::new(), String::new(), String::new());
         write_timestamp(&mut s, span.start);
         write_timestamp(&mut e, span.end);
         write_timestamp(&mut st, self.step);
         let mut params = vec![
-            ("query".to_string(), self.query.clone()),
+            ("query".to_string(), query.to_string()),
             ("start".to_string(), s),
             ("end".to_string(), e),
             ("step".to_string(), st),
@@ -375,6 +405,9 @@ async fn query_range(
         Ok(i) => i,
         Err(r) => return r,
     };
+    if let Err(e) = fe.queue.admit(&inc.tenant) {
+        return frontend_error(&inc.tenant, &e);
+    }
     fe.metrics.query("query_range");
     let p = inc.params();
     // Whatever the querier would refuse goes to it whole: its error is the answer.
@@ -426,6 +459,7 @@ async fn query_range(
             .into_iter()
             .filter(|(k, _)| !matches!(k.as_str(), "query" | "start" | "end" | "step"))
             .collect(),
+        plan: shard::plan(&expr, fe.args.sharding_total_shards),
         query,
     };
     let answers = futures::future::join_all(pieces.iter().map(|piece| {
@@ -455,6 +489,85 @@ async fn query_range(
     }
     match Matrix::merge(parts) {
         Ok(m) => ([(header::CONTENT_TYPE, "application/json")], m.to_json()).into_response(),
+        Err(e) => frontend_error(&inc.tenant, &e),
+    }
+}
+
+/// An instant query: a shardable aggregation runs as shards combined, anything else is
+/// forwarded.
+async fn query(
+    State(fe): State<Arc<Frontend>>,
+    OriginalUri(uri): OriginalUri,
+    req: Request,
+) -> Response {
+    let inc = match Incoming::read(&fe, &uri, req).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if let Err(e) = fe.queue.admit(&inc.tenant) {
+        return frontend_error(&inc.tenant, &e);
+    }
+    fe.metrics.query("query");
+    let p = inc.params();
+    let plan = p
+        .get("query")
+        .and_then(|q| muninn_querier::promql::parse::parse(q).ok())
+        .and_then(|e| shard::plan(&e, fe.args.sharding_total_shards));
+    let Some(plan) = plan else {
+        return forward_incoming(&fe, &inc).await;
+    };
+    // Every shard evaluates at the same time: the client's, or now.
+    let t = match p.get("time") {
+        None => muninn_proto::time::now_ms(),
+        Some(_) => match p.time("time", 0) {
+            Ok(t) => t,
+            Err(_) => return forward_incoming(&fe, &inc).await,
+        },
+    };
+    let mut ts = String::new();
+    write_timestamp(&mut ts, t);
+    let rest: Vec<(String, String)> = inc
+        .pairs()
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "query" | "time"))
+        .collect();
+    fe.metrics.sharded_queries.inc();
+    let answers = futures::future::join_all(plan.queries.iter().chain(&plan.counts).map(|q| {
+        let mut params = vec![
+            ("query".to_string(), q.clone()),
+            ("time".to_string(), ts.clone()),
+        ];
+        params.extend(rest.iter().cloned());
+        fe.send(
+            &inc.tenant,
+            SubRequest::form("/api/v1/query", &params, &inc.headers),
+        )
+    }))
+    .await;
+    let mut sums = Vec::with_capacity(answers.len());
+    for a in answers {
+        let r = match a {
+            Ok(r) => r,
+            Err(e) => return frontend_error(&inc.tenant, &e),
+        };
+        if r.status != StatusCode::OK {
+            return pass_back(r);
+        }
+        match shard::vector_as_matrix(&r.body) {
+            Ok(Some(m)) => sums.push(m),
+            // Histograms (or an unexpected shape): the whole query, unsharded.
+            Ok(None) => return forward_incoming(&fe, &inc).await,
+            Err(e) => return frontend_error(&inc.tenant, &e),
+        }
+    }
+    let counts = sums.split_off(plan.queries.len());
+    match shard::combine(&plan, sums, counts) {
+        Ok(Some(m)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            shard::matrix_as_vector_json(&m),
+        )
+            .into_response(),
+        Ok(None) => forward_incoming(&fe, &inc).await,
         Err(e) => frontend_error(&inc.tenant, &e),
     }
 }

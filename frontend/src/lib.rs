@@ -16,6 +16,7 @@ pub mod extents;
 pub mod matrix;
 pub mod metrics;
 pub mod queue;
+pub mod shard;
 pub mod split;
 
 use std::sync::Arc;
@@ -90,7 +91,7 @@ pub struct FrontendArgs {
     /// times.
     #[arg(long = "query-frontend.max-retries-per-request", default_value_t = 5)]
     pub max_retries: usize,
-    /// Requests of one tenant that may wait in its queue; more get 429.
+    /// Sub-requests of one tenant that may wait in its queue; past it, new requests get 429.
     #[arg(
         long = "query-frontend.max-outstanding-requests-per-tenant",
         default_value_t = 100

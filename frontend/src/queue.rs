@@ -6,7 +6,7 @@
 //! permit comes back, the next one goes to the next tenant in turn that has a request waiting
 //! and is under its parallelism: a tenant flooding the queue waits behind its own requests,
 //! never in front of another tenant's. A tenant with `--query-frontend.max-outstanding-
-//! requests-per-tenant` requests waiting gets 429 for more.
+//! requests-per-tenant` sub-requests waiting gets 429 for new client requests.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -93,6 +93,19 @@ impl FairQueue {
         }
     }
 
+    /// Admits a client request of `tenant`, unless the tenant already has
+    /// `--query-frontend.max-outstanding-requests-per-tenant` sub-requests waiting (429). An
+    /// admitted request's sub-requests (its pieces and shards) all queue.
+    pub fn admit(&self, tenant: &str) -> Result<()> {
+        let st = self.inner.state.lock();
+        let waiting = st.tenants.get(tenant).map_or(0, |t| t.waiting.len());
+        if waiting >= self.inner.max_outstanding {
+            self.inner.metrics.rejected(tenant);
+            return Err(Error::TooManyOutstanding(waiting));
+        }
+        Ok(())
+    }
+
     /// Waits for `tenant`'s turn; the time waited is observed in
     /// `muninn_frontend_queue_duration_seconds{tenant}`.
     pub async fn acquire(&self, tenant: &str) -> Result<Permit> {
@@ -100,11 +113,6 @@ impl FairQueue {
         let rx = {
             let mut st = self.inner.state.lock();
             let tq = st.tenants.entry(tenant.to_string()).or_default();
-            if tq.waiting.len() >= self.inner.max_outstanding {
-                let n = tq.waiting.len();
-                self.inner.metrics.rejected(tenant);
-                return Err(Error::TooManyOutstanding(n));
-            }
             let (tx, rx) = oneshot::channel();
             tq.waiting.push_back(tx);
             let queued = tq.waiting.len();
@@ -251,10 +259,8 @@ mod tests {
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         assert_eq!(q.inflight(), 1, "parallelism 1 although 3 slots are free");
-        assert!(matches!(
-            q.acquire("a").await,
-            Err(Error::TooManyOutstanding(2))
-        ));
+        assert!(matches!(q.admit("a"), Err(Error::TooManyOutstanding(2))));
+        assert!(q.admit("b").is_ok(), "another tenant is admitted");
         drop(a1);
         for p in pending {
             p.await.unwrap().unwrap();

@@ -124,7 +124,11 @@ impl IngesterRpc for IngesterGrpc {
     async fn select(&self, req: Request<SelectRequest>) -> Result<Response<SelectStream>, Status> {
         let db = self.tenant_db(&req)?;
         let r = req.into_inner();
-        let matchers = matchers_from_proto(&r.matchers)?;
+        let mut matchers = matchers_from_proto(&r.matchers)?;
+        // A query shard (`__query_shard__`) is not a label: it keeps the series whose label
+        // set hashes into it.
+        let shard = muninn_storage::shard::Shard::take(&mut matchers)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let Some(db) = db else {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
@@ -135,9 +139,12 @@ impl IngesterRpc for IngesterGrpc {
             head.select(&matchers)
                 .into_iter()
                 .filter(|&id| head.overlaps(id, mint, maxt))
-                .map(|id| {
-                    let labels = head
-                        .labels(id)
+                .filter_map(|id| {
+                    let labels = head.labels(id);
+                    if shard.is_some_and(|s| !s.contains_labels(&labels)) {
+                        return None;
+                    }
+                    let labels = labels
                         .0
                         .into_iter()
                         .map(|l| Label {
@@ -158,7 +165,7 @@ impl IngesterRpc for IngesterGrpc {
                             })
                             .collect()
                     };
-                    SeriesChunks { labels, chunks }
+                    Some(SeriesChunks { labels, chunks })
                 })
                 .collect::<Vec<_>>()
         })

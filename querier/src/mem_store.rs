@@ -134,8 +134,12 @@ impl SeriesSource for MemStore {
         labels_only: bool,
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
         Box::pin(async move {
+            let mut matchers = matchers.to_vec();
+            let shard = muninn_storage::shard::Shard::take(&mut matchers)
+                .map_err(|e| crate::Error::BadData(e.to_string()))?;
             Ok(self
-                .matching(matchers)
+                .matching(&matchers)
+                .filter(|s| shard.is_none_or(|sh| sh.contains_labels(&s.labels)))
                 .filter_map(|s| {
                     let (samples, histograms) = in_range(s, mint, maxt);
                     (!samples.is_empty() || !histograms.is_empty()).then(|| SeriesData {

@@ -15,6 +15,7 @@ pub mod labels;
 pub mod local_store;
 pub mod matcher;
 pub mod metered;
+pub mod shard;
 
 /// Errors of the storage formats.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum Error {
         #[source]
         source: Box<object_store::Error>,
     },
+    #[error("{0}")]
+    BadShard(String),
     #[error("invalid regex {pattern:?}: {source}")]
     BadRegex {
         pattern: String,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{Muninn, agent, free_port, now_ms, wait_for};
-use crate::promql_differential::{INSTANT_QUERIES, generate_every, query};
+use crate::promql_differential::{INSTANT_QUERIES, generate_every, normalize, query};
 
 const TENANT: &str = "diff";
 const DAY: i64 = 86_400_000;
@@ -77,6 +77,54 @@ fn canonical(mut v: Value) -> Value {
     v
 }
 
+/// Whether two answers agree: errors exactly, results series by series with values within
+/// a relative 1e-9 (sharded sums add in another order), annotations as sets.
+fn same_answer(want: &Value, got: &Value) -> bool {
+    answer_difference(want, got).is_none()
+}
+
+/// What differs between two answers (see [`same_answer`]).
+fn answer_difference(want: &Value, got: &Value) -> Option<String> {
+    let (want, got) = (canonical(want.clone()), canonical(got.clone()));
+    if want["status"] != "success" || got["status"] != "success" {
+        return (want != got).then(|| "status or error".to_string());
+    }
+    if want["warnings"] != got["warnings"] || want["infos"] != got["infos"] {
+        return Some(format!(
+            "annotations {} {} vs {} {}",
+            want["warnings"], want["infos"], got["warnings"], got["infos"]
+        ));
+    }
+    let (w, g) = match (normalize(&want), normalize(&got)) {
+        (Ok(w), Ok(g)) => (w, g),
+        (w, g) => return Some(format!("unreadable: {:?} {:?}", w.err(), g.err())),
+    };
+    if !w.keys().eq(g.keys()) {
+        return Some(format!(
+            "series {:?} vs {:?}",
+            w.keys().collect::<Vec<_>>(),
+            g.keys().collect::<Vec<_>>()
+        ));
+    }
+    for (k, wp) in &w {
+        let gp = &g[k];
+        if wp.len() != gp.len() {
+            return Some(format!("{k}: {} points vs {}", wp.len(), gp.len()));
+        }
+        for (a, b) in wp.iter().zip(gp) {
+            let close = a.1 == b.1
+                || matches!(
+                    (a.1.parse::<f64>(), b.1.parse::<f64>()),
+                    (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * (x.abs() + y.abs())
+                );
+            if a.0 != b.0 || !close {
+                return Some(format!("{k}: {a:?} vs {b:?}"));
+            }
+        }
+    }
+    None
+}
+
 fn range_params(q: &str, start: i64, end: i64, step: &str) -> Vec<(&'static str, String)> {
     let secs = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
     vec![
@@ -124,15 +172,12 @@ fn split_and_cached_range_queries_answer_like_the_querier_alone() {
         for (start, end, step) in grids {
             for qs in &queries {
                 let params = range_params(qs, start, end, step);
-                let want = canonical(query(&q.http, "/api/v1/query_range", &params, Some(TENANT)));
+                let want = query(&q.http, "/api/v1/query_range", &params, Some(TENANT));
                 for (who, m) in [("all", &a), ("query-frontend", &c)] {
-                    let got =
-                        canonical(query(&m.http, "/api/v1/query_range", &params, Some(TENANT)));
+                    let got = query(&m.http, "/api/v1/query_range", &params, Some(TENANT));
                     compared += 1;
-                    if got != want {
-                        failures.push(format!(
-                            "pass {pass} {who} {qs} step {step}:\n querier  {want}\n frontend {got}"
-                        ));
+                    if let Some(d) = answer_difference(&want, &got) {
+                        failures.push(format!("pass {pass} {who} {qs} step {step}: {d}"));
                     }
                 }
                 if want["data"]["result"]
@@ -146,15 +191,32 @@ fn split_and_cached_range_queries_answer_like_the_querier_alone() {
         // Less the test's own calls to the querier (one per query and grid).
         calls.push(querier_calls(&q) - calls_before - (queries.len() * grids.len()) as f64);
     }
+    // Instant queries: shardable aggregations run as shards, the rest is forwarded.
+    for qs in &queries {
+        for t in [t0 + DAY + 500, t0 + 3 * DAY - 60_000] {
+            let params = vec![
+                ("query", qs.to_string()),
+                ("time", format!("{}.{:03}", t / 1000, t % 1000)),
+            ];
+            let want = query(&q.http, "/api/v1/query", &params, Some(TENANT));
+            for (who, m) in [("all", &a), ("query-frontend", &c)] {
+                let got = query(&m.http, "/api/v1/query", &params, Some(TENANT));
+                compared += 1;
+                if let Some(d) = answer_difference(&want, &got) {
+                    failures.push(format!("instant {who} {qs} at {t}: {d}"));
+                }
+            }
+        }
+    }
     // The second pass found the pieces of these old ranges cached: only what is never cached
     // (unsplittable queries, failed pieces, steps within the freshness limit) went again.
     eprintln!(
-        "querier calls: first pass {}, second pass {}",
+        "frontend calls to the querier: first pass {}, second pass {}",
         calls[0], calls[1]
     );
     assert!(calls[1] * 10.0 < calls[0], "{calls:?}");
     eprintln!(
-        "compared {compared} range answers with the querier's ({nonempty} with data), {} differ",
+        "compared {compared} answers with the querier's ({nonempty} range answers with data), {} differ",
         failures.len()
     );
     let total = queries.len() * 2 * grids.len();
@@ -171,6 +233,10 @@ fn split_and_cached_range_queries_answer_like_the_querier_alone() {
     let m = c.metrics();
     assert!(metric(&m, "muninn_frontend_split_queries_total", "") > 4.0 * queries.len() as f64);
     assert!(metric(&m, "muninn_frontend_results_cache_hits_total", "") > 0.0);
+    assert!(
+        metric(&m, "muninn_frontend_sharded_queries_total", "") > 20.0,
+        "the shardable aggregations ran sharded"
+    );
 }
 
 #[test]
@@ -242,21 +308,32 @@ fn a_repeated_range_query_is_a_cache_hit_without_querier_calls() {
         };
         let before = querier_calls(&q);
         let first = get(fe, false);
-        assert_eq!(
-            first, direct,
-            "the frontend's answer is the querier's, byte for byte"
+        assert_eq!(first.0, 200, "{}", first.1);
+        // Sharded sums add in another order than one querier's: compare as values.
+        let (fv, dv): (Value, Value) = (
+            serde_json::from_str(&first.1).unwrap(),
+            serde_json::from_str(&direct.1).unwrap(),
         );
-        let pieces = querier_calls(&q) - before;
+        assert!(
+            same_answer(&dv, &fv),
+            "the frontend's answer is the querier's"
+        );
+        let calls = querier_calls(&q) - before;
+        let pieces = metric(&fe.metrics(), "muninn_frontend_split_queries_total", "");
         assert!(
             pieces >= 3.0,
             "two days and more split at midnights: {pieces} pieces"
         );
+        assert_eq!(calls, pieces * 16.0, "each piece ran as 16 shards");
         assert_eq!(misses(fe), pieces);
         assert_eq!(hits(fe), 0.0);
 
         let before = querier_calls(&q);
         let second = get(fe, false);
-        assert_eq!(second, direct);
+        assert_eq!(
+            second, first,
+            "the cached answer is the first answer, byte for byte"
+        );
         assert_eq!(
             querier_calls(&q),
             before,
@@ -266,8 +343,9 @@ fn a_repeated_range_query_is_a_cache_hit_without_querier_calls() {
 
         // The client may refuse the cache.
         let before = querier_calls(&q);
-        assert_eq!(get(fe, true), direct);
-        assert_eq!(querier_calls(&q) - before, pieces);
+        let third = get(fe, true);
+        assert_eq!(third.0, 200);
+        assert_eq!(querier_calls(&q) - before, calls);
         assert_eq!(
             hits(fe),
             pieces,

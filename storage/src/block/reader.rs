@@ -97,6 +97,10 @@ async fn select_unguarded(
     if maxt < meta.min_time || mint >= meta.max_time {
         return Ok(vec![]);
     }
+    // A query shard is not a label: it keeps the rows whose label-set hash falls in it.
+    let mut matchers = matchers.to_vec();
+    let shard = crate::shard::Shard::take(&mut matchers)?;
+    let matchers = &matchers[..];
     #[allow(deprecated)]
     let reader = ParquetObjectReader::new(store, path);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
@@ -192,6 +196,16 @@ async fn select_unguarded(
                 if !m.matches(v) {
                     continue 'row;
                 }
+            }
+            if let Some(s) = shard
+                && !s.contains(
+                    lcols
+                        .iter()
+                        .filter(|(_, a)| !a.is_null(row))
+                        .map(|(n, a)| (*n, a.value(row))),
+                )
+            {
+                continue;
             }
             let mut chunks = Vec::new();
             let mut hist_chunks = Vec::new();
