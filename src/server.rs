@@ -267,6 +267,7 @@ pub async fn run(
                 &config.frontend,
                 InProcess::new(q.http_router()),
                 tenancy.clone(),
+                Some(bucket.clone()),
             )?;
             fe.metrics.register(&mut registry);
             app = app.merge(fe.http_router());
@@ -275,7 +276,12 @@ pub async fn run(
         }
     } else if role.runs_frontend() {
         let downstream = HttpDownstream::new(&config.frontend.downstream_url)?;
-        let fe = Frontend::new(&config.frontend, Arc::new(downstream), tenancy.clone())?;
+        let fe = Frontend::new(
+            &config.frontend,
+            Arc::new(downstream),
+            tenancy.clone(),
+            Some(bucket.clone()),
+        )?;
         fe.metrics.register(&mut registry);
         app = app.merge(fe.http_router());
         tracing::info!(downstream = ?config.frontend.downstream_url, "query frontend forwarding to queriers");

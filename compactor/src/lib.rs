@@ -227,12 +227,22 @@ pub async fn compact_tenant(
     let retention = args.retention_ms(tenant, overrides);
     if retention > 0 {
         let cutoff = now_ms() - retention;
+        let mut expired = 0;
         for b in index.live_blocks().iter().filter(|b| b.max_time <= cutoff) {
             tracing::info!(%tenant, block = %b.ulid, max_time = b.max_time, "block expired by retention");
             bucket
                 .mark_for_deletion(tenant, &b.ulid, "retention")
                 .await
                 .map_err(serr)?;
+            expired += 1;
+        }
+        if expired > 0 {
+            // Query results cached before no longer hold: the frontend's keys change.
+            let generation = bucket
+                .bump_results_cache_generation(tenant)
+                .await
+                .map_err(serr)?;
+            tracing::info!(%tenant, generation, "results-cache generation raised after retention");
         }
     }
     index = bucket.write_index(tenant).await.map_err(serr)?;

@@ -445,9 +445,11 @@ async fn query_range(
         .saturating_sub(fe.args.max_cache_freshness.as_millis_i64())
         .saturating_sub(ahead);
     let cache = match &fe.cache {
-        Some(c) if interval > 0 && !inc.no_store() && latest_at.is_none_or(|t| t <= limit) => {
-            Some(c.as_ref())
-        }
+        Some(c) if interval > 0 && !inc.no_store() && latest_at.is_none_or(|t| t <= limit) => fe
+            .generations
+            .get(&inc.tenant)
+            .await
+            .map(|g| (c.as_ref(), g)),
         _ => None,
     };
     let rq = RangeQuery {
@@ -463,11 +465,12 @@ async fn query_range(
         query,
     };
     let answers = futures::future::join_all(pieces.iter().map(|piece| {
-        let c = cache.map(|c| {
+        let c = cache.map(|(c, generation)| {
             (
                 c,
                 extents::cache_key(
                     &inc.tenant,
+                    generation,
                     &rq.query,
                     step,
                     start,

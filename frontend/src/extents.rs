@@ -29,10 +29,18 @@ struct Entry {
 }
 
 /// The logical key of one split interval of a range query. Steps sit on the grid
-/// `start + k*step`, so the grid's phase is part of the key.
-pub fn cache_key(tenant: &str, query: &str, step: i64, start: i64, interval_index: i64) -> String {
+/// `start + k*step`, so the grid's phase is part of the key; so is the tenant's cache
+/// generation ([`crate::generation`]).
+pub fn cache_key(
+    tenant: &str,
+    generation: u64,
+    query: &str,
+    step: i64,
+    start: i64,
+    interval_index: i64,
+) -> String {
     format!(
-        "v1\n{tenant}\n{step}\n{}\n{interval_index}\n{query}",
+        "v1\n{tenant}\n{generation}\n{step}\n{}\n{interval_index}\n{query}",
         start.rem_euclid(step.max(1))
     )
 }

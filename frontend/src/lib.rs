@@ -13,6 +13,7 @@ pub mod api;
 pub mod cache;
 pub mod downstream;
 pub mod extents;
+pub mod generation;
 pub mod matrix;
 pub mod metrics;
 pub mod queue;
@@ -73,6 +74,13 @@ pub struct FrontendArgs {
         default_value_t = 256 << 20
     )]
     pub cache_max_bytes: usize,
+    /// How long a tenant's results-cache generation (raised by the compactor when retention
+    /// removes data; part of every cache key) is used before it is read from the bucket again.
+    #[arg(
+        long = "query-frontend.results-cache.generation-refresh-interval",
+        default_value = "1m"
+    )]
+    pub generation_refresh: FlagDuration,
     /// memcached servers (`host:port`, comma separated) for the results cache instead of the
     /// in-process one; keys are spread over them by hash.
     #[arg(
@@ -109,16 +117,19 @@ pub struct Frontend {
     pub downstream: Arc<dyn downstream::Downstream>,
     pub cache: Option<Arc<dyn cache::ResultsCache>>,
     pub queue: queue::FairQueue,
+    pub generations: generation::Generations,
     pub tenancy: Arc<muninn_tenancy::Tenancy>,
     pub metrics: Arc<metrics::FrontendMetrics>,
 }
 
 impl Frontend {
-    /// A frontend forwarding to `downstream`, with the results cache the flags choose.
+    /// A frontend forwarding to `downstream`, with the results cache the flags choose; the
+    /// tenants' cache generations are read from `bucket`.
     pub fn new(
         args: &FrontendArgs,
         downstream: Arc<dyn downstream::Downstream>,
         tenancy: Arc<muninn_tenancy::Tenancy>,
+        bucket: Option<muninn_storage::bucket::Bucket>,
     ) -> Result<Arc<Self>> {
         let metrics = Arc::new(metrics::FrontendMetrics::default());
         let cache: Option<Arc<dyn cache::ResultsCache>> = if !args.cache_results {
@@ -139,6 +150,7 @@ impl Frontend {
             downstream,
             cache,
             queue,
+            generations: generation::Generations::new(bucket, args.generation_refresh.0),
             tenancy,
             metrics,
         }))

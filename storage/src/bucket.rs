@@ -173,6 +173,47 @@ impl Bucket {
         Path::from(format!("{}/bucket-index.json", tenant.as_str()))
     }
 
+    fn cache_generation_path(tenant: &TenantId) -> Path {
+        Path::from(format!(
+            "{}/markers/results-cache-generation",
+            tenant.as_str()
+        ))
+    }
+
+    /// The tenant's results-cache generation: a number the compactor raises whenever data
+    /// goes away (retention), which the query frontend puts in its cache keys so that results
+    /// computed before are no longer served. 0 when never raised.
+    pub async fn results_cache_generation(&self, tenant: &TenantId) -> Result<u64> {
+        let path = Self::cache_generation_path(tenant);
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(os_err("get", &path))?;
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .ok_or_else(|| Error::Block(format!("{path}: not a generation number")))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(0),
+            Err(e) => Err(os_err("get", &path)(e)),
+        }
+    }
+
+    /// Raises the tenant's results-cache generation (the compactor, the tenant's only writer
+    /// of it, after data went away); returns the new one.
+    pub async fn bump_results_cache_generation(&self, tenant: &TenantId) -> Result<u64> {
+        let next = match self.results_cache_generation(tenant).await {
+            Ok(g) => g.saturating_add(1),
+            // Unreadable: any value other than what readers may hold will do; the time does.
+            Err(_) => u64::try_from(now_ms()).unwrap_or(1),
+        };
+        self.put_retrying(
+            &Self::cache_generation_path(tenant),
+            Bytes::from(next.to_string()),
+        )
+        .await?;
+        Ok(next)
+    }
+
     async fn put_retrying(&self, path: &Path, data: Bytes) -> Result<()> {
         let mut delay = Duration::from_millis(100);
         for attempt in 1.. {

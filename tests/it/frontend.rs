@@ -453,3 +453,90 @@ fn a_tenant_flooding_heavy_queries_does_not_hold_back_another() {
         heavy_sum / heavy_count
     );
 }
+
+#[test]
+fn results_cached_before_retention_are_not_served_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime.yaml");
+    std::fs::write(&runtime, "overrides: {}\n").unwrap();
+    let data = dir.path().join("data");
+    let m = Muninn::start_in(
+        "all",
+        &data,
+        &[
+            &format!("--runtime-config.file={}", runtime.display()),
+            "--runtime-config.reload-period=1s",
+            "--compactor.interval=1s",
+            "--ingester.retain-after-ship=0s",
+            "--query-frontend.results-cache.generation-refresh-interval=1s",
+        ],
+    );
+    let t0 = (now_ms() - 3 * DAY) / 60_000 * 60_000;
+    for req in generate_every(t0, 3 * 288 - 12, 300_000) {
+        assert_eq!(m.push(TENANT, &req).0, 200);
+    }
+    let code = agent()
+        .post(&format!("{}/ingester/flush?all=true", m.http))
+        .send("")
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(code, 200);
+    let params = range_params(
+        "diff_memory_bytes{job=\"job-0\",instance=\"i-0\"}",
+        t0 + 3_600_000,
+        t0 + 2 * DAY,
+        "600",
+    );
+    let get = |no_store: bool| -> Value {
+        let mut req = agent().get(&format!("{}/api/v1/query_range", m.http));
+        for (k, v) in &params {
+            req = req.query(*k, v);
+        }
+        req = req.header("X-Scope-OrgID", TENANT);
+        if no_store {
+            req = req.header("Cache-Control", "no-store");
+        }
+        serde_json::from_str(&req.call().unwrap().body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let points = |v: &Value| -> usize {
+        v["data"]["result"].as_array().map_or(0, |r| {
+            r.iter()
+                .map(|s| s["values"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+    };
+    let before = get(false);
+    let n_before = points(&before);
+    assert!(n_before > 200, "two days of 10-minute steps: {n_before}");
+    assert_eq!(get(false), before, "the repeat comes from the cache");
+    let hits = metric(&m.metrics(), "muninn_frontend_results_cache_hits_total", "");
+    assert!(hits > 0.0);
+
+    // Retention of one day for the tenant: the compactor expires the older blocks and raises
+    // the tenant's cache generation; the cached answer must not outlive the data.
+    std::fs::write(
+        &runtime,
+        format!("overrides:\n  {TENANT}:\n    compactor_blocks_retention_period: 1d\n"),
+    )
+    .unwrap();
+    let after = wait_for(
+        "the frontend's answer without the expired blocks",
+        Duration::from_secs(60),
+        || {
+            let direct = get(true);
+            (points(&direct) < n_before && get(false) == direct).then_some(direct)
+        },
+    );
+    assert!(points(&after) < n_before);
+    let marker = data
+        .join("bucket")
+        .join(TENANT)
+        .join("markers/results-cache-generation");
+    let generation: u64 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(generation >= 1, "the compactor raised the generation");
+}
