@@ -103,9 +103,12 @@ impl Config {
                 "--auth.tenants-file authenticates tenants: it needs --auth.multitenancy-enabled=true"
             );
         }
-        if self.role == Role::QueryFrontend && self.frontend.downstream_url.is_empty() {
+        if self.role == Role::QueryFrontend
+            && self.frontend.downstream_url.is_empty()
+            && self.ring.join.is_empty()
+        {
             anyhow::bail!(
-                "muninn query-frontend forwards to queriers: give --query-frontend.downstream-url"
+                "muninn query-frontend forwards to queriers: give --query-frontend.downstream-url, or --memberlist.join to find them in the ring"
             );
         }
         if self.role == Role::Distributor && self.ring.join.is_empty() {

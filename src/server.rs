@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use muninn_frontend::Frontend;
-use muninn_frontend::downstream::{HttpDownstream, InProcess};
+use muninn_frontend::downstream::{HttpDownstream, InProcess, RingDownstream};
 use muninn_ingester::distributor::Distributor;
 use muninn_ingester::{Ingester, IngesterConfig};
 use muninn_querier::Querier;
@@ -275,16 +275,35 @@ pub async fn run(
             app = app.merge(q.http_router());
         }
     } else if role.runs_frontend() {
-        let downstream = HttpDownstream::new(&config.frontend.downstream_url)?;
+        let downstream: Arc<dyn muninn_frontend::downstream::Downstream> =
+            match (&ring, config.frontend.downstream_url.is_empty()) {
+                (_, false) => Arc::new(HttpDownstream::new(&config.frontend.downstream_url)?),
+                (Some(r), true) => Arc::new(RingDownstream::new(r.clone())?),
+                (None, true) => anyhow::bail!("no --query-frontend.downstream-url and no ring"),
+            };
         let fe = Frontend::new(
             &config.frontend,
-            Arc::new(downstream),
+            downstream,
             tenancy.clone(),
             Some(bucket.clone()),
         )?;
         fe.metrics.register(&mut registry);
         app = app.merge(fe.http_router());
-        tracing::info!(downstream = ?config.frontend.downstream_url, "query frontend forwarding to queriers");
+        tracing::info!(downstream = ?config.frontend.downstream_url, ring = ring.is_some(), "query frontend forwarding to queriers");
+    }
+    if role.runs_querier()
+        && let Some(r) = &ring
+        && r.is_gossip()
+    {
+        // Query frontends find this querier in the ring.
+        let ip = if http_addr.ip().is_unspecified() {
+            muninn_ring::gossip::local_ip_towards(&config.ring.join).await
+        } else {
+            http_addr.ip()
+        };
+        let url = format!("http://{}", SocketAddr::new(ip, http_addr.port()));
+        r.publish(muninn_ring::gossip::KEY_QUERIER_URL, &url).await;
+        tracing::info!(%url, "querier published in the ring");
     }
     if role.runs_compactor() {
         let metrics = Arc::new(muninn_compactor::CompactorMetrics::default());

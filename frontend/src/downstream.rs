@@ -1,5 +1,6 @@
 //! Where the frontend's requests go: queriers over HTTP (`--query-frontend.downstream-url`,
-//! round-robin) or the in-process querier of `muninn all` (its router, called directly).
+//! or those of the gossip ring; round-robin) or the in-process querier of `muninn all` (its
+//! router, called directly).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,42 +96,81 @@ impl HttpDownstream {
                 )));
             }
         }
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
-            client,
+            client: http_client()?,
             bases,
             next: AtomicUsize::new(0),
         })
     }
 }
 
+/// Sends `req` to the querier at `base`.
+async fn send_http(client: &reqwest::Client, base: &str, req: SubRequest) -> Result<SubResponse> {
+    let url = format!("{base}{}", req.path_and_query);
+    let resp = client
+        .request(req.method, &url)
+        .headers(req.headers)
+        .body(req.body)
+        .send()
+        .await
+        .map_err(|e| Error::Downstream(format!("{url}: {e}")))?;
+    let status = resp.status();
+    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| Error::Downstream(format!("{url}: reading the answer: {e}")))?;
+    Ok(SubResponse {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+}
+
 impl Downstream for HttpDownstream {
     fn call(&self, req: SubRequest) -> BoxFuture<'_, Result<SubResponse>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.bases.len();
-        let url = format!("{}{}", self.bases[i], req.path_and_query);
+        Box::pin(send_http(&self.client, &self.bases[i], req))
+    }
+}
+
+/// The queriers of the gossip ring (each publishes its URL under
+/// [`muninn_ring::gossip::KEY_QUERIER_URL`]), taken in turn; the live ones at each call.
+pub struct RingDownstream {
+    client: reqwest::Client,
+    ring: Arc<muninn_ring::RingHandle>,
+    next: AtomicUsize,
+}
+
+impl RingDownstream {
+    pub fn new(ring: Arc<muninn_ring::RingHandle>) -> Result<Self> {
+        Ok(Self {
+            client: http_client()?,
+            ring,
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Downstream for RingDownstream {
+    fn call(&self, req: SubRequest) -> BoxFuture<'_, Result<SubResponse>> {
         Box::pin(async move {
-            let resp = self
-                .client
-                .request(req.method, &url)
-                .headers(req.headers)
-                .body(req.body)
-                .send()
-                .await
-                .map_err(|e| Error::Downstream(format!("{url}: {e}")))?;
-            let status = resp.status();
-            let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| Error::Downstream(format!("{url}: reading the answer: {e}")))?;
-            Ok(SubResponse {
-                status,
-                content_type,
-                body,
-            })
+            let queriers = self
+                .ring
+                .live_values(muninn_ring::gossip::KEY_QUERIER_URL)
+                .await;
+            if queriers.is_empty() {
+                return Err(Error::Downstream("no querier in the gossip ring".into()));
+            }
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % queriers.len();
+            send_http(&self.client, &queriers[i].1, req).await
         })
     }
 }

@@ -26,6 +26,8 @@ use crate::instance::{InstanceDesc, InstanceState, decode_tokens, encode_tokens}
 use crate::{Error, Result};
 
 pub const KEY_ROLE: &str = "role";
+/// A querier's HTTP base URL (`http://ip:port`), for query frontends.
+pub const KEY_QUERIER_URL: &str = "querier.url";
 pub const KEY_ADDR: &str = "ring.addr";
 pub const KEY_ZONE: &str = "ring.zone";
 pub const KEY_STATE: &str = "ring.state";
@@ -105,6 +107,22 @@ impl Gossip {
                 out.push((id.node_id.to_string(), k.to_owned(), v.value.clone()));
             }
         }
+        out
+    }
+
+    /// The values of `key` of the live members (member id, value), in member order.
+    pub async fn live_values(&self, key: &str) -> Vec<(String, String)> {
+        let cc = self.handle.chitchat();
+        let g = cc.lock().await;
+        let mut out: Vec<(String, String)> = g
+            .live_nodes()
+            .filter_map(|id| {
+                g.node_state(id)
+                    .and_then(|s| s.get(key))
+                    .map(|v| (id.node_id.to_string(), v.to_owned()))
+            })
+            .collect();
+        out.sort();
         out
     }
 

@@ -133,6 +133,14 @@ impl RingHandle {
         }
     }
 
+    /// The live members' values of `key`: (member id, value); empty without gossip.
+    pub async fn live_values(&self, key: &str) -> Vec<(String, String)> {
+        match self.gossip.lock().await.as_ref() {
+            Some(g) => g.live_values(key).await,
+            None => vec![],
+        }
+    }
+
     /// Every member's values under `prefix` (empty without gossip).
     pub async fn values_with_prefix(&self, prefix: &str) -> Vec<(String, String, String)> {
         match self.gossip.lock().await.as_ref() {

@@ -540,3 +540,42 @@ fn results_cached_before_retention_are_not_served_after_it() {
         .unwrap();
     assert!(generation >= 1, "the compactor raised the generation");
 }
+
+#[test]
+fn a_frontend_finds_its_queriers_in_the_gossip_ring() {
+    use crate::cluster::{Cluster, wait_active};
+    let c = Cluster::new();
+    let rf = "--ingester.ring.replication-factor=1";
+    let ing = c.ingester("ing-1", &[rf]);
+    let q1 = c.start("querier", "q1", &[rf]);
+    let q2 = c.start("querier", "q2", &[rf]);
+    let fe = c.start("query-frontend", "fe", &[rf]);
+    for m in [&ing, &q1, &q2] {
+        wait_active(m, &["ing-1"]);
+    }
+    let t0 = (now_ms() - 2 * 3_600_000) / 60_000 * 60_000;
+    for req in generate_every(t0, 100, 60_000) {
+        assert_eq!(ing.push(TENANT, &req).0, 200);
+    }
+    let params = range_params(
+        "sum by (job) (rate(diff_requests_total[10m]))",
+        t0 + 600_000,
+        t0 + 90 * 60_000,
+        "60",
+    );
+    let want = query(&q1.http, "/api/v1/query_range", &params, Some(TENANT));
+    assert_eq!(want["status"], "success", "{want}");
+    // The frontend learns the queriers' URLs by gossip and spreads its shards over both.
+    let got = wait_for(
+        "the frontend to find queriers",
+        Duration::from_secs(30),
+        || {
+            let v = query(&fe.http, "/api/v1/query_range", &params, Some(TENANT));
+            (v["status"] == "success").then_some(v)
+        },
+    );
+    assert!(same_answer(&want, &got), "{want}\n{got}");
+    for q in [&q1, &q2] {
+        assert!(querier_calls(q) > 1.0, "both queriers answered shards");
+    }
+}
