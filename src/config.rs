@@ -181,6 +181,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_flag_has_its_own_name() {
+        // clap checks ids, names and defaults of every flag of every component together.
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+
+    #[test]
     fn yaml_layers_under_the_command_line() {
         let args = yaml_to_args("http-addr: 127.0.0.1:1\nauth:\n  multitenancy-enabled: false\nquerier:\n  ingester-addrs: [a:1, b:2]\n").unwrap();
         assert!(args.contains(&"--auth.multitenancy-enabled=false".to_string()));

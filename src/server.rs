@@ -233,7 +233,24 @@ pub async fn run(
     }
     if role.runs_querier() {
         // Recent data from the ingesters, older data from blocks; merged, duplicates once.
-        let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(bucket.clone()));
+        let block_bucket = if config.storage.block_cache_enabled {
+            let dir = config
+                .storage
+                .block_cache_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("block-cache"));
+            let max = config.storage.block_cache_max_bytes;
+            let cache = tokio::task::spawn_blocking(move || {
+                muninn_storage::block_cache::BlockCache::open(dir, max)
+            })
+            .await?
+            .context("opening the block cache")?;
+            cache.register(&mut registry);
+            bucket.clone().cached(cache)
+        } else {
+            bucket.clone()
+        };
+        let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(block_bucket));
         let ingesters: Option<IngesterStore> = match &ring {
             // The ring (gossip, or the in-process ingester of `all`): one code path for both.
             Some(r) => Some(
@@ -268,6 +285,7 @@ pub async fn run(
                 InProcess::new(q.http_router()),
                 tenancy.clone(),
                 Some(bucket.clone()),
+                config.querier.max_series,
             )?;
             fe.metrics.register(&mut registry);
             app = app.merge(fe.http_router());
@@ -286,6 +304,7 @@ pub async fn run(
             downstream,
             tenancy.clone(),
             Some(bucket.clone()),
+            config.querier.max_series,
         )?;
         fe.metrics.register(&mut registry);
         app = app.merge(fe.http_router());

@@ -461,7 +461,7 @@ async fn query_range(
             .into_iter()
             .filter(|(k, _)| !matches!(k.as_str(), "query" | "start" | "end" | "step"))
             .collect(),
-        plan: shard::plan(&expr, fe.args.sharding_total_shards),
+        plan: shard::plan(&expr, fe.shards_for(&inc.tenant)),
         query,
     };
     let answers = futures::future::join_all(pieces.iter().map(|piece| {
@@ -515,7 +515,7 @@ async fn query(
     let plan = p
         .get("query")
         .and_then(|q| muninn_querier::promql::parse::parse(q).ok())
-        .and_then(|e| shard::plan(&e, fe.args.sharding_total_shards));
+        .and_then(|e| shard::plan(&e, fe.shards_for(&inc.tenant)));
     let Some(plan) = plan else {
         return forward_incoming(&fe, &inc).await;
     };

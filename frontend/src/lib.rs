@@ -118,6 +118,9 @@ pub struct Frontend {
     pub cache: Option<Arc<dyn cache::ResultsCache>>,
     pub queue: queue::FairQueue,
     pub generations: generation::Generations,
+    /// The queriers' `--querier.max-fetched-series-per-query` (0: none), which a sharded
+    /// query would apply per shard.
+    pub querier_series_limit: usize,
     pub tenancy: Arc<muninn_tenancy::Tenancy>,
     pub metrics: Arc<metrics::FrontendMetrics>,
 }
@@ -130,6 +133,7 @@ impl Frontend {
         downstream: Arc<dyn downstream::Downstream>,
         tenancy: Arc<muninn_tenancy::Tenancy>,
         bucket: Option<muninn_storage::bucket::Bucket>,
+        querier_series_limit: usize,
     ) -> Result<Arc<Self>> {
         let metrics = Arc::new(metrics::FrontendMetrics::default());
         let cache: Option<Arc<dyn cache::ResultsCache>> = if !args.cache_results {
@@ -151,9 +155,24 @@ impl Frontend {
             cache,
             queue,
             generations: generation::Generations::new(bucket, args.generation_refresh.0),
+            querier_series_limit,
             tenancy,
             metrics,
         }))
+    }
+
+    /// How many shards `tenant`'s queries run as: none while a per-query fetch limit is in
+    /// force (a shard fetches less, so the limit would no longer hold for the query).
+    pub fn shards_for(&self, tenant: &str) -> usize {
+        let limits = self.tenancy.overrides.get(tenant);
+        if self.querier_series_limit > 0
+            || limits.max_fetched_series_per_query > 0
+            || limits.max_fetched_chunk_bytes_per_query > 0
+        {
+            0
+        } else {
+            self.args.sharding_total_shards
+        }
     }
 
     /// The API routes under `/api/v1` and `/prometheus/api/v1`.

@@ -151,6 +151,13 @@ impl Bucket {
         }
     }
 
+    /// The bucket with its block data-file range reads going through `cache`.
+    pub fn cached(self, cache: Arc<crate::block_cache::BlockCache>) -> Self {
+        Self {
+            store: Arc::new(crate::block_cache::CachingStore::new(self.store, cache)),
+        }
+    }
+
     /// A bucket in a local directory (the default backend).
     pub fn filesystem(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
@@ -593,6 +600,18 @@ impl std::str::FromStr for Secret {
 /// Flags choosing the bucket (the `--storage.*` flags).
 #[derive(clap::Args, Clone, Debug)]
 pub struct StorageArgs {
+    /// Cache the byte ranges queriers read from blocks (footers, column chunks) on local
+    /// disk, so repeated queries over old data do not read object storage again.
+    #[arg(long = "blocks-storage.cache-enabled", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub block_cache_enabled: bool,
+    /// Directory of the block cache (default: `<data-dir>/block-cache`). Files a previous run
+    /// left are used again.
+    #[arg(long = "blocks-storage.cache-dir")]
+    pub block_cache_dir: Option<std::path::PathBuf>,
+    /// Bytes the block cache may hold on disk; least recently used ranges go first.
+    #[arg(long = "blocks-storage.cache-max-bytes", default_value_t = 1 << 30)]
+    pub block_cache_max_bytes: u64,
     /// Object storage backend: `filesystem` (default) or `s3`.
     #[arg(long = "storage.backend", default_value = "filesystem")]
     pub backend: String,

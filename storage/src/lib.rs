@@ -8,6 +8,7 @@
 //! - [`block`]: the Parquet block format; [`bucket`]: per-tenant object-storage layout.
 
 pub mod block;
+pub mod block_cache;
 pub mod bucket;
 pub mod chunk;
 pub mod histogram;

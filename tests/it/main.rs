@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod block_cache;
 mod blocks;
 mod cluster;
 mod compaction;
