@@ -286,6 +286,7 @@ pub async fn run(
                 tenancy.clone(),
                 Some(bucket.clone()),
                 config.querier.max_series,
+                config.querier.timeout.0,
             )?;
             fe.metrics.register(&mut registry);
             app = app.merge(fe.http_router());
@@ -305,6 +306,7 @@ pub async fn run(
             tenancy.clone(),
             Some(bucket.clone()),
             config.querier.max_series,
+            config.querier.timeout.0,
         )?;
         fe.metrics.register(&mut registry);
         app = app.merge(fe.http_router());

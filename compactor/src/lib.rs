@@ -225,6 +225,7 @@ pub async fn compact_tenant(
     }
     // Retention.
     let retention = args.retention_ms(tenant, overrides);
+    let mut expired_any = false;
     if retention > 0 {
         let cutoff = now_ms() - retention;
         let mut expired = 0;
@@ -236,16 +237,19 @@ pub async fn compact_tenant(
                 .map_err(serr)?;
             expired += 1;
         }
-        if expired > 0 {
-            // Query results cached before no longer hold: the frontend's keys change.
-            let generation = bucket
-                .bump_results_cache_generation(tenant)
-                .await
-                .map_err(serr)?;
-            tracing::info!(%tenant, generation, "results-cache generation raised after retention");
-        }
+        expired_any = expired > 0;
     }
     index = bucket.write_index(tenant).await.map_err(serr)?;
+    if expired_any {
+        // Query results cached before no longer hold: the frontend's keys change. Raised
+        // after the index lists the marks, so a result cached under the new generation was
+        // computed without the expired blocks.
+        let generation = bucket
+            .bump_results_cache_generation(tenant)
+            .await
+            .map_err(serr)?;
+        tracing::info!(%tenant, generation, "results-cache generation raised after retention");
+    }
     let ranges: Vec<i64> = args
         .block_ranges
         .iter()

@@ -157,10 +157,10 @@ fn frontend_error(tenant: &str, e: &Error) -> Response {
         Error::TooManyOutstanding(_) => {
             error_response(StatusCode::TOO_MANY_REQUESTS, "unavailable", &e.to_string())
         }
-        Error::Downstream(_) => {
+        Error::Downstream(_) | Error::Decode(_) => {
             error_response(StatusCode::BAD_GATEWAY, "unavailable", &e.to_string())
         }
-        Error::Decode(_) | Error::Cache(_) | Error::Config(_) => error_response(
+        Error::Cache(_) | Error::Config(_) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             &e.to_string(),
@@ -187,9 +187,11 @@ impl Frontend {
             let r = self.downstream.call(req.clone()).await;
             drop(permit);
             let retry = match &r {
+                // Only what another try can fix: an unavailable querier (not a query that timed
+                // out, nor an internal error that would recur).
                 Ok(resp) => {
                     self.metrics.downstream(resp.status.as_str());
-                    resp.status.is_server_error()
+                    matches!(resp.status.as_u16(), 502..=504)
                         && !contains(&resp.body, b"\"errorType\":\"timeout\"")
                 }
                 Err(e) => {
@@ -409,19 +411,38 @@ async fn query_range(
         return frontend_error(&inc.tenant, &e);
     }
     fe.metrics.query("query_range");
+    let timeout = fe.timeout(&inc.params());
+    match tokio::time::timeout(timeout, run_range(&fe, &inc)).await {
+        Ok(r) => r,
+        Err(_) => timed_out(&inc.tenant),
+    }
+}
+
+/// The whole query, past its timeout (the querier's own answer, for the same reason).
+fn timed_out(tenant: &str) -> Response {
+    tracing::warn!(%tenant, "query timed out in the frontend");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        "query timed out in expression evaluation",
+    )
+}
+
+async fn run_range(fe: &Arc<Frontend>, inc: &Incoming) -> Response {
+    let (fe, inc) = (fe.clone(), inc);
     let p = inc.params();
     // Whatever the querier would refuse goes to it whole: its error is the answer.
     let Ok((start, end, step)) = params::range(&p) else {
-        return forward_incoming(&fe, &inc).await;
+        return forward_incoming(&fe, inc).await;
     };
     let Some(query) = p.get("query").map(str::to_string) else {
-        return forward_incoming(&fe, &inc).await;
+        return forward_incoming(&fe, inc).await;
     };
     let Ok(expr) = muninn_querier::promql::parse::parse(&query) else {
-        return forward_incoming(&fe, &inc).await;
+        return forward_incoming(&fe, inc).await;
     };
     if !matches!(expr.value_type(), ValueType::Scalar | ValueType::Vector) {
-        return forward_incoming(&fe, &inc).await;
+        return forward_incoming(&fe, inc).await;
     }
     // A query longer than the tenant may ask is refused by the querier, not split under it.
     let max_len = fe
@@ -431,7 +452,7 @@ async fn query_range(
         .max_total_query_length
         .as_millis_i64();
     if max_len > 0 && end.saturating_sub(start) > max_len {
-        return forward_incoming(&fe, &inc).await;
+        return forward_incoming(&fe, inc).await;
     }
     let interval = if split::splittable(&expr) {
         fe.args.split_interval.as_millis_i64().max(0)
@@ -441,20 +462,36 @@ async fn query_range(
     let pieces = split::split(start, end, step, interval);
     fe.metrics.split_queries.inc_by(pieces.len() as u64);
     let (ahead, latest_at) = split::reach(&expr);
+    // Steps that late samples may still change are never cached: within the freshness limit,
+    // or within the tenant's out-of-order window if that is longer.
+    let limits = fe.tenancy.overrides.get(&inc.tenant);
+    let unsettled = fe
+        .args
+        .max_cache_freshness
+        .as_millis_i64()
+        .max(limits.out_of_order_time_window.as_millis_i64());
     let limit = muninn_proto::time::now_ms()
-        .saturating_sub(fe.args.max_cache_freshness.as_millis_i64())
+        .saturating_sub(unsettled)
         .saturating_sub(ahead);
+    // With max_query_lookback the querier hides data as it ages: cached steps would not.
+    let lookback_limited = limits.max_query_lookback.as_millis_i64() > 0;
     let cache = match &fe.cache {
-        Some(c) if interval > 0 && !inc.no_store() && latest_at.is_none_or(|t| t <= limit) => fe
-            .generations
-            .get(&inc.tenant)
-            .await
-            .map(|g| (c.as_ref(), g)),
+        Some(c)
+            if interval > 0
+                && !inc.no_store()
+                && !lookback_limited
+                && latest_at.is_none_or(|t| t <= limit) =>
+        {
+            fe.generations
+                .get(&inc.tenant)
+                .await
+                .map(|g| (c.as_ref(), g))
+        }
         _ => None,
     };
     let rq = RangeQuery {
         fe: &fe,
-        inc: &inc,
+        inc,
         step,
         rest: inc
             .pairs()
@@ -511,20 +548,29 @@ async fn query(
         return frontend_error(&inc.tenant, &e);
     }
     fe.metrics.query("query");
+    let timeout = fe.timeout(&inc.params());
+    match tokio::time::timeout(timeout, run_instant(&fe, &inc)).await {
+        Ok(r) => r,
+        Err(_) => timed_out(&inc.tenant),
+    }
+}
+
+async fn run_instant(fe: &Arc<Frontend>, inc: &Incoming) -> Response {
+    let (fe, inc) = (fe.clone(), inc);
     let p = inc.params();
     let plan = p
         .get("query")
         .and_then(|q| muninn_querier::promql::parse::parse(q).ok())
         .and_then(|e| shard::plan(&e, fe.shards_for(&inc.tenant)));
     let Some(plan) = plan else {
-        return forward_incoming(&fe, &inc).await;
+        return forward_incoming(&fe, inc).await;
     };
     // Every shard evaluates at the same time: the client's, or now.
     let t = match p.get("time") {
         None => muninn_proto::time::now_ms(),
         Some(_) => match p.time("time", 0) {
             Ok(t) => t,
-            Err(_) => return forward_incoming(&fe, &inc).await,
+            Err(_) => return forward_incoming(&fe, inc).await,
         },
     };
     let mut ts = String::new();
@@ -559,7 +605,7 @@ async fn query(
         match shard::vector_as_matrix(&r.body) {
             Ok(Some(m)) => sums.push(m),
             // Histograms (or an unexpected shape): the whole query, unsharded.
-            Ok(None) => return forward_incoming(&fe, &inc).await,
+            Ok(None) => return forward_incoming(&fe, inc).await,
             Err(e) => return frontend_error(&inc.tenant, &e),
         }
     }
@@ -570,7 +616,7 @@ async fn query(
             shard::matrix_as_vector_json(&m),
         )
             .into_response(),
-        Ok(None) => forward_incoming(&fe, &inc).await,
+        Ok(None) => forward_incoming(&fe, inc).await,
         Err(e) => frontend_error(&inc.tenant, &e),
     }
 }

@@ -121,6 +121,9 @@ pub struct Frontend {
     /// The queriers' `--querier.max-fetched-series-per-query` (0: none), which a sharded
     /// query would apply per shard.
     pub querier_series_limit: usize,
+    /// The queriers' `--querier.timeout`: a split or sharded query as a whole is held to
+    /// it (or to a shorter `timeout` parameter), as one querier would hold it.
+    pub querier_timeout: std::time::Duration,
     pub tenancy: Arc<muninn_tenancy::Tenancy>,
     pub metrics: Arc<metrics::FrontendMetrics>,
 }
@@ -134,6 +137,7 @@ impl Frontend {
         tenancy: Arc<muninn_tenancy::Tenancy>,
         bucket: Option<muninn_storage::bucket::Bucket>,
         querier_series_limit: usize,
+        querier_timeout: std::time::Duration,
     ) -> Result<Arc<Self>> {
         let metrics = Arc::new(metrics::FrontendMetrics::default());
         let cache: Option<Arc<dyn cache::ResultsCache>> = if !args.cache_results {
@@ -156,6 +160,7 @@ impl Frontend {
             queue,
             generations: generation::Generations::new(bucket, args.generation_refresh.0),
             querier_series_limit,
+            querier_timeout,
             tenancy,
             metrics,
         }))
@@ -172,6 +177,17 @@ impl Frontend {
             0
         } else {
             self.args.sharding_total_shards
+        }
+    }
+
+    /// How long a query may run: the queriers' timeout, or a shorter `timeout` parameter.
+    pub fn timeout(&self, p: &muninn_querier::api::params::Params) -> std::time::Duration {
+        let limit = self
+            .querier_timeout
+            .max(std::time::Duration::from_millis(1));
+        match p.duration("timeout") {
+            Ok(Some(ms)) if ms > 0 => limit.min(std::time::Duration::from_millis(ms as u64)),
+            _ => limit,
         }
     }
 

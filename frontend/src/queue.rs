@@ -97,8 +97,12 @@ impl FairQueue {
     /// `--query-frontend.max-outstanding-requests-per-tenant` sub-requests waiting (429). An
     /// admitted request's sub-requests (its pieces and shards) all queue.
     pub fn admit(&self, tenant: &str) -> Result<()> {
-        let st = self.inner.state.lock();
-        let waiting = st.tenants.get(tenant).map_or(0, |t| t.waiting.len());
+        let mut st = self.inner.state.lock();
+        // Requests given up while waiting no longer count.
+        let waiting = st.tenants.get_mut(tenant).map_or(0, |t| {
+            t.waiting.retain(|w| !w.is_closed());
+            t.waiting.len()
+        });
         if waiting >= self.inner.max_outstanding {
             self.inner.metrics.rejected(tenant);
             return Err(Error::TooManyOutstanding(waiting));

@@ -74,6 +74,12 @@ fn unparen(mut e: &Expr) -> &Expr {
 }
 
 fn selector_ok(vs: &VectorSelector) -> bool {
+    // A time before the epoch does not survive the AST's Display (it prints as 0).
+    if let Some(promql_parser::parser::AtModifier::At(t)) = &vs.at
+        && crate::split::at_ms(t) < 0
+    {
+        return false;
+    }
     let named = vs.name.is_some()
         || vs
             .matchers
@@ -108,7 +114,10 @@ fn per_series(e: &Expr, selectors: &mut usize) -> bool {
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
         Expr::Paren(p) => per_series(&p.expr, selectors),
         Expr::Unary(u) => per_series(&u.expr, selectors),
-        Expr::Subquery(s) => per_series(&s.expr, selectors),
+        Expr::Subquery(s) => {
+            let before_epoch = matches!(&s.at, Some(promql_parser::parser::AtModifier::At(t)) if crate::split::at_ms(t) < 0);
+            !before_epoch && per_series(&s.expr, selectors)
+        }
         Expr::Binary(b) => {
             let scalar_side =
                 b.lhs.value_type() == ValueType::Scalar || b.rhs.value_type() == ValueType::Scalar;
@@ -281,21 +290,19 @@ fn combine_points(combine: Combine, parts: &[Points]) -> Points {
 }
 
 /// The whole aggregation's answer from the shards' (`counts`: the avg's count shards);
-/// `None` when an answer holds histograms (the query then runs unsharded).
+/// `None` when an answer holds histograms or annotations (the query then runs unsharded).
 pub fn combine(plan: &Plan, sums: Vec<Matrix>, counts: Vec<Matrix>) -> Result<Option<Matrix>> {
-    let (mut warnings, mut infos) = (Vec::<String>::new(), Vec::<String>::new());
-    for m in sums.iter().chain(&counts) {
-        for w in &m.warnings {
-            if !warnings.contains(w) {
-                warnings.push(w.clone());
-            }
-        }
-        for i in &m.infos {
-            if !infos.contains(i) {
-                infos.push(i.clone());
-            }
-        }
+    // Annotations carry positions in the shard's text, not the client's, and some (a mix of
+    // floats and histograms in a group) mean a shard dropped what the whole query would
+    // drop differently: any annotation sends the query back unsharded.
+    if sums
+        .iter()
+        .chain(&counts)
+        .any(|m| !m.warnings.is_empty() || !m.infos.is_empty())
+    {
+        return Ok(None);
     }
+    let (warnings, infos) = (Vec::<String>::new(), Vec::<String>::new());
     let mut parts = vec![];
     for m in &sums {
         match points(m)? {
@@ -491,7 +498,7 @@ mod tests {
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1,"1"],[2,"NaN"]]}]}}"#,
         );
         let b = m(
-            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1,"2"],[2,"5"]]},{"metric":{"job":"b"},"values":[[2,"+Inf"]]}]},"infos":["i"]}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1,"2"],[2,"5"]]},{"metric":{"job":"b"},"values":[[2,"+Inf"]]}]}}"#,
         );
         let mk = |c: Combine| Plan {
             combine: c,
@@ -503,7 +510,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             sum.to_json(),
-            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1,"3"],[2,"NaN"]]},{"metric":{"job":"b"},"values":[[2,"+Inf"]]}]},"infos":["i"]}"#
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1,"3"],[2,"NaN"]]},{"metric":{"job":"b"},"values":[[2,"+Inf"]]}]}}"#
         );
         let max = combine(&mk(Combine::Max), vec![a.clone(), b.clone()], vec![])
             .unwrap()
@@ -512,6 +519,14 @@ mod tests {
             max.to_json().contains(r#"[[1,"2"],[2,"5"]]"#),
             "NaN gives way: {}",
             max.to_json()
+        );
+        let annotated = m(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[]},"warnings":["PromQL warning: encountered a mix of histograms and floats for aggregation (1:5)"]}"#,
+        );
+        assert!(
+            combine(&mk(Combine::Sum), vec![a.clone(), annotated], vec![])
+                .unwrap()
+                .is_none()
         );
         let hist = m(
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"histograms":[[1,{"count":"1","sum":"1"}]]}]}}"#,

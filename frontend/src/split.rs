@@ -94,23 +94,48 @@ pub fn splittable(e: &Expr) -> bool {
 /// and the latest fixed `@` time it reads at, if any: results are cacheable only where
 /// those reads are older than the freshness limit too.
 pub fn reach(e: &Expr) -> (i64, Option<i64>) {
-    let mut ahead = 0i64;
-    let mut latest_at: Option<i64> = None;
-    visit(e, &mut |n| {
-        if let Some((at, offset)) = modifiers(n) {
+    // Negative offsets nest (a subquery's and its selector's add up); positive ones are
+    // ignored, which can only overstate how far ahead the query reads.
+    fn walk(e: &Expr, ahead_here: i64, ahead: &mut i64, latest_at: &mut Option<i64>) {
+        let mut here = ahead_here;
+        if let Some((at, offset)) = modifiers(e) {
             if let Some(Offset::Neg(d)) = offset {
-                ahead = ahead.max(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                here = here.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             }
             if let Some(AtModifier::At(t)) = at {
-                let ms = match t.duration_since(std::time::UNIX_EPOCH) {
-                    Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-                    Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-                };
-                latest_at = Some(latest_at.map_or(ms, |l| l.max(ms)));
+                let ms = at_ms(t);
+                *latest_at = Some(latest_at.map_or(ms, |l| l.max(ms)));
             }
         }
-    });
+        *ahead = (*ahead).max(here);
+        let mut children: Vec<&Expr> = vec![];
+        match e {
+            Expr::Aggregate(a) => {
+                children.extend(a.param.as_deref());
+                children.push(&a.expr);
+            }
+            Expr::Unary(u) => children.push(&u.expr),
+            Expr::Binary(b) => children.extend([&*b.lhs, &*b.rhs]),
+            Expr::Paren(p) => children.push(&p.expr),
+            Expr::Subquery(s) => children.push(&s.expr),
+            Expr::Call(c) => children.extend(c.args.args.iter().map(|a| &**a)),
+            _ => {}
+        }
+        for c in children {
+            walk(c, here, ahead, latest_at);
+        }
+    }
+    let (mut ahead, mut latest_at) = (0, None);
+    walk(e, 0, &mut ahead, &mut latest_at);
     (ahead, latest_at)
+}
+
+/// An `@` time in ms (negative before the epoch).
+pub fn at_ms(t: &std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +200,11 @@ mod tests {
         assert!(!splittable(&p("rate(x[5m] @ end())")));
         assert!(!splittable(&p("sum_over_time(x[1h:1m] @ end())")));
         assert!(!splittable(&p("x - x offset 1h + end()")));
+        assert_eq!(
+            reach(&p("max_over_time((x offset -1h)[10m:1m] offset -1h)")).0,
+            2 * H,
+            "nested negative offsets add up"
+        );
         assert_eq!(
             reach(&p("x offset -5m + y @ 100")),
             (300_000, Some(100_000))

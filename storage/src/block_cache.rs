@@ -30,7 +30,11 @@ use prometheus_client::registry::Registry;
 
 use crate::block::DATA_FILE;
 
-const HEADER: usize = 24;
+/// Object size, range start, range end (u64 each), then the key's length (u32) and the key.
+const HEADER: usize = 28;
+
+/// Distinguishes the temporary files of concurrent writers of one name.
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The cache directory and its index.
 pub struct BlockCache {
@@ -120,13 +124,15 @@ impl BlockCache {
         self.index.lock().bytes
     }
 
-    fn name(location: &Path, range: &str) -> String {
-        let d = ring_free_hash(format!("{location}\n{range}").as_bytes());
-        format!("{d:032x}")
+    /// The logical key of a cached range and its file name.
+    fn name(location: &Path, range: &str) -> (String, String) {
+        let key = format!("{location}\n{range}");
+        let d = fnv128(key.as_bytes());
+        (key, format!("{d:032x}"))
     }
 
     #[allow(unsafe_code)]
-    fn read(&self, name: &str) -> Option<Cached> {
+    fn read(&self, (key, name): &(String, String)) -> Option<Cached> {
         // Known to the index (and marked recently used), or not cached.
         self.index.lock().files.get(name)?;
         let file = std::fs::File::open(self.dir.join(name)).ok()?;
@@ -139,10 +145,16 @@ impl BlockCache {
         let word =
             |i: usize| u64::from_le_bytes(map[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
         let (size, start, end) = (word(0), word(1), word(2));
-        if end < start || (end - start) as usize != map.len() - HEADER {
+        let key_len = u32::from_le_bytes(map[24..28].try_into().unwrap_or([0; 4])) as usize;
+        // The file must hold this very key (a name collision is a miss) and the whole range.
+        let data_at = HEADER.checked_add(key_len)?;
+        if map.get(HEADER..data_at) != Some(key.as_bytes())
+            || end < start
+            || (end - start) as usize != map.len().checked_sub(data_at)?
+        {
             return None;
         }
-        let data = Bytes::from_owner(map).slice(HEADER..);
+        let data = Bytes::from_owner(map).slice(data_at..);
         Some(Cached {
             size,
             range: start..end,
@@ -150,19 +162,29 @@ impl BlockCache {
         })
     }
 
-    fn write(&self, name: &str, size: u64, range: &Range<u64>, data: &[u8]) {
-        let len = (HEADER + data.len()) as u64;
+    fn write(&self, (key, name): &(String, String), size: u64, range: &Range<u64>, data: &[u8]) {
+        let len = (HEADER + key.len() + data.len()) as u64;
         if len > self.max_bytes {
             return;
         }
-        let tmp = self.dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        // A temporary name of its own: concurrent writers of one range never share a file.
+        let seq = TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{name}-{}-{seq}", std::process::id()));
         let mut buf = Vec::with_capacity(len as usize);
         buf.extend_from_slice(&size.to_le_bytes());
         buf.extend_from_slice(&range.start.to_le_bytes());
         buf.extend_from_slice(&range.end.to_le_bytes());
+        buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        buf.extend_from_slice(key.as_bytes());
         buf.extend_from_slice(data);
-        let written =
-            std::fs::write(&tmp, &buf).and_then(|()| std::fs::rename(&tmp, self.dir.join(name)));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &buf))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(name)));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!(dir = %self.dir.display(), error = %e, "block cache write failed");
@@ -170,7 +192,7 @@ impl BlockCache {
         }
         {
             let mut idx = self.index.lock();
-            if let Some(old) = idx.files.put(name.to_string(), len) {
+            if let Some(old) = idx.files.put(name.clone(), len) {
                 idx.bytes = idx.bytes.saturating_sub(old);
             }
             idx.bytes += len;
@@ -190,9 +212,9 @@ impl BlockCache {
     }
 }
 
-/// A 128-bit FNV-1a hash: names cache files (collisions are harmless beyond a miss: the
-/// stored range is checked on read).
-fn ring_free_hash(b: &[u8]) -> u128 {
+/// A 128-bit FNV-1a hash: names cache files (a collision is only a miss: the file holds its
+/// full key, compared on read).
+fn fnv128(b: &[u8]) -> u128 {
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
     for x in b {
         h ^= u128::from(*x);
@@ -276,8 +298,8 @@ impl ObjectStore for CachingStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         let key = match (&options.range, is_block_data(location) && plain(&options)) {
-            (Some(GetRange::Bounded(r)), true) => format!("{}-{}", r.start, r.end),
-            (Some(GetRange::Suffix(n)), true) => format!("suffix-{n}"),
+            (Some(GetRange::Bounded(r)), true) => format!("get {}-{}", r.start, r.end),
+            (Some(GetRange::Suffix(n)), true) => format!("suffix {n}"),
             _ => return self.inner.get_opts(location, options).await,
         };
         let name = BlockCache::name(location, &key);
@@ -301,9 +323,10 @@ impl ObjectStore for CachingStore {
         if !is_block_data(location) {
             return self.inner.get_ranges(location, ranges).await;
         }
-        let names: Vec<String> = ranges
+        // Keys of their own: these entries do not know the object's size.
+        let names: Vec<(String, String)> = ranges
             .iter()
-            .map(|r| BlockCache::name(location, &format!("{}-{}", r.start, r.end)))
+            .map(|r| BlockCache::name(location, &format!("ranges {}-{}", r.start, r.end)))
             .collect();
         let mut out: Vec<Option<Bytes>> = names
             .iter()
