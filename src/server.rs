@@ -96,6 +96,16 @@ pub async fn run(
             config.multitenancy,
             &config.ingester,
         );
+        let index_every = config.storage.bucket_index_update_interval.0;
+        if !role.runs_querier() && !index_every.is_zero() && cfg.retain_after_ship <= index_every {
+            tracing::warn!(
+                retain_after_ship = ?cfg.retain_after_ship,
+                bucket_index_update_interval = ?index_every,
+                "--ingester.retain-after-ship should exceed the queriers' \
+                 --blocks-storage.bucket-index.update-interval, or queries may miss blocks \
+                 shipped since a querier last read its bucket index"
+            );
+        }
         let (b, t) = (bucket.clone(), tenancy.clone());
         let ing = tokio::task::spawn_blocking({
             let mut reg = std::mem::take(&mut registry);
@@ -250,7 +260,18 @@ pub async fn run(
         } else {
             bucket.clone()
         };
-        let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(block_bucket));
+        let index_every = config.storage.bucket_index_update_interval.0;
+        if let Some(r) = ring
+            .clone()
+            .filter(|r| r.is_gossip() && !index_every.is_zero())
+        {
+            let (b, stop) = (block_bucket.clone(), stopped());
+            let every = config.ring.gossip_interval.0;
+            tokio::spawn(
+                muninn_querier::block_store::refresh_index_when_ingesters_leave(r, b, every, stop),
+            );
+        }
+        let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(block_bucket, index_every));
         let ingesters: Option<IngesterStore> = match &ring {
             // The ring (gossip, or the in-process ingester of `all`): one code path for both.
             Some(r) => Some(

@@ -1,5 +1,6 @@
 //! [`SeriesSource`] over a tenant's blocks in the bucket: finds blocks through the bucket
-//! index (falling back to listing) and reads only what a query needs from each.
+//! index (falling back to listing), cached for `--blocks-storage.bucket-index.update-interval`,
+//! and reads only what a query needs from each.
 
 use std::collections::BTreeSet;
 
@@ -16,11 +17,16 @@ use crate::{Error, Result};
 /// Blocks of every tenant in one bucket.
 pub struct BlockStore {
     bucket: Bucket,
+    index_update_interval: std::time::Duration,
 }
 
 impl BlockStore {
-    pub fn new(bucket: Bucket) -> Self {
-        Self { bucket }
+    /// Blocks of `bucket`, whose index each query uses for up to `index_update_interval`.
+    pub fn new(bucket: Bucket, index_update_interval: std::time::Duration) -> Self {
+        Self {
+            bucket,
+            index_update_interval,
+        }
     }
 
     /// Series (labels only) matching `matchers`, or every series when there are none.
@@ -56,8 +62,15 @@ impl SeriesSource for BlockStore {
         labels_only: bool,
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
         Box::pin(async move {
-            let mut metas = self.bucket.blocks(tenant).await.map_err(serr)?;
-            metas.retain(|m| m.min_time <= maxt && m.max_time > mint);
+            let mut metas: Vec<_> = self
+                .bucket
+                .cached_blocks(tenant, self.index_update_interval)
+                .await
+                .map_err(serr)?
+                .iter()
+                .filter(|m| m.min_time <= maxt && m.max_time > mint)
+                .cloned()
+                .collect();
             metas.sort_by_key(|m| m.min_time);
             // (labels, block index, chunks) from every block.
             type Part = (Labels, usize, Vec<bytes::Bytes>, Vec<(u8, bytes::Bytes)>);
@@ -169,5 +182,47 @@ impl SeriesSource for BlockStore {
     ) -> BoxFuture<'a, Result<Vec<FamilyMeta>>> {
         // Blocks carry no metric metadata (yet).
         Box::pin(async move { Ok(vec![]) })
+    }
+}
+
+/// Every ingester in the ring with whether it is LEAVING.
+fn ingesters(ring: &muninn_ring::token_ring::Ring) -> BTreeSet<(String, bool)> {
+    ring.instances
+        .iter()
+        .map(|i| {
+            let leaving = i.state == muninn_ring::instance::InstanceState::Leaving;
+            (i.id.clone(), leaving)
+        })
+        .collect()
+}
+
+/// Until `stop`, drops the cached bucket indexes of `bucket` whenever an ingester starts
+/// leaving and again when it has left the ring (checked every `every`): what it flushed is now
+/// only in blocks, which an index cached before its flush would not list.
+pub async fn refresh_index_when_ingesters_leave(
+    ring: std::sync::Arc<muninn_ring::handle::RingHandle>,
+    bucket: Bucket,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut known = ingesters(&ring.ring());
+    let mut tick = tokio::time::interval(every);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let now = ingesters(&ring.ring());
+        // An instance that turned LEAVING or went away; joiners change nothing.
+        let gone: Vec<&String> = known.difference(&now).map(|(id, _)| id).collect();
+        if !gone.is_empty() {
+            tracing::info!(
+                ?gone,
+                "ingesters left the ring; reading bucket indexes again"
+            );
+            bucket.refresh_cached_indexes();
+        }
+        known = now;
     }
 }

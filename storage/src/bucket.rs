@@ -126,6 +126,9 @@ impl Retry {
 #[derive(Clone, Debug)]
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
+    /// Readers' cache of bucket indexes, shared by every clone and wrapper of this bucket
+    /// (so the shipper and compactor of `muninn all` invalidate what its querier reads).
+    index_cache: Arc<crate::index_cache::IndexCache>,
 }
 
 fn os_err(op: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> Error + use<> {
@@ -141,13 +144,17 @@ use muninn_proto::time::now_ms;
 
 impl Bucket {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            index_cache: Default::default(),
+        }
     }
 
     /// The same bucket with its traffic counted in `metrics`.
     pub fn metered(self, metrics: crate::metered::StoreMetrics) -> Self {
         Self {
             store: Arc::new(crate::metered::MeteredStore::new(self.store, metrics)),
+            index_cache: self.index_cache,
         }
     }
 
@@ -155,6 +162,7 @@ impl Bucket {
     pub fn cached(self, cache: Arc<crate::block_cache::BlockCache>) -> Self {
         Self {
             store: Arc::new(crate::block_cache::CachingStore::new(self.store, cache)),
+            index_cache: self.index_cache,
         }
     }
 
@@ -464,7 +472,7 @@ impl Bucket {
                 }
             };
             let index = self.listed_index(tenant).await?;
-            match self.put_index(&path, &index, mode).await {
+            match self.put_index(tenant, &path, &index, mode).await {
                 Ok(()) => return Ok(index),
                 Err(e) => retry.after(tenant, &path, e).await?,
             }
@@ -473,6 +481,7 @@ impl Bucket {
 
     async fn put_index(
         &self,
+        tenant: &TenantId,
         path: &Path,
         index: &BucketIndex,
         mode: object_store::PutMode,
@@ -485,10 +494,14 @@ impl Bucket {
             mode,
             ..Default::default()
         };
-        self.store
+        let put = self
+            .store
             .put_opts(path, PutPayload::from(json), opts)
-            .await
-            .map(|_| ())
+            .await;
+        if put.is_ok() {
+            self.index_cache.forget(tenant.as_str());
+        }
+        put.map(|_| ())
     }
 
     /// Adds a just-uploaded block to the tenant's index: read the index with its version,
@@ -537,7 +550,7 @@ impl Bucket {
             index.blocks.push(meta.clone());
             index.blocks = Self::sorted(std::mem::take(&mut index.blocks));
             index.updated_at_ms = now_ms();
-            match self.put_index(&path, &index, mode).await {
+            match self.put_index(tenant, &path, &index, mode).await {
                 Ok(()) => return Ok(()),
                 Err(e) => retry.after(tenant, &path, e).await?,
             }
@@ -558,6 +571,31 @@ impl Bucket {
     /// The blocks readers should use: [`BucketIndex::live_blocks`] of the tenant's index.
     pub async fn blocks(&self, tenant: &TenantId) -> Result<Vec<BlockMeta>> {
         Ok(self.index(tenant).await?.live_blocks())
+    }
+
+    /// [`Bucket::blocks`] as read at most `max_age` ago (through the readers' index cache;
+    /// `max_age` zero reads the index every time).
+    pub async fn cached_blocks(
+        &self,
+        tenant: &TenantId,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<BlockMeta>>> {
+        if max_age.is_zero() {
+            return Ok(Arc::new(self.blocks(tenant).await?));
+        }
+        if let Some(b) = self.index_cache.get(tenant.as_str(), max_age) {
+            return Ok(b);
+        }
+        let (epoch, at) = (self.index_cache.epoch(), std::time::Instant::now());
+        let blocks = Arc::new(self.blocks(tenant).await?);
+        self.index_cache
+            .put(tenant.as_str(), epoch, at, blocks.clone());
+        Ok(blocks)
+    }
+
+    /// Drops every cached index: the next query of each tenant reads its index again.
+    pub fn refresh_cached_indexes(&self) {
+        self.index_cache.forget_all();
     }
 
     /// The tenant's bucket index, or one built by listing when there is none.
@@ -600,6 +638,13 @@ impl std::str::FromStr for Secret {
 /// Flags choosing the bucket (the `--storage.*` flags).
 #[derive(clap::Args, Clone, Debug)]
 pub struct StorageArgs {
+    /// How long queriers use a tenant's bucket index before reading it again (0s: on every
+    /// query). Ingesters must keep shipped data longer (`--ingester.retain-after-ship`).
+    #[arg(
+        long = "blocks-storage.bucket-index.update-interval",
+        default_value = "1m"
+    )]
+    pub bucket_index_update_interval: muninn_proto::duration::FlagDuration,
     /// Cache the byte ranges queriers read from blocks (footers, column chunks) on local
     /// disk, so repeated queries over old data do not read object storage again.
     #[arg(long = "blocks-storage.cache-enabled", default_value_t = true,

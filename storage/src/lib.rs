@@ -12,6 +12,7 @@ pub mod block_cache;
 pub mod bucket;
 pub mod chunk;
 pub mod histogram;
+pub mod index_cache;
 pub mod labels;
 pub mod local_store;
 pub mod matcher;
