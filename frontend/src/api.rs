@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use muninn_querier::api::params::{self, Params};
 use muninn_querier::json::{write_str, write_timestamp};
@@ -39,7 +39,9 @@ pub fn router(fe: Arc<Frontend>) -> Router {
         .route("/parse_query", get(forward).post(forward))
         .route("/status/buildinfo", get(forward))
         .route("/status/tsdb", get(forward))
-        .route("/user_stats", get(forward));
+        .route("/user_stats", get(forward))
+        // Remote read passes through whole (a streamed answer is buffered here).
+        .route("/read", post(forward));
     Router::new()
         .nest("/api/v1", api.clone())
         .nest("/prometheus/api/v1", api)
@@ -173,6 +175,9 @@ fn pass_back(r: SubResponse) -> Response {
     *resp.status_mut() = r.status;
     if let Some(ct) = r.content_type {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    if let Some(ce) = r.content_encoding {
+        resp.headers_mut().insert(header::CONTENT_ENCODING, ce);
     }
     resp
 }

@@ -62,6 +62,8 @@ pub fn forwarded(from: &HeaderMap) -> HeaderMap {
 pub struct SubResponse {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
+    /// `Content-Encoding` (remote read's snappy answers).
+    pub content_encoding: Option<HeaderValue>,
     pub body: Bytes,
 }
 
@@ -116,6 +118,7 @@ async fn send_http(client: &reqwest::Client, base: &str, req: SubRequest) -> Res
         .map_err(|e| Error::Downstream(format!("{url}: {e}")))?;
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let content_encoding = resp.headers().get(header::CONTENT_ENCODING).cloned();
     let body = resp
         .bytes()
         .await
@@ -123,6 +126,7 @@ async fn send_http(client: &reqwest::Client, base: &str, req: SubRequest) -> Res
     Ok(SubResponse {
         status,
         content_type,
+        content_encoding,
         body,
     })
 }
@@ -209,12 +213,14 @@ impl Downstream for InProcess {
             };
             let status = resp.status();
             let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+            let content_encoding = resp.headers().get(header::CONTENT_ENCODING).cloned();
             let body = axum::body::to_bytes(resp.into_body(), MAX_ANSWER_BYTES)
                 .await
                 .map_err(|e| Error::Downstream(format!("reading the answer: {e}")))?;
             Ok(SubResponse {
                 status,
                 content_type,
+                content_encoding,
                 body,
             })
         })

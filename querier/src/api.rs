@@ -1,9 +1,10 @@
 //! The Prometheus HTTP API: `query`, `query_range`, `series`, `labels`,
-//! `label/<name>/values`, `metadata`, `status/buildinfo`, on GET and form-encoded POST,
-//! under `/api/v1` and `/prometheus/api/v1` (the Grafana datasource URL ends in `/prometheus`).
+//! `label/<name>/values`, `metadata`, `status/buildinfo`, on GET and form-encoded POST, and
+//! remote read (`read`, [`remote_read`]), under `/api/v1` and `/prometheus/api/v1` (the Grafana datasource URL ends in `/prometheus`).
 //! Responses are Prometheus's JSON, byte for byte; errors carry its `errorType`s.
 
 pub mod params;
+pub mod remote_read;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -47,7 +48,8 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/parse_query", get(parse_query_ast).post(parse_query_ast))
         .route("/status/buildinfo", get(buildinfo))
         .route("/status/tsdb", get(crate::tenant_stats::tsdb_status))
-        .route("/user_stats", get(crate::tenant_stats::user_stats));
+        .route("/user_stats", get(crate::tenant_stats::user_stats))
+        .route("/read", axum::routing::post(remote_read::read));
     Router::new()
         .nest("/api/v1", api.clone())
         .nest("/prometheus/api/v1", api)

@@ -18,6 +18,7 @@ mod native_histograms;
 mod prometheus_remote_write;
 mod promql_differential;
 mod reliability;
+mod remote_read;
 mod remote_write_v2;
 mod scale_out;
 mod tenancy;

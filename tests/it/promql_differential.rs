@@ -107,7 +107,7 @@ impl Rng {
 }
 
 /// Two hours of 15 s samples, ending at `t0 + 2h`, one request per scrape.
-fn generate(t0: i64) -> Vec<WriteRequest> {
+pub(crate) fn generate(t0: i64) -> Vec<WriteRequest> {
     generate_every(t0, 480, 15_000)
 }
 
@@ -273,7 +273,12 @@ pub(crate) fn normalize(v: &Value) -> Result<BTreeMap<String, Vec<(String, Strin
     Ok(out)
 }
 
-fn compare(q: &str, want: &Value, got: &Value, nonempty: &mut usize) -> Result<(), String> {
+pub(crate) fn compare(
+    q: &str,
+    want: &Value,
+    got: &Value,
+    nonempty: &mut usize,
+) -> Result<(), String> {
     // Where Prometheus fails, Muninn must fail the same way.
     if want["status"] == "error" || got["status"] == "error" {
         if want["errorType"] == got["errorType"] && want["error"] == got["error"] {
