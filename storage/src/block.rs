@@ -7,6 +7,7 @@
 
 pub mod cell;
 pub mod meta;
+pub mod page_prune;
 pub mod reader;
 pub mod writer;
 

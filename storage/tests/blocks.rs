@@ -69,6 +69,94 @@ async fn a_one_metric_query_reads_a_fraction_of_the_block() {
 }
 
 #[tokio::test]
+async fn pages_of_other_metrics_inside_a_row_group_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = muninn_storage::metered::StoreMetrics::default();
+    let bucket = Bucket::filesystem(dir.path())
+        .unwrap()
+        .metered(metrics.clone());
+    let tenant = TenantId::new("t1").unwrap();
+    // 40 metrics of 500 series: a metric is about one 512-row page of a 4096-row group.
+    let mut series = vec![];
+    for m in 0..40 {
+        for i in 0..500 {
+            let labels = Labels::from_pairs([
+                ("__name__", format!("metric_{m:02}")),
+                ("inst", format!("i{i}")),
+            ]);
+            let samples: Vec<(i64, f64)> = (0..240)
+                .map(|k| (k * 30_000, ((k * i + m) % 97) as f64))
+                .collect();
+            series.push((labels, samples));
+        }
+    }
+    let want: Vec<_> = series
+        .iter()
+        .filter(|(l, _)| l.get("__name__") == Some("metric_13"))
+        .cloned()
+        .collect();
+    let (bytes, meta) = writer::build(series, 0, 7_200_000, 1, vec![]).unwrap();
+    let size = bytes.len() as u64;
+    bucket.upload_block(&tenant, bytes, &meta).await.unwrap();
+    let path = Bucket::block_file(&tenant, &meta.ulid, "block.parquet");
+    let (_, before) = metrics.get("get_range");
+    let m = Matcher::new(MatchOp::Equal, "__name__", "metric_13").unwrap();
+    let got = reader::select(bucket.store(), path.clone(), &meta, &[m], 0, 7_200_000)
+        .await
+        .unwrap();
+    let (reqs, after) = metrics.get("get_range");
+    let read = after - before;
+    eprintln!("one metric of forty: {read} of {size} bytes in {reqs} range requests");
+    assert_eq!(got.len(), 500);
+    let mut got_sorted: Vec<_> = got
+        .iter()
+        .map(|s| {
+            let samples: Vec<(i64, f64)> = s
+                .chunks
+                .iter()
+                .flat_map(|c| decode_all(c).unwrap())
+                .collect();
+            (s.labels.clone(), samples)
+        })
+        .collect();
+    got_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want_sorted = want.clone();
+    want_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got_sorted, want_sorted,
+        "exactly the metric's series and samples"
+    );
+    // A row group holds about eight metrics: without page pruning a query reads an eighth of
+    // the data at least; with it, the metric's own pages (and the page index).
+    assert!(read * 16 < size, "read {read} of {size} bytes");
+
+    // Two equalities, the second on an unsorted label: pages of both are intersected.
+    let ms = [
+        Matcher::new(MatchOp::Equal, "__name__", "metric_21").unwrap(),
+        Matcher::new(MatchOp::Equal, "inst", "i7").unwrap(),
+    ];
+    let one = reader::select(bucket.store(), path.clone(), &meta, &ms, 0, 7_200_000)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].labels.get("inst"), Some("i7"));
+    assert_eq!(one[0].labels.get("__name__"), Some("metric_21"));
+    // A value no page holds selects nothing; a regex still reads what it must.
+    let none = Matcher::new(MatchOp::Equal, "__name__", "metric_13x").unwrap();
+    assert!(
+        reader::select(bucket.store(), path.clone(), &meta, &[none], 0, 7_200_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let re = Matcher::new(MatchOp::Regex, "__name__", "metric_(05|31)").unwrap();
+    let two = reader::select(bucket.store(), path, &meta, &[re], 0, 7_200_000)
+        .await
+        .unwrap();
+    assert_eq!(two.len(), 1000);
+}
+
+#[tokio::test]
 async fn build_upload_select() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = Bucket::filesystem(dir.path()).unwrap();

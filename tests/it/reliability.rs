@@ -588,7 +588,12 @@ fn tenants_with_escaped_characters_are_compacted_and_expired() {
         assert_eq!(m.push(tenant, &req).0, 200);
     }
     assert_eq!(flush(&m, Some(tenant)).0, 200);
-    let q = Muninn::start_in("querier", &tmp.path().join("q"), &[&storage]);
+    // Queriers see expired blocks go within their bucket-index update interval.
+    let q = Muninn::start_in(
+        "querier",
+        &tmp.path().join("q"),
+        &[&storage, "--blocks-storage.bucket-index.update-interval=1s"],
+    );
     let count_at = |at: i64| {
         let (code, v) = q.get(
             Some(tenant),
@@ -612,6 +617,11 @@ fn tenants_with_escaped_characters_are_compacted_and_expired() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("expired"), "the tenant was compacted: {log}");
+    wait_for(
+        "the expired block to leave the querier's index",
+        std::time::Duration::from_secs(10),
+        || (count_at(old) == 0).then_some(()),
+    );
     assert_eq!(
         (count_at(old), count_at(end)),
         (0, 1),

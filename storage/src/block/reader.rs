@@ -1,6 +1,7 @@
 //! Selecting series from a block in object storage. Only the row groups whose `__name__` (or
-//! other equality-matched label) statistics can match are fetched, and only the label columns
-//! plus the `s_data_<n>` slices overlapping the query's time range (range GETs via
+//! other equality-matched label) statistics can match are fetched, within them only the pages
+//! whose page statistics can match ([`super::page_prune`]), and only the label columns plus
+//! the `s_data_<n>` slices overlapping the query's time range (range GETs via
 //! `ParquetObjectReader`).
 
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::file::metadata::{ColumnChunkMask, PageIndexPolicy, ParquetMetaDataReader};
 // `ParquetObjectReader` is deprecated in parquet 60 in favour of hand-written
 // `AsyncFileReader`s; it still does exactly what we need (ranged GETs through object_store).
 #[allow(deprecated)]
@@ -102,12 +105,12 @@ async fn select_unguarded(
     let shard = crate::shard::Shard::take(&mut matchers)?;
     let matchers = &matchers[..];
     #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(store, path);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    let mut reader = ParquetObjectReader::new(store, path);
+    let base = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(perr)?;
-    let schema = builder.schema().clone();
-    let pmeta = builder.metadata().clone();
+    let schema = base.schema().clone();
+    let pmeta = base.metadata().clone();
 
     let mut label_cols: Vec<(usize, String)> = Vec::new();
     let mut data_cols: Vec<usize> = Vec::new();
@@ -159,12 +162,42 @@ async fn select_unguarded(
         .map(|(i, _)| *i)
         .chain(data_cols.iter().copied())
         .collect();
+    // Equality matchers prune pages inside the row groups (`page_prune`), once the page
+    // index of the chunks to read is loaded (one more range GET, cached like the rest).
+    let equalities: Vec<(usize, &[u8])> = matchers
+        .iter()
+        .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+        .filter_map(|m| {
+            let col = label_column(&m.name);
+            let idx = schema.fields().iter().position(|f| *f.name() == col)?;
+            Some((idx, m.value.as_bytes()))
+        })
+        .collect();
+    let has_page_index = groups.iter().any(|&g| {
+        equalities
+            .iter()
+            .any(|&(c, _)| pmeta.row_group(g).column(c).column_index_range().is_some())
+    });
+    let arrow_meta = if has_page_index {
+        let mask = ColumnChunkMask::row_groups_and_columns(groups.clone(), leaves.clone());
+        let mut mr = ParquetMetaDataReader::new_with_metadata((*pmeta).clone())
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .with_page_index_mask(mask);
+        mr.load_page_index(&mut reader).await.map_err(perr)?;
+        let with_index = mr.finish().map_err(perr)?;
+        ArrowReaderMetadata::try_new(Arc::new(with_index), ArrowReaderOptions::new())
+            .map_err(perr)?
+    } else {
+        base
+    };
+    let selection = super::page_prune::selection(arrow_meta.metadata(), &groups, &equalities);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, arrow_meta);
     let mask = ProjectionMask::roots(builder.parquet_schema(), leaves);
-    let mut stream = builder
-        .with_row_groups(groups)
-        .with_projection(mask)
-        .build()
-        .map_err(perr)?;
+    let mut builder = builder.with_row_groups(groups).with_projection(mask);
+    if let Some(sel) = selection {
+        builder = builder.with_row_selection(sel);
+    }
+    let mut stream = builder.build().map_err(perr)?;
     let mut out = Vec::new();
     while let Some(batch) = stream.try_next().await.map_err(perr)? {
         let bschema = batch.schema();

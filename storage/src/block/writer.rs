@@ -13,6 +13,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::{
     BlockMeta, BlockStats, Compaction, FORMAT_VERSION, FORMAT_VERSION_FLOATS, cell, data_column,
@@ -78,12 +79,23 @@ impl<W: Write + Send> StreamWriter<W> {
             fields.extend((0..slices).map(|n| Field::new(hist_column(n), DataType::Binary, true)));
         }
         let schema = Arc::new(Schema::new(fields));
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_data_page_row_count_limit(512)
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .build();
+            .set_statistics_enabled(EnabledStatistics::Page);
+        // Chunk cells are nearly all distinct: a dictionary would hold the whole column chunk
+        // in its dictionary page, which every page read needs, defeating page pruning
+        // (`block/page_prune.rs`). Label columns keep their dictionaries.
+        for n in 0..slices {
+            let cols = [Some(data_column(n)), histograms.then(|| hist_column(n))];
+            for c in cols.into_iter().flatten() {
+                props = props
+                    .set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false)
+                    .set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+            }
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(perr)?;
         Ok(Self {
             writer,
