@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use muninn_proto::TENANT_METADATA_KEY;
 use muninn_proto::ingester::ingester_server::Ingester as IngesterRpc;
 use muninn_proto::ingester::{
@@ -133,52 +133,70 @@ impl IngesterRpc for IngesterGrpc {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
         let (mint, maxt, labels_only) = (r.start_ms, r.end_ms, r.labels_only);
-        // Copy out under the read lock on a blocking thread; stream the copies.
-        let series = tokio::task::spawn_blocking(move || {
-            let head = db.head.read();
-            head.select(&matchers)
-                .into_iter()
-                .filter(|&id| head.overlaps(id, mint, maxt))
-                .filter_map(|id| {
-                    let labels = head.labels(id);
-                    if shard.is_some_and(|s| !s.contains_labels(&labels)) {
-                        return None;
-                    }
-                    let labels = labels
-                        .0
-                        .into_iter()
-                        .map(|l| Label {
-                            name: l.name,
-                            value: l.value,
-                        })
-                        .collect();
-                    let chunks = if labels_only {
-                        vec![]
-                    } else {
-                        head.chunks(id, mint, maxt)
+        // The matching ids in label order (the querier merges ingesters' answers as streams),
+        // found under the read lock on a blocking thread; the series are then copied and sent
+        // a message at a time, each batch under a short read lock of its own, so neither the
+        // whole answer nor the lock is held while the querier consumes it. A series collected
+        // between batches has no samples left and is skipped.
+        let ids = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || {
+                let head = db.head.read();
+                let mut ids: Vec<u32> = head
+                    .select(&matchers)
+                    .into_iter()
+                    .filter(|&id| head.overlaps(id, mint, maxt))
+                    .collect();
+                ids.sort_unstable_by(|&a, &b| head.cmp_labels(a, b));
+                ids
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+        };
+        let batches: Vec<Vec<u32>> = ids
+            .chunks(SERIES_PER_MESSAGE)
+            .map(<[u32]>::to_vec)
+            .collect();
+        let stream = futures::stream::iter(batches).filter_map(move |batch| {
+            let db = db.clone();
+            async move {
+                let head = db.head.read();
+                let series: Vec<SeriesChunks> = batch
+                    .into_iter()
+                    .filter(|&id| head.overlaps(id, mint, maxt))
+                    .filter_map(|id| {
+                        let labels = head.labels(id);
+                        if shard.is_some_and(|s| !s.contains_labels(&labels)) {
+                            return None;
+                        }
+                        let labels = labels
+                            .0
                             .into_iter()
-                            .map(|c| Chunk {
-                                min_time_ms: c.min_t,
-                                max_time_ms: c.max_t,
-                                encoding: u32::from(c.encoding),
-                                data: c.data.into(),
+                            .map(|l| Label {
+                                name: l.name,
+                                value: l.value,
                             })
-                            .collect()
-                    };
-                    Some(SeriesChunks { labels, chunks })
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-        let mut messages = Vec::with_capacity(series.len() / SERIES_PER_MESSAGE + 1);
-        let mut it = series.into_iter().peekable();
-        while it.peek().is_some() {
-            messages.push(Ok(SelectResponse {
-                series: it.by_ref().take(SERIES_PER_MESSAGE).collect(),
-            }));
-        }
-        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+                            .collect();
+                        let chunks = if labels_only {
+                            vec![]
+                        } else {
+                            head.chunks(id, mint, maxt)
+                                .into_iter()
+                                .map(|c| Chunk {
+                                    min_time_ms: c.min_t,
+                                    max_time_ms: c.max_t,
+                                    encoding: u32::from(c.encoding),
+                                    data: c.data.into(),
+                                })
+                                .collect()
+                        };
+                        Some(SeriesChunks { labels, chunks })
+                    })
+                    .collect();
+                (!series.is_empty()).then_some(Ok(SelectResponse { series }))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn label_names(

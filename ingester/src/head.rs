@@ -350,6 +350,26 @@ impl Head {
         )
     }
 
+    /// Orders two series by their label sets as [`Labels`] orders them (name, then value, label
+    /// by label), without building them.
+    pub fn cmp_labels(&self, a: SeriesId, b: SeriesId) -> std::cmp::Ordering {
+        let (la, lb) = (
+            &self.series[a as usize].labels,
+            &self.series[b as usize].labels,
+        );
+        for (&(an, av), &(bn, bv)) in la.iter().zip(lb.iter()) {
+            let o = self
+                .symbols
+                .resolve(an)
+                .cmp(self.symbols.resolve(bn))
+                .then_with(|| self.symbols.resolve(av).cmp(self.symbols.resolve(bv)));
+            if o.is_ne() {
+                return o;
+            }
+        }
+        la.len().cmp(&lb.len())
+    }
+
     fn label_value(&self, s: &MemSeries, name_id: Option<u32>) -> &str {
         let Some(name_id) = name_id else { return "" };
         s.labels

@@ -315,14 +315,104 @@ fn status_err(s: tonic::Status) -> Error {
     }
 }
 
-/// Merges sorted sample runs, keeping the first sample of each timestamp.
-fn merge_samples(mut samples: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
-    samples.sort_by_key(|s| s.0);
-    samples.dedup_by_key(|s| s.0);
-    samples
+/// One ingester's series (labels, chunks) as the engine takes it: float chunks undecoded,
+/// histogram chunks decoded.
+fn series_data(
+    series: muninn_proto::ingester::SeriesChunks,
+    mint: i64,
+    maxt: i64,
+) -> Result<SeriesData> {
+    let labels = Labels(
+        series
+            .labels
+            .into_iter()
+            .map(|l| Label {
+                name: l.name,
+                value: l.value,
+            })
+            .collect(),
+    );
+    let mut chunks = Vec::with_capacity(series.chunks.len());
+    let mut hists = Vec::new();
+    for c in series.chunks {
+        match c.encoding {
+            CHUNK_ENCODING_XOR => chunks.push(c.data),
+            e if e == u32::from(ENC_HISTOGRAM) || e == u32::from(ENC_FLOAT_HISTOGRAM) => {
+                hists.push((e as u8, c.data))
+            }
+            e => return Err(Error::Corrupt(format!("unknown chunk encoding {e}"))),
+        }
+    }
+    let histograms = if hists.is_empty() {
+        Vec::new()
+    } else {
+        crate::store::decode_hist_chunks(&hists, mint, maxt)?
+    };
+    Ok(SeriesData {
+        labels,
+        samples: Samples::Chunks { chunks, mint, maxt },
+        histograms,
+    })
+}
+
+impl IngesterStore {
+    /// The ingesters' answers merged as they arrive: see [`SeriesSource::select_stream`].
+    async fn stream<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+        labels_only: bool,
+    ) -> Result<crate::store::SeriesStream<'a>> {
+        use futures::{StreamExt, TryStreamExt};
+        let req = SelectRequest {
+            start_ms: mint,
+            end_ms: maxt,
+            matchers: to_proto(matchers),
+            labels_only,
+        };
+        // Each ingester answers in label order, a message of series at a time; the
+        // answers are merged as they arrive (replica copies combined), so the querier
+        // holds one message per ingester rather than every answer. An ingester failing
+        // after it started answering fails the query (503), as its replicas' share of the
+        // answer may already be past.
+        let streams = self
+            .fan_out(tenant, req, |mut c, req| async move {
+                c.select(req)
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(status_err)
+            })
+            .await?;
+        let per: Vec<crate::store::SeriesStream<'a>> = streams
+            .into_iter()
+            .map(|s| {
+                s.map_err(status_err)
+                    .map_ok(|msg| futures::stream::iter(msg.series.into_iter().map(Ok)))
+                    .try_flatten()
+                    .and_then(move |sc| async move { series_data(sc, mint, maxt) })
+                    .boxed()
+            })
+            .collect();
+        Ok(crate::series_merge::merge(
+            per,
+            crate::series_merge::combine_replicas,
+        ))
+    }
 }
 
 impl SeriesSource for IngesterStore {
+    fn select_stream<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<crate::store::SeriesStream<'a>>> {
+        Box::pin(self.stream(tenant, matchers, mint, maxt, false))
+    }
+
     fn select<'a>(
         &'a self,
         tenant: &'a TenantId,
@@ -331,100 +421,12 @@ impl SeriesSource for IngesterStore {
         maxt: i64,
         labels_only: bool,
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
+        use futures::TryStreamExt;
         Box::pin(async move {
-            let req = SelectRequest {
-                start_ms: mint,
-                end_ms: maxt,
-                matchers: to_proto(matchers),
-                labels_only,
-            };
-            let per_ingester = self
-                .fan_out(tenant, req, |mut c, req| async move {
-                    let mut stream = c.select(req).await.map_err(status_err)?.into_inner();
-                    let mut out = vec![];
-                    while let Some(msg) = stream.message().await.map_err(status_err)? {
-                        out.extend(msg.series);
-                    }
-                    Ok::<_, Error>(out)
-                })
-                .await?;
-            // Copies of a series (from several ingesters) are merged; a single copy keeps
-            // its chunks undecoded until the engine needs them.
-            let mut all: Vec<(Labels, Vec<bytes::Bytes>)> = Vec::new();
-            let mut hist_chunks: std::collections::HashMap<Labels, Vec<(u8, bytes::Bytes)>> =
-                std::collections::HashMap::new();
-            for series in per_ingester.into_iter().flatten() {
-                let labels = Labels(
-                    series
-                        .labels
-                        .into_iter()
-                        .map(|l| Label {
-                            name: l.name,
-                            value: l.value,
-                        })
-                        .collect(),
-                );
-                let mut chunks = Vec::with_capacity(series.chunks.len());
-                let mut hists = Vec::new();
-                for c in series.chunks {
-                    match c.encoding {
-                        CHUNK_ENCODING_XOR => chunks.push(c.data),
-                        e if e == u32::from(ENC_HISTOGRAM)
-                            || e == u32::from(ENC_FLOAT_HISTOGRAM) =>
-                        {
-                            hists.push((e as u8, c.data))
-                        }
-                        e => {
-                            return Err(Error::Corrupt(format!("unknown chunk encoding {e}")));
-                        }
-                    }
-                }
-                if !hists.is_empty() {
-                    hist_chunks.entry(labels.clone()).or_default().extend(hists);
-                }
-                all.push((labels, chunks));
-            }
-            all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let mut merged: Vec<(Labels, Vec<Vec<bytes::Bytes>>)> = Vec::with_capacity(all.len());
-            for (labels, chunks) in all {
-                match merged.last_mut() {
-                    Some((l, copies)) if *l == labels => copies.push(chunks),
-                    _ => merged.push((labels, vec![chunks])),
-                }
-            }
-            let mut out = Vec::with_capacity(merged.len());
-            for (labels, mut copies) in merged {
-                // Replicas that received the same samples cut the same chunks: identical
-                // copies stay one undecoded copy; only replicas that differ (one missed
-                // writes while down) are decoded and merged.
-                if copies.len() > 1 {
-                    copies.sort_unstable();
-                    copies.dedup();
-                }
-                let samples = if copies.len() == 1 {
-                    Samples::Chunks {
-                        chunks: copies.pop().unwrap_or_default(),
-                        mint,
-                        maxt,
-                    }
-                } else {
-                    let mut all = Vec::new();
-                    for chunks in copies {
-                        all.extend(Samples::Chunks { chunks, mint, maxt }.to_vec()?);
-                    }
-                    Samples::Raw(merge_samples(all))
-                };
-                let histograms = match hist_chunks.get(&labels) {
-                    Some(h) => crate::store::decode_hist_chunks(h, mint, maxt)?,
-                    None => Vec::new(),
-                };
-                out.push(SeriesData {
-                    labels,
-                    samples,
-                    histograms,
-                });
-            }
-            Ok(out)
+            self.stream(tenant, matchers, mint, maxt, labels_only)
+                .await?
+                .try_collect()
+                .await
         })
     }
 

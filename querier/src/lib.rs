@@ -14,6 +14,7 @@ pub mod merged_store;
 pub mod metrics;
 pub mod promql;
 pub mod promqltest;
+pub mod series_merge;
 pub mod store;
 pub mod tenant_limits;
 pub mod tenant_stats;

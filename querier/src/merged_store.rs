@@ -9,7 +9,7 @@ use muninn_proto::tenant::TenantId;
 use muninn_storage::matcher::Matcher;
 
 use crate::Result;
-use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
+use crate::store::{FamilyMeta, SeriesData, SeriesSource};
 
 /// The union of several sources.
 pub struct MergedStore {
@@ -17,6 +17,27 @@ pub struct MergedStore {
 }
 
 impl SeriesSource for MergedStore {
+    fn select_stream<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<crate::store::SeriesStream<'a>>> {
+        Box::pin(async move {
+            let streams = try_join_all(
+                self.parts
+                    .iter()
+                    .map(|p| p.select_stream(tenant, matchers, mint, maxt)),
+            )
+            .await?;
+            Ok(crate::series_merge::merge(
+                streams,
+                crate::series_merge::combine_samples,
+            ))
+        })
+    }
+
     fn select<'a>(
         &'a self,
         tenant: &'a TenantId,
@@ -25,6 +46,7 @@ impl SeriesSource for MergedStore {
         maxt: i64,
         labels_only: bool,
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
+        use futures::TryStreamExt;
         Box::pin(async move {
             let results = try_join_all(
                 self.parts
@@ -32,29 +54,22 @@ impl SeriesSource for MergedStore {
                     .map(|p| p.select(tenant, matchers, mint, maxt, labels_only)),
             )
             .await?;
-            let mut all: Vec<SeriesData> = results.into_iter().flatten().collect();
-            all.sort_by(|a, b| a.labels.cmp(&b.labels));
-            let mut out: Vec<SeriesData> = Vec::with_capacity(all.len());
-            for s in all {
-                match out.last_mut() {
-                    Some(last) if last.labels == s.labels => {
-                        if !labels_only {
-                            let mut v = last.samples.to_vec()?;
-                            v.extend(s.samples.to_vec()?);
-                            v.sort_by_key(|x| x.0);
-                            v.dedup_by_key(|x| x.0);
-                            last.samples = Samples::Raw(v);
-                            if !s.histograms.is_empty() {
-                                last.histograms.extend(s.histograms);
-                                last.histograms.sort_by_key(|x| x.0);
-                                last.histograms.dedup_by_key(|x| x.0);
-                            }
-                        }
-                    }
-                    _ => out.push(s),
-                }
-            }
-            Ok(out)
+            let streams = results
+                .into_iter()
+                .map(|v| {
+                    let s: crate::store::SeriesStream<'_> =
+                        Box::pin(futures::stream::iter(v.into_iter().map(Ok)));
+                    s
+                })
+                .collect();
+            let combine: crate::series_merge::Combine = if labels_only {
+                |a, _| Ok(a)
+            } else {
+                crate::series_merge::combine_samples
+            };
+            crate::series_merge::merge(streams, combine)
+                .try_collect()
+                .await
         })
     }
 

@@ -15,6 +15,7 @@ pub mod histogram;
 pub mod limits;
 pub mod native;
 pub mod parse;
+pub mod stream_agg;
 pub mod value;
 
 use hashbrown::HashMap;

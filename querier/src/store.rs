@@ -1,5 +1,6 @@
 //! The storage the query engine reads: anything that selects series by matchers and time
-//! range. Ingesters (over gRPC) implement it now; blocks will too.
+//! range, whole ([`SeriesSource::select`]) or as a stream in label order
+//! ([`SeriesSource::select_stream`]): ingesters (over gRPC), blocks, and their merge.
 
 use futures::future::BoxFuture;
 use muninn_proto::tenant::TenantId;
@@ -99,8 +100,28 @@ pub struct FamilyMeta {
     pub unit: String,
 }
 
+/// Series in label order, one at a time, as a store produces them.
+pub type SeriesStream<'a> = futures::stream::BoxStream<'a, Result<SeriesData>>;
+
 /// Read access to one tenant's series.
 pub trait SeriesSource: Send + Sync {
+    /// As [`SeriesSource::select`] (samples included), series by series in label order, so
+    /// that a consumer holds one series at a time instead of the whole answer. Stores that
+    /// cannot stream answer with their whole selection.
+    fn select_stream<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<SeriesStream<'a>>> {
+        Box::pin(async move {
+            let all = self.select(tenant, matchers, mint, maxt, false).await?;
+            let s: SeriesStream<'a> = Box::pin(futures::stream::iter(all.into_iter().map(Ok)));
+            Ok(s)
+        })
+    }
+
     /// Series matching every matcher with samples in `[mint, maxt]`, sorted by labels.
     /// With `labels_only`, `samples` is left empty.
     fn select<'a>(

@@ -102,6 +102,36 @@ impl LimitedStore {
 }
 
 impl SeriesSource for LimitedStore {
+    fn select_stream<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        matchers: &'a [Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BoxFuture<'a, Result<crate::store::SeriesStream<'a>>> {
+        use futures::StreamExt;
+        Box::pin(async move {
+            let mint = mint.max(self.min_t);
+            if maxt < mint {
+                let empty: crate::store::SeriesStream<'a> = Box::pin(futures::stream::empty());
+                return Ok(empty);
+            }
+            let inner = self
+                .inner
+                .select_stream(tenant, matchers, mint, maxt)
+                .await?;
+            // Limits and usage are counted series by series, as they arrive.
+            let s: crate::store::SeriesStream<'a> = inner
+                .map(move |r| {
+                    let s = r?;
+                    self.account(std::slice::from_ref(&s))?;
+                    Ok(s)
+                })
+                .boxed();
+            Ok(s)
+        })
+    }
+
     fn select<'a>(
         &'a self,
         tenant: &'a TenantId,

@@ -15,7 +15,7 @@ use super::native;
 use super::value::{Hist, Series, Value, format_float, kahan_inc, set_label};
 use crate::{Error, Result};
 
-fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
+pub(super) fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
     match m {
         None => Labels::default(),
         Some(LabelModifier::Include(names)) => Labels(
@@ -226,12 +226,28 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
         }
         token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO => {
             let param = param_scalar(ev, a.param.as_deref(), ctx).await?;
+            if n == 1
+                && matches!(op, token::T_TOPK | token::T_BOTTOMK)
+                && ev.streams_vector(&a.expr)
+            {
+                // Instant topk/bottomk hold k series per group, not the input.
+                return super::stream_agg::select_k_instant(ev, a, param[0], ctx)
+                    .await
+                    .map(Value::Vector);
+            }
             let input = ev.eval_vector(&a.expr, ctx).await?;
             // The per-series, per-step selection flags.
             ev.charge(input.len().saturating_mul(n.saturating_add(24)))?;
             return select_k(ev, a, &param, input, n).map(Value::Vector);
         }
         _ => {}
+    }
+    if super::stream_agg::streams(op) && ev.streams_vector(&a.expr) {
+        // Folded series by series as the store streams them: neither the input nor the
+        // function results over it are held.
+        return super::stream_agg::aggregate(ev, a, ctx)
+            .await
+            .map(Value::Vector);
     }
     let param = match op {
         token::T_QUANTILE => Some(param_scalar(ev, a.param.as_deref(), ctx).await?),
@@ -280,7 +296,8 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
                             ev.warn(anno::mixed_floats_histograms_agg());
                             continue;
                         }
-                        if let Some(h) = hist_aggregate(ev, op, &hbuf, &input) {
+                        let metric = |i: usize| input[i].labels.get(METRIC_NAME).unwrap_or("");
+                        if let Some(h) = hist_aggregate(ev, op, &hbuf, &metric) {
                             if hists.is_empty() {
                                 hists = vec![None; n];
                             }
@@ -358,12 +375,13 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
 }
 
 /// `sum` or `avg` of one group's histograms at one step, in input order, with Prometheus's
-/// annotations; `None` when exponential and custom buckets mix.
-fn hist_aggregate(
+/// annotations (`metric` names the metric of an input); `None` when exponential and custom
+/// buckets mix.
+pub(super) fn hist_aggregate<'m>(
     ev: &Evaluator<'_>,
     op: TokenId,
     hs: &[(usize, &FloatHistogram)],
-    input: &[Series],
+    metric: &dyn Fn(usize) -> &'m str,
 ) -> Option<FloatHistogram> {
     let list: Vec<&FloatHistogram> = hs.iter().map(|(_, h)| *h).collect();
     let mut hints = native::ResetHints::default();
@@ -379,8 +397,7 @@ fn hist_aggregate(
             Some(h)
         }
         Err(k) => {
-            let metric = input[hs[k].0].labels.get(METRIC_NAME).unwrap_or("");
-            ev.warn(anno::mixed_exponential_custom(metric));
+            ev.warn(anno::mixed_exponential_custom(metric(hs[k].0)));
             None
         }
     }
@@ -397,28 +414,53 @@ pub(crate) fn go_heap_select(
     k: usize,
     desc: bool,
 ) -> Vec<(usize, f64)> {
-    // The heap's Less.
-    let less = |a: f64, b: f64| {
+    let mut h = GoHeap::new(k, desc);
+    for (i, v) in items {
+        h.push(i, v);
+    }
+    h.into_sorted()
+}
+
+/// The heap of [`go_heap_select`], fed one item at a time.
+pub(crate) struct GoHeap {
+    h: Vec<(usize, f64)>,
+    k: usize,
+    desc: bool,
+}
+
+impl GoHeap {
+    pub(crate) fn new(k: usize, desc: bool) -> Self {
+        Self {
+            h: Vec::with_capacity(k.min(1024)),
+            k,
+            desc,
+        }
+    }
+
+    /// The heap's Less.
+    fn less(&self, a: f64, b: f64) -> bool {
         if a.is_nan() {
             true
-        } else if desc {
+        } else if self.desc {
             a < b
         } else {
             a > b
         }
-    };
-    let up = |h: &mut Vec<(usize, f64)>, mut j: usize| {
+    }
+
+    fn up(&mut self, mut j: usize) {
         while j > 0 {
             let i = (j - 1) / 2;
-            if !less(h[j].1, h[i].1) {
+            if !self.less(self.h[j].1, self.h[i].1) {
                 break;
             }
-            h.swap(i, j);
+            self.h.swap(i, j);
             j = i;
         }
-    };
-    let down = |h: &mut Vec<(usize, f64)>, i0: usize| -> bool {
-        let n = h.len();
+    }
+
+    fn down(&mut self, i0: usize) -> bool {
+        let n = self.h.len();
         let mut i = i0;
         loop {
             let j1 = 2 * i + 1;
@@ -426,57 +468,71 @@ pub(crate) fn go_heap_select(
                 break;
             }
             let mut j = j1;
-            if j1 + 1 < n && less(h[j1 + 1].1, h[j1].1) {
+            if j1 + 1 < n && self.less(self.h[j1 + 1].1, self.h[j1].1) {
                 j = j1 + 1;
             }
-            if !less(h[j].1, h[i].1) {
+            if !self.less(self.h[j].1, self.h[i].1) {
                 break;
             }
-            h.swap(i, j);
+            self.h.swap(i, j);
             i = j;
         }
         i > i0
-    };
-    let mut h: Vec<(usize, f64)> = Vec::with_capacity(k);
-    for (i, v) in items {
-        if h.len() < k {
-            h.push((i, v));
-            let last = h.len() - 1;
-            up(&mut h, last);
-        } else {
-            let root = h[0].1;
-            let better = if desc { root < v } else { root > v };
-            if better || (root.is_nan() && !v.is_nan()) {
-                h[0] = (i, v);
-                if k > 1 && !down(&mut h, 0) {
-                    up(&mut h, 0);
+    }
+
+    /// Offers item `i`: returns the index that is not (or no longer) in the heap, `i` itself
+    /// when it is not taken, the evicted root when it replaces it, `None` when nothing left.
+    pub(crate) fn push(&mut self, i: usize, v: f64) -> Option<usize> {
+        if self.k == 0 {
+            return Some(i);
+        }
+        if self.h.len() < self.k {
+            self.h.push((i, v));
+            let last = self.h.len() - 1;
+            self.up(last);
+            return None;
+        }
+        let root = self.h[0].1;
+        let better = if self.desc { root < v } else { root > v };
+        if better || (root.is_nan() && !v.is_nan()) {
+            let evicted = self.h[0].0;
+            self.h[0] = (i, v);
+            if self.k > 1 && !self.down(0) {
+                self.up(0);
+            }
+            return Some(evicted);
+        }
+        Some(i)
+    }
+
+    /// The items best first, as Go's `sort.Sort(sort.Reverse(h))` leaves them.
+    pub(crate) fn into_sorted(mut self) -> Vec<(usize, f64)> {
+        if self.h.len() > 1 {
+            // sort.Reverse: element j before i when Less(i, j) of the heap.
+            if self.h.len() <= 12 {
+                for i in 1..self.h.len() {
+                    let mut j = i;
+                    while j > 0 && self.less(self.h[j - 1].1, self.h[j].1) {
+                        self.h.swap(j, j - 1);
+                        j -= 1;
+                    }
                 }
+            } else {
+                let mut h = std::mem::take(&mut self.h);
+                h.sort_by(|a, b| {
+                    if self.less(b.1, a.1) {
+                        std::cmp::Ordering::Less
+                    } else if self.less(a.1, b.1) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                });
+                self.h = h;
             }
         }
+        self.h
     }
-    if h.len() > 1 {
-        // sort.Reverse: element j before i when Less(i, j) of the heap.
-        if h.len() <= 12 {
-            for i in 1..h.len() {
-                let mut j = i;
-                while j > 0 && less(h[j - 1].1, h[j].1) {
-                    h.swap(j, j - 1);
-                    j -= 1;
-                }
-            }
-        } else {
-            h.sort_by(|a, b| {
-                if less(b.1, a.1) {
-                    std::cmp::Ordering::Less
-                } else if less(a.1, b.1) {
-                    std::cmp::Ordering::Greater
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            });
-        }
-    }
-    h
 }
 
 /// `topk`/`bottomk`/`limitk`/`limit_ratio`: the input series, each kept at the steps where it

@@ -434,73 +434,95 @@ impl<'a> Evaluator<'a> {
             return Ok(vec![]);
         };
         let scan_from = lo.saturating_sub(self.lookback_ms);
-        let mut series = self.select(vs, scan_from, hi).await?;
-        if self.skipping_buckets() {
-            for s in &mut series {
-                s.histograms = super::native::stats_view(&s.histograms, scan_from);
-            }
-        }
-        let mut out = Vec::with_capacity(series.len());
+        let mut out = Vec::new();
         let mut buf = Vec::new();
-        for s in series {
-            s.samples.decode_into(&mut buf)?;
-            let samples = &buf;
-            let hs = &s.histograms;
+        let mut one = |s: SeriesData| -> Result<()> {
             self.charge(times.len().saturating_mul(SLOT_BYTES))?;
-            let mut vals = Vec::with_capacity(times.len());
-            let mut hists: Vec<Option<Hist>> = Vec::new();
-            if !hs.is_empty() && !timestamps {
-                hists = vec![None; times.len()];
+            if let Some(s) = self.instant_series(s, &times, scan_from, timestamps, &mut buf)? {
+                out.push(s);
             }
-            let mut any = false;
-            for (k, &t) in times.iter().enumerate() {
-                // Latest sample in the left-open lookback window (t - lookback, t].
-                let fi = samples.partition_point(|(ts, _)| *ts <= t);
-                let hi = hs.partition_point(|(ts, _)| *ts <= t);
-                let ft = (fi > 0).then(|| samples[fi - 1].0);
-                let ht = (hi > 0).then(|| hs[hi - 1].0);
-                let oldest = t.saturating_sub(self.lookback_ms);
-                let v = match (ft, ht) {
-                    (_, Some(h)) if ft.is_none_or(|f| h > f) => {
-                        let hv = &hs[hi - 1].1;
-                        if h > oldest && !is_stale_hist(hv) {
-                            any = true;
-                            if timestamps {
-                                Some(h as f64 / 1000.0)
-                            } else {
-                                hists[k] = Some(hv.clone());
-                                None
-                            }
-                        } else {
-                            None
-                        }
-                    }
-                    (Some(_), _) => {
-                        let (ts, v) = samples[fi - 1];
-                        (ts > oldest && !is_stale_nan(v)).then_some(if timestamps {
-                            ts as f64 / 1000.0
-                        } else {
-                            v
-                        })
-                    }
-                    _ => None,
-                };
-                any |= v.is_some();
-                vals.push(v);
-            }
-            if any {
-                let n = vals.iter().filter(|v| v.is_some()).count()
-                    + hists.iter().filter(|h| h.is_some()).count();
-                self.count_samples(n)?;
-                out.push(Series {
-                    labels: s.labels,
-                    vals,
-                    hists,
-                    drop_name: false,
-                });
+            Ok(())
+        };
+        if vs.matchers.or_matchers.is_empty() {
+            // Series by series: only the values are held, not the fetched chunks.
+            self.select_each(vs, scan_from, hi, &mut one).await?;
+        } else {
+            for s in self.select(vs, scan_from, hi).await? {
+                one(s)?;
             }
         }
         Ok(out)
+    }
+
+    /// One series of an instant vector selector: the latest sample within the lookback of
+    /// each of `times` (`None` when it has none at any step).
+    fn instant_series(
+        &self,
+        mut s: SeriesData,
+        times: &[i64],
+        scan_from: i64,
+        timestamps: bool,
+        buf: &mut Vec<(i64, f64)>,
+    ) -> Result<Option<Series>> {
+        if self.skipping_buckets() {
+            s.histograms = super::native::stats_view(&s.histograms, scan_from);
+        }
+        s.samples.decode_into(buf)?;
+        let samples = &buf[..];
+        let hs = &s.histograms;
+        let mut vals = Vec::with_capacity(times.len());
+        let mut hists: Vec<Option<Hist>> = Vec::new();
+        if !hs.is_empty() && !timestamps {
+            hists = vec![None; times.len()];
+        }
+        let mut any = false;
+        for (k, &t) in times.iter().enumerate() {
+            // Latest sample in the left-open lookback window (t - lookback, t].
+            let fi = samples.partition_point(|(ts, _)| *ts <= t);
+            let hi = hs.partition_point(|(ts, _)| *ts <= t);
+            let ft = (fi > 0).then(|| samples[fi - 1].0);
+            let ht = (hi > 0).then(|| hs[hi - 1].0);
+            let oldest = t.saturating_sub(self.lookback_ms);
+            let v = match (ft, ht) {
+                (_, Some(h)) if ft.is_none_or(|f| h > f) => {
+                    let hv = &hs[hi - 1].1;
+                    if h > oldest && !is_stale_hist(hv) {
+                        any = true;
+                        if timestamps {
+                            Some(h as f64 / 1000.0)
+                        } else {
+                            hists[k] = Some(hv.clone());
+                            None
+                        }
+                    } else {
+                        None
+                    }
+                }
+                (Some(_), _) => {
+                    let (ts, v) = samples[fi - 1];
+                    (ts > oldest && !is_stale_nan(v)).then_some(if timestamps {
+                        ts as f64 / 1000.0
+                    } else {
+                        v
+                    })
+                }
+                _ => None,
+            };
+            any |= v.is_some();
+            vals.push(v);
+        }
+        if !any {
+            return Ok(None);
+        }
+        let n = vals.iter().filter(|v| v.is_some()).count()
+            + hists.iter().filter(|h| h.is_some()).count();
+        self.count_samples(n)?;
+        Ok(Some(Series {
+            labels: s.labels,
+            vals,
+            hists,
+            drop_name: false,
+        }))
     }
 
     /// The `(t - range, t]` window of every step, and the overall bounds (none without steps).
@@ -531,25 +553,11 @@ impl<'a> Evaluator<'a> {
                 range_ms: range,
             });
         };
-        let mut series = self.select(vs, lo.saturating_add(1), hi).await?;
-        if self.skipping_buckets() {
-            for s in &mut series {
-                s.histograms = super::native::stats_view(&s.histograms, lo.saturating_add(1));
-            }
-        }
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            // Kept as fetched (often still XOR chunks); decoded one series at a time by the
-            // function that consumes the range.
-            let mut hists = s.histograms;
-            hists.retain(|(_, h)| !is_stale_hist(h));
-            out.push(RangeSeries {
-                labels: s.labels,
-                samples: s.samples,
-                hists,
-                drop_name: false,
-            });
-        }
+        let series = self.select(vs, lo.saturating_add(1), hi).await?;
+        let out = series
+            .into_iter()
+            .map(|s| self.range_series(s, lo.saturating_add(1)))
+            .collect();
         Ok(Matrix {
             series: out,
             windows,
@@ -557,13 +565,32 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// One series of a matrix selector reading from `from`: samples kept as fetched (often
+    /// still XOR chunks), decoded one series at a time by the function that consumes the range.
+    fn range_series(&self, s: SeriesData, from: i64) -> RangeSeries {
+        let mut hists = if self.skipping_buckets() {
+            super::native::stats_view(&s.histograms, from)
+        } else {
+            s.histograms
+        };
+        hists.retain(|(_, h)| !is_stale_hist(h));
+        RangeSeries {
+            labels: s.labels,
+            samples: s.samples,
+            hists,
+            drop_name: false,
+        }
+    }
+
     /// Evaluates a subquery into a range vector: the inner expression at steps aligned to
     /// multiples of the subquery step.
-    async fn subquery(
+    /// A subquery's windows and range, and the steps its inner expression is evaluated at
+    /// (aligned to multiples of the subquery step; `None` when there are none).
+    fn subquery_plan(
         &self,
         sq: &promql_parser::parser::SubqueryExpr,
         ctx: &Ctx,
-    ) -> Result<Matrix> {
+    ) -> Result<(Matrix, Option<Ctx>)> {
         let range = duration_ms(&sq.range);
         let step = sq
             .step
@@ -572,23 +599,20 @@ impl<'a> Evaluator<'a> {
             .filter(|s| *s > 0)
             .unwrap_or(self.subquery_step_ms);
         let (windows, bounds) = self.windows(&sq.at, &sq.offset, range, ctx);
+        let empty = Matrix {
+            series: vec![],
+            windows,
+            range_ms: range,
+        };
         let Some((lo, hi)) = bounds else {
-            return Ok(Matrix {
-                series: vec![],
-                windows,
-                range_ms: range,
-            });
+            return Ok((empty, None));
         };
         // First step-aligned timestamp after lo (Go's truncating division, as Prometheus).
         let mut start = step.saturating_mul(lo / step);
         if start <= lo {
             let Some(next) = start.checked_add(step) else {
                 // No step-aligned time after lo fits in i64: no steps.
-                return Ok(Matrix {
-                    series: vec![],
-                    windows,
-                    range_ms: range,
-                });
+                return Ok((empty, None));
             };
             start = next;
         }
@@ -599,35 +623,52 @@ impl<'a> Evaluator<'a> {
         };
         // The budget is checked before the inner expression sizes anything by its steps.
         self.check_steps(step_count(inner.start, inner.end, inner.interval))?;
+        Ok((empty, Some(inner)))
+    }
+
+    /// One series of a subquery's inner expression as a series of its range vector.
+    fn subquery_series(&self, s: Series, inner: &Ctx) -> Result<RangeSeries> {
+        let n = s.vals.iter().filter(|v| v.is_some()).count();
+        self.charge(n.saturating_mul(SLOT_BYTES))?;
+        let hists = s
+            .hists
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.as_ref().map(|h| (inner.at(i), unknown_hint(h))))
+            .collect();
+        Ok(RangeSeries {
+            hists,
+            samples: crate::store::Samples::Raw(
+                s.vals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
+                    .collect(),
+            ),
+            labels: s.labels,
+            drop_name: s.drop_name,
+        })
+    }
+
+    /// Evaluates a subquery into a range vector.
+    async fn subquery(
+        &self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        ctx: &Ctx,
+    ) -> Result<Matrix> {
+        let (mut m, inner) = self.subquery_plan(sq, ctx)?;
+        let Some(inner) = inner else {
+            return Ok(m);
+        };
         // Counter-reset detection over a subquery's samples needs their buckets.
         let prev = self.enter_buckets(true);
         let v = self.eval(&sq.expr, &inner).await;
         self.restore_buckets(prev);
-        let v = v?;
-        let series = match v {
+        m.series = match v? {
             Value::Vector(vs) => {
                 let mut out = Vec::with_capacity(vs.len());
                 for s in vs {
-                    let n = s.vals.iter().filter(|v| v.is_some()).count();
-                    self.charge(n.saturating_mul(SLOT_BYTES))?;
-                    let hists = s
-                        .hists
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, h)| h.as_ref().map(|h| (inner.at(i), unknown_hint(h))))
-                        .collect();
-                    out.push(RangeSeries {
-                        hists,
-                        samples: crate::store::Samples::Raw(
-                            s.vals
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(i, v)| v.map(|v| (inner.at(i), v)))
-                                .collect(),
-                        ),
-                        labels: s.labels,
-                        drop_name: s.drop_name,
-                    });
+                    out.push(self.subquery_series(s, &inner)?);
                 }
                 out
             }
@@ -649,10 +690,193 @@ impl<'a> Evaluator<'a> {
                 )));
             }
         };
-        Ok(Matrix {
-            series,
-            windows,
-            range_ms: range,
+        Ok(m)
+    }
+
+    /// Whether `expr`, an instant vector, can be evaluated series by series as the store
+    /// streams them ([`Self::for_each_series`]): a selector, or a range function over a
+    /// range vector that can ([`Self::streams_range`]).
+    pub fn streams_vector(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Paren(p) => self.streams_vector(&p.expr),
+            Expr::VectorSelector(vs) => vs.matchers.or_matchers.is_empty(),
+            Expr::Call(c) => {
+                let name = c.func.name;
+                functions::RANGE_FUNCTIONS.contains(&name)
+                    && name != "absent_over_time"
+                    && c.args
+                        .args
+                        .get(functions::RangeFn::matrix_arg(name))
+                        .is_some_and(|a| self.streams_range(a))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a range vector can be produced series by series: a matrix selector, or a
+    /// subquery of an instant vector that can ([`Self::streams_vector`]).
+    pub fn streams_range(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Paren(p) => self.streams_range(&p.expr),
+            Expr::MatrixSelector(ms) => ms.vs.matchers.or_matchers.is_empty(),
+            Expr::Subquery(sq) => self.streams_vector(&sq.expr),
+            _ => false,
+        }
+    }
+
+    /// Streams the series of `vs` in `[mint, maxt]` from the store into `f`, counting them
+    /// against the series limit. Nothing of the answer is held but the series at hand.
+    async fn select_each(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        f: &mut (dyn FnMut(SeriesData) -> Result<()> + Send),
+    ) -> Result<()> {
+        use futures::StreamExt;
+        let sets = matcher_sets(vs)?;
+        let ms = sets
+            .first()
+            .ok_or_else(|| Error::Execution("selector without matchers".into()))?;
+        let mut stream = self
+            .store
+            .select_stream(self.tenant, ms, mint, maxt)
+            .await?;
+        while let Some(s) = stream.next().await {
+            let s = s?;
+            self.checkpoint().await?;
+            if self.max_series > 0 {
+                let mut n = self
+                    .series_fetched
+                    .lock()
+                    .map_err(|_| Error::Corrupt("poisoned lock".into()))?;
+                *n += 1;
+                if *n > self.max_series {
+                    return Err(Error::Execution(format!(
+                        "the query hit the max number of series limit (limit: {} series)",
+                        self.max_series
+                    )));
+                }
+            }
+            f(s)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates `expr` (one that [`Self::streams_vector`]) series by series into `f`: each
+    /// output series is handed over as soon as its input series arrives, so a consumer that
+    /// folds them (an aggregation) never holds the input or the output whole. What a series
+    /// charged is released once `f` has it.
+    pub fn for_each_series<'s>(
+        &'s self,
+        expr: &'s Expr,
+        ctx: &'s Ctx,
+        f: &'s mut (dyn FnMut(Series) -> Result<()> + Send),
+    ) -> BoxFuture<'s, Result<()>> {
+        Box::pin(async move {
+            match expr {
+                Expr::Paren(p) => self.for_each_series(&p.expr, ctx, f).await,
+                Expr::VectorSelector(vs) => {
+                    let times = self.selector_times(&vs.at, &vs.offset, ctx);
+                    let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+                        return Ok(());
+                    };
+                    let scan_from = lo.saturating_sub(self.lookback_ms);
+                    let mut buf = Vec::new();
+                    self.select_each(vs, scan_from, hi, &mut |sd| {
+                        if let Some(s) =
+                            self.instant_series(sd, &times, scan_from, false, &mut buf)?
+                        {
+                            f(s)?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                }
+                Expr::Call(c) => {
+                    let name = c.func.name;
+                    let marg = c
+                        .args
+                        .args
+                        .get(functions::RangeFn::matrix_arg(name))
+                        .ok_or_else(|| Error::BadData(format!("{name}: missing argument")))?;
+                    // The function's annotations carry its first argument's position, as when
+                    // it is evaluated whole; the caller's position is back afterwards.
+                    let pos = self.current_pos();
+                    if let Some(a0) = c.args.args.first() {
+                        self.set_pos(a0);
+                    }
+                    let r = async {
+                        let mut rf = functions::RangeFn::prepare(self, c, ctx).await?;
+                        self.for_each_range_series(marg, ctx, &mut |m, rs| {
+                            let before = self.held_bytes();
+                            if let Some(s) = rf.apply(self, m, &rs)? {
+                                f(s)?;
+                            }
+                            self.settle(before, 0)
+                        })
+                        .await?;
+                        rf.finish(self);
+                        Ok(())
+                    }
+                    .await;
+                    self.restore_pos(pos);
+                    r
+                }
+                _ => Err(Error::Execution(
+                    "expression cannot be evaluated series by series".into(),
+                )),
+            }
+        })
+    }
+
+    /// Produces the range vector `expr` (one that [`Self::streams_range`]) series by series
+    /// into `f`, with the matrix of its windows (holding no series).
+    pub fn for_each_range_series<'s>(
+        &'s self,
+        expr: &'s Expr,
+        ctx: &'s Ctx,
+        f: &'s mut (dyn FnMut(&Matrix, RangeSeries) -> Result<()> + Send),
+    ) -> BoxFuture<'s, Result<()>> {
+        Box::pin(async move {
+            match expr {
+                Expr::Paren(p) => self.for_each_range_series(&p.expr, ctx, f).await,
+                Expr::MatrixSelector(ms) => {
+                    let range = duration_ms(&ms.range);
+                    let (windows, bounds) = self.windows(&ms.vs.at, &ms.vs.offset, range, ctx);
+                    let Some((lo, hi)) = bounds else {
+                        return Ok(());
+                    };
+                    let m = Matrix {
+                        series: vec![],
+                        windows,
+                        range_ms: range,
+                    };
+                    let from = lo.saturating_add(1);
+                    self.select_each(&ms.vs, from, hi, &mut |sd| {
+                        f(&m, self.range_series(sd, from))
+                    })
+                    .await
+                }
+                Expr::Subquery(sq) => {
+                    let (m, inner) = self.subquery_plan(sq, ctx)?;
+                    let Some(inner) = inner else {
+                        return Ok(());
+                    };
+                    let prev = self.enter_buckets(true);
+                    let r = self
+                        .for_each_series(&sq.expr, &inner, &mut |s| {
+                            let rs = self.subquery_series(s, &inner)?;
+                            f(&m, rs)
+                        })
+                        .await;
+                    self.restore_buckets(prev);
+                    r
+                }
+                _ => Err(Error::Execution(
+                    "range vector cannot be produced series by series".into(),
+                )),
+            }
         })
     }
 

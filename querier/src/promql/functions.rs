@@ -13,7 +13,7 @@ use super::annotations as anno;
 use super::eval::{Ctx, Evaluator, duration_ms, matcher_sets};
 use super::limits::{LABEL_OVERHEAD, SLOT_BYTES};
 use super::native;
-use super::value::{Hist, Matrix, Series, Value, kahan_inc, set_label};
+use super::value::{Hist, Matrix, RangeSeries, Series, Value, kahan_inc, set_label};
 use crate::{Error, Result};
 
 fn unwrap_parens(e: &Expr) -> &Expr {
@@ -254,69 +254,84 @@ fn double_exponential_smoothing(s: &[(i64, f64)], sf: f64, tf: f64) -> Option<f6
 
 /// Range-vector functions: one value per series per step from the window's samples.
 #[allow(clippy::needless_range_loop)]
-async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
-    let name = c.func.name;
-    // Which argument is the range vector.
-    let mi = if matches!(name, "quantile_over_time") {
-        1
-    } else {
-        0
-    };
-    let m: Matrix = ev.eval_matrix(arg(c, mi)?, ctx).await?;
-    let scalar_args: Vec<Vec<f64>> = {
-        let mut v = vec![];
-        for (i, a) in c.args.args.iter().enumerate() {
-            if i != mi {
-                v.push(ev.eval_scalar(a, ctx).await?);
-            }
-        }
-        v
-    };
-    let n = ctx.len();
-    if name == "double_exponential_smoothing"
-        && let (Some(sf), Some(tf)) = (scalar_args.first(), scalar_args.get(1))
-    {
-        for i in 0..n {
-            if !(sf[i] > 0.0 && sf[i] < 1.0) {
-                return Err(Error::Execution(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
-                    sf[i]
-                )));
-            }
-            if !(tf[i] > 0.0 && tf[i] < 1.0) {
-                return Err(Error::Execution(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
-                    tf[i]
-                )));
-            }
+/// A range function (`rate`, `*_over_time`, ...) with its scalar arguments evaluated, applied
+/// to the series of its range-vector argument one at a time: from a materialised matrix, or
+/// as the store streams them (`Evaluator::for_each_range_series`).
+pub(crate) struct RangeFn<'c> {
+    name: &'static str,
+    scalar_args: Vec<Vec<f64>>,
+    ctx: &'c Ctx,
+    n: usize,
+    keeps_name: bool,
+    sbuf: Vec<(i64, f64)>,
+    buf: Vec<f64>,
+}
+
+impl<'c> RangeFn<'c> {
+    /// Which argument is the range vector.
+    pub(crate) fn matrix_arg(name: &str) -> usize {
+        if matches!(name, "quantile_over_time") {
+            1
+        } else {
+            0
         }
     }
-    let mut sbuf: Vec<(i64, f64)> = Vec::new();
-    if name == "absent_over_time" {
-        let mut present = vec![false; n];
-        for s in &m.series {
-            s.decode_into(&mut sbuf)?;
-            for (i, p) in present.iter_mut().enumerate() {
-                *p |= !m.window(&sbuf, i).is_empty() || !m.hwindow(&s.hists, i).is_empty();
+
+    /// Evaluates the scalar arguments and checks them.
+    pub(crate) async fn prepare(ev: &Evaluator<'_>, c: &Call, ctx: &'c Ctx) -> Result<Self> {
+        let name = c.func.name;
+        let mi = Self::matrix_arg(name);
+        let scalar_args: Vec<Vec<f64>> = {
+            let mut v = vec![];
+            for (i, a) in c.args.args.iter().enumerate() {
+                if i != mi {
+                    v.push(ev.eval_scalar(a, ctx).await?);
+                }
+            }
+            v
+        };
+        let n = ctx.len();
+        if name == "double_exponential_smoothing"
+            && let (Some(sf), Some(tf)) = (scalar_args.first(), scalar_args.get(1))
+        {
+            for i in 0..n {
+                if !(sf[i] > 0.0 && sf[i] < 1.0) {
+                    return Err(Error::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
+                        sf[i]
+                    )));
+                }
+                if !(tf[i] > 0.0 && tf[i] < 1.0) {
+                    return Err(Error::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
+                        tf[i]
+                    )));
+                }
             }
         }
-        let vals: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
-        if vals.iter().any(Option::is_some) {
-            return Ok(Value::Vector(vec![Series {
-                labels: absent_labels(arg(c, 0)?),
-                vals,
-                hists: Vec::new(),
-                drop_name: false,
-            }]));
-        }
-        return Ok(Value::Vector(vec![]));
+        Ok(Self {
+            name,
+            scalar_args,
+            ctx,
+            n,
+            keeps_name: matches!(name, "last_over_time" | "first_over_time"),
+            sbuf: Vec::new(),
+            buf: Vec::new(),
+        })
     }
-    let keeps_name = matches!(name, "last_over_time" | "first_over_time");
-    let mut out = Vec::with_capacity(m.series.len());
-    let mut buf: Vec<f64> = Vec::new();
-    for s in &m.series {
-        ev.checkpoint().await?;
-        s.decode_into(&mut sbuf)?;
+
+    /// The function over one series of the range vector (`m` gives the windows; its series
+    /// are not used): `None` when no step has a value.
+    pub(crate) fn apply(
+        &mut self,
+        ev: &Evaluator<'_>,
+        m: &Matrix,
+        s: &RangeSeries,
+    ) -> Result<Option<Series>> {
+        let (name, n, ctx) = (self.name, self.n, self.ctx);
+        let (sbuf, buf) = (&mut self.sbuf, &mut self.buf);
+        ev.check_deadline()?;
+        s.decode_into(sbuf)?;
         ev.count_samples(sbuf.len())?;
         ev.charge_series(&s.labels, n)?;
         ev.count_samples(s.hists.len())?;
@@ -324,7 +339,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         let mut vals = Vec::with_capacity(n);
         let mut hists: Vec<Option<Hist>> = Vec::new();
         for i in 0..n {
-            let w = m.window(&sbuf, i);
+            let w = m.window(sbuf, i);
             let (lo, hi) = m.windows[i];
             let hw = m.hwindow(&s.hists, i);
             if !hw.is_empty() {
@@ -376,7 +391,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
                     "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
                     "predict_linear" => (w.len() >= 2).then(|| {
                         let (slope, icpt) = linear_regression(w, ctx.at(i));
-                        slope * scalar_args[0][i] + icpt
+                        slope * self.scalar_args[0][i] + icpt
                     }),
                     "resets" => Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
                     "changes" => Some(
@@ -435,7 +450,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
                     "stddev_over_time" | "stdvar_over_time" => {
                         buf.clear();
                         buf.extend(w.iter().map(|x| x.1));
-                        let var = variance(&buf);
+                        let var = variance(buf);
                         Some(if name == "stddev_over_time" {
                             var.sqrt()
                         } else {
@@ -445,19 +460,21 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
                     "quantile_over_time" => {
                         buf.clear();
                         buf.extend(w.iter().map(|x| x.1));
-                        Some(quantile(scalar_args[0][i], &mut buf))
+                        Some(quantile(self.scalar_args[0][i], buf))
                     }
                     "mad_over_time" if w.iter().any(|x| x.1.is_nan()) => Some(f64::NAN),
                     "mad_over_time" => {
                         buf.clear();
                         buf.extend(w.iter().map(|x| x.1));
-                        let median = quantile(0.5, &mut buf);
+                        let median = quantile(0.5, buf);
                         let mut devs: Vec<f64> = buf.iter().map(|v| (v - median).abs()).collect();
                         Some(quantile(0.5, &mut devs))
                     }
-                    "double_exponential_smoothing" => {
-                        double_exponential_smoothing(w, scalar_args[0][i], scalar_args[1][i])
-                    }
+                    "double_exponential_smoothing" => double_exponential_smoothing(
+                        w,
+                        self.scalar_args[0][i],
+                        self.scalar_args[1][i],
+                    ),
                     _ => {
                         return Err(Error::Unsupported(format!(
                             "function {name}() is not supported yet"
@@ -467,38 +484,91 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
             };
             vals.push(v);
         }
-        if vals.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
-            out.push(Series {
-                labels: s.labels.clone(),
-                vals,
-                hists,
-                drop_name: s.drop_name || !keeps_name,
-            });
+        if !(vals.iter().any(Option::is_some) || hists.iter().any(Option::is_some)) {
+            return Ok(None);
+        }
+        if matches!(name, "rate" | "increase")
+            && vals.iter().any(Option::is_some)
+            && let Some(n) = s.labels.get(METRIC_NAME)
+            && !(n.ends_with("_total")
+                || n.ends_with("_sum")
+                || n.ends_with("_count")
+                || n.ends_with("_bucket"))
+        {
+            ev.info(format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"));
+        }
+        Ok(Some(Series {
+            labels: s.labels.clone(),
+            vals,
+            hists,
+            drop_name: s.drop_name || !self.keeps_name,
+        }))
+    }
+
+    /// Annotations about the arguments, once every series is done.
+    pub(crate) fn finish(&self, ev: &Evaluator<'_>) {
+        if self.name == "quantile_over_time"
+            && let Some(q) = self.scalar_args[0]
+                .iter()
+                .find(|q| q.is_nan() || **q < 0.0 || **q > 1.0)
+        {
+            ev.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                super::value::format_float(*q)
+            ));
         }
     }
-    if name == "quantile_over_time"
-        && let Some(q) = scalar_args[0]
-            .iter()
-            .find(|q| q.is_nan() || **q < 0.0 || **q > 1.0)
-    {
-        ev.warn(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {}",
-            super::value::format_float(*q)
-        ));
+}
+
+async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value> {
+    let name = c.func.name;
+    let mi = RangeFn::matrix_arg(name);
+    let marg = arg(c, mi)?;
+    if name != "absent_over_time" && ev.streams_range(marg) {
+        // Series by series from the store: the input range vector is never held whole.
+        let mut rf = RangeFn::prepare(ev, c, ctx).await?;
+        let mut out = Vec::new();
+        ev.for_each_range_series(marg, ctx, &mut |m, s| {
+            if let Some(v) = rf.apply(ev, m, &s)? {
+                out.push(v);
+            }
+            Ok(())
+        })
+        .await?;
+        rf.finish(ev);
+        return Ok(Value::Vector(out));
     }
-    if matches!(name, "rate" | "increase") {
-        for s in &out {
-            if s.vals.iter().any(Option::is_some)
-                && let Some(n) = s.labels.get(METRIC_NAME)
-                && !(n.ends_with("_total")
-                    || n.ends_with("_sum")
-                    || n.ends_with("_count")
-                    || n.ends_with("_bucket"))
-            {
-                ev.info(format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"));
+    let m: Matrix = ev.eval_matrix(marg, ctx).await?;
+    if name == "absent_over_time" {
+        let n = ctx.len();
+        let mut sbuf: Vec<(i64, f64)> = Vec::new();
+        let mut present = vec![false; n];
+        for s in &m.series {
+            s.decode_into(&mut sbuf)?;
+            for (i, p) in present.iter_mut().enumerate() {
+                *p |= !m.window(&sbuf, i).is_empty() || !m.hwindow(&s.hists, i).is_empty();
             }
         }
+        let vals: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
+        if vals.iter().any(Option::is_some) {
+            return Ok(Value::Vector(vec![Series {
+                labels: absent_labels(arg(c, 0)?),
+                vals,
+                hists: Vec::new(),
+                drop_name: false,
+            }]));
+        }
+        return Ok(Value::Vector(vec![]));
     }
+    let mut rf = RangeFn::prepare(ev, c, ctx).await?;
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        ev.checkpoint().await?;
+        if let Some(v) = rf.apply(ev, &m, s)? {
+            out.push(v);
+        }
+    }
+    rf.finish(ev);
     Ok(Value::Vector(out))
 }
 
@@ -676,7 +746,7 @@ fn hist_step(
     }
 }
 
-const RANGE_FUNCTIONS: &[&str] = &[
+pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "rate",
     "increase",
     "delta",

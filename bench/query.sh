@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Query benchmark (issue 12), release build on loopback: 100k counter series plus 10k bucket
+# series × 2h at 15 s loaded into `muninn all` and into Prometheus 2.42 (remote-write
+# receiver), then six query shapes timed against both with each process's peak RSS growth.
+# With BASE=<path to another muninn binary> (e.g. one built from an earlier commit), that
+# binary is then started on the same data directory (WAL replay) and measured against the
+# same Prometheus, so both Muninn builds see identical data in one run.
+#   bench/query.sh          (SERIES=100000 RUNS=5 BASE=)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+series="${SERIES:-100000}"
+runs="${RUNS:-5}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/muninn-target}"
+cargo build -q --release -p muninn -p muninn-bench
+bin="$CARGO_TARGET_DIR/release"
+out="$PWD/bench-out"
+work="$(mktemp -d)"
+mkdir -p "$out"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap 'cleanup; rm -rf "$work"' EXIT
+
+wait_http() { # url
+  for _ in $(seq 1500); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done
+  echo "timed out waiting for $1" >&2; exit 1
+}
+
+start_muninn() { # binary
+  "$1" all --http-addr=127.0.0.1:29009 --grpc-addr=127.0.0.1:29095 --data-dir="$work/muninn" \
+    --ingester.flush-on-shutdown=false >>"$work/muninn.log" 2>&1 &
+  mpid=$!
+  pids+=("$mpid")
+  wait_http http://127.0.0.1:29009/ready
+}
+
+printf 'global: {scrape_interval: 1h}\n' >"$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --web.listen-address=127.0.0.1:29090 \
+  --storage.tsdb.path="$work/prom" --web.enable-remote-write-receiver >"$work/prom.log" 2>&1 &
+ppid=$!
+pids+=("$ppid")
+wait_http http://127.0.0.1:29090/-/ready
+start_muninn "$bin/muninn"
+
+echo "== muninn $(git rev-parse --short HEAD) vs prometheus ($series series, $runs runs)" | tee "$out/query.txt"
+"$bin/muninn-bench" query --muninn-url http://127.0.0.1:29009 --muninn-pid "$mpid" \
+  --prometheus-url http://127.0.0.1:29090 --prometheus-pid "$ppid" --series "$series" \
+  --runs "$runs" | tee -a "$out/query.txt"
+end="$(grep -o 'end-ms [0-9]*' "$out/query.txt" | awk '{print $2}')"
+
+if [ -n "${BASE:-}" ]; then
+  kill -TERM "$mpid"
+  wait "$mpid" 2>/dev/null || true
+  start_muninn "$BASE"
+  echo "== base $BASE (same data, WAL replayed) vs prometheus" | tee -a "$out/query.txt"
+  "$bin/muninn-bench" query --muninn-url http://127.0.0.1:29009 --muninn-pid "$mpid" \
+    --prometheus-url http://127.0.0.1:29090 --prometheus-pid "$ppid" --series "$series" \
+    --runs "$runs" --end-ms "$end" | tee -a "$out/query.txt"
+fi
