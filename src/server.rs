@@ -82,9 +82,11 @@ pub async fn run(
     let rf = config.replication_factor();
     let gossip = !config.ring.join.is_empty();
     let pool = Arc::new(ClientPool::default());
-    {
+    // Queries read ingesters over connections of their own (see `ClientPool::for_queries`).
+    let query_pool = Arc::new(ClientPool::for_queries());
+    for p in [&pool, &query_pool] {
         let auth = tenancy.auth.clone();
-        pool.set_token_source(Arc::new(move || auth.cluster_token()));
+        p.set_token_source(Arc::new(move || auth.cluster_token()));
     }
     let mut ingester: Option<Arc<Ingester>> = None;
     let mut ring: Option<Arc<RingHandle>> = None;
@@ -261,28 +263,22 @@ pub async fn run(
             bucket.clone()
         };
         let index_every = config.storage.bucket_index_update_interval.0;
-        if let Some(r) = ring
-            .clone()
-            .filter(|r| r.is_gossip() && !index_every.is_zero())
-        {
-            let (b, stop) = (block_bucket.clone(), stopped());
-            let every = config.ring.gossip_interval.0;
-            tokio::spawn(
-                muninn_querier::block_store::refresh_index_when_ingesters_leave(r, b, every, stop),
-            );
+        let mut block_store = BlockStore::new(block_bucket, index_every);
+        if let Some(r) = ring.clone().filter(|r| r.is_gossip()) {
+            block_store = block_store.with_ring(r);
         }
-        let blocks: Arc<dyn SeriesSource> = Arc::new(BlockStore::new(block_bucket, index_every));
+        let blocks: Arc<dyn SeriesSource> = Arc::new(block_store);
         let ingesters: Option<IngesterStore> = match &ring {
             // The ring (gossip, or the in-process ingester of `all`): one code path for both.
             Some(r) => Some(
-                IngesterStore::from_ring(r.clone(), pool.clone()).with_shuffle_sharding(
+                IngesterStore::from_ring(r.clone(), query_pool.clone()).with_shuffle_sharding(
                     tenancy.overrides.clone(),
                     config.querier.shuffle_sharding_lookback.0,
                 ),
             ),
             None if !config.querier.ingester_addrs.is_empty() => Some(IngesterStore::new(
                 &config.querier.ingester_addrs,
-                pool.clone(),
+                query_pool.clone(),
             )?),
             None => None,
         };

@@ -18,6 +18,10 @@ use crate::{Error, Result};
 pub struct BlockStore {
     bucket: Bucket,
     index_update_interval: std::time::Duration,
+    /// The ingesters' ring, whose membership changes make cached indexes stale.
+    ring: Option<std::sync::Arc<muninn_ring::RingHandle>>,
+    /// The ring membership the cached indexes were read under.
+    ring_seen: parking_lot::Mutex<Option<u64>>,
 }
 
 impl BlockStore {
@@ -26,7 +30,41 @@ impl BlockStore {
         Self {
             bucket,
             index_update_interval,
+            ring: None,
+            ring_seen: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Reads every tenant's index again at the first query that sees an ingester of `ring`
+    /// turn LEAVING or leave: what it flushed is now only in blocks, which an index cached
+    /// before its flush would not list. Checked against the ring view of the query itself,
+    /// so no query that no longer asks the ingester uses an index from before it left.
+    pub fn with_ring(mut self, ring: std::sync::Arc<muninn_ring::RingHandle>) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// Drops the cached indexes when the ingesters' membership changed since last seen.
+    fn check_ring(&self) {
+        use std::hash::{Hash, Hasher};
+        let Some(ring) = &self.ring else {
+            return;
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for i in &ring.ring().instances {
+            (
+                i.id.as_str(),
+                i.state == muninn_ring::InstanceState::Leaving,
+            )
+                .hash(&mut h);
+        }
+        let fp = h.finish();
+        let mut seen = self.ring_seen.lock();
+        if seen.is_some_and(|s| s != fp) {
+            tracing::info!("ingester membership changed; reading bucket indexes again");
+            self.bucket.refresh_cached_indexes();
+        }
+        *seen = Some(fp);
     }
 
     /// Series (labels only) matching `matchers`, or every series when there are none.
@@ -62,6 +100,7 @@ impl SeriesSource for BlockStore {
         labels_only: bool,
     ) -> BoxFuture<'a, Result<Vec<SeriesData>>> {
         Box::pin(async move {
+            self.check_ring();
             let mut metas: Vec<_> = self
                 .bucket
                 .cached_blocks(tenant, self.index_update_interval)
@@ -182,47 +221,5 @@ impl SeriesSource for BlockStore {
     ) -> BoxFuture<'a, Result<Vec<FamilyMeta>>> {
         // Blocks carry no metric metadata (yet).
         Box::pin(async move { Ok(vec![]) })
-    }
-}
-
-/// Every ingester in the ring with whether it is LEAVING.
-fn ingesters(ring: &muninn_ring::token_ring::Ring) -> BTreeSet<(String, bool)> {
-    ring.instances
-        .iter()
-        .map(|i| {
-            let leaving = i.state == muninn_ring::instance::InstanceState::Leaving;
-            (i.id.clone(), leaving)
-        })
-        .collect()
-}
-
-/// Until `stop`, drops the cached bucket indexes of `bucket` whenever an ingester starts
-/// leaving and again when it has left the ring (checked every `every`): what it flushed is now
-/// only in blocks, which an index cached before its flush would not list.
-pub async fn refresh_index_when_ingesters_leave(
-    ring: std::sync::Arc<muninn_ring::handle::RingHandle>,
-    bucket: Bucket,
-    every: std::time::Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut known = ingesters(&ring.ring());
-    let mut tick = tokio::time::interval(every);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tick.tick() => {}
-        }
-        let now = ingesters(&ring.ring());
-        // An instance that turned LEAVING or went away; joiners change nothing.
-        let gone: Vec<&String> = known.difference(&now).map(|(id, _)| id).collect();
-        if !gone.is_empty() {
-            tracing::info!(
-                ?gone,
-                "ingesters left the ring; reading bucket indexes again"
-            );
-            bucket.refresh_cached_indexes();
-        }
-        known = now;
     }
 }

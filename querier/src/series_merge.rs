@@ -80,7 +80,22 @@ pub fn merge<'a>(streams: Vec<SeriesStream<'a>>, combine: Combine) -> SeriesStre
                 },
             });
             match st.streams[i].next().await {
-                Some(Ok(s)) => st.heads[i] = Some(s),
+                Some(Ok(s)) => {
+                    // A source out of label order (an ingester of an older version answers in
+                    // series-id order) would split copies apart: refused, never mis-merged.
+                    if out.as_ref().is_some_and(|o| s.labels <= o.labels) {
+                        st.failed = true;
+                        return Some((
+                            Err(crate::Error::Corrupt(format!(
+                                "a source answered out of label order ({:?} after {:?}); are all ingesters upgraded?",
+                                s.labels,
+                                out.as_ref().map(|o| &o.labels)
+                            ))),
+                            st,
+                        ));
+                    }
+                    st.heads[i] = Some(s);
+                }
                 Some(Err(e)) => {
                     st.failed = true;
                     return Some((Err(e), st));
@@ -176,5 +191,20 @@ mod tests {
                 .await;
         assert!(got.iter().any(|r| r.is_err()));
         assert!(got.last().is_some_and(|r| r.is_err()));
+    }
+
+    #[tokio::test]
+    async fn a_source_out_of_label_order_is_an_error() {
+        let unsorted = stream(vec![s("b", &[]), s("a", &[])]);
+        let got: Vec<Result<SeriesData>> =
+            merge(vec![unsorted, stream(vec![s("c", &[])])], combine_samples)
+                .collect()
+                .await;
+        assert!(
+            got.last().is_some_and(|r| r
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("label order"))),
+            "{got:?}"
+        );
     }
 }

@@ -16,11 +16,16 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// HTTP/2 flow-control windows of ingester connections (both sides use these).
 pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Windows of the queriers' connections ([`ClientPool::for_queries`]).
+pub const QUERY_STREAM_WINDOW: u32 = 1 << 20;
+pub const QUERY_CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// Clients by address.
 pub struct ClientPool {
     clients: Mutex<HashMap<String, IngesterClient<Channel>>>,
     connect_timeout: Duration,
+    /// HTTP/2 windows of this pool's connections: (stream, connection).
+    windows: (u32, u32),
     /// Where the cluster token internal calls carry comes from (tenant authentication on).
     token: Mutex<Option<TokenSource>>,
 }
@@ -41,7 +46,19 @@ impl ClientPool {
         Self {
             clients: Mutex::new(HashMap::new()),
             connect_timeout,
+            windows: (STREAM_WINDOW, CONNECTION_WINDOW),
             token: Mutex::new(None),
+        }
+    }
+
+    /// A pool for queries, apart from the write path's: queriers read ingesters' answers as
+    /// streams, at the pace of evaluation, so an answer waiting to be read holds its stream's
+    /// window. Small stream windows under a large connection window let 64 such answers wait
+    /// on one connection before any other stream on it stalls, and pushes never share it.
+    pub fn for_queries() -> Self {
+        Self {
+            windows: (QUERY_STREAM_WINDOW, QUERY_CONNECTION_WINDOW),
+            ..Self::default()
         }
     }
 
@@ -83,8 +100,8 @@ impl ClientPool {
             .tcp_nodelay(true)
             // Push bodies are tens to hundreds of KB: HTTP/2's default 64 KiB windows would
             // stall each one on WINDOW_UPDATE round trips.
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
+            .initial_stream_window_size(self.windows.0)
+            .initial_connection_window_size(self.windows.1)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         let client = IngesterClient::new(ep.connect_lazy())

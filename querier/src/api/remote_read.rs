@@ -86,6 +86,14 @@ fn matchers(q: &pb::Query) -> Result<Vec<Matcher>> {
 }
 
 fn decode_request(body: &[u8]) -> Result<pb::ReadRequest> {
+    // The size a snappy body declares is checked before anything is allocated for it.
+    let len =
+        snap::raw::decompress_len(body).map_err(|e| Error::BadData(format!("snappy: {e}")))?;
+    if len > MAX_REQUEST_BYTES {
+        return Err(Error::BadData(format!(
+            "request of {len} bytes decompressed is over the limit of {MAX_REQUEST_BYTES}"
+        )));
+    }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| Error::BadData(format!("snappy: {e}")))?;

@@ -349,6 +349,15 @@ impl<'a> Evaluator<'a> {
         self.charge(series_bytes(labels, slots))
     }
 
+    /// Releases `n` bytes charged earlier (what a streaming consumer no longer holds).
+    pub fn release(&self, n: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(n))
+            });
+    }
+
     /// The estimated bytes held now.
     pub fn held_bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
@@ -809,11 +818,15 @@ impl<'a> Evaluator<'a> {
                     let r = async {
                         let mut rf = functions::RangeFn::prepare(self, c, ctx).await?;
                         self.for_each_range_series(marg, ctx, &mut |m, rs| {
+                            // The series' charge is released once it is computed: the
+                            // consumer charges what it keeps of it.
                             let before = self.held_bytes();
-                            if let Some(s) = rf.apply(self, m, &rs)? {
-                                f(s)?;
+                            let out = rf.apply(self, m, &rs);
+                            self.settle(before, 0)?;
+                            match out? {
+                                Some(s) => f(s),
+                                None => Ok(()),
                             }
-                            self.settle(before, 0)
                         })
                         .await?;
                         rf.finish(self);
@@ -864,10 +877,17 @@ impl<'a> Evaluator<'a> {
                         return Ok(());
                     };
                     let prev = self.enter_buckets(true);
+                    // What consumes the range vector annotates at its own position, not at
+                    // the position the inner expression's functions set.
+                    let pos = self.current_pos();
                     let r = self
                         .for_each_series(&sq.expr, &inner, &mut |s| {
                             let rs = self.subquery_series(s, &inner)?;
-                            f(&m, rs)
+                            let inner_pos = self.current_pos();
+                            self.restore_pos(pos.clone());
+                            let r = f(&m, rs);
+                            self.restore_pos(inner_pos);
+                            r
                         })
                         .await;
                     self.restore_buckets(prev);

@@ -121,6 +121,13 @@ struct Group {
     hists: Vec<Vec<(Hist, String)>>,
 }
 
+/// Estimated bytes of a histogram kept for a group.
+fn hist_bytes(h: &Hist) -> usize {
+    let buckets = h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len();
+    std::mem::size_of::<muninn_storage::histogram::FloatHistogram>()
+        .saturating_add(buckets.saturating_mul(8))
+}
+
 /// `sum`, `avg`, ... (see [`streams`]) of `a.expr`, fed series by series.
 pub async fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Vec<Series>> {
     let (op, modifier, n) = (a.op.id(), a.modifier.as_ref(), ctx.len());
@@ -157,6 +164,7 @@ pub async fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Resu
                     group.hists = vec![Vec::new(); n];
                 }
                 let metric = s.labels.get(METRIC_NAME).unwrap_or("").to_owned();
+                ev.charge(hist_bytes(h).saturating_add(metric.len()))?;
                 group.hists[step].push((h.clone(), metric));
             }
         }
@@ -255,17 +263,27 @@ pub async fn select_k_instant(
                 heaps.push(GoHeap::new(k, desc));
                 heaps.len() - 1
             });
+        if k == 0 {
+            // As Prometheus: nothing is selected, and histograms are not even looked at.
+            return Ok(());
+        }
         match s.vals.first().copied().flatten() {
-            Some(v) => match heaps[g].push(i, v) {
-                None => {
+            Some(v) => {
+                let taken = match heaps[g].push(i, v) {
+                    None => true,
+                    Some(out) if out != i => {
+                        if let Some(gone) = held.remove(&out) {
+                            ev.release(series_bytes(&gone.labels, 1));
+                        }
+                        true
+                    }
+                    Some(_) => false,
+                };
+                if taken {
+                    ev.charge(series_bytes(&s.labels, 1))?;
                     held.insert(i, s);
                 }
-                Some(out) if out != i => {
-                    held.remove(&out);
-                    held.insert(i, s);
-                }
-                Some(_) => {}
-            },
+            }
             None => ignored_hist |= s.hist(0).is_some(),
         }
         Ok(())
