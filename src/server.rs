@@ -293,7 +293,7 @@ pub async fn run(
                 blocks
             }
         };
-        let q = Querier::new(store, ingesters, tenancy.clone(), &config.querier);
+        let q = Querier::new(store, ingesters, tenancy.clone(), &config.querier)?;
         q.metrics.register(&mut registry);
         if role.runs_frontend() {
             // `all`: the query API goes through the frontend to this querier, in process.

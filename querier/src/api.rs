@@ -221,9 +221,9 @@ async fn run_query<T>(
 /// (at most [`promql::parse::MAX_DEPTH`]); a runtime worker's 2 MiB stack overflows at
 /// about 120 levels in a debug build, and a stack overflow aborts the process. Only the
 /// pages used are ever committed.
-const EVAL_STACK_BYTES: usize = 64 << 20;
+pub(crate) const EVAL_STACK_BYTES: usize = 64 << 20;
 
-/// Runs a query's evaluation on its own thread with a large stack, at most
+/// Runs a query's evaluation on one of the evaluation threads (large stacks), at most
 /// `--querier.max-concurrent-queries` at a time, while the runtime keeps I/O and timers going
 /// (so ingestion is served by the runtime's workers, not starved by evaluation). Dropping
 /// the returned future (timeout, client gone) aborts the evaluation at its next yield.
@@ -249,14 +249,12 @@ where
     let (abort, registration) = AbortHandle::new_pair();
     let _abort_on_drop = AbortOnDrop(abort);
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("muninn-query".into())
-        .stack_size(EVAL_STACK_BYTES)
-        .spawn(move || {
+    q.eval_threads
+        .run(Box::new(move || {
             let r = handle.block_on(Abortable::new(make(), registration));
             let _ = tx.send(r);
-        })
-        .map_err(|e| Error::Execution(format!("starting a query thread: {e}")))?;
+        }))
+        .map_err(Error::Execution)?;
     match rx.await {
         Ok(Ok(r)) => r,
         Ok(Err(_aborted)) => Err(Error::Timeout("query canceled".into())),

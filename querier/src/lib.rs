@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod block_store;
+pub mod eval_threads;
 pub mod ingester_client;
 pub mod json;
 pub mod mem_store;
@@ -115,6 +116,8 @@ pub struct Querier {
     pub max_bytes: usize,
     /// Slots for queries being evaluated (`--querier.max-concurrent-queries`).
     pub eval_slots: tokio::sync::Semaphore,
+    /// The threads evaluations run on, as many as slots (at most 256).
+    pub eval_threads: eval_threads::EvalThreads,
     pub metrics: metrics::QuerierMetrics,
 }
 
@@ -124,8 +127,14 @@ impl Querier {
         ingesters: Option<ingester_client::IngesterStore>,
         tenancy: Arc<muninn_tenancy::Tenancy>,
         args: &QuerierArgs,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>> {
+        let slots = match args.max_concurrent_queries {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+        };
+        let eval_threads = eval_threads::EvalThreads::start(slots.min(256), api::EVAL_STACK_BYTES)
+            .map_err(|e| Error::Config(format!("starting evaluation threads: {e}")))?;
+        Ok(Arc::new(Self {
             store,
             ingesters,
             tenancy,
@@ -137,12 +146,10 @@ impl Querier {
             max_samples: args.max_samples,
             max_series: args.max_series,
             max_bytes: usize::try_from(args.max_memory_per_query.0).unwrap_or(usize::MAX),
-            eval_slots: tokio::sync::Semaphore::new(match args.max_concurrent_queries {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
-            }),
+            eval_slots: tokio::sync::Semaphore::new(slots),
+            eval_threads,
             metrics: metrics::QuerierMetrics::default(),
-        })
+        }))
     }
 
     /// The store as one query of `tenant` may read it (its query limits applied).
