@@ -4,7 +4,8 @@
 # receiver), then six query shapes timed against both with each process's peak RSS growth.
 # With BASE=<path to another muninn binary> (e.g. one built from an earlier commit), that
 # binary is then started on the same data directory (WAL replay) and measured against the
-# same Prometheus, so both Muninn builds see identical data in one run.
+# same Prometheus, so both Muninn builds see identical data in one run. Each side runs two
+# passes of the queries: the first includes warm-up, the second is the steady state.
 #   bench/query.sh          (SERIES=100000 RUNS=5 BASE=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,12 +50,22 @@ echo "== muninn $(git rev-parse --short HEAD) vs prometheus ($series series, $ru
   --prometheus-url http://127.0.0.1:29090 --prometheus-pid "$ppid" --series "$series" \
   --runs "$runs" | tee -a "$out/query.txt"
 end="$(grep -o 'end-ms [0-9]*' "$out/query.txt" | awk '{print $2}')"
+# A second pass on the same processes: the first includes each side's warm-up (allocator
+# caches, Go heap growth), the second shows the steady state.
+echo "== muninn, second pass" | tee -a "$out/query.txt"
+"$bin/muninn-bench" query --muninn-url http://127.0.0.1:29009 --muninn-pid "$mpid" \
+  --prometheus-url http://127.0.0.1:29090 --prometheus-pid "$ppid" --series "$series" \
+  --runs "$runs" --end-ms "$end" | tee -a "$out/query.txt"
 
 if [ -n "${BASE:-}" ]; then
   kill -TERM "$mpid"
   wait "$mpid" 2>/dev/null || true
   start_muninn "$BASE"
   echo "== base $BASE (same data, WAL replayed) vs prometheus" | tee -a "$out/query.txt"
+  "$bin/muninn-bench" query --muninn-url http://127.0.0.1:29009 --muninn-pid "$mpid" \
+    --prometheus-url http://127.0.0.1:29090 --prometheus-pid "$ppid" --series "$series" \
+    --runs "$runs" --end-ms "$end" | tee -a "$out/query.txt"
+  echo "== base, second pass" | tee -a "$out/query.txt"
   "$bin/muninn-bench" query --muninn-url http://127.0.0.1:29009 --muninn-pid "$mpid" \
     --prometheus-url http://127.0.0.1:29090 --prometheus-pid "$ppid" --series "$series" \
     --runs "$runs" --end-ms "$end" | tee -a "$out/query.txt"
