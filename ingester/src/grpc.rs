@@ -142,10 +142,13 @@ impl IngesterRpc for IngesterGrpc {
             let db = db.clone();
             tokio::task::spawn_blocking(move || {
                 let head = db.head.read();
+                // The query shard is applied first (on borrowed labels): a shard sorts and
+                // sends only its own series.
                 let mut ids: Vec<u32> = head
                     .select(&matchers)
                     .into_iter()
                     .filter(|&id| head.overlaps(id, mint, maxt))
+                    .filter(|&id| shard.is_none_or(|s| s.contains(head.label_pairs(id))))
                     .collect();
                 ids.sort_unstable_by(|&a, &b| head.cmp_labels(a, b));
                 ids
@@ -164,12 +167,9 @@ impl IngesterRpc for IngesterGrpc {
                 let series: Vec<SeriesChunks> = batch
                     .into_iter()
                     .filter(|&id| head.overlaps(id, mint, maxt))
-                    .filter_map(|id| {
-                        let labels = head.labels(id);
-                        if shard.is_some_and(|s| !s.contains_labels(&labels)) {
-                            return None;
-                        }
-                        let labels = labels
+                    .map(|id| {
+                        let labels = head
+                            .labels(id)
                             .0
                             .into_iter()
                             .map(|l| Label {
@@ -190,7 +190,7 @@ impl IngesterRpc for IngesterGrpc {
                                 })
                                 .collect()
                         };
-                        Some(SeriesChunks { labels, chunks })
+                        SeriesChunks { labels, chunks }
                     })
                     .collect();
                 (!series.is_empty()).then_some(Ok(SelectResponse { series }))

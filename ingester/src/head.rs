@@ -350,6 +350,14 @@ impl Head {
         )
     }
 
+    /// The label pairs of a series, borrowed from the symbol table.
+    pub fn label_pairs(&self, id: SeriesId) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.series[id as usize]
+            .labels
+            .iter()
+            .map(|&(n, v)| (self.symbols.resolve(n), self.symbols.resolve(v)))
+    }
+
     /// Orders two series by their label sets as [`Labels`] orders them (name, then value, label
     /// by label), without building them.
     pub fn cmp_labels(&self, a: SeriesId, b: SeriesId) -> std::cmp::Ordering {

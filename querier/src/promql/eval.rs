@@ -821,7 +821,7 @@ impl<'a> Evaluator<'a> {
                             // The series' charge is released once it is computed: the
                             // consumer charges what it keeps of it.
                             let before = self.held_bytes();
-                            let out = rf.apply(self, m, &rs);
+                            let out = rf.apply(self, m, rs);
                             self.settle(before, 0)?;
                             match out? {
                                 Some(s) => f(s),

@@ -326,7 +326,7 @@ impl<'c> RangeFn<'c> {
         &mut self,
         ev: &Evaluator<'_>,
         m: &Matrix,
-        s: &RangeSeries,
+        s: RangeSeries,
     ) -> Result<Option<Series>> {
         let (name, n, ctx) = (self.name, self.n, self.ctx);
         let (sbuf, buf) = (&mut self.sbuf, &mut self.buf);
@@ -498,7 +498,7 @@ impl<'c> RangeFn<'c> {
             ev.info(format!("PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"));
         }
         Ok(Some(Series {
-            labels: s.labels.clone(),
+            labels: s.labels,
             vals,
             hists,
             drop_name: s.drop_name || !self.keeps_name,
@@ -529,7 +529,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         let mut rf = RangeFn::prepare(ev, c, ctx).await?;
         let mut out = Vec::new();
         ev.for_each_range_series(marg, ctx, &mut |m, s| {
-            if let Some(v) = rf.apply(ev, m, &s)? {
+            if let Some(v) = rf.apply(ev, m, s)? {
                 out.push(v);
             }
             Ok(())
@@ -538,7 +538,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
         rf.finish(ev);
         return Ok(Value::Vector(out));
     }
-    let m: Matrix = ev.eval_matrix(marg, ctx).await?;
+    let mut m: Matrix = ev.eval_matrix(marg, ctx).await?;
     if name == "absent_over_time" {
         let n = ctx.len();
         let mut sbuf: Vec<(i64, f64)> = Vec::new();
@@ -562,7 +562,7 @@ async fn range_function(ev: &Evaluator<'_>, c: &Call, ctx: &Ctx) -> Result<Value
     }
     let mut rf = RangeFn::prepare(ev, c, ctx).await?;
     let mut out = Vec::with_capacity(m.series.len());
-    for s in &m.series {
+    for s in std::mem::take(&mut m.series) {
         ev.checkpoint().await?;
         if let Some(v) = rf.apply(ev, &m, s)? {
             out.push(v);
