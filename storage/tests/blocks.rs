@@ -28,13 +28,17 @@ fn data() -> Vec<(Labels, Vec<(i64, f64)>)> {
     out
 }
 
+/// A filesystem bucket in `dir` with its requests counted.
+fn metered_bucket(dir: &std::path::Path) -> (Bucket, muninn_storage::metered::StoreMetrics) {
+    let metrics = muninn_storage::metered::StoreMetrics::default();
+    let bucket = Bucket::filesystem(dir).unwrap().metered(metrics.clone());
+    (bucket, metrics)
+}
+
 #[tokio::test]
 async fn a_one_metric_query_reads_a_fraction_of_the_block() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = muninn_storage::metered::StoreMetrics::default();
-    let bucket = Bucket::filesystem(dir.path())
-        .unwrap()
-        .metered(metrics.clone());
+    let (bucket, metrics) = metered_bucket(dir.path());
     let tenant = TenantId::new("t1").unwrap();
     let mut series = vec![];
     for m in 0..10 {
@@ -71,10 +75,7 @@ async fn a_one_metric_query_reads_a_fraction_of_the_block() {
 #[tokio::test]
 async fn pages_of_other_metrics_inside_a_row_group_are_not_read() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = muninn_storage::metered::StoreMetrics::default();
-    let bucket = Bucket::filesystem(dir.path())
-        .unwrap()
-        .metered(metrics.clone());
+    let (bucket, metrics) = metered_bucket(dir.path());
     let tenant = TenantId::new("t1").unwrap();
     // 40 metrics of 500 series: a metric is about one 512-row page of a 4096-row group.
     let mut series = vec![];

@@ -273,6 +273,25 @@ pub(crate) fn normalize(v: &Value) -> Result<BTreeMap<String, Vec<(String, Strin
     Ok(out)
 }
 
+/// Reports a differential run and fails it unless every answer was equal and at least 90% of
+/// the queries had data.
+pub(crate) fn assert_all_equal(what: &str, compared: usize, nonempty: usize, failures: &[String]) {
+    eprintln!(
+        "compared {compared} queries {what} ({nonempty} with data), {} differ",
+        failures.len()
+    );
+    assert!(
+        nonempty * 10 >= compared * 9,
+        "most queries return data: {nonempty} of {compared}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} queries differ ({what}):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 pub(crate) fn compare(
     q: &str,
     want: &Value,
@@ -380,18 +399,5 @@ fn promql_answers_match_prometheus() {
         }
         compared += 1;
     }
-    eprintln!(
-        "compared {compared} queries with prometheus ({nonempty} with data), {} differ",
-        failures.len()
-    );
-    assert!(
-        nonempty * 10 >= compared * 9,
-        "most queries return data: {nonempty} of {compared}"
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} queries differ from prometheus:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_all_equal("with prometheus", compared, nonempty, &failures);
 }

@@ -9,7 +9,7 @@ use muninn_proto::prometheus as pb;
 use prost::Message;
 
 use crate::harness::{Muninn, Prometheus, agent, encode};
-use crate::promql_differential::{INSTANT_QUERIES, compare, generate, query};
+use crate::promql_differential::{INSTANT_QUERIES, assert_all_equal, compare, generate, query};
 
 const TENANT: &str = "reader";
 
@@ -339,19 +339,11 @@ fn prometheus_with_remote_read_answers_promql_as_muninn_does() {
         }
         compared += 1;
     }
-    eprintln!(
-        "compared {compared} queries through prometheus remote_read ({nonempty} with data), {} differ",
-        failures.len()
-    );
-    assert!(
-        nonempty * 10 >= compared * 9,
-        "most queries return data: {nonempty} of {compared}"
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {compared} differ:\n{}",
-        failures.len(),
-        failures.join("\n")
+    assert_all_equal(
+        "through prometheus remote_read",
+        compared,
+        nonempty,
+        &failures,
     );
     let reads: f64 = m
         .metrics()

@@ -290,39 +290,19 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
                     .filter_map(|&i| input[i].hist(step).map(|h| (i, &**h))),
             );
             if !hbuf.is_empty() {
-                match op {
-                    token::T_SUM | token::T_AVG => {
-                        if !buf.is_empty() {
-                            ev.warn(anno::mixed_floats_histograms_agg());
-                            continue;
-                        }
-                        let metric = |i: usize| input[i].labels.get(METRIC_NAME).unwrap_or("");
-                        if let Some(h) = hist_aggregate(ev, op, &hbuf, &metric) {
-                            if hists.is_empty() {
-                                hists = vec![None; n];
-                            }
-                            hists[step] = Some(Hist::new(h));
-                        }
+                let metric = |i: usize| input[i].labels.get(METRIC_NAME).unwrap_or("");
+                match hist_step(ev, op, buf.len(), &hbuf, &metric) {
+                    Some(HistOutcome::Nothing) => continue,
+                    Some(HistOutcome::Float(v)) => {
+                        *slot = Some(v);
                         continue;
                     }
-                    token::T_COUNT => {
-                        *slot = Some((buf.len() + hbuf.len()) as f64);
+                    Some(HistOutcome::Hist(h)) => {
+                        hists.resize(n, None);
+                        hists[step] = Some(Hist::new(h));
                         continue;
                     }
-                    token::T_GROUP => {
-                        *slot = Some(1.0);
-                        continue;
-                    }
-                    _ => {
-                        let what = match op {
-                            token::T_MIN => "min",
-                            token::T_MAX => "max",
-                            token::T_STDDEV => "stddev",
-                            token::T_STDVAR => "stdvar",
-                            _ => "quantile",
-                        };
-                        ev.info(anno::ignored_in_aggregation(what));
-                    }
+                    None => {}
                 }
             }
             if buf.is_empty() {
@@ -374,10 +354,52 @@ pub async fn eval(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Result<Va
     Ok(Value::Vector(out))
 }
 
+/// What a group's step holding histograms comes to.
+pub(super) enum HistOutcome {
+    /// No value (mixed floats and histograms, or incompatible buckets; annotated).
+    Nothing,
+    Float(f64),
+    Hist(FloatHistogram),
+}
+
+/// A group's step holding histograms `hs` and `floats` floats: decided by the histograms
+/// (`sum`/`avg` of them, or `count`/`group` of everything), or `None` when the aggregation
+/// takes the floats alone and ignores the histograms (annotated), as Prometheus does.
+pub(super) fn hist_step<'m>(
+    ev: &Evaluator<'_>,
+    op: TokenId,
+    floats: usize,
+    hs: &[(usize, &FloatHistogram)],
+    metric: &dyn Fn(usize) -> &'m str,
+) -> Option<HistOutcome> {
+    match op {
+        token::T_SUM | token::T_AVG => {
+            if floats > 0 {
+                ev.warn(anno::mixed_floats_histograms_agg());
+                return Some(HistOutcome::Nothing);
+            }
+            Some(hist_aggregate(ev, op, hs, metric).map_or(HistOutcome::Nothing, HistOutcome::Hist))
+        }
+        token::T_COUNT => Some(HistOutcome::Float((floats + hs.len()) as f64)),
+        token::T_GROUP => Some(HistOutcome::Float(1.0)),
+        _ => {
+            let what = match op {
+                token::T_MIN => "min",
+                token::T_MAX => "max",
+                token::T_STDDEV => "stddev",
+                token::T_STDVAR => "stdvar",
+                _ => "quantile",
+            };
+            ev.info(anno::ignored_in_aggregation(what));
+            None
+        }
+    }
+}
+
 /// `sum` or `avg` of one group's histograms at one step, in input order, with Prometheus's
 /// annotations (`metric` names the metric of an input); `None` when exponential and custom
 /// buckets mix.
-pub(super) fn hist_aggregate<'m>(
+fn hist_aggregate<'m>(
     ev: &Evaluator<'_>,
     op: TokenId,
     hs: &[(usize, &FloatHistogram)],

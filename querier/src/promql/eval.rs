@@ -414,20 +414,26 @@ impl<'a> Evaluator<'a> {
                 .map(|s| labels_bytes(&s.labels).saturating_add(samples_bytes(&s.samples)))
                 .fold(0usize, usize::saturating_add),
         )?;
+        self.count_series(all.len())?;
+        Ok(all)
+    }
+
+    /// Counts `n` more series fetched against the query's series limit.
+    fn count_series(&self, n: usize) -> Result<()> {
         if self.max_series > 0 {
-            let mut n = self
+            let mut fetched = self
                 .series_fetched
                 .lock()
                 .map_err(|_| Error::Corrupt("poisoned lock".into()))?;
-            *n += all.len();
-            if *n > self.max_series {
+            *fetched += n;
+            if *fetched > self.max_series {
                 return Err(Error::Execution(format!(
                     "the query hit the max number of series limit (limit: {} series)",
                     self.max_series
                 )));
             }
         }
-        Ok(all)
+        Ok(())
     }
 
     /// An instant vector selector. With `timestamps`, values are the sample timestamps in
@@ -754,19 +760,7 @@ impl<'a> Evaluator<'a> {
         while let Some(s) = stream.next().await {
             let s = s?;
             self.checkpoint().await?;
-            if self.max_series > 0 {
-                let mut n = self
-                    .series_fetched
-                    .lock()
-                    .map_err(|_| Error::Corrupt("poisoned lock".into()))?;
-                *n += 1;
-                if *n > self.max_series {
-                    return Err(Error::Execution(format!(
-                        "the query hit the max number of series limit (limit: {} series)",
-                        self.max_series
-                    )));
-                }
-            }
+            self.count_series(1)?;
             f(s)?;
         }
         Ok(())

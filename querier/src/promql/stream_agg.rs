@@ -10,7 +10,7 @@ use muninn_storage::labels::{Labels, METRIC_NAME};
 use promql_parser::parser::AggregateExpr;
 use promql_parser::parser::token::{self, TokenId};
 
-use super::aggregate::{GoHeap, group_key, hist_aggregate};
+use super::aggregate::{GoHeap, HistOutcome, group_key, hist_step};
 use super::annotations as anno;
 use super::eval::{Ctx, Evaluator};
 use super::limits::{labels_bytes, series_bytes};
@@ -181,40 +181,21 @@ pub async fn aggregate(ev: &Evaluator<'_>, a: &AggregateExpr, ctx: &Ctx) -> Resu
             let acc = &group.steps[step];
             let hb = group.hists.get(step).filter(|h| !h.is_empty());
             if let Some(hb) = hb {
-                match op {
-                    token::T_SUM | token::T_AVG => {
-                        if acc.n > 0 {
-                            ev.warn(anno::mixed_floats_histograms_agg());
-                            continue;
-                        }
-                        let list: Vec<(usize, &muninn_storage::histogram::FloatHistogram)> =
-                            hb.iter().enumerate().map(|(i, (h, _))| (i, &**h)).collect();
-                        let metric = |i: usize| hb[i].1.as_str();
-                        if let Some(h) = hist_aggregate(ev, op, &list, &metric) {
-                            if hists.is_empty() {
-                                hists = vec![None; n];
-                            }
-                            hists[step] = Some(Hist::new(h));
-                        }
+                let list: Vec<(usize, &muninn_storage::histogram::FloatHistogram)> =
+                    hb.iter().enumerate().map(|(i, (h, _))| (i, &**h)).collect();
+                let metric = |i: usize| hb[i].1.as_str();
+                match hist_step(ev, op, acc.n as usize, &list, &metric) {
+                    Some(HistOutcome::Nothing) => continue,
+                    Some(HistOutcome::Float(v)) => {
+                        *slot = Some(v);
                         continue;
                     }
-                    token::T_COUNT => {
-                        *slot = Some(f64::from(acc.n) + hb.len() as f64);
+                    Some(HistOutcome::Hist(h)) => {
+                        hists.resize(n, None);
+                        hists[step] = Some(Hist::new(h));
                         continue;
                     }
-                    token::T_GROUP => {
-                        *slot = Some(1.0);
-                        continue;
-                    }
-                    _ => {
-                        let what = match op {
-                            token::T_MIN => "min",
-                            token::T_MAX => "max",
-                            token::T_STDDEV => "stddev",
-                            _ => "stdvar",
-                        };
-                        ev.info(anno::ignored_in_aggregation(what));
-                    }
+                    None => {}
                 }
             }
             if acc.n > 0 {
