@@ -639,7 +639,10 @@ fn internal_grpc_needs_the_cluster_token_when_authentication_is_on() {
     let (code, text) = ings[0].push_raw(None, &[("Authorization", &a)], body);
     assert_eq!(code, 200, "{text}");
     let refs: Vec<&Muninn> = ings.iter().collect();
-    assert_eq!(memory_series(&refs, "team-a"), 30, "RF 3 copies");
+    // The push is acknowledged at quorum (2 of 3); the third copy may land a moment later.
+    crate::harness::wait_for("RF 3 copies", std::time::Duration::from_secs(10), || {
+        (memory_series(&refs, "team-a") == 30).then_some(())
+    });
     let (code, v) = get_as(
         &q,
         &[("Authorization", &a)],
