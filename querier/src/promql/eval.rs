@@ -77,6 +77,8 @@ pub struct Evaluator<'a> {
     pub max_series: usize,
     series_fetched: Mutex<usize>,
     work: std::sync::atomic::AtomicU64,
+    /// When evaluation last yielded to the runtime (see [`Self::checkpoint`]).
+    last_yield: Mutex<std::time::Instant>,
     /// Most bytes the query's values may hold (0: no limit).
     pub max_bytes: usize,
     /// Estimated bytes held now: values of finished sub-expressions still in use plus what
@@ -185,6 +187,7 @@ impl<'a> Evaluator<'a> {
             max_series: 0,
             series_fetched: Mutex::new(0),
             work: std::sync::atomic::AtomicU64::new(0),
+            last_yield: Mutex::new(std::time::Instant::now()),
             max_bytes: 0,
             bytes: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
@@ -287,9 +290,19 @@ impl<'a> Evaluator<'a> {
     /// the runtime so that a dropped request (client gone) cancels the query promptly.
     pub async fn checkpoint(&self) -> Result<()> {
         self.check_deadline()?;
+        // Every 256 units of work, or 5 ms, whichever comes first: a unit can be a whole
+        // series' range function over thousands of steps.
         let n = self.work.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % 256 == 255 {
+        let due = n % 256 == 255
+            || self
+                .last_yield
+                .lock()
+                .is_ok_and(|t| t.elapsed() >= Duration::from_millis(5));
+        if due {
             tokio::task::yield_now().await;
+            if let Ok(mut t) = self.last_yield.lock() {
+                *t = std::time::Instant::now();
+            }
         }
         Ok(())
     }
