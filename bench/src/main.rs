@@ -241,19 +241,21 @@ fn main() -> anyhow::Result<()> {
             };
             let end_s = (end + 129) as f64 / 1000.0;
             println!(
-                "| query | muninn s | prometheus s | latency ratio | muninn peak RSS growth | prometheus peak RSS growth |"
+                "| query | muninn s | prometheus s | latency ratio | muninn RSS growth, peak (median) | prometheus RSS growth, peak (median) |"
             );
             println!("|---|---|---|---|---|---|");
             for (name, path, params) in query_bench::queries(end_s) {
                 let m = query_bench::time_query(&targets[0], path, &params, runs)?;
                 let p = query_bench::time_query(&targets[1], path, &params, runs)?;
                 println!(
-                    "| {name} | {:.4} | {:.4} | {:.2} | {:.1} MB | {:.1} MB |",
-                    m.0,
-                    p.0,
-                    m.0 / p.0,
-                    m.1 as f64 / 1e6,
-                    p.1 as f64 / 1e6
+                    "| {name} | {:.4} | {:.4} | {:.2} | {:.1} MB ({:.1}) | {:.1} MB ({:.1}) |",
+                    m.median_s,
+                    p.median_s,
+                    m.median_s / p.median_s,
+                    m.peak_growth as f64 / 1e6,
+                    m.median_growth as f64 / 1e6,
+                    p.peak_growth as f64 / 1e6,
+                    p.median_growth as f64 / 1e6,
                 );
             }
             Ok(())

@@ -198,23 +198,35 @@ pub fn queries(end_s: f64) -> Vec<QueryShape> {
     ]
 }
 
-/// Runs one query `runs` times; returns (median seconds, peak RSS growth in bytes, result bytes).
+/// One query's figures over its runs.
+pub struct QueryFigures {
+    /// Median latency, seconds.
+    pub median_s: f64,
+    /// Largest RSS growth of any run, bytes.
+    pub peak_growth: u64,
+    /// Median RSS growth of the runs, bytes.
+    pub median_growth: u64,
+}
+
+/// Runs one query `runs` times. Each run's RSS growth is the process's peak RSS during the
+/// run (the kernel's high-water mark, reset before the run) minus its RSS before; where the
+/// mark cannot be reset, RSS sampled every 2 ms.
 pub fn time_query(
     target: &Target,
     path: &str,
     params: &[(&str, String)],
     runs: usize,
-) -> anyhow::Result<(f64, u64, usize)> {
+) -> anyhow::Result<QueryFigures> {
     let a = agent();
     let url = format!("{}{path}", target.api_url);
     let mut times = vec![];
-    let mut peak = 0u64;
-    let mut size = 0;
+    let mut growths = vec![];
     for _ in 0..runs {
+        let exact = proc_stats::reset_peak_rss(target.pid);
         let base = proc_stats::rss_bytes(target.pid)?;
         let stop = Arc::new(AtomicBool::new(false));
         let max = Arc::new(AtomicU64::new(base));
-        let sampler = {
+        let sampler = (!exact).then(|| {
             let (stop, max, pid) = (stop.clone(), max.clone(), target.pid);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -224,9 +236,13 @@ pub fn time_query(
                     std::thread::sleep(Duration::from_millis(2));
                 }
             })
-        };
+        });
         let start = Instant::now();
-        let mut req = a.get(&url).header("X-Scope-OrgID", "bench");
+        // Every run evaluates: the frontend's results cache is bypassed (Prometheus has none).
+        let mut req = a
+            .get(&url)
+            .header("X-Scope-OrgID", "bench")
+            .header("Cache-Control", "no-store");
         for (k, v) in params {
             req = req.query(*k, v);
         }
@@ -234,7 +250,12 @@ pub fn time_query(
         let body = resp.body_mut().read_to_string()?;
         let el = start.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        let _ = sampler.join();
+        if let Some(s) = sampler {
+            let _ = s.join();
+        }
+        if exact {
+            max.fetch_max(proc_stats::peak_rss_bytes(target.pid)?, Ordering::Relaxed);
+        }
         anyhow::ensure!(
             resp.status().as_u16() == 200,
             "{}: {} {}",
@@ -242,10 +263,14 @@ pub fn time_query(
             resp.status(),
             &body[..body.len().min(300)]
         );
-        size = body.len();
         times.push(el);
-        peak = peak.max(max.load(Ordering::Relaxed).saturating_sub(base));
+        growths.push(max.load(Ordering::Relaxed).saturating_sub(base));
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Ok((times[times.len() / 2], peak, size))
+    growths.sort_unstable();
+    Ok(QueryFigures {
+        median_s: times[times.len() / 2],
+        peak_growth: growths.last().copied().unwrap_or(0),
+        median_growth: growths[growths.len() / 2],
+    })
 }

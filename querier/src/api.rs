@@ -263,36 +263,64 @@ where
     }
 }
 
-/// `{"resultType":...,"result":...}` of a query result.
-fn write_result(s: &mut String, v: &QueryValue, t: i64) {
+/// About how many bytes the JSON of `labels` takes (without escapes).
+fn labels_json_len(labels: &Labels) -> usize {
+    labels
+        .iter()
+        .map(|l| l.name.len() + l.value.len() + 6)
+        .sum::<usize>()
+        + 2
+}
+
+/// About how long a result's JSON is: sized up front, the text is not copied as it grows
+/// (doubling would hold up to 1.5 times its final size while it moves).
+fn result_json_len(v: &QueryValue) -> usize {
+    // `{"metric":`, `,"value":[`, the timestamp and a value, closing brackets.
+    const POINT: usize = 40;
+    match v {
+        QueryValue::Scalar(_) | QueryValue::String(_) => 128,
+        QueryValue::Vector(series) => series
+            .iter()
+            .map(|(l, _)| labels_json_len(l) + 16 + POINT)
+            .sum::<usize>(),
+        QueryValue::Matrix(series) => series
+            .iter()
+            .map(|(l, pts)| labels_json_len(l) + 32 + pts.len() * POINT)
+            .sum::<usize>(),
+    }
+}
+
+/// `{"resultType":...,"result":...}` of a query result. Each series is dropped once
+/// written, so the result shrinks as its text grows.
+fn write_result(s: &mut String, v: QueryValue, t: i64) {
     match v {
         QueryValue::Scalar(v) => {
             s.push_str("{\"resultType\":\"scalar\",\"result\":");
-            write_point(s, t, *v);
+            write_point(s, t, v);
         }
         QueryValue::String(v) => {
             s.push_str("{\"resultType\":\"string\",\"result\":[");
             write_timestamp(s, t);
             s.push(',');
-            write_str(s, v);
+            write_str(s, &v);
             s.push(']');
         }
         QueryValue::Vector(series) => {
             s.push_str("{\"resultType\":\"vector\",\"result\":[");
-            for (i, (labels, v)) in series.iter().enumerate() {
+            for (i, (labels, v)) in series.into_iter().enumerate() {
                 if i > 0 {
                     s.push(',');
                 }
                 s.push_str("{\"metric\":");
-                write_labels(s, labels);
+                write_labels(s, &labels);
                 match v {
                     Point::F(v) => {
                         s.push_str(",\"value\":");
-                        write_point(s, t, *v);
+                        write_point(s, t, v);
                     }
                     Point::H(h) => {
                         s.push_str(",\"histogram\":");
-                        write_hist_point(s, t, h);
+                        write_hist_point(s, t, &h);
                     }
                 }
                 s.push('}');
@@ -301,11 +329,11 @@ fn write_result(s: &mut String, v: &QueryValue, t: i64) {
         }
         QueryValue::Matrix(series) => {
             s.push_str("{\"resultType\":\"matrix\",\"result\":[");
-            for (i, (labels, pts)) in series.iter().enumerate() {
+            for (i, (labels, pts)) in series.into_iter().enumerate() {
                 if i > 0 {
                     s.push(',');
                 }
-                write_series_points(s, labels, pts);
+                write_series_points(s, &labels, &pts);
             }
             s.push(']');
         }
@@ -314,10 +342,16 @@ fn write_result(s: &mut String, v: &QueryValue, t: i64) {
 }
 
 /// A success response with the result's warnings and infos, as Prometheus 3 writes them.
-fn query_response(r: &QueryResult, t: i64) -> Response {
-    let mut s = String::from("{\"status\":\"success\",\"data\":");
-    write_result(&mut s, &r.value, t);
-    for (key, list) in [("warnings", &r.warnings), ("infos", &r.infos)] {
+fn query_response(r: QueryResult, t: i64) -> Response {
+    let QueryResult {
+        value,
+        warnings,
+        infos,
+    } = r;
+    let mut s = String::with_capacity(64 + result_json_len(&value));
+    s.push_str("{\"status\":\"success\",\"data\":");
+    write_result(&mut s, value, t);
+    for (key, list) in [("warnings", &warnings), ("infos", &infos)] {
         if !list.is_empty() {
             s.push_str(&format!(",\"{key}\":["));
             for (i, w) in list.iter().enumerate() {
@@ -355,7 +389,7 @@ async fn query(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     }
     .await;
     match r {
-        Ok((res, t)) => query_response(&res, t),
+        Ok((res, t)) => query_response(res, t),
         Err(e) => respond("query", &call.tenant, Err(e)),
     }
 }
@@ -430,7 +464,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
     }
     .await;
     match r {
-        Ok(res) => query_response(&res, 0),
+        Ok(res) => query_response(res, 0),
         Err(e) => respond("query_range", &call.tenant, Err(e)),
     }
 }

@@ -18,8 +18,6 @@ pub mod parse;
 pub mod stream_agg;
 pub mod value;
 
-use hashbrown::HashMap;
-
 use muninn_proto::tenant::TenantId;
 use muninn_storage::labels::Labels;
 use promql_parser::parser::Expr;
@@ -27,7 +25,7 @@ use promql_parser::parser::Expr;
 use crate::store::SeriesSource;
 use crate::{Error, Result};
 use eval::{Ctx, Evaluator};
-use value::{Value, without_name};
+use value::Value;
 
 /// Engine settings.
 #[derive(Clone, Copy, Debug)]
@@ -92,48 +90,101 @@ pub struct QueryResult {
     pub infos: Vec<String>,
 }
 
+/// Label sets of a result, as positions into the result itself: hashed by their labels,
+/// so the index holds no copy of them.
+struct ResultIndex {
+    table: hashbrown::HashTable<usize>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl ResultIndex {
+    fn new() -> Self {
+        Self {
+            table: hashbrown::HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
+    }
+
+    /// The position of `labels` among `out`'s, or `None` after recording it as `out.len()`
+    /// (the caller pushes it next).
+    fn find_or_add<T>(&mut self, out: &[(Labels, T)], labels: &Labels) -> Option<usize> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(labels);
+        if let Some(&i) = self.table.find(h, |&i| out[i].0 == *labels) {
+            return Some(i);
+        }
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(h, out.len(), |&i| hasher.hash_one(&out[i].0));
+        None
+    }
+}
+
+/// A series' labels with a flagged `__name__` removed, in place.
+fn final_labels(s: &mut value::Series) -> Labels {
+    let mut labels = std::mem::take(&mut s.labels);
+    if s.drop_name {
+        labels
+            .0
+            .retain(|l| l.name != muninn_storage::labels::METRIC_NAME);
+    }
+    labels
+}
+
+/// The value of step `i` of a series.
+fn point_at(s: &value::Series, i: usize) -> Option<Point> {
+    match (s.vals.get(i).copied().flatten(), s.hist(i)) {
+        (Some(v), _) => Some(Point::F(v)),
+        (None, Some(h)) => Some(Point::H(h.clone())),
+        _ => None,
+    }
+}
+
+const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
 /// Removes flagged names and merges series that end up with the same labels, failing when
-/// two of them have a value at the same step.
+/// two of them have a value at the same step. Each series is consumed as it is placed: its
+/// labels move into the result.
 fn finish_vector(
-    ev: &Evaluator<'_>,
     series: Vec<value::Series>,
     n: usize,
 ) -> Result<Vec<(Labels, Vec<Option<Point>>)>> {
     let mut out: Vec<(Labels, Vec<Option<Point>>)> = Vec::with_capacity(series.len());
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    for s in series {
-        let labels = if s.drop_name {
-            without_name(&s.labels)
-        } else {
-            s.labels.clone()
-        };
-        // The index holds a copy of the labels.
-        ev.charge(limits::labels_bytes(&labels))?;
-        let points: Vec<Option<Point>> = (0..n)
-            .map(|i| match (s.vals.get(i).copied().flatten(), s.hist(i)) {
-                (Some(v), _) => Some(Point::F(v)),
-                (None, Some(h)) => Some(Point::H(h.clone())),
-                _ => None,
-            })
-            .collect();
-        match index.get(&labels) {
-            Some(&i) => {
+    let mut index = ResultIndex::new();
+    for mut s in series {
+        let labels = final_labels(&mut s);
+        let points: Vec<Option<Point>> = (0..n).map(|i| point_at(&s, i)).collect();
+        drop(s);
+        match index.find_or_add(&out, &labels) {
+            Some(i) => {
                 for (step, p) in points.into_iter().enumerate() {
                     if let Some(p) = p {
                         if out[i].1[step].is_some() {
-                            return Err(Error::Execution(
-                                "vector cannot contain metrics with the same labelset".into(),
-                            ));
+                            return Err(Error::Execution(DUPLICATE_LABELSET.into()));
                         }
                         out[i].1[step] = Some(p);
                     }
                 }
             }
-            None => {
-                index.insert(labels.clone(), out.len());
-                out.push((labels, points));
-            }
+            None => out.push((labels, points)),
         }
+    }
+    Ok(out)
+}
+
+/// [`finish_vector`] for the one step of an instant query: series without a value are
+/// dropped, and two with the same labels are an error.
+fn finish_instant(series: Vec<value::Series>) -> Result<Vec<(Labels, Point)>> {
+    let mut out: Vec<(Labels, Point)> = Vec::with_capacity(series.len());
+    let mut index = ResultIndex::new();
+    for mut s in series {
+        let Some(p) = point_at(&s, 0) else { continue };
+        let labels = final_labels(&mut s);
+        drop(s);
+        if index.find_or_add(&out, &labels).is_some() {
+            return Err(Error::Execution(DUPLICATE_LABELSET.into()));
+        }
+        out.push((labels, p));
     }
     Ok(out)
 }
@@ -214,18 +265,16 @@ async fn instant_query_inner(
         Value::Scalar(v) => QueryValue::Scalar(v[0]),
         Value::String(s) => QueryValue::String(s),
         Value::Vector(series) => {
-            let v: Vec<(Labels, Point)> = finish_vector(&ev, series, 1)?
-                .into_iter()
-                .filter_map(|(l, mut v)| v[0].take().map(|x| (l, x)))
-                .collect();
+            let v = finish_instant(series)?;
             charge_response(&ev, v.iter().map(|(l, _)| (l, 1)))?;
             QueryValue::Vector(v)
         }
-        Value::Matrix(m) => {
-            let mut out = Vec::with_capacity(m.series.len());
-            let mut seen = std::collections::HashSet::new();
+        Value::Matrix(mut m) => {
+            let series = std::mem::take(&mut m.series);
+            let mut out = Vec::with_capacity(series.len());
+            let mut index = ResultIndex::new();
             let mut buf = Vec::new();
-            for s in &m.series {
+            for s in series {
                 s.decode_into(&mut buf)?;
                 let mut pts: Vec<(i64, Point)> = m
                     .window(&buf, 0)
@@ -241,19 +290,15 @@ async fn instant_query_inner(
                 if pts.is_empty() {
                     continue;
                 }
-                let labels = if s.drop_name {
-                    without_name(&s.labels)
-                } else {
-                    s.labels.clone()
-                };
-                ev.charge(
-                    limits::series_bytes(&labels, pts.len())
-                        .saturating_add(limits::labels_bytes(&labels)),
-                )?;
-                if !seen.insert(labels.clone()) {
-                    return Err(Error::Execution(
-                        "vector cannot contain metrics with the same labelset".into(),
-                    ));
+                let mut labels = s.labels;
+                if s.drop_name {
+                    labels
+                        .0
+                        .retain(|l| l.name != muninn_storage::labels::METRIC_NAME);
+                }
+                ev.charge(limits::series_bytes(&labels, pts.len()))?;
+                if index.find_or_add(&out, &labels).is_some() {
+                    return Err(Error::Execution(DUPLICATE_LABELSET.into()));
                 }
                 out.push((labels, pts));
             }
@@ -335,7 +380,7 @@ async fn range_query_inner(
             Labels::default(),
             vals.into_iter().map(|v| Some(Point::F(v))).collect(),
         )],
-        Value::Vector(series) => finish_vector(&ev, series, n)?,
+        Value::Vector(series) => finish_vector(series, n)?,
         other => {
             return Err(Error::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
