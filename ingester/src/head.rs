@@ -4,6 +4,7 @@
 //! Writers hold the write lock for a whole request (see [`crate::tenant_db`]); readers take
 //! the read lock and copy out chunk bytes, so a query never blocks on I/O while holding it.
 
+mod closed;
 pub mod hist;
 mod series;
 mod symbols;
@@ -15,7 +16,8 @@ use muninn_storage::histogram::HistSample;
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::Matcher;
 
-pub use series::{AppendOutcome, CHUNK_RANGE_MS, ClosedChunk, MemSeries, NOTHING_SHIPPED};
+pub use closed::{Chunk, ClosedChunks};
+pub use series::{AppendOutcome, CHUNK_RANGE_MS, MemSeries, NOTHING_SHIPPED};
 use symbols::Symbols;
 
 /// Id of a series inside one head.
@@ -664,7 +666,7 @@ impl Head {
     /// Bytes of chunks a series holds (0 for an unknown id).
     pub fn series_chunk_bytes(&self, id: SeriesId) -> usize {
         self.series.get(id as usize).map_or(0, |s| {
-            s.closed.iter().map(|c| c.data.len()).sum::<usize>()
+            s.closed.data_len()
                 + s.head.as_ref().map_or(0, |(_, a)| a.bytes().len())
                 + s.hist.as_ref().map_or(0, |h| h.heap_size())
         })

@@ -27,6 +27,8 @@ pub struct StatusLabels {
 pub struct IngesterMetrics {
     pub ingested_samples: Family<TenantLabels, Counter>,
     pub memory_series: Family<TenantLabels, Gauge>,
+    /// Heap bytes the head's own structures hold (estimated), set at every shipper tick.
+    pub head_heap_bytes: Family<TenantLabels, Gauge>,
     pub created_series: Family<TenantLabels, Counter>,
     /// Exemplars stored, and dropped per reason, per tenant.
     pub exemplars_stored: Family<TenantLabels, Counter>,
@@ -51,6 +53,11 @@ impl IngesterMetrics {
             "memory_series",
             "Series in the in-memory head, per tenant",
             self.memory_series.clone(),
+        );
+        r.register(
+            "head_heap_bytes",
+            "Heap bytes held by the head's series, chunks, postings and symbols (estimate, updated every shipper interval), per tenant",
+            self.head_heap_bytes.clone(),
         );
         r.register(
             "exemplars_stored",

@@ -103,6 +103,15 @@ pub async fn run(
         }
         cut_all(&ing, CutMode::Auto).await;
         drop_shipped_all(&ing).await;
+        for (tenant, db) in ing.tenants.all() {
+            let bytes = db.head.read().heap_size();
+            ing.metrics
+                .head_heap_bytes
+                .get_or_create(&crate::metrics::TenantLabels {
+                    tenant: tenant.to_string(),
+                })
+                .set(bytes as i64);
+        }
     }
 }
 

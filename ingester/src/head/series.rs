@@ -2,6 +2,7 @@
 
 use muninn_storage::chunk::{SAMPLES_PER_CHUNK, XorAppender, XorIter};
 
+use super::closed::ClosedChunks;
 use super::hist::HistChunks;
 
 /// Chunks never span a multiple of this many milliseconds (the default block range), so a
@@ -11,13 +12,6 @@ pub const CHUNK_RANGE_MS: i64 = 2 * 3600 * 1000;
 
 /// `shipped_t` of a series nothing of which was shipped.
 pub const NOTHING_SHIPPED: i64 = i64::MIN;
-
-/// A closed, immutable chunk.
-pub struct ClosedChunk {
-    pub min_t: i64,
-    pub max_t: i64,
-    pub data: Box<[u8]>,
-}
 
 /// The outcome of appending one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +30,7 @@ pub struct MemSeries {
     pub labels: Box<[(u32, u32)]>,
     /// Hash of the label bytes, kept to rehash the lookup table without the symbols.
     pub hash: u64,
-    pub closed: Vec<ClosedChunk>,
+    pub closed: ClosedChunks,
     pub head: Option<(i64, XorAppender)>,
     /// The newest timestamp of this series that is in an uploaded, indexed block
     /// ([`NOTHING_SHIPPED`] if none). Samples are in order per series, so what is shipped is
@@ -51,7 +45,7 @@ impl MemSeries {
         Self {
             labels,
             hash,
-            closed: Vec::new(),
+            closed: ClosedChunks::default(),
             head: None,
             shipped_t: NOTHING_SHIPPED,
             hist: None,
@@ -100,7 +94,7 @@ impl MemSeries {
     pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
         self.closed
             .iter()
-            .map(|c| &*c.data)
+            .map(|c| c.data)
             .chain(self.head.as_ref().map(|(_, a)| a.bytes()))
             .flat_map(XorIter::new)
     }
@@ -111,7 +105,7 @@ impl MemSeries {
         let chunks = self
             .closed
             .iter()
-            .map(|c| (c.min_t, c.max_t, &*c.data))
+            .map(|c| (c.min_t, c.max_t, c.data))
             .chain(
                 self.head
                     .as_ref()
@@ -142,7 +136,7 @@ impl MemSeries {
         if self.last()?.0 <= after {
             return None;
         }
-        let chunks = self.closed.iter().map(|c| (c.max_t, &*c.data)).chain(
+        let chunks = self.closed.iter().map(|c| (c.max_t, c.data)).chain(
             self.head
                 .as_ref()
                 .map(|(_, a)| (a.last_timestamp(), a.bytes())),
@@ -164,24 +158,22 @@ impl MemSeries {
                 self.hist = None;
             }
         }
-        self.closed.retain(|c| c.max_t > t);
-        if let Some(c) = self.closed.first_mut()
+        // Chunks are sorted and disjoint: those ending by `t` are a prefix.
+        let done = self.closed.iter().take_while(|c| c.max_t <= t).count();
+        self.closed.drop_front(done);
+        if let Some(c) = self.closed.first()
             && c.min_t <= t
         {
             let mut a = XorAppender::with_capacity(c.data.len());
             let mut min_t = None;
-            for (ts, v) in XorIter::new(&c.data).filter(|(ts, _)| *ts > t) {
+            for (ts, v) in XorIter::new(c.data).filter(|(ts, _)| *ts > t) {
                 min_t.get_or_insert(ts);
                 a.append(ts, v);
             }
+            let max_t = c.max_t;
             match min_t {
-                Some(m) => {
-                    c.min_t = m;
-                    c.data = a.into_bytes().into_boxed_slice();
-                }
-                None => {
-                    self.closed.remove(0);
-                }
+                Some(m) => self.closed.splice(0, 1, &[(m, max_t, a.bytes())]),
+                None => self.closed.drop_front(1),
             }
         }
         if let Some((min_t, a)) = &self.head
@@ -259,12 +251,7 @@ impl MemSeries {
         };
         if cut {
             if let Some((min_t, a)) = self.head.take() {
-                let max_t = a.last_timestamp();
-                self.closed.push(ClosedChunk {
-                    min_t,
-                    max_t,
-                    data: a.into_bytes().into_boxed_slice(),
-                });
+                self.closed.push(min_t, a.last_timestamp(), a.bytes());
             }
             // Room for a few samples; a scrape-interval series grows to ~150 bytes.
             self.head = Some((t, XorAppender::with_capacity(32)));
@@ -309,7 +296,12 @@ impl MemSeries {
         let window = |x: i64| x.div_euclid(CHUNK_RANGE_MS);
         let target = if min_t <= t {
             idx
-        } else if idx > 0 && window(self.closed[idx - 1].max_t) == window(t) {
+        } else if idx > 0
+            && self
+                .closed
+                .get(idx - 1)
+                .is_some_and(|c| window(c.max_t) == window(t))
+        {
             idx - 1
         } else if window(min_t) == window(t) {
             idx
@@ -317,14 +309,7 @@ impl MemSeries {
             // A chunk of its own, before chunk `idx`.
             let mut a = XorAppender::with_capacity(16);
             a.append(t, v);
-            self.closed.insert(
-                idx,
-                ClosedChunk {
-                    min_t: t,
-                    max_t: t,
-                    data: a.into_bytes().into_boxed_slice(),
-                },
-            );
+            self.closed.splice(idx, 0, &[(t, t, a.bytes())]);
             return AppendOutcome::Appended;
         };
         let is_open = target == self.closed.len();
@@ -334,7 +319,10 @@ impl MemSeries {
                 None => return self.append(t, v),
             }
         } else {
-            &self.closed[target].data
+            match self.closed.get(target) {
+                Some(c) => c.data,
+                None => return self.append(t, v),
+            }
         };
         let mut samples: Vec<(i64, f64)> = XorIter::new(data).collect();
         let pos = samples.partition_point(|&(st, _)| st < t);
@@ -361,23 +349,24 @@ impl MemSeries {
         } else {
             (&samples[..], &samples[..0])
         };
-        let closed_of = |part: &[(i64, f64)]| ClosedChunk {
-            min_t: part[0].0,
-            max_t: part[part.len() - 1].0,
-            data: encode(part).into_bytes().into_boxed_slice(),
-        };
+        let bounds = |part: &[(i64, f64)]| (part[0].0, part[part.len() - 1].0);
         if is_open {
             if split {
-                self.closed.push(closed_of(first));
+                let (min_t, max_t) = bounds(first);
+                self.closed.push(min_t, max_t, encode(first).bytes());
                 self.head = Some((second[0].0, encode(second)));
             } else {
                 self.head = Some((first[0].0, encode(first)));
             }
         } else {
-            self.closed[target] = closed_of(first);
-            if split {
-                self.closed.insert(target + 1, closed_of(second));
-            }
+            let parts: Vec<(i64, i64, XorAppender)> = [first, second]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| (bounds(p).0, bounds(p).1, encode(p)))
+                .collect();
+            let new: Vec<(i64, i64, &[u8])> =
+                parts.iter().map(|(a, b, x)| (*a, *b, x.bytes())).collect();
+            self.closed.splice(target, 1, &new);
         }
         AppendOutcome::Appended
     }
@@ -395,8 +384,7 @@ impl MemSeries {
     /// Heap bytes held by this series (labels and chunks).
     pub fn heap_size(&self) -> usize {
         self.labels.len() * 8
-            + self.closed.capacity() * std::mem::size_of::<ClosedChunk>()
-            + self.closed.iter().map(|c| c.data.len()).sum::<usize>()
+            + self.closed.heap_size()
             + self.head.as_ref().map_or(0, |(_, a)| a.heap_size())
             + self.hist.as_ref().map_or(0, |h| h.heap_size())
     }
@@ -453,8 +441,8 @@ mod tests {
         assert_eq!(got, want.into_iter().collect::<Vec<_>>());
         // Chunks sorted, disjoint, bounded, within one window each.
         let mut prev = i64::MIN;
-        for c in &s.closed {
-            let ts: Vec<i64> = XorIter::new(&c.data).map(|(t, _)| t).collect();
+        for c in s.closed.iter() {
+            let ts: Vec<i64> = XorIter::new(c.data).map(|(t, _)| t).collect();
             assert_eq!((ts[0], *ts.last().unwrap()), (c.min_t, c.max_t));
             assert!(c.min_t > prev && ts.len() <= 2 * usize::from(SAMPLES_PER_CHUNK));
             assert_eq!(
