@@ -441,19 +441,7 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
                 ));
             }
         }
-        let max_len = q
-            .tenancy
-            .overrides
-            .get(call.tenant.as_str())
-            .max_total_query_length
-            .as_millis_i64();
-        if max_len > 0 && end.saturating_sub(start) > max_len {
-            return Err(Error::BadData(format!(
-                "the query time range exceeds the limit (query length: {}, limit: {}; max_total_query_length)",
-                muninn_proto::duration::FlagDuration(std::time::Duration::from_millis(end.saturating_sub(start) as u64)),
-                muninn_proto::duration::FlagDuration(std::time::Duration::from_millis(max_len as u64)),
-            )));
-        }
+        check_query_length(&q, &call.tenant, start, end)?;
         let timeout = query_timeout(&q, p)?;
         let (qc, tenant) = (q.clone(), call.tenant.clone());
         let store = q.store_for(&call.tenant);
@@ -467,6 +455,30 @@ async fn query_range(State(q): State<Arc<Querier>>, call: ApiCall) -> Response {
         Ok(res) => query_response(res, 0),
         Err(e) => respond("query_range", &call.tenant, Err(e)),
     }
+}
+
+/// Refuses a time range longer than the tenant's `max_total_query_length` (400).
+pub(crate) fn check_query_length(
+    q: &Querier,
+    tenant: &TenantId,
+    start: i64,
+    end: i64,
+) -> Result<()> {
+    let max_len = q
+        .tenancy
+        .overrides
+        .get(tenant.as_str())
+        .max_total_query_length
+        .as_millis_i64();
+    let len = end.saturating_sub(start);
+    if max_len > 0 && len > max_len {
+        return Err(Error::BadData(format!(
+            "the query time range exceeds the limit (query length: {}, limit: {}; max_total_query_length)",
+            muninn_proto::duration::FlagDuration(std::time::Duration::from_millis(len as u64)),
+            muninn_proto::duration::FlagDuration(std::time::Duration::from_millis(max_len as u64)),
+        )));
+    }
+    Ok(())
 }
 
 /// Matcher sets of every `match[]` selector.

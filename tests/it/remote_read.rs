@@ -36,7 +36,11 @@ fn both_with_data() -> (Muninn, Prometheus, i64) {
 }
 
 /// Sends a remote-read request; returns status, content type and body.
-fn post_read(url: &str, req: &pb::ReadRequest, tenant: Option<&str>) -> (u16, String, Vec<u8>) {
+pub(crate) fn post_read(
+    url: &str,
+    req: &pb::ReadRequest,
+    tenant: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     let body = snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
         .unwrap();
@@ -171,7 +175,7 @@ fn first_difference(want: &[Answer], got: &[Answer]) -> Option<String> {
     None
 }
 
-fn matcher(t: pb::label_matcher::Type, name: &str, value: &str) -> pb::LabelMatcher {
+pub(crate) fn matcher(t: pb::label_matcher::Type, name: &str, value: &str) -> pb::LabelMatcher {
     pb::LabelMatcher {
         r#type: t as i32,
         name: name.into(),

@@ -532,6 +532,25 @@ fn query_limits_apply_per_tenant_and_usage_is_counted() {
     );
     assert_eq!(code, 400, "{v}");
     assert!(v.to_string().contains("max_total_query_length"), "{v}");
+    // So is a remote read over that range; the open tenant's is answered.
+    {
+        use crate::remote_read::{matcher, post_read};
+        use muninn_proto::prometheus as pb;
+        let read = pb::ReadRequest {
+            queries: vec![pb::Query {
+                start_timestamp_ms: now - 2 * 3_600_000,
+                end_timestamp_ms: now,
+                matchers: vec![matcher(pb::label_matcher::Type::Eq, "__name__", "q")],
+                hints: None,
+            }],
+            accepted_response_types: vec![],
+        };
+        let (code, _, body) = post_read(&m.http, &read, Some("capped"));
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(code, 400, "{text}");
+        assert!(text.contains("max_total_query_length"), "{text}");
+        assert_eq!(post_read(&m.http, &read, Some("open")).0, 200);
+    }
     // What queries fetched is counted per tenant.
     let metrics = m.metrics();
     let fetched = metric_value(

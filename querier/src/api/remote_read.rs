@@ -431,6 +431,14 @@ pub async fn read(State(q): State<Arc<Querier>>, req: Request) -> Response {
     };
     let r = async {
         let req = decode_request(&body)?;
+        for query in &req.queries {
+            super::check_query_length(
+                &q,
+                &tenant,
+                query.start_timestamp_ms,
+                query.end_timestamp_ms,
+            )?;
+        }
         let kind = negotiate(&req)?;
         let results = super::run_query(&q, "read", &tenant, q.timeout, async {
             select_all(&q, &tenant, &req).await
