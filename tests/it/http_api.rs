@@ -164,17 +164,24 @@ fn grafana_style_requests() {
 fn query_timeout_is_enforced() {
     let m = Muninn::all(&["--querier.timeout=1"]);
     let now = now_ms();
-    let mut batch = vec![];
-    for i in 0..2000 {
-        let inst = i.to_string();
-        batch.push(series(
-            &[("__name__", "load_metric"), ("i", &inst)],
-            &[(now - 1000, i as f64)],
-        ));
+    // Every series has a sample each minute over the whole range, so every
+    // step of every series has a value inside the lookback window: the work
+    // cannot be skipped however clever the evaluation gets about empty steps.
+    // Pushed oldest first, ten minutes per request, so nothing is out of bounds.
+    let times: Vec<i64> = (0..190).rev().map(|k| now - 1000 - k * 60_000).collect();
+    for minutes in times.chunks(10) {
+        let batch: Vec<_> = (0..2000)
+            .map(|i| {
+                let inst = i.to_string();
+                let samples: Vec<(i64, f64)> = minutes.iter().map(|&ts| (ts, i as f64)).collect();
+                series(&[("__name__", "load_metric"), ("i", &inst)], &samples)
+            })
+            .collect();
+        assert_eq!(m.push("api", &write_request(batch)).0, 200);
     }
-    assert_eq!(m.push("api", &write_request(batch)).0, 200);
     let t = format!("{}", now as f64 / 1000.0);
-    // A deliberately expensive query: 2,000 series × 11,000 steps × 300-sample windows.
+    // A deliberately expensive query: 2,000 series × 11,000 steps × 300-sample
+    // windows, each window full.
     let start = format!("{}", (now - 10_999_000) as f64 / 1000.0);
     let started = std::time::Instant::now();
     let (code, v) = m.get(
