@@ -160,10 +160,10 @@ fn grafana_style_requests() {
     );
 }
 
-#[test]
-fn query_timeout_is_enforced() {
-    let m = Muninn::all(&["--querier.timeout=1"]);
-    let now = now_ms();
+/// Loads 2,000 `load_metric` series for the expensive query of the timeout and
+/// cancellation tests: `sum(sum_over_time(load_metric[5m:1s]))` over 11,000
+/// one-second steps.
+fn push_expensive_query_data(m: &Muninn, now: i64) {
     // Every series has a sample each minute over the whole range, so every
     // step of every series has a value inside the lookback window: the work
     // cannot be skipped however clever the evaluation gets about empty steps.
@@ -179,6 +179,13 @@ fn query_timeout_is_enforced() {
             .collect();
         assert_eq!(m.push("api", &write_request(batch)).0, 200);
     }
+}
+
+#[test]
+fn query_timeout_is_enforced() {
+    let m = Muninn::all(&["--querier.timeout=1"]);
+    let now = now_ms();
+    push_expensive_query_data(&m, now);
     let t = format!("{}", now as f64 / 1000.0);
     // A deliberately expensive query: 2,000 series × 11,000 steps × 300-sample
     // windows, each window full.
@@ -244,15 +251,7 @@ fn a_client_that_disconnects_cancels_its_query() {
     use std::io::Write;
     let m = Muninn::all(&[]);
     let now = now_ms();
-    let batch: Vec<_> = (0..2000)
-        .map(|i| {
-            series(
-                &[("__name__", "load_metric"), ("i", &i.to_string())],
-                &[(now - 1000, 1.0)],
-            )
-        })
-        .collect();
-    assert_eq!(m.push("api", &write_request(batch)).0, 200);
+    push_expensive_query_data(&m, now);
     // The expensive range query of the timeout test, with no timeout, over a raw connection.
     let q = format!(
         "/api/v1/query_range?query=sum(sum_over_time(load_metric%5B5m:1s%5D))&start={}&end={}&step=1",
