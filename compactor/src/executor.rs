@@ -8,7 +8,6 @@
 use muninn_proto::tenant::TenantId;
 use muninn_storage::block::{BlockMeta, DATA_FILE, FORMAT_VERSION, reader, writer};
 use muninn_storage::bucket::Bucket;
-use muninn_storage::chunk::XorIter;
 use muninn_storage::chunk::histogram::decode_chunk;
 use muninn_storage::histogram::HistSample;
 
@@ -48,8 +47,11 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
             m.ulid, m.version
         )));
     }
-    // Native histograms (format version 2) carry over into the merged block.
-    let histograms = sources.iter().any(|m| m.version >= 2);
+    // Native histograms carry over into the merged block: a version-2 block always has
+    // histogram columns, a version-3 block has them when it holds histograms.
+    let histograms = sources
+        .iter()
+        .any(|m| m.version == 2 || m.stats.num_histogram_samples > 0);
     for meta in &sources {
         let (n, rows) = reader::stream_rows(
             bucket.store(),
@@ -112,13 +114,10 @@ pub async fn run(bucket: &Bucket, tenant: &TenantId, job: &Job) -> Result<Outcom
                     })?);
                 }
                 for c in &s.chunks {
-                    let mut it = XorIter::new(c);
-                    samples.extend(it.by_ref());
-                    if let Some(err) = it.err() {
-                        return Err(Error::Storage(format!(
-                            "corrupt chunk in a source of {tenant}: {err}"
-                        )));
-                    }
+                    c.decode_range(i64::MIN, i64::MAX, &mut samples)
+                        .map_err(|err| {
+                            Error::Storage(format!("corrupt chunk in a source of {tenant}: {err}"))
+                        })?;
                 }
             }
         }

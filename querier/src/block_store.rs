@@ -11,7 +11,7 @@ use muninn_storage::bucket::Bucket;
 use muninn_storage::labels::Labels;
 use muninn_storage::matcher::{MatchOp, Matcher};
 
-use crate::store::{FamilyMeta, Samples, SeriesData, SeriesSource};
+use crate::store::{FamilyMeta, FloatChunk, Samples, SeriesData, SeriesSource};
 use crate::{Error, Result};
 
 /// Blocks of every tenant in one bucket.
@@ -112,7 +112,7 @@ impl SeriesSource for BlockStore {
                 .collect();
             metas.sort_by_key(|m| m.min_time);
             // (labels, block index, chunks) from every block.
-            type Part = (Labels, usize, Vec<bytes::Bytes>, Vec<(u8, bytes::Bytes)>);
+            type Part = (Labels, usize, Vec<FloatChunk>, Vec<(u8, bytes::Bytes)>);
             let mut all: Vec<Part> = Vec::new();
             for (bi, meta) in metas.iter().enumerate() {
                 let path = Bucket::block_file(tenant, &meta.ulid, DATA_FILE);

@@ -12,7 +12,7 @@ use muninn_proto::ingester::{
 };
 use muninn_proto::prometheus::{LabelMatcher, label_matcher, metric_metadata};
 use muninn_proto::tenant::TenantId;
-use muninn_storage::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM};
+use muninn_storage::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, FloatChunk};
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::{MatchOp, Matcher};
 use std::sync::Arc;
@@ -336,7 +336,7 @@ fn series_data(
     let mut hists = Vec::new();
     for c in series.chunks {
         match c.encoding {
-            CHUNK_ENCODING_XOR => chunks.push(c.data),
+            CHUNK_ENCODING_XOR => chunks.push(FloatChunk::Xor(c.data)),
             e if e == u32::from(ENC_HISTOGRAM) || e == u32::from(ENC_FLOAT_HISTOGRAM) => {
                 hists.push((e as u8, c.data))
             }

@@ -7,7 +7,7 @@ use muninn_proto::tenant::TenantId;
 use muninn_storage::labels::Labels;
 use muninn_storage::matcher::Matcher;
 
-use muninn_storage::chunk::XorIter;
+pub use muninn_storage::chunk::FloatChunk;
 
 use crate::promql::value::Hist;
 use crate::{Error, Result};
@@ -28,7 +28,7 @@ pub enum Samples {
     Raw(Vec<(i64, f64)>),
     /// Non-overlapping chunks in time order; samples outside `[mint, maxt]` are skipped.
     Chunks {
-        chunks: Vec<bytes::Bytes>,
+        chunks: Vec<FloatChunk>,
         mint: i64,
         maxt: i64,
     },
@@ -48,11 +48,8 @@ impl Samples {
             Samples::Raw(v) => out.extend_from_slice(v),
             Samples::Chunks { chunks, mint, maxt } => {
                 for c in chunks {
-                    let mut it = XorIter::new(c);
-                    out.extend(it.by_ref().filter(|(t, _)| *t >= *mint && *t <= *maxt));
-                    if let Some(e) = it.err() {
-                        return Err(Error::Corrupt(format!("chunk: {e}")));
-                    }
+                    c.decode_range(*mint, *maxt, out)
+                        .map_err(|e| Error::Corrupt(format!("chunk: {e}")))?;
                 }
             }
         }

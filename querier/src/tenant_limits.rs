@@ -67,11 +67,8 @@ impl LimitedStore {
                 }
                 Samples::Chunks { chunks, .. } => {
                     for c in chunks {
-                        // An XOR chunk starts with its sample count (big-endian u16).
-                        if let Some(h) = c.get(..2) {
-                            samples += u64::from(u16::from_be_bytes([h[0], h[1]]));
-                        }
-                        bytes += c.len() as u64;
+                        samples += c.num_samples();
+                        bytes += c.byte_len() as u64;
                     }
                 }
             }

@@ -11,7 +11,7 @@ pub mod page_prune;
 pub mod reader;
 pub mod writer;
 
-pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION, FORMAT_VERSION_FLOATS};
+pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
 
 /// Name of a block's Parquet file.
 pub const DATA_FILE: &str = "block.parquet";

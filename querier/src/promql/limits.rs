@@ -57,7 +57,7 @@ pub fn series_bytes(l: &Labels, slots: usize) -> usize {
 pub fn samples_bytes(s: &Samples) -> usize {
     match s {
         Samples::Raw(v) => v.len().saturating_mul(SLOT_BYTES),
-        Samples::Chunks { chunks, .. } => chunks.iter().map(|c| c.len() + 32).sum(),
+        Samples::Chunks { chunks, .. } => chunks.iter().map(|c| c.byte_len() + 32).sum(),
     }
 }
 

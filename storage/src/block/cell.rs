@@ -1,13 +1,15 @@
-//! The encoding of one `s_data_<n>` cell: the series' Prometheus XOR chunks in that slice;
-//! and of one `s_hist_<n>` cell (format version 2): its native-histogram chunks.
+//! The encoding of one `s_data_<n>` cell: the series' float samples in that slice; and of one
+//! `s_hist_<n>` cell (format version 2 and later): its native-histogram chunks.
 //!
-//! Data cell: `uvarint count`, then per chunk `varint min_t`, `uvarint (max_t - min_t)`,
-//! `uvarint len` and `len` bytes of a Prometheus XOR chunk (2-byte sample count included).
-//! Histogram cell: the same, each chunk preceded by its encoding byte (2 histogram, 3 float
-//! histogram) and its bytes a Prometheus histogram chunk.
+//! Data cell, format version 3: a `0x00` byte, then one packed run ([`crate::chunk::packed`]).
+//! Data cell, format versions 1 and 2 (still read): `uvarint count` (never 0), then per chunk
+//! `varint min_t`, `uvarint (max_t - min_t)`, `uvarint len` and `len` bytes of a Prometheus XOR
+//! chunk (2-byte sample count included).
+//! Histogram cell: as the version-2 data cell, each chunk preceded by its encoding byte
+//! (2 histogram, 3 float histogram) and its bytes a Prometheus histogram chunk.
 
 use crate::chunk::histogram::{Appended, FloatHistogramAppender, HistogramAppender};
-use crate::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, SAMPLES_PER_CHUNK, XorAppender};
+use crate::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, SAMPLES_PER_CHUNK};
 use crate::histogram::HistSample;
 use crate::{Error, Result};
 
@@ -35,22 +37,15 @@ fn read_uvarint(b: &[u8], pos: &mut usize) -> Result<u64> {
     }
 }
 
-/// Encodes samples (time-ordered) as chunks of at most 120 samples.
+/// The first byte of a packed (format version 3) data cell; a version 1-2 cell starts with its
+/// chunk count, which is never 0.
+const PACKED_CELL: u8 = 0x00;
+
+/// Encodes time-ordered samples as a format-version-3 data cell; returns its chunk count (1).
 pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) -> u64 {
-    let chunks: Vec<&[(i64, f64)]> = samples.chunks(SAMPLES_PER_CHUNK as usize).collect();
-    put_uvarint(out, chunks.len() as u64);
-    for c in &chunks {
-        let mut a = XorAppender::with_capacity(c.len() * 2 + 8);
-        for &(t, v) in *c {
-            a.append(t, v);
-        }
-        let (min_t, max_t) = (c[0].0, c[c.len() - 1].0);
-        put_uvarint(out, ((min_t << 1) ^ (min_t >> 63)) as u64);
-        put_uvarint(out, (max_t - min_t) as u64);
-        put_uvarint(out, a.bytes().len() as u64);
-        out.extend_from_slice(a.bytes());
-    }
-    chunks.len() as u64
+    out.push(PACKED_CELL);
+    crate::chunk::packed::encode(samples, out);
+    1
 }
 
 /// One chunk of a cell.
@@ -61,8 +56,31 @@ pub struct CellChunk<'a> {
     pub data: &'a [u8],
 }
 
-/// Decodes a cell into its chunks.
-pub fn decode(b: &[u8]) -> Result<Vec<CellChunk<'_>>> {
+/// A decoded data cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataCell<'a> {
+    /// Format versions 1 and 2: XOR chunks.
+    Xor(Vec<CellChunk<'a>>),
+    /// Format version 3: one packed run.
+    Packed {
+        header: crate::chunk::packed::Header,
+        run: &'a [u8],
+    },
+}
+
+/// Decodes a data cell of any format version.
+pub fn decode(b: &[u8]) -> Result<DataCell<'_>> {
+    match b.split_first() {
+        Some((&PACKED_CELL, run)) => Ok(DataCell::Packed {
+            header: crate::chunk::packed::header(run)?,
+            run,
+        }),
+        _ => decode_xor(b).map(DataCell::Xor),
+    }
+}
+
+/// Decodes a format version 1-2 data cell into its chunks.
+fn decode_xor(b: &[u8]) -> Result<Vec<CellChunk<'_>>> {
     let mut pos = 0;
     let n = read_uvarint(b, &mut pos)?;
     let mut out = Vec::with_capacity((n as usize).min(b.len()));
@@ -215,14 +233,68 @@ pub fn decode_hist(b: &[u8]) -> Result<Vec<HistCellChunk<'_>>> {
 mod tests {
     use super::*;
 
+    /// The format version 1-2 encoder, as it was: the fixture block in
+    /// `storage/tests/fixtures/block-v2` has cells written by it.
+    /// Encodes samples (time-ordered) as chunks of at most 120 samples.
+    fn encode_xor(samples: &[(i64, f64)], out: &mut Vec<u8>) -> u64 {
+        let chunks: Vec<&[(i64, f64)]> = samples.chunks(SAMPLES_PER_CHUNK as usize).collect();
+        put_uvarint(out, chunks.len() as u64);
+        for c in &chunks {
+            let mut a = crate::chunk::XorAppender::with_capacity(c.len() * 2 + 8);
+            for &(t, v) in *c {
+                a.append(t, v);
+            }
+            let (min_t, max_t) = (c[0].0, c[c.len() - 1].0);
+            put_uvarint(out, ((min_t << 1) ^ (min_t >> 63)) as u64);
+            put_uvarint(out, (max_t - min_t) as u64);
+            put_uvarint(out, a.bytes().len() as u64);
+            out.extend_from_slice(a.bytes());
+        }
+        chunks.len() as u64
+    }
+
+    #[test]
+    fn packed_cells_roundtrip_and_old_cells_still_decode() {
+        let samples: Vec<(i64, f64)> = (0..300)
+            .map(|i| (-5000 + i * 15_000, i as f64 * 0.5))
+            .collect();
+        let mut b = vec![];
+        assert_eq!(encode(&samples, &mut b), 1);
+        let DataCell::Packed { header, run } = decode(&b).unwrap() else {
+            panic!("not a packed cell");
+        };
+        assert_eq!(
+            (header.count, header.min_t, header.max_t),
+            (300, -5000, 4_480_000)
+        );
+        let mut got = vec![];
+        crate::chunk::packed::decode_range(run, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(got, samples);
+        for n in 0..b.len() {
+            let _ = decode(&b[..n]);
+        }
+        let mut old = vec![];
+        assert_eq!(encode_xor(&samples, &mut old), 3);
+        let DataCell::Xor(chunks) = decode(&old).unwrap() else {
+            panic!("not an XOR cell");
+        };
+        let mut got = vec![];
+        for c in &chunks {
+            got.extend(crate::chunk::decode_all(c.data).unwrap());
+        }
+        assert_eq!(got, samples);
+    }
+
     #[test]
     fn roundtrip() {
         let samples: Vec<(i64, f64)> = (0..300)
             .map(|i| (-5000 + i * 15_000, i as f64 * 0.5))
             .collect();
         let mut b = vec![];
-        assert_eq!(encode(&samples, &mut b), 3);
-        let chunks = decode(&b).unwrap();
+        assert_eq!(encode_xor(&samples, &mut b), 3);
+        let DataCell::Xor(chunks) = decode(&b).unwrap() else {
+            panic!("not an XOR cell");
+        };
         assert_eq!(chunks.len(), 3);
         let mut got = vec![];
         for c in &chunks {

@@ -3,12 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the block format described in `docs/block-format.md`: 1 for blocks of float
-/// samples only; 2 adds the `s_hist_<n>` native-histogram columns (written only by blocks
-/// that hold histograms). Readers refuse a newer version than they know.
-pub const FORMAT_VERSION: u32 = 2;
-
-/// The version of a block without native histograms (unchanged from version 1).
-pub const FORMAT_VERSION_FLOATS: u32 = 1;
+/// samples only; 2 adds the `s_hist_<n>` native-histogram columns (only in blocks that hold
+/// histograms); 3 stores data cells as packed runs with zstd pages, with or without
+/// histogram columns. Every block written today is version 3; readers read all three and
+/// refuse a newer version than they know.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Block statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

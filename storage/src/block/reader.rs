@@ -20,16 +20,18 @@ use parquet::file::metadata::{ColumnChunkMask, PageIndexPolicy, ParquetMetaDataR
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 
 use super::{BlockMeta, cell, label_column};
+use crate::chunk::FloatChunk;
 use crate::labels::{Label, Labels};
 use crate::matcher::{MatchOp, Matcher};
 use crate::{Error, Result};
 
-/// A series read from a block: labels, its XOR chunks and its native-histogram chunks
-/// (encoding, bytes) overlapping the range.
+/// A series read from a block: labels, its float chunks (XOR chunks, or packed runs of a
+/// format-version-3 block) and its native-histogram chunks (encoding, bytes) overlapping the
+/// range.
 #[derive(Debug, Clone)]
 pub struct BlockSeries {
     pub labels: Labels,
-    pub chunks: Vec<Bytes>,
+    pub chunks: Vec<FloatChunk>,
     pub hist_chunks: Vec<(u8, Bytes)>,
 }
 
@@ -70,6 +72,24 @@ fn corrupt(payload: Box<dyn std::any::Any + Send>) -> Error {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "reader panicked".into());
     Error::Block(format!("corrupt block: {msg}"))
+}
+
+/// Appends the float chunks of data cell `b` that overlap `[mint, maxt]` to `out`.
+fn push_float_chunks(b: &[u8], mint: i64, maxt: i64, out: &mut Vec<FloatChunk>) -> Result<()> {
+    match cell::decode(b)? {
+        cell::DataCell::Packed { header, run } => {
+            if header.min_t <= maxt && header.max_t >= mint {
+                out.push(FloatChunk::Packed(Bytes::copy_from_slice(run)));
+            }
+        }
+        cell::DataCell::Xor(chunks) => out.extend(
+            chunks
+                .into_iter()
+                .filter(|c| c.min_t <= maxt && c.max_t >= mint)
+                .map(|c| FloatChunk::Xor(Bytes::copy_from_slice(c.data))),
+        ),
+    }
+    Ok(())
 }
 
 /// Series of the block at `path` matching `matchers` with chunks overlapping `[mint, maxt]`.
@@ -254,11 +274,7 @@ async fn select_unguarded(
                     }
                     continue;
                 }
-                for c in cell::decode(d.value(row))? {
-                    if c.min_t <= maxt && c.max_t >= mint {
-                        chunks.push(Bytes::copy_from_slice(c.data));
-                    }
-                }
+                push_float_chunks(d.value(row), mint, maxt, &mut chunks)?;
             }
             if chunks.is_empty() && hist_chunks.is_empty() {
                 continue;
@@ -371,9 +387,7 @@ async fn stream_rows_unguarded(
                         hist_chunks.push((c.encoding, Bytes::copy_from_slice(c.data)));
                     }
                 } else {
-                    for c in cell::decode(d.value(row))? {
-                        chunks.push(Bytes::copy_from_slice(c.data));
-                    }
+                    push_float_chunks(d.value(row), i64::MIN, i64::MAX, &mut chunks)?;
                 }
             }
             out.push(BlockSeries {

@@ -149,8 +149,10 @@ fn bit_range(x: i64, nbits: u8) -> bool {
     -((1i64 << (nbits - 1)) - 1) <= x && x <= 1i64 << (nbits - 1)
 }
 
+/// Writes `new` as Gorilla's XOR against `cur` (shared by [`super::packed`]); `leading` starts
+/// at `0xff`, meaning no window yet.
 #[inline]
-fn xor_write(
+pub(crate) fn xor_write(
     w: &mut BitWriter,
     buf: &mut Vec<u8>,
     new: f64,
@@ -195,6 +197,44 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// Reads one value written by [`xor_write`], XOR-ing it into `v`; `None` on corruption.
+#[inline]
+pub(crate) fn xor_read(
+    r: &mut BitReader<'_>,
+    v: &mut f64,
+    leading: &mut u8,
+    trailing: &mut u8,
+) -> Option<()> {
+    if !r.read_bit()? {
+        return Some(());
+    }
+    let (lead, mbits) = if !r.read_bit()? {
+        (
+            *leading,
+            64u8.checked_sub(*leading)?.checked_sub(*trailing)?,
+        )
+    } else {
+        let lead = r.read_bits(5)? as u8;
+        let mut mbits = r.read_bits(6)? as u8;
+        if mbits == 0 {
+            mbits = 64;
+        }
+        if lead + mbits > 64 {
+            return None;
+        }
+        *trailing = 64 - lead - mbits;
+        *leading = lead;
+        (lead, mbits)
+    };
+    if mbits == 0 || lead + mbits > 64 {
+        return None;
+    }
+    let bits = r.read_bits(mbits)?;
+    let shift = 64 - lead - mbits;
+    *v = f64::from_bits(v.to_bits() ^ (bits << shift));
+    Some(())
 }
 
 /// Iterates the samples of an XOR chunk. Corruption ends the iteration; [`XorIter::err`]
@@ -263,31 +303,12 @@ impl<'a> XorIter<'a> {
     }
 
     fn read_value(&mut self) -> Option<()> {
-        if !self.r.read_bit()? {
-            return Some(());
-        }
-        let (leading, mbits) = if !self.r.read_bit()? {
-            (self.leading, 64 - self.leading - self.trailing)
-        } else {
-            let leading = self.r.read_bits(5)? as u8;
-            let mut mbits = self.r.read_bits(6)? as u8;
-            if mbits == 0 {
-                mbits = 64;
-            }
-            if leading + mbits > 64 {
-                return None;
-            }
-            self.trailing = 64 - leading - mbits;
-            self.leading = leading;
-            (leading, mbits)
-        };
-        if mbits == 0 || leading + mbits > 64 {
-            return None;
-        }
-        let bits = self.r.read_bits(mbits)?;
-        let shift = 64 - leading - mbits;
-        self.v = f64::from_bits(self.v.to_bits() ^ (bits << shift));
-        Some(())
+        xor_read(
+            &mut self.r,
+            &mut self.v,
+            &mut self.leading,
+            &mut self.trailing,
+        )
     }
 
     fn next_sample(&mut self) -> Option<(i64, f64)> {
