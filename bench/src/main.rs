@@ -7,6 +7,7 @@
 //! - `series-memory`: creates N active series with the corpus's label shapes in a running
 //!   receiver and reports its RSS growth per series.
 
+mod churn;
 mod corpus;
 mod hist_bench;
 mod proc_stats;
@@ -159,6 +160,23 @@ enum Cmd {
     /// Writes the corpus as OpenMetrics text (for `promtool tsdb create-blocks-from openmetrics`).
     Openmetrics,
     /// RSS per active series of a running receiver.
+    /// Series churn: rounds of short-lived series, each flushed and dropped, with RSS and the
+    /// head estimate after each (start Muninn with `--ingester.retain-after-ship=0s`).
+    Churn {
+        /// Muninn base URL (pushes, `/ingester/flush`, `/metrics`).
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value = "bench")]
+        tenant: String,
+    },
     SeriesMemory {
         #[arg(long)]
         url: String,
@@ -290,6 +308,14 @@ fn main() -> anyhow::Result<()> {
             dir,
             prepare_only,
         } => compaction(&bodies, replicas, copies, &dir, prepare_only),
+        Cmd::Churn {
+            url,
+            pid,
+            series,
+            rounds,
+            concurrency,
+            tenant,
+        } => churn::run(&bodies, &url, pid, series, rounds, concurrency, &tenant),
         Cmd::SeriesMemory {
             url,
             pid,

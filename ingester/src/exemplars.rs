@@ -123,6 +123,12 @@ impl ExemplarStore {
         }
     }
 
+    /// Drops every exemplar of the series `gone` names (garbage-collected series).
+    pub fn forget(&mut self, gone: impl Fn(SeriesId) -> bool) {
+        self.buf.retain(|(s, _)| !gone(*s));
+        self.newest.retain(|s, _| !gone(*s));
+    }
+
     /// Exemplars of `series` in `[min_t, max_t]`, oldest first.
     pub fn query(
         &self,

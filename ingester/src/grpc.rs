@@ -137,7 +137,8 @@ impl IngesterRpc for IngesterGrpc {
         // found under the read lock on a blocking thread; the series are then copied and sent
         // a message at a time, each batch under a short read lock of its own, so neither the
         // whole answer nor the lock is held while the querier consumes it. A series collected
-        // between batches has no samples left and is skipped.
+        // between batches has no samples left and is skipped; each id travels with its slot's
+        // generation, so a slot recycled for another series meanwhile is skipped too.
         let ids = {
             let db = db.clone();
             tokio::task::spawn_blocking(move || {
@@ -151,21 +152,23 @@ impl IngesterRpc for IngesterGrpc {
                     .filter(|&id| shard.is_none_or(|s| s.contains(head.label_pairs(id))))
                     .collect();
                 ids.sort_unstable_by(|&a, &b| head.cmp_labels(a, b));
-                ids
+                ids.into_iter()
+                    .map(|id| (id, head.generation(id)))
+                    .collect::<Vec<_>>()
             })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
         };
-        let batches: Vec<Vec<u32>> = ids
-            .chunks(SERIES_PER_MESSAGE)
-            .map(<[u32]>::to_vec)
-            .collect();
+        let batches: Vec<Vec<(u32, Option<u32>)>> =
+            ids.chunks(SERIES_PER_MESSAGE).map(<[_]>::to_vec).collect();
         let stream = futures::stream::iter(batches).filter_map(move |batch| {
             let db = db.clone();
             async move {
                 let head = db.head.read();
                 let series: Vec<SeriesChunks> = batch
                     .into_iter()
+                    .filter(|&(id, generation)| head.generation(id) == generation)
+                    .map(|(id, _)| id)
                     .filter(|&id| head.overlaps(id, mint, maxt))
                     .map(|id| {
                         let labels = head

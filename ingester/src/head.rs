@@ -64,7 +64,7 @@ pub struct Head {
     symbols: Symbols,
     lookup: HashTable<SeriesId>,
     series: Vec<MemSeries>,
-    /// name → value → ids (ascending, since ids are handed out in order).
+    /// name → value → ids (ascending; a recycled id is inserted in place).
     postings: HashMap<u32, HashMap<u32, Vec<SeriesId>>>,
     metadata: BTreeMap<String, MetricMeta>,
     samples: u64,
@@ -76,6 +76,12 @@ pub struct Head {
     max_t: i64,
     /// Tombstoned slots in `series`.
     dead: usize,
+    /// Tombstoned slots no WAL record names any more (see [`Head::recycle`]): the next new
+    /// series take them.
+    free: Vec<SeriesId>,
+    /// Per slot, how many times it was recycled: a reader that lets go of the lock between
+    /// batches (the streamed ingester select) checks that an id still names its series.
+    generation: Vec<u32>,
     /// Series given out-of-order samples since the last cut snapshot, with the oldest such
     /// sample: a cut in flight must not mark them shipped past it (see
     /// [`Head::cap_marks`]).
@@ -94,6 +100,8 @@ impl Default for Head {
             unlogged: Vec::new(),
             max_t: i64::MIN,
             dead: 0,
+            free: Vec::new(),
+            generation: Vec::new(),
             ooo_since_snapshot: HashMap::new(),
         }
     }
@@ -165,22 +173,42 @@ impl Head {
             .copied()
     }
 
-    /// Creates a series; the caller checked with [`Head::find`] that it does not exist.
+    /// Creates a series; the caller checked with [`Head::find`] that it does not exist. It
+    /// takes a recycled slot when there is one.
     pub fn create(&mut self, labels: &[(&str, &str)], hash: u64) -> SeriesId {
-        let id = self.series.len() as SeriesId;
+        match self.free.pop() {
+            Some(id) => self.fill(id, labels, hash),
+            None => {
+                let id = self.series.len() as SeriesId;
+                self.series.push(MemSeries::new(Box::new([]), 0));
+                self.generation.push(0);
+                self.dead += 1;
+                self.fill(id, labels, hash)
+            }
+        }
+    }
+
+    /// Puts a new series in the tombstoned slot `id`: labels interned, postings (kept
+    /// ascending) and lookup entry added.
+    fn fill(&mut self, id: SeriesId, labels: &[(&str, &str)], hash: u64) -> SeriesId {
+        debug_assert!(self.series[id as usize].is_dead());
         let interned: Box<[(u32, u32)]> = labels
             .iter()
             .map(|(n, v)| (self.symbols.intern(n), self.symbols.intern(v)))
             .collect();
         for &(n, v) in interned.iter() {
-            self.postings
-                .entry(n)
-                .or_default()
-                .entry(v)
-                .or_default()
-                .push(id);
+            let ids = self.postings.entry(n).or_default().entry(v).or_default();
+            match ids.last() {
+                Some(&last) if last >= id => {
+                    if let Err(pos) = ids.binary_search(&id) {
+                        ids.insert(pos, id);
+                    }
+                }
+                _ => ids.push(id),
+            }
         }
-        self.series.push(MemSeries::new(interned, hash));
+        self.series[id as usize] = MemSeries::new(interned, hash);
+        self.dead -= 1;
         let series = &self.series;
         self.lookup
             .insert_unique(hash, id, |&i| series[i as usize].hash);
@@ -580,8 +608,8 @@ impl Head {
     }
 
     /// Drops the samples that `marks` name as shipped (each series up to its timestamp),
-    /// then garbage-collects series left empty. Returns how many were collected.
-    pub fn drop_shipped(&mut self, marks: &[(SeriesId, i64)]) -> usize {
+    /// then garbage-collects series left empty. Returns the ids collected.
+    pub fn drop_shipped(&mut self, marks: &[(SeriesId, i64)]) -> Vec<SeriesId> {
         for &(id, t) in marks {
             if let Some(s) = self.series.get_mut(id as usize)
                 && !s.is_dead()
@@ -593,9 +621,10 @@ impl Head {
     }
 
     /// Garbage-collects series left without samples: they leave the lookup table and the
-    /// postings, and their slot keeps only a tombstone (ids are WAL references and stay
-    /// stable). A series that comes back gets a new id. Returns how many were collected.
-    fn gc(&mut self) -> usize {
+    /// postings, their label strings are released, and their slot keeps only a tombstone.
+    /// A series that comes back gets a new id. The slots are reused only once
+    /// [`Head::recycle`] says no WAL record names them. Returns the ids collected.
+    fn gc(&mut self) -> Vec<SeriesId> {
         let dead: Vec<SeriesId> = (0..self.series.len() as SeriesId)
             .filter(|&id| {
                 let s = &self.series[id as usize];
@@ -603,7 +632,7 @@ impl Head {
             })
             .collect();
         if dead.is_empty() {
-            return 0;
+            return dead;
         }
         let set: std::collections::HashSet<SeriesId> = dead.iter().copied().collect();
         for &id in &dead {
@@ -617,13 +646,48 @@ impl Head {
                 ids.retain(|i| !set.contains(i));
             }
             values.retain(|_, ids| !ids.is_empty());
+            values.shrink_to_fit();
         }
         self.postings.retain(|_, values| !values.is_empty());
+        self.postings.shrink_to_fit();
         for &id in &dead {
-            self.series[id as usize] = MemSeries::new(Box::new([]), 0);
+            let old = std::mem::replace(
+                &mut self.series[id as usize],
+                MemSeries::new(Box::new([]), 0),
+            );
+            for &(n, v) in old.labels.iter() {
+                self.symbols.release(n);
+                self.symbols.release(v);
+            }
         }
+        self.unlogged.retain(|id| !set.contains(id));
+        self.ooo_since_snapshot.retain(|id, _| !set.contains(id));
         self.dead += dead.len();
-        dead.len()
+        dead
+    }
+
+    /// Makes collected slots reusable. Call only once no WAL record names `ids` (the WAL
+    /// checkpoint written after their collection succeeded): a reused id is a WAL reference
+    /// to the new series. Each slot's generation moves on, so a reader holding an id across
+    /// a lock release can tell.
+    pub fn recycle(&mut self, ids: impl IntoIterator<Item = SeriesId>) {
+        for id in ids {
+            let i = id as usize;
+            if i < self.series.len() && self.series[i].is_dead() {
+                self.generation[i] = self.generation[i].wrapping_add(1);
+                self.free.push(id);
+            }
+        }
+    }
+
+    /// The generation of slot `id` (see [`Head::recycle`]); `None` for an id out of range.
+    pub fn generation(&self, id: SeriesId) -> Option<u32> {
+        self.generation.get(id as usize).copied()
+    }
+
+    /// Distinct label strings held.
+    pub fn num_symbols(&self) -> usize {
+        self.symbols.len()
     }
 
     /// Live (not collected) series.
@@ -638,29 +702,21 @@ impl Head {
         if idx >= self.series.len() {
             while self.series.len() < idx {
                 self.series.push(MemSeries::new(Box::new([]), 0));
+                self.generation.push(0);
                 self.dead += 1;
             }
-            return self.create(labels, hash);
+            self.series.push(MemSeries::new(Box::new([]), 0));
+            self.generation.push(0);
+            self.dead += 1;
+            return self.fill(id, labels, hash);
         }
         if !self.series[idx].is_dead() {
             return self.create(labels, hash);
         }
-        let interned: Box<[(u32, u32)]> = labels
-            .iter()
-            .map(|(n, v)| (self.symbols.intern(n), self.symbols.intern(v)))
-            .collect();
-        for &(n, v) in interned.iter() {
-            let ids = self.postings.entry(n).or_default().entry(v).or_default();
-            if let Err(pos) = ids.binary_search(&id) {
-                ids.insert(pos, id);
-            }
+        if let Some(pos) = self.free.iter().position(|&f| f == id) {
+            self.free.swap_remove(pos);
         }
-        self.series[idx] = MemSeries::new(interned, hash);
-        self.dead = self.dead.saturating_sub(1);
-        let series = &self.series;
-        self.lookup
-            .insert_unique(hash, id, |&i| series[i as usize].hash);
-        id
+        self.fill(id, labels, hash)
     }
 
     /// Bytes of chunks a series holds (0 for an unknown id).
@@ -704,6 +760,8 @@ impl Head {
         self.symbols.heap_size()
             + self.lookup.capacity() * 5
             + self.series.capacity() * std::mem::size_of::<MemSeries>()
+            + self.generation.capacity() * 4
+            + self.free.capacity() * 4
             + self.series.iter().map(MemSeries::heap_size).sum::<usize>()
             + postings
     }

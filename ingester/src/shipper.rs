@@ -103,14 +103,23 @@ pub async fn run(
         }
         cut_all(&ing, CutMode::Auto).await;
         drop_shipped_all(&ing).await;
+        // The head's size and live series, after the drop (pushes also set the latter).
         for (tenant, db) in ing.tenants.all() {
-            let bytes = db.head.read().heap_size();
+            let (bytes, series) = {
+                let head = db.head.read();
+                (head.heap_size(), head.live_series())
+            };
+            let labels = crate::metrics::TenantLabels {
+                tenant: tenant.to_string(),
+            };
             ing.metrics
                 .head_heap_bytes
-                .get_or_create(&crate::metrics::TenantLabels {
-                    tenant: tenant.to_string(),
-                })
+                .get_or_create(&labels)
                 .set(bytes as i64);
+            ing.metrics
+                .memory_series
+                .get_or_create(&labels)
+                .set(series as i64);
         }
     }
 }

@@ -443,21 +443,28 @@ impl TenantDb {
         self.truncate(|head| head.drop_shipped(&marks)).map(Some)
     }
 
-    /// Applies `drop` to the head (it returns how many series it garbage-collected), then
+    /// Applies `drop` to the head (it returns the series it garbage-collected), then
     /// replaces the WAL with a checkpoint of what the head still holds, written in batches of
     /// series so memory stays bounded. Returns the WAL segments removed. Writes wait meanwhile.
-    fn truncate(&self, drop: impl FnOnce(&mut Head) -> usize) -> Result<usize> {
+    /// Once the checkpoint is written no WAL record names the collected series, so their
+    /// slots are recycled for new series (not before: a failed checkpoint leaves the old
+    /// segments, which still name them, and the slots stay tombstoned).
+    fn truncate(&self, drop: impl FnOnce(&mut Head) -> Vec<SeriesId>) -> Result<usize> {
         // A batch holds at most this many series, or this many bytes of chunks (decoded, a
         // few times more), whichever comes first: memory stays flat however big the head.
         const BATCH_SERIES: u32 = 10_000;
         const BATCH_CHUNK_BYTES: usize = 256 << 10;
         let mut head = self.head.write();
         let collected = drop(&mut head);
-        if collected > 0 {
+        if !collected.is_empty() {
             tracing::info!(
-                series = collected,
+                series = collected.len(),
+                symbols = head.num_symbols(),
                 "garbage-collected series without samples"
             );
+            // Their exemplars go too: neither the checkpoint nor a recycled id may carry them.
+            let set: std::collections::HashSet<SeriesId> = collected.iter().copied().collect();
+            self.exemplars.lock().forget(|id| set.contains(&id));
         }
         let n = head.num_series() as u32;
         let mut wal = self.wal.lock();
@@ -541,7 +548,9 @@ impl TenantDb {
             })?;
         }
         std::mem::drop(exemplars);
-        wal.finish_checkpoint(first_kept)
+        let removed = wal.finish_checkpoint(first_kept)?;
+        head.recycle(collected);
+        Ok(removed)
     }
 
     /// Stores the exemplars of request series `s` (head series `id`); those stored are
@@ -1036,7 +1045,9 @@ mod tests {
             assert_eq!(db.head.read().live_series(), 1, "`gone` was collected");
             assert!(samples(&db, "gone").is_empty());
             push(&db, "kept", 6000, 3.0);
-            push(&db, "gone", 7000, 4.0); // comes back with a new id
+            push(&db, "gone", 7000, 4.0); // comes back, in the recycled slot 0
+            assert_eq!(db.head.read().num_series(), 2, "slot 0 was reused");
+            assert_eq!(db.head.read().generation(0), Some(1));
         }
         {
             let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
@@ -1052,6 +1063,102 @@ mod tests {
             vec![(5000, 2.0), (6000, 3.0), (8000, 5.0)]
         );
         assert_eq!(samples(&db, "gone"), vec![(7000, 4.0)]);
+    }
+
+    /// Pushes `n` series `churn{pod="r<round>-<i>"}` with one sample each, value `i`.
+    fn push_churn(db: &TenantDb, round: usize, n: usize, t: i64) {
+        let req = WriteRequest {
+            timeseries: (0..n)
+                .map(|i| TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "__name__".into(),
+                            value: "churn".into(),
+                        },
+                        Label {
+                            name: "pod".into(),
+                            value: format!("r{round}-{i}"),
+                        },
+                    ],
+                    samples: vec![Sample {
+                        value: i as f64,
+                        timestamp: t,
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let bytes = req.encode_to_vec();
+        let view = WriteRequestView::decode(&bytes).unwrap();
+        let out = db
+            .push(&view, &Limits::default(), SeriesLimits::default(), &BOUNDS)
+            .unwrap();
+        assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
+    }
+
+    fn pod_value(db: &TenantDb, pod: &str) -> Vec<(i64, f64)> {
+        let head = db.head.read();
+        let m = muninn_storage::matcher::Matcher::new(
+            muninn_storage::matcher::MatchOp::Equal,
+            "pod",
+            pod,
+        )
+        .unwrap();
+        head.select(&[m])
+            .iter()
+            .flat_map(|&id| head.chunks(id, i64::MIN, i64::MAX))
+            .flat_map(|c| muninn_storage::chunk::decode_all(&c.data).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn series_churn_reuses_slots_and_frees_label_strings() {
+        const N: usize = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut slots, mut first_heap) = (0, 0);
+        {
+            let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+            for round in 0..10 {
+                let t = round as i64 * 100_000 + 1000;
+                push_churn(&db, round, N, t);
+                push(&db, "kept", t, round as f64);
+                let heap = db.head.read().heap_size();
+                if round == 0 {
+                    first_heap = heap;
+                }
+                assert!(
+                    heap <= first_heap + first_heap / 10,
+                    "round {round}: head {heap} bytes, round 0 {first_heap}"
+                );
+                ship_before(&db, t + 1);
+                // `kept` has a newer sample, so only the churned series empty out.
+                push(&db, "kept", t + 50_000, round as f64 + 0.5);
+                db.drop_shipped(Instant::now()).unwrap();
+                let head = db.head.read();
+                assert_eq!(head.live_series(), 1, "round {round}");
+                // Only `__name__` and `kept` are still used: `churn`, `pod` and every pod
+                // name were freed.
+                assert_eq!(head.num_symbols(), 2, "round {round}");
+                if round == 0 {
+                    slots = head.num_series();
+                }
+                assert_eq!(head.num_series(), slots, "round {round}: slots reused");
+            }
+            // The last round stays in the head, in recycled slots, across a restart.
+            push_churn(&db, 10, N, 1_100_000);
+            assert_eq!(db.head.read().num_series(), slots);
+        }
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        for i in [0, 1, 2_345, N - 1] {
+            assert_eq!(
+                pod_value(&db, &format!("r10-{i}")),
+                vec![(1_100_000, i as f64)]
+            );
+            assert!(pod_value(&db, &format!("r9-{i}")).is_empty());
+        }
+        assert_eq!(db.head.read().live_series(), N + 1);
+        assert_eq!(samples(&db, "kept").last(), Some(&(950_000 + 1000, 9.5)));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod bad_input;
 mod block_cache;
 mod blocks;
+mod churn;
 mod cluster;
 mod compaction;
 mod crash;
