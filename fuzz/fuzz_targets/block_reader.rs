@@ -15,10 +15,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(muninn_storage::block::cell::DataCell::Packed { run, .. }) =
+    if let Ok(muninn_storage::block::cell::DataCell::Packed(runs)) =
         muninn_storage::block::cell::decode(data)
     {
-        let _ = muninn_storage::chunk::packed::decode_range(run, 0, i64::MAX, &mut Vec::new());
+        for r in runs {
+            let _ = muninn_storage::chunk::packed::decode_range(r.run, 0, i64::MAX, &mut Vec::new());
+        }
     }
     let _ = muninn_storage::chunk::packed::decode_range(data, i64::MIN, i64::MAX, &mut Vec::new());
     let rt = tokio::runtime::Builder::new_current_thread()

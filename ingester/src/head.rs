@@ -76,9 +76,12 @@ pub struct Head {
     max_t: i64,
     /// Tombstoned slots in `series`.
     dead: usize,
-    /// Tombstoned slots no WAL record names any more (see [`Head::recycle`]): the next new
-    /// series take them.
+    /// Tombstoned slots no WAL record names any more (see [`Head::recycle_pending`]): the
+    /// next new series take them.
     free: Vec<SeriesId>,
+    /// Tombstoned slots that old WAL segments may still name: collected series, and the gaps
+    /// WAL replay leaves. They join `free` after the next successful checkpoint.
+    pending: Vec<SeriesId>,
     /// Per slot, how many times it was recycled: a reader that lets go of the lock between
     /// batches (the streamed ingester select) checks that an id still names its series.
     generation: Vec<u32>,
@@ -101,6 +104,7 @@ impl Default for Head {
             max_t: i64::MIN,
             dead: 0,
             free: Vec::new(),
+            pending: Vec::new(),
             generation: Vec::new(),
             ooo_since_snapshot: HashMap::new(),
         }
@@ -622,8 +626,8 @@ impl Head {
 
     /// Garbage-collects series left without samples: they leave the lookup table and the
     /// postings, their label strings are released, and their slot keeps only a tombstone.
-    /// A series that comes back gets a new id. The slots are reused only once
-    /// [`Head::recycle`] says no WAL record names them. Returns the ids collected.
+    /// A series that comes back gets a new id. The slots are reused only after
+    /// [`Head::recycle_pending`], once no WAL record names them. Returns the ids collected.
     fn gc(&mut self) -> Vec<SeriesId> {
         let dead: Vec<SeriesId> = (0..self.series.len() as SeriesId)
             .filter(|&id| {
@@ -663,16 +667,21 @@ impl Head {
         self.unlogged.retain(|id| !set.contains(id));
         self.ooo_since_snapshot.retain(|id, _| !set.contains(id));
         self.dead += dead.len();
+        self.pending.extend_from_slice(&dead);
         dead
     }
 
-    /// Makes collected slots reusable. Call only once no WAL record names `ids` (the WAL
-    /// checkpoint written after their collection succeeded): a reused id is a WAL reference
-    /// to the new series. Each slot's generation moves on, so a reader holding an id across
-    /// a lock release can tell.
-    pub fn recycle(&mut self, ids: impl IntoIterator<Item = SeriesId>) {
+    /// Makes the pending tombstoned slots reusable. Call only once no WAL record names them
+    /// (the WAL checkpoint written after their collection succeeded): a reused id is a WAL
+    /// reference to the new series. Each slot's generation moves on, so a reader holding an
+    /// id across a lock release can tell.
+    pub fn recycle_pending(&mut self) {
+        let mut ids = std::mem::take(&mut self.pending);
+        ids.sort_unstable();
+        ids.dedup();
         for id in ids {
             let i = id as usize;
+            // A replay gap may have been filled since; a slot is never on `free` twice.
             if i < self.series.len() && self.series[i].is_dead() {
                 self.generation[i] = self.generation[i].wrapping_add(1);
                 self.free.push(id);
@@ -701,6 +710,7 @@ impl Head {
         let idx = id as usize;
         if idx >= self.series.len() {
             while self.series.len() < idx {
+                self.pending.push(self.series.len() as SeriesId);
                 self.series.push(MemSeries::new(Box::new([]), 0));
                 self.generation.push(0);
                 self.dead += 1;
@@ -761,7 +771,7 @@ impl Head {
             + self.lookup.capacity() * 5
             + self.series.capacity() * std::mem::size_of::<MemSeries>()
             + self.generation.capacity() * 4
-            + self.free.capacity() * 4
+            + (self.free.capacity() + self.pending.capacity()) * 4
             + self.series.iter().map(MemSeries::heap_size).sum::<usize>()
             + postings
     }

@@ -448,7 +448,7 @@ impl TenantDb {
     /// series so memory stays bounded. Returns the WAL segments removed. Writes wait meanwhile.
     /// Once the checkpoint is written no WAL record names the collected series, so their
     /// slots are recycled for new series (not before: a failed checkpoint leaves the old
-    /// segments, which still name them, and the slots stay tombstoned).
+    /// segments, which still name them, and the slots wait for the next checkpoint).
     fn truncate(&self, drop: impl FnOnce(&mut Head) -> Vec<SeriesId>) -> Result<usize> {
         // A batch holds at most this many series, or this many bytes of chunks (decoded, a
         // few times more), whichever comes first: memory stays flat however big the head.
@@ -462,9 +462,14 @@ impl TenantDb {
                 symbols = head.num_symbols(),
                 "garbage-collected series without samples"
             );
-            // Their exemplars go too: neither the checkpoint nor a recycled id may carry them.
+            // Their exemplars go too, and their marks in ship events not yet due: neither the
+            // checkpoint nor a recycled id may carry them (a later event naming a recycled id
+            // would drop the new series' shipped samples before their retention is over).
             let set: std::collections::HashSet<SeriesId> = collected.iter().copied().collect();
             self.exemplars.lock().forget(|id| set.contains(&id));
+            for e in self.shipped.lock().iter_mut() {
+                e.marks.retain(|(id, _)| !set.contains(id));
+            }
         }
         let n = head.num_series() as u32;
         let mut wal = self.wal.lock();
@@ -549,7 +554,7 @@ impl TenantDb {
         }
         std::mem::drop(exemplars);
         let removed = wal.finish_checkpoint(first_kept)?;
-        head.recycle(collected);
+        head.recycle_pending();
         Ok(removed)
     }
 
@@ -1150,6 +1155,8 @@ mod tests {
             assert_eq!(db.head.read().num_series(), slots);
         }
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        // Replay put the last round back in the slots it had: no more than before.
+        assert!(db.head.read().num_series() <= slots);
         for i in [0, 1, 2_345, N - 1] {
             assert_eq!(
                 pod_value(&db, &format!("r10-{i}")),
@@ -1186,6 +1193,39 @@ mod tests {
         );
         db.drop_shipped(Instant::now()).unwrap();
         assert_eq!(samples(&db, "a"), vec![(3000, 3.0)]);
+    }
+
+    #[test]
+    fn a_ship_event_due_later_never_drops_from_a_recycled_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let ooo = TimeBounds {
+            ooo_window_ms: 3_600_000,
+            ..BOUNDS
+        };
+        let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
+        let now = BOUNDS.now_ms;
+        push(&db, "a", now, 1.0);
+        assert_eq!(ship_before(&db, now + 1), 1); // event 1
+        let after_first = Instant::now();
+        // A late sample into the shipped stretch; a second cut ships it (event 2, naming `a`).
+        assert_eq!(
+            push_with(&db, "a", now - 10_000, 0.5, &ooo).rejected_samples,
+            0
+        );
+        assert_eq!(ship_before(&db, now + 1), 1);
+        let after_second = Instant::now();
+        // Event 1 comes due: `a` is emptied and collected, its slot recycled for `b`.
+        db.drop_shipped(after_first).unwrap();
+        assert_eq!(db.head.read().live_series(), 0);
+        push(&db, "b", now - 20_000, 2.0);
+        assert_eq!(db.head.read().num_series(), 1, "`b` took the recycled slot");
+        assert_eq!(ship_before(&db, now + 1), 1); // event 3
+        // Event 2 comes due: it named `a`'s id, which must not reach `b`, whose shipped data
+        // stays for its own retention (event 3).
+        db.drop_shipped(after_second).unwrap();
+        assert_eq!(samples(&db, "b"), vec![(now - 20_000, 2.0)]);
+        db.drop_shipped(Instant::now()).unwrap();
+        assert!(samples(&db, "b").is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The encoding of one `s_data_<n>` cell: the series' float samples in that slice; and of one
 //! `s_hist_<n>` cell (format version 2 and later): its native-histogram chunks.
 //!
-//! Data cell, format version 3: a `0x00` byte, then one packed run ([`crate::chunk::packed`]).
+//! Data cell, format version 3: a `0x00` byte, `uvarint runs`, then per run `uvarint len` and
+//! `len` bytes of a packed run ([`crate::chunk::packed`]) of at most [`RUN_SAMPLES`] samples.
 //! Data cell, format versions 1 and 2 (still read): `uvarint count` (never 0), then per chunk
 //! `varint min_t`, `uvarint (max_t - min_t)`, `uvarint len` and `len` bytes of a Prometheus XOR
 //! chunk (2-byte sample count included).
@@ -41,11 +42,25 @@ fn read_uvarint(b: &[u8], pos: &mut usize) -> Result<u64> {
 /// chunk count, which is never 0.
 const PACKED_CELL: u8 = 0x00;
 
-/// Encodes time-ordered samples as a format-version-3 data cell; returns its chunk count (1).
+/// Samples per packed run, as in Prometheus's chunks: a query reads and decodes only the runs
+/// overlapping its range (and its chunk-bytes limit counts only those). On the corpus, 120
+/// costs 0.341 bytes/sample against 0.326 for one run per cell.
+pub const RUN_SAMPLES: usize = 120;
+
+/// Encodes time-ordered samples as a format-version-3 data cell; returns its run count.
 pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) -> u64 {
+    debug_assert!(!samples.is_empty(), "an empty slice is a null cell");
     out.push(PACKED_CELL);
-    crate::chunk::packed::encode(samples, out);
-    1
+    let runs = samples.len().div_ceil(RUN_SAMPLES);
+    put_uvarint(out, runs as u64);
+    let mut run = Vec::new();
+    for part in samples.chunks(RUN_SAMPLES) {
+        run.clear();
+        crate::chunk::packed::encode(part, &mut run);
+        put_uvarint(out, run.len() as u64);
+        out.extend_from_slice(&run);
+    }
+    runs as u64
 }
 
 /// One chunk of a cell.
@@ -61,20 +76,37 @@ pub struct CellChunk<'a> {
 pub enum DataCell<'a> {
     /// Format versions 1 and 2: XOR chunks.
     Xor(Vec<CellChunk<'a>>),
-    /// Format version 3: one packed run.
-    Packed {
-        header: crate::chunk::packed::Header,
-        run: &'a [u8],
-    },
+    /// Format version 3: packed runs.
+    Packed(Vec<PackedRun<'a>>),
+}
+
+/// One packed run of a version-3 data cell, with its header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedRun<'a> {
+    pub header: crate::chunk::packed::Header,
+    pub run: &'a [u8],
 }
 
 /// Decodes a data cell of any format version.
 pub fn decode(b: &[u8]) -> Result<DataCell<'_>> {
     match b.split_first() {
-        Some((&PACKED_CELL, run)) => Ok(DataCell::Packed {
-            header: crate::chunk::packed::header(run)?,
-            run,
-        }),
+        Some((&PACKED_CELL, rest)) => {
+            let mut pos = 0;
+            let n = read_uvarint(rest, &mut pos)?;
+            let mut runs = Vec::with_capacity((n as usize).min(rest.len()));
+            for _ in 0..n {
+                let len = read_uvarint(rest, &mut pos)? as usize;
+                let run = rest
+                    .get(pos..pos.saturating_add(len))
+                    .ok_or(Error::CorruptChunk("truncated packed run in cell"))?;
+                pos += len;
+                runs.push(PackedRun {
+                    header: crate::chunk::packed::header(run)?,
+                    run,
+                });
+            }
+            Ok(DataCell::Packed(runs))
+        }
         _ => decode_xor(b).map(DataCell::Xor),
     }
 }
@@ -259,16 +291,26 @@ mod tests {
             .map(|i| (-5000 + i * 15_000, i as f64 * 0.5))
             .collect();
         let mut b = vec![];
-        assert_eq!(encode(&samples, &mut b), 1);
-        let DataCell::Packed { header, run } = decode(&b).unwrap() else {
+        assert_eq!(encode(&samples, &mut b), 3);
+        let DataCell::Packed(runs) = decode(&b).unwrap() else {
             panic!("not a packed cell");
         };
+        let h: Vec<_> = runs
+            .iter()
+            .map(|r| (r.header.count, r.header.min_t, r.header.max_t))
+            .collect();
         assert_eq!(
-            (header.count, header.min_t, header.max_t),
-            (300, -5000, 4_480_000)
+            h,
+            [
+                (120, -5000, 1_780_000),
+                (120, 1_795_000, 3_580_000),
+                (60, 3_595_000, 4_480_000)
+            ]
         );
         let mut got = vec![];
-        crate::chunk::packed::decode_range(run, i64::MIN, i64::MAX, &mut got).unwrap();
+        for r in &runs {
+            crate::chunk::packed::decode_range(r.run, i64::MIN, i64::MAX, &mut got).unwrap();
+        }
         assert_eq!(got, samples);
         for n in 0..b.len() {
             let _ = decode(&b[..n]);

@@ -77,11 +77,11 @@ fn corrupt(payload: Box<dyn std::any::Any + Send>) -> Error {
 /// Appends the float chunks of data cell `b` that overlap `[mint, maxt]` to `out`.
 fn push_float_chunks(b: &[u8], mint: i64, maxt: i64, out: &mut Vec<FloatChunk>) -> Result<()> {
     match cell::decode(b)? {
-        cell::DataCell::Packed { header, run } => {
-            if header.min_t <= maxt && header.max_t >= mint {
-                out.push(FloatChunk::Packed(Bytes::copy_from_slice(run)));
-            }
-        }
+        cell::DataCell::Packed(runs) => out.extend(
+            runs.into_iter()
+                .filter(|r| r.header.min_t <= maxt && r.header.max_t >= mint)
+                .map(|r| FloatChunk::Packed(Bytes::copy_from_slice(r.run))),
+        ),
         cell::DataCell::Xor(chunks) => out.extend(
             chunks
                 .into_iter()
