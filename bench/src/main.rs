@@ -872,6 +872,44 @@ fn block_size(bodies: &[Vec<u8>], range: i64) -> anyhow::Result<()> {
         bytes as f64 / total as f64,
         bytes as f64 / total as f64 / 1.35
     );
+    decode_speed(&series)
+}
+
+/// Decode cost of the two float encodings on the corpus, one core: every series cut into
+/// 120-sample Prometheus XOR chunks and into 120-sample packed runs (block format 3), each
+/// decoded in full several times.
+fn decode_speed(
+    series: &std::collections::BTreeMap<corpus::LabelPairs, Vec<(i64, f64)>>,
+) -> anyhow::Result<()> {
+    use muninn_storage::chunk::{FloatChunk, XorAppender, packed};
+    let (mut xor, mut runs) = (Vec::new(), Vec::new());
+    let mut total = 0usize;
+    for s in series.values() {
+        for part in s.chunks(120) {
+            let mut a = XorAppender::with_capacity(part.len() * 2 + 8);
+            for &(t, v) in part {
+                a.append(t, v);
+            }
+            xor.push(FloatChunk::Xor(a.into_bytes().into()));
+            let mut b = Vec::new();
+            packed::encode(part, &mut b);
+            runs.push(FloatChunk::Packed(b.into()));
+            total += part.len();
+        }
+    }
+    let mut out = Vec::with_capacity(200);
+    for (name, chunks) in [("xor", &xor), ("packed", &runs)] {
+        let passes = 20;
+        let start = Instant::now();
+        for _ in 0..passes {
+            for c in chunks.iter() {
+                out.clear();
+                c.decode_range(i64::MIN, i64::MAX, &mut out)?;
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / (passes * total) as f64;
+        println!("decode {name}: {ns:.2} ns/sample ({total} samples x {passes}, one core)");
+    }
     Ok(())
 }
 

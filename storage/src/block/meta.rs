@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the block format described in `docs/block-format.md`: 1 for blocks of float
 /// samples only; 2 adds the `s_hist_<n>` native-histogram columns (only in blocks that hold
-/// histograms); 3 stores data cells as packed runs with zstd pages, with or without
+/// histograms); 3 stores data cells as packed runs, with or without
 /// histogram columns. Every block written today is version 3; readers read all three and
 /// refuse a newer version than they know.
 pub const FORMAT_VERSION: u32 = 3;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -22,12 +22,6 @@ use super::{
 use crate::histogram::HistSample;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::{Error, Result};
-
-/// Compression of data and histogram pages: zstd at level 3. Packed runs leave runs of zero
-/// bytes and repeated small deltas, which zstd's entropy stage removes and Snappy does not.
-fn data_compression() -> Compression {
-    Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default())
-}
 
 /// Rows per row group: small enough that one metric's rows are a small part of the file.
 pub const ROW_GROUP_ROWS: usize = 4096;
@@ -90,7 +84,6 @@ impl<W: Write + Send> StreamWriter<W> {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_data_page_row_count_limit(512)
             .set_statistics_enabled(EnabledStatistics::Page);
-        // Data cells are compressed with zstd, label columns with Snappy (format version 3).
         // Chunk cells are nearly all distinct: a dictionary would hold the whole column chunk
         // in its dictionary page, which every page read needs, defeating page pruning
         // (`block/page_prune.rs`). Label columns keep their dictionaries.
@@ -99,7 +92,6 @@ impl<W: Write + Send> StreamWriter<W> {
             for c in cols.into_iter().flatten() {
                 props = props
                     .set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false)
-                    .set_column_compression(ColumnPath::from(c.as_str()), data_compression())
                     .set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
             }
         }

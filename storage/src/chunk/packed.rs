@@ -2,7 +2,7 @@
 //! (`docs/block-format.md`). Smaller than Prometheus's XOR chunks once the page is compressed,
 //! because it keeps whole bytes where XOR packs bits: a regular scrape's timestamps become runs
 //! of zero bytes, and values that are decimals of a few digits (counters, most gauges) become
-//! small integer deltas; zstd then squeezes both. Values that are not such decimals fall back
+//! small integer deltas; the page compression then squeezes both. Values that are not such decimals fall back
 //! to Gorilla's XOR bits, so no input is ever worse off by much.
 //!
 //! A run of `count ≥ 1` time-ordered samples:
@@ -11,6 +11,7 @@
 //! uvarint count
 //! varint  min_t                      (zig-zag)
 //! uvarint max_t − min_t
+//! uvarint length in bytes of the timestamps that follow
 //! varint  first delta, then count−2 deltas of deltas    (zig-zag; absent for one sample)
 //! u8      value mode
 //!   0x00..=0x0f  decimal, exponent e = mode: value = m / 10^e; varint m_0, then m_k − m_{k−1}
@@ -102,11 +103,13 @@ pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
     put_uvarint(out, samples.len() as u64);
     put_varint(out, first.0);
     put_uvarint(out, last.0.wrapping_sub(first.0) as u64);
+    // The timestamps' length lets a reader walk timestamps and values in one pass.
+    let mut ts = Vec::with_capacity(samples.len());
     let mut prev_delta = 0i64;
     for (k, w) in samples.windows(2).enumerate() {
         let d = w[1].0.wrapping_sub(w[0].0);
         put_varint(
-            out,
+            &mut ts,
             if k == 0 {
                 d
             } else {
@@ -115,6 +118,8 @@ pub fn encode(samples: &[(i64, f64)], out: &mut Vec<u8>) {
         );
         prev_delta = d;
     }
+    put_uvarint(out, ts.len() as u64);
+    out.extend_from_slice(&ts);
     match decimal(samples.iter().map(|s| s.1)) {
         Some((e, ms)) => {
             let (mut by_delta, mut by_dod) = (Vec::new(), Vec::new());
@@ -189,43 +194,67 @@ pub fn header(b: &[u8]) -> Result<Header> {
     read_header(b).map(|(h, _)| h)
 }
 
-/// Appends the samples of the run `b` that fall in `[mint, maxt]` to `out`.
+/// Reads a zig-zag varint, with a fast path for the one-byte case (most deltas).
+#[inline(always)]
+fn next_varint(b: &[u8], pos: &mut usize) -> Result<i64> {
+    if let Some(&c) = b.get(*pos)
+        && c < 0x80
+    {
+        *pos += 1;
+        let z = u64::from(c);
+        return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+    }
+    read_varint(b, pos)
+}
+
+/// Appends the samples of the run `b` that fall in `[mint, maxt]` to `out`: one pass over
+/// timestamps and values together, stopping after `maxt`.
 pub fn decode_range(b: &[u8], mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -> Result<()> {
     let (h, mut pos) = read_header(b)?;
-    let n = h.count as usize;
-    let mut ts = Vec::with_capacity(n);
-    let (mut t, mut d) = (h.min_t, 0i64);
-    ts.push(t);
-    for k in 1..n {
-        let x = read_varint(b, &mut pos)?;
-        d = if k == 1 { x } else { d.wrapping_add(x) };
-        t = t.wrapping_add(d);
-        ts.push(t);
-    }
-    if t != h.max_t {
-        return Err(Error::CorruptChunk("packed run ends off its max time"));
-    }
-    let mode = *b
-        .get(pos)
+    let ts_len = read_uvarint(b, &mut pos)? as usize;
+    let ts = b
+        .get(pos..pos.saturating_add(ts_len))
+        .ok_or(Error::CorruptChunk("truncated packed timestamps"))?;
+    pos += ts_len;
+    let (&mode, values) = b[pos..]
+        .split_first()
         .ok_or(Error::CorruptChunk("truncated packed run"))?;
-    pos += 1;
-    // Samples before `mint` are decoded (values depend on them) but not kept.
-    let keep = |t: i64| t >= mint && t <= maxt;
-    out.reserve(ts.iter().filter(|t| keep(**t)).count());
+    let n = h.count as usize;
+    if h.min_t > maxt || h.max_t < mint {
+        return Ok(());
+    }
+    // Timestamps: the k-th (k ≥ 1) from the first delta and the deltas of deltas.
+    let (mut tp, mut t, mut d) = (0usize, h.min_t, 0i64);
+    let mut next_t = |k: usize| -> Result<i64> {
+        if k > 0 {
+            let x = next_varint(ts, &mut tp)?;
+            d = if k == 1 { x } else { d.wrapping_add(x) };
+            t = t.wrapping_add(d);
+        }
+        Ok(t)
+    };
+    let corrupt_end = Error::CorruptChunk("packed run ends off its max time");
     if mode == MODE_XOR {
-        let mut r = BitReader::new(&b[pos..]);
+        let mut r = BitReader::new(values);
         let mut v = f64::from_bits(
             r.read_bits(64)
                 .ok_or(Error::CorruptChunk("truncated packed values"))?,
         );
         let (mut leading, mut trailing) = (0u8, 0u8);
-        for (k, &t) in ts.iter().enumerate() {
+        for k in 0..n {
+            let t = next_t(k)?;
             if k > 0 {
                 xor_read(&mut r, &mut v, &mut leading, &mut trailing)
                     .ok_or(Error::CorruptChunk("truncated packed values"))?;
             }
-            if keep(t) {
+            if t > maxt {
+                return Ok(());
+            }
+            if t >= mint {
                 out.push((t, v));
+            }
+            if k + 1 == n && t != h.max_t {
+                return Err(corrupt_end);
             }
         }
         return Ok(());
@@ -236,9 +265,10 @@ pub fn decode_range(b: &[u8], mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -
     }
     let p = POW10[usize::from(e)];
     let dod = mode & MODE_DOD != 0;
-    let (mut m, mut dm) = (0i64, 0i64);
-    for (k, &t) in ts.iter().enumerate() {
-        let x = read_varint(b, &mut pos)?;
+    let (mut vp, mut m, mut dm) = (0usize, 0i64, 0i64);
+    for k in 0..n {
+        let t = next_t(k)?;
+        let x = next_varint(values, &mut vp)?;
         match k {
             0 => m = x,
             1 => {
@@ -250,8 +280,15 @@ pub fn decode_range(b: &[u8], mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) -
                 m = m.wrapping_add(dm);
             }
         }
-        if keep(t) {
-            out.push((t, m as f64 / p));
+        if t > maxt {
+            return Ok(());
+        }
+        if t >= mint {
+            // Exponent 0 (integers) needs no division.
+            out.push((t, if e == 0 { m as f64 } else { m as f64 / p }));
+        }
+        if k + 1 == n && t != h.max_t {
+            return Err(corrupt_end);
         }
     }
     Ok(())
