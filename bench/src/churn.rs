@@ -9,10 +9,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use prost::Message;
+use muninn_proto::prometheus::{Sample, TimeSeries};
 
-use crate::{agent, corpus, post, proc_stats, rewrite_instance};
+use crate::{agent, corpus, post, proc_stats, rewrite_instance, snappy_request};
 
 /// The tenant's value of a gauge on `/metrics`, if listed.
 fn gauge(text: &str, name: &str, tenant: &str) -> Option<f64> {
@@ -32,16 +31,7 @@ pub fn run(
     tenant: &str,
 ) -> anyhow::Result<()> {
     let reqs = corpus::decode_all(bodies)?;
-    let mut shapes: Vec<Vec<Label>> = reqs
-        .iter()
-        .flat_map(|r| r.timeseries.iter().map(|t| t.labels.clone()))
-        .collect();
-    shapes.sort_by(|a, b| {
-        a.iter()
-            .map(|l| (&l.name, &l.value))
-            .cmp(b.iter().map(|l| (&l.name, &l.value)))
-    });
-    shapes.dedup();
+    let shapes = corpus::label_shapes(&reqs);
     let a = agent();
     let push_url = format!("{base}/api/v1/push");
     let rss0 = proc_stats::rss_bytes(pid)?;
@@ -87,15 +77,7 @@ pub fn run(
                                 }
                             })
                             .collect();
-                        let body = snap::raw::Encoder::new()
-                            .compress_vec(
-                                &WriteRequest {
-                                    timeseries,
-                                    metadata: vec![],
-                                }
-                                .encode_to_vec(),
-                            )
-                            .expect("snappy");
+                        let body = snappy_request(timeseries);
                         match post(&a, &push_url, tenant, &body) {
                             Ok(code) if code < 300 => {}
                             other => eprintln!("push: {other:?}"),

@@ -56,3 +56,18 @@ pub fn series(reqs: &[WriteRequest]) -> std::collections::BTreeMap<LabelPairs, V
     }
     series
 }
+
+/// The distinct label sets of the corpus, sorted: the shapes benchmarks copy to make more series.
+pub fn label_shapes(reqs: &[WriteRequest]) -> Vec<Vec<muninn_proto::prometheus::Label>> {
+    let mut shapes: Vec<Vec<muninn_proto::prometheus::Label>> = reqs
+        .iter()
+        .flat_map(|r| r.timeseries.iter().map(|t| t.labels.clone()))
+        .collect();
+    shapes.sort_by(|a, b| {
+        a.iter()
+            .map(|l| (&l.name, &l.value))
+            .cmp(b.iter().map(|l| (&l.name, &l.value)))
+    });
+    shapes.dedup();
+    shapes
+}

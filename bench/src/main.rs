@@ -522,6 +522,19 @@ fn rewrite_instance(labels: &mut Vec<Label>, c: usize) {
     }
 }
 
+/// A remote-write 1.0 body of `timeseries`, as sent on the wire.
+fn snappy_request(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(
+            &WriteRequest {
+                timeseries,
+                metadata: vec![],
+            }
+            .encode_to_vec(),
+        )
+        .expect("snappy")
+}
+
 fn post(agent: &ureq::Agent, url: &str, tenant: &str, body: &[u8]) -> anyhow::Result<u16> {
     let resp = agent
         .post(url)
@@ -924,16 +937,7 @@ fn series_memory(
 ) -> anyhow::Result<()> {
     let reqs = corpus::decode_all(bodies)?;
     // The distinct label sets of the corpus: the shapes to copy.
-    let mut shapes: Vec<Vec<Label>> = reqs
-        .iter()
-        .flat_map(|r| r.timeseries.iter().map(|t| t.labels.clone()))
-        .collect();
-    shapes.sort_by(|a, b| {
-        a.iter()
-            .map(|l| (&l.name, &l.value))
-            .cmp(b.iter().map(|l| (&l.name, &l.value)))
-    });
-    shapes.dedup();
+    let shapes = corpus::label_shapes(&reqs);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64
@@ -975,15 +979,7 @@ fn series_memory(
                                 }
                             })
                             .collect();
-                        let body = snap::raw::Encoder::new()
-                            .compress_vec(
-                                &WriteRequest {
-                                    timeseries,
-                                    metadata: vec![],
-                                }
-                                .encode_to_vec(),
-                            )
-                            .expect("snappy");
+                        let body = snappy_request(timeseries);
                         if let Ok(code) = post(&a, url, tenant, &body)
                             && code >= 300
                         {

@@ -650,10 +650,10 @@ impl Head {
                 ids.retain(|i| !set.contains(i));
             }
             values.retain(|_, ids| !ids.is_empty());
-            values.shrink_to_fit();
+            shrink_if_sparse(values);
         }
         self.postings.retain(|_, values| !values.is_empty());
-        self.postings.shrink_to_fit();
+        shrink_if_sparse(&mut self.postings);
         for &id in &dead {
             let old = std::mem::replace(
                 &mut self.series[id as usize],
@@ -774,6 +774,14 @@ impl Head {
             + (self.free.capacity() + self.pending.capacity()) * 4
             + self.series.iter().map(MemSeries::heap_size).sum::<usize>()
             + postings
+    }
+}
+
+/// Gives memory back after churn emptied most of a map, without reallocating a map that
+/// is merely not full (every truncate would otherwise rebuild every postings map).
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 4 * m.len().max(16) {
+        m.shrink_to_fit();
     }
 }
 

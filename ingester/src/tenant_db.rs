@@ -941,6 +941,10 @@ mod tests {
             }],
             metadata: vec![],
         };
+        push_request(db, &req, bounds)
+    }
+
+    fn push_request(db: &TenantDb, req: &WriteRequest, bounds: &TimeBounds) -> PushOutcome {
         let bytes = req.encode_to_vec();
         let view = WriteRequestView::decode(&bytes).unwrap();
         db.push(&view, &Limits::default(), SeriesLimits::default(), bounds)
@@ -1011,11 +1015,16 @@ mod tests {
     }
 
     fn samples(db: &TenantDb, name: &str) -> Vec<(i64, f64)> {
+        samples_where(db, "__name__", name)
+    }
+
+    /// Samples of the series whose label `label` is `value`.
+    fn samples_where(db: &TenantDb, label: &str, value: &str) -> Vec<(i64, f64)> {
         let head = db.head.read();
         let m = muninn_storage::matcher::Matcher::new(
             muninn_storage::matcher::MatchOp::Equal,
-            "__name__",
-            name,
+            label,
+            value,
         )
         .unwrap();
         let ids = head.select(&[m]);
@@ -1094,27 +1103,8 @@ mod tests {
                 .collect(),
             metadata: vec![],
         };
-        let bytes = req.encode_to_vec();
-        let view = WriteRequestView::decode(&bytes).unwrap();
-        let out = db
-            .push(&view, &Limits::default(), SeriesLimits::default(), &BOUNDS)
-            .unwrap();
+        let out = push_request(db, &req, &BOUNDS);
         assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
-    }
-
-    fn pod_value(db: &TenantDb, pod: &str) -> Vec<(i64, f64)> {
-        let head = db.head.read();
-        let m = muninn_storage::matcher::Matcher::new(
-            muninn_storage::matcher::MatchOp::Equal,
-            "pod",
-            pod,
-        )
-        .unwrap();
-        head.select(&[m])
-            .iter()
-            .flat_map(|&id| head.chunks(id, i64::MIN, i64::MAX))
-            .flat_map(|c| muninn_storage::chunk::decode_all(&c.data).unwrap())
-            .collect()
     }
 
     #[test]
@@ -1159,10 +1149,10 @@ mod tests {
         assert!(db.head.read().num_series() <= slots);
         for i in [0, 1, 2_345, N - 1] {
             assert_eq!(
-                pod_value(&db, &format!("r10-{i}")),
+                samples_where(&db, "pod", &format!("r10-{i}")),
                 vec![(1_100_000, i as f64)]
             );
-            assert!(pod_value(&db, &format!("r9-{i}")).is_empty());
+            assert!(samples_where(&db, "pod", &format!("r9-{i}")).is_empty());
         }
         assert_eq!(db.head.read().live_series(), N + 1);
         assert_eq!(samples(&db, "kept").last(), Some(&(950_000 + 1000, 9.5)));

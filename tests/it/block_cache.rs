@@ -1,7 +1,7 @@
 //! The querier's local block cache: a repeated query over blocks reads no block data from
 //! object storage, and a restarted querier uses the files its previous run cached.
 
-use crate::harness::{Muninn, agent, now_ms};
+use crate::harness::{Muninn, now_ms};
 use crate::promql_differential::{generate_every, query};
 
 const TENANT: &str = "cached";
@@ -29,13 +29,7 @@ fn all_with_blocks(data: &std::path::Path) -> (Muninn, i64) {
     for req in generate_every(t0, 200, 300_000) {
         assert_eq!(all.push(TENANT, &req).0, 200);
     }
-    let code = agent()
-        .post(&format!("{}/ingester/flush?all=true", all.http))
-        .send("")
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(code, 200);
+    assert_eq!(all.flush_all(), 200);
     (all, t0)
 }
 

@@ -64,13 +64,7 @@ fn churned_series_free_their_memory_and_stay_queryable() {
     for round in 0..ROUNDS {
         push_round(&m, round, N, t(round));
         assert_eq!(gauge(&m, "muninn_ingester_memory_series"), Some(N as f64));
-        let code = agent()
-            .post(&format!("{}/ingester/flush?all=true", m.http))
-            .send("")
-            .unwrap()
-            .status()
-            .as_u16();
-        assert_eq!(code, 200);
+        assert_eq!(m.flush_all(), 200);
         // Dropped and collected on the next tick (both gauges are set then).
         wait_for(
             "the round to leave the head",

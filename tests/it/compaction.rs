@@ -2,7 +2,7 @@
 //! flush overlapping blocks; `muninn compactor --once` merges them into one block per range
 //! holding each sample once, marks the sources, and every query answers as before.
 
-use crate::harness::{Muninn, agent, now_ms, series, write_request};
+use crate::harness::{Muninn, now_ms, series, write_request};
 
 const T: &str = "compact";
 
@@ -96,11 +96,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
         assert_eq!(b.push(T, &req).0, 200);
     }
     for m in [&a, &b] {
-        let r = agent()
-            .post(&format!("{}/ingester/flush?all=true", m.http))
-            .send_empty()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(m.flush_all(), 200);
     }
     let before_blocks = live_blocks(&bucket);
     let ranges: std::collections::BTreeSet<i64> = before_blocks
@@ -190,15 +186,7 @@ fn retention_expires_only_that_tenants_old_blocks() {
             assert_eq!(m.push(tenant, &req).0, 200);
         }
     }
-    assert_eq!(
-        agent()
-            .post(&format!("{}/ingester/flush?all=true", m.http))
-            .send_empty()
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(m.flush_all(), 200);
     let count = |tenant: &str| {
         let index: serde_json::Value = serde_json::from_slice(
             &std::fs::read(bucket.join(tenant).join("bucket-index.json")).unwrap(),
@@ -257,15 +245,7 @@ fn replica_blocks(tmp: &std::path::Path, args: &[&str], env: &[(&str, &str)]) ->
         assert_eq!(b.push(T, &req).0, 200);
     }
     for m in [&a, &b] {
-        assert_eq!(
-            agent()
-                .post(&format!("{}/ingester/flush?all=true", m.http))
-                .send_empty()
-                .unwrap()
-                .status()
-                .as_u16(),
-            200
-        );
+        assert_eq!(m.flush_all(), 200);
     }
     end
 }

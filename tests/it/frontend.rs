@@ -475,13 +475,7 @@ fn results_cached_before_retention_are_not_served_after_it() {
     for req in generate_every(t0, 3 * 288 - 12, 300_000) {
         assert_eq!(m.push(TENANT, &req).0, 200);
     }
-    let code = agent()
-        .post(&format!("{}/ingester/flush?all=true", m.http))
-        .send("")
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(code, 200);
+    assert_eq!(m.flush_all(), 200);
     let params = range_params(
         "diff_memory_bytes{job=\"job-0\",instance=\"i-0\"}",
         t0 + 3_600_000,

@@ -308,6 +308,16 @@ impl Muninn {
         )
     }
 
+    /// `POST /ingester/flush?all=true`: cuts and uploads every tenant's head; the status.
+    pub fn flush_all(&self) -> u16 {
+        agent()
+            .post(&format!("{}/ingester/flush?all=true", self.http))
+            .send("")
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// The text of `/metrics`.
     pub fn metrics(&self) -> String {
         agent()

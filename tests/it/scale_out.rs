@@ -216,11 +216,7 @@ fn scale_up_and_down_while_writing_loses_nothing() {
 
     // Flush the remaining heads (RF copies → overlapping blocks), compact, and count again.
     for m in [&i1, &i2, &i3] {
-        let r = crate::harness::agent()
-            .post(&format!("{}/ingester/flush?all=true", m.http))
-            .send_empty()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(m.flush_all(), 200);
     }
     let bucket = format!("--storage.filesystem.dir={}", c.bucket().display());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_muninn"))

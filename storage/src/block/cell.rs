@@ -13,29 +13,10 @@ use crate::chunk::histogram::{Appended, FloatHistogramAppender, HistogramAppende
 use crate::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, SAMPLES_PER_CHUNK};
 use crate::histogram::HistSample;
 use crate::{Error, Result};
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+use muninn_proto::varint::{self, put_uvarint};
 
 fn read_uvarint(b: &[u8], pos: &mut usize) -> Result<u64> {
-    let (mut x, mut s) = (0u64, 0u32);
-    loop {
-        let c = *b.get(*pos).ok_or(Error::CorruptChunk("truncated cell"))?;
-        *pos += 1;
-        if s >= 64 {
-            return Err(Error::CorruptChunk("overlong varint in cell"));
-        }
-        x |= u64::from(c & 0x7f) << s;
-        if c < 0x80 {
-            return Ok(x);
-        }
-        s += 7;
-    }
+    varint::read_uvarint(b, pos).ok_or(Error::CorruptChunk("truncated or overlong varint in cell"))
 }
 
 /// The first byte of a packed (format version 3) data cell; a version 1-2 cell starts with its

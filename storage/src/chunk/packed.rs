@@ -22,6 +22,8 @@
 //! Every value round-trips bit for bit: a value takes the decimal path only when
 //! `m / 10^e` gives back its exact bits (so -0.0, NaN and infinities take the XOR path).
 
+use muninn_proto::varint::{self, put_uvarint, put_varint};
+
 use super::bstream::{BitReader, BitWriter};
 use super::xor::{xor_read, xor_write};
 use crate::{Error, Result};
@@ -37,39 +39,16 @@ const POW10: [f64; MAX_EXP as usize + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
 fn read_uvarint(b: &[u8], pos: &mut usize) -> Result<u64> {
-    let (mut x, mut s) = (0u64, 0u32);
-    loop {
-        let c = *b
-            .get(*pos)
-            .ok_or(Error::CorruptChunk("truncated packed run"))?;
-        *pos += 1;
-        if s >= 64 {
-            return Err(Error::CorruptChunk("overlong varint in packed run"));
-        }
-        x |= u64::from(c & 0x7f) << s;
-        if c < 0x80 {
-            return Ok(x);
-        }
-        s += 7;
-    }
+    varint::read_uvarint(b, pos).ok_or(Error::CorruptChunk(
+        "truncated or overlong varint in packed run",
+    ))
 }
 
 fn read_varint(b: &[u8], pos: &mut usize) -> Result<i64> {
-    let z = read_uvarint(b, pos)?;
-    Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    varint::read_varint(b, pos).ok_or(Error::CorruptChunk(
+        "truncated or overlong varint in packed run",
+    ))
 }
 
 /// The mantissas of `values` at the smallest exponent that gives every value back exactly.
