@@ -1,6 +1,7 @@
 //! WAL replay: the input becomes one WAL segment, either as raw bytes (torn and corrupt
 //! frames) or, when its first byte is odd, as payloads framed with valid checksums (so record
-//! decoding and the head's replay see arbitrary records). Replay must never fail or panic on
+//! decoding and the head's replay see arbitrary records); when its third bit is set, also as
+//! a head chunk file. Replay must never fail or panic on
 //! such a segment (out-of-order samples in it are inserted in order), and the tenant must take
 //! a write afterwards and replay it again.
 #![no_main]
@@ -39,6 +40,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     std::fs::write(dir.path().join("00000000"), &segment).expect("write segment");
+    if mode & 4 == 4 {
+        // The same bytes as a head chunk file: its records are scanned and may be attached.
+        let chunks = dir.path().join(muninn_ingester::tenant_db::CHUNKS_DIR);
+        std::fs::create_dir(&chunks).expect("chunk dir");
+        let mut file = b"MHC1\x01\0\0\0".to_vec();
+        file.extend_from_slice(rest);
+        std::fs::write(chunks.join("00000001"), &file).expect("write chunk file");
+    }
     let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, 2_000_000_600_000).expect("replay of a bad segment");
     let req = muninn_proto::prometheus::WriteRequest {
         timeseries: vec![muninn_proto::prometheus::TimeSeries {

@@ -4,6 +4,7 @@
 //! Writers hold the write lock for a whole request (see [`crate::tenant_db`]); readers take
 //! the read lock and copy out chunk bytes, so a query never blocks on I/O while holding it.
 
+pub mod chunk_store;
 mod closed;
 pub mod hist;
 mod series;
@@ -16,6 +17,8 @@ use muninn_storage::histogram::HistSample;
 use muninn_storage::labels::{Label, Labels};
 use muninn_storage::matcher::Matcher;
 
+pub use chunk_store::{ChunkRef, ChunkStore, ChunkStoreStats, StoredChunk};
+use closed::Writer;
 pub use closed::{Chunk, ClosedChunks};
 pub use series::{AppendOutcome, CHUNK_RANGE_MS, MemSeries, NOTHING_SHIPPED};
 use symbols::Symbols;
@@ -31,11 +34,13 @@ pub struct MetricMeta {
     pub unit: String,
 }
 
-/// A series as a WAL checkpoint records it: id, labels, samples still in the head, and the
-/// newest shipped timestamp ([`NOTHING_SHIPPED`] if none).
+/// A series as a WAL checkpoint records it: id, labels, its closed chunks in chunk files,
+/// the samples still in the head that are not in those, and the newest shipped timestamp
+/// ([`NOTHING_SHIPPED`] if none).
 pub struct CheckpointSeries {
     pub id: SeriesId,
     pub labels: Vec<(String, String)>,
+    pub chunks: Vec<ChunkRef>,
     pub samples: Vec<(i64, f64)>,
     pub histograms: Vec<(i64, HistSample)>,
     pub shipped_t: i64,
@@ -89,6 +94,8 @@ pub struct Head {
     /// sample: a cut in flight must not mark them shipped past it (see
     /// [`Head::cap_marks`]).
     ooo_since_snapshot: HashMap<SeriesId, i64>,
+    /// Where closed chunks are kept.
+    chunks: ChunkStore,
 }
 
 impl Default for Head {
@@ -107,6 +114,7 @@ impl Default for Head {
             pending: Vec::new(),
             generation: Vec::new(),
             ooo_since_snapshot: HashMap::new(),
+            chunks: ChunkStore::in_memory(),
         }
     }
 }
@@ -135,6 +143,97 @@ pub fn label_hash_str(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
 }
 
 impl Head {
+    /// A head whose closed chunks go to `chunks`.
+    pub fn with_chunks(chunks: ChunkStore) -> Self {
+        Self {
+            chunks,
+            ..Self::default()
+        }
+    }
+
+    /// The chunk store's counters.
+    pub fn chunk_stats(&self) -> ChunkStoreStats {
+        self.chunks.stats()
+    }
+
+    /// Writes buffered closed chunks to their file (the end of every push).
+    pub fn flush_chunks(&mut self) {
+        if let Err(e) = self.chunks.flush() {
+            tracing::error!(error = %e, "writing head chunks failed; keeping closed chunks in memory until restart");
+        }
+    }
+
+    /// Makes every closed chunk in a file durable, and returns the position from which
+    /// records are newer (see [`ChunkStore::mark`]): a WAL checkpoint starts with it.
+    pub fn sync_chunks(&mut self) -> crate::Result<(u32, u32)> {
+        self.chunks.sync()?;
+        Ok(self.chunks.mark())
+    }
+
+    /// Visits the records of the chunk files from `from` on (WAL replay).
+    pub fn scan_stored_chunks(&self, from: Option<(u32, u32)>, visit: impl FnMut(StoredChunk)) {
+        self.chunks.scan(from, visit)
+    }
+
+    /// The checked record `r` names (WAL replay).
+    pub fn stored_chunk(&self, r: ChunkRef) -> Option<StoredChunk> {
+        self.chunks.lookup(r)
+    }
+
+    /// Gives series `id` a stored chunk (WAL replay) that was written for WAL series
+    /// `wal_id`. A chunk listed by a checkpoint (`rewritten` false) is added only after every
+    /// chunk the series holds; one written after the checkpoint may be a rewrite (an
+    /// out-of-order insert, a partial drop) and replaces the chunks it overlaps. A chunk of
+    /// another series (a recycled id: another label hash) is ignored.
+    pub fn attach_chunk(&mut self, id: SeriesId, wal_id: u32, c: &StoredChunk, rewritten: bool) {
+        let Some(s) = self.series.get_mut(id as usize) else {
+            return;
+        };
+        if s.is_dead() || c.series != wal_id || c.hash != s.hash || c.max_t < c.min_t {
+            return;
+        }
+        // Samples the open chunk holds up to the stored one's end came from the WAL and are
+        // in the stored chunk (or a later one): the open chunk is rebuilt from what follows.
+        if let Some((min_t, a)) = &s.head
+            && *min_t <= c.max_t
+        {
+            if a.last_timestamp() <= c.max_t {
+                s.head = None;
+            } else {
+                return;
+            }
+        }
+        if rewritten {
+            s.closed
+                .replace_overlapping(c.min_t, c.max_t, c.r, &mut self.chunks);
+        } else {
+            s.closed.attach(c.min_t, c.max_t, c.r, &mut self.chunks);
+        }
+        self.max_t = self.max_t.max(c.max_t);
+    }
+
+    /// Bounds of closed chunk `i` of series `id`.
+    pub fn chunk_bounds(&self, id: SeriesId, i: usize) -> Option<(i64, i64)> {
+        self.series.get(id as usize)?.closed.bounds(i)
+    }
+
+    /// The index and bounds of the first closed chunk of series `id` ending at or after `t`.
+    pub fn chunk_ending_from(&self, id: SeriesId, t: i64) -> (usize, Option<(i64, i64)>) {
+        self.series
+            .get(id as usize)
+            .map_or((0, None), |s| s.closed.first_ending_from(t))
+    }
+
+    /// Deletes chunk files no series refers to (after WAL replay and each checkpoint).
+    pub fn drop_unreferenced_chunks(&mut self) {
+        self.chunks.drop_unreferenced();
+    }
+
+    /// Drops the chunk files' pages from the resident set (after WAL replay).
+    pub fn release_chunk_pages(&self) {
+        self.chunks.release_pages();
+    }
+
     /// Number of series.
     pub fn num_series(&self) -> usize {
         self.series.len()
@@ -229,7 +328,13 @@ impl Head {
 
     /// Appends one sample to a series (in order per series; time bounds are the caller's).
     pub fn append(&mut self, id: SeriesId, t: i64, v: f64) -> AppendOutcome {
-        let out = self.series[id as usize].append(t, v);
+        let s = &mut self.series[id as usize];
+        let mut w = Writer {
+            store: &mut self.chunks,
+            id,
+            hash: s.hash,
+        };
+        let out = s.append(t, v, &mut w);
         if out == AppendOutcome::Appended {
             self.samples += 1;
             self.max_t = self.max_t.max(t);
@@ -263,7 +368,12 @@ impl Head {
     /// it, which readers and the compactor count once).
     pub fn insert(&mut self, id: SeriesId, t: i64, v: f64) -> AppendOutcome {
         let s = &mut self.series[id as usize];
-        let out = s.insert(t, v);
+        let mut w = Writer {
+            store: &mut self.chunks,
+            id,
+            hash: s.hash,
+        };
+        let out = s.insert(t, v, &mut w);
         if out == AppendOutcome::Appended {
             self.samples += 1;
             self.max_t = self.max_t.max(t);
@@ -489,8 +599,7 @@ impl Head {
         let s = &self.series[id as usize];
         let mut out: Vec<ChunkCopy> = s
             .closed
-            .iter()
-            .filter(|c| c.min_t <= maxt && c.max_t >= mint)
+            .overlapping(mint, maxt, &self.chunks)
             .map(|c| ChunkCopy {
                 min_t: c.min_t,
                 max_t: c.max_t,
@@ -571,7 +680,7 @@ impl Head {
     pub fn oldest_unshipped(&self) -> Option<i64> {
         self.series
             .iter()
-            .filter_map(MemSeries::first_unshipped)
+            .filter_map(|s| s.first_unshipped(&self.chunks))
             .min()
     }
 
@@ -582,7 +691,7 @@ impl Head {
             if s.is_dead() || s.last_t().is_none_or(|t| t <= s.shipped_t) {
                 continue;
             }
-            let samples = s.samples_in(min_t, max_t, s.shipped_t);
+            let samples = s.samples_in(min_t, max_t, s.shipped_t, &self.chunks);
             let histograms = s
                 .hist
                 .as_ref()
@@ -618,7 +727,13 @@ impl Head {
             if let Some(s) = self.series.get_mut(id as usize)
                 && !s.is_dead()
             {
-                s.drop_through(t.min(s.shipped_t));
+                let mut w = Writer {
+                    store: &mut self.chunks,
+                    id,
+                    hash: s.hash,
+                };
+                let through = t.min(s.shipped_t);
+                s.drop_through(through, &mut w);
             }
         }
         self.gc()
@@ -655,10 +770,11 @@ impl Head {
         self.postings.retain(|_, values| !values.is_empty());
         shrink_if_sparse(&mut self.postings);
         for &id in &dead {
-            let old = std::mem::replace(
+            let mut old = std::mem::replace(
                 &mut self.series[id as usize],
                 MemSeries::new(Box::new([]), 0),
             );
+            old.closed.clear(&mut self.chunks);
             for &(n, v) in old.labels.iter() {
                 self.symbols.release(n);
                 self.symbols.release(v);
@@ -729,10 +845,15 @@ impl Head {
         self.fill(id, labels, hash)
     }
 
-    /// Bytes of chunks a series holds (0 for an unknown id).
+    /// Bytes of chunks a series holds that a checkpoint copies (0 for an unknown id): those
+    /// not in a chunk file.
     pub fn series_chunk_bytes(&self, id: SeriesId) -> usize {
         self.series.get(id as usize).map_or(0, |s| {
-            s.closed.data_len()
+            (0..s.closed.len())
+                .filter_map(|i| s.closed.chunk_ref(i))
+                .filter(|r| !self.chunks.is_durable(*r))
+                .map(|r| self.chunks.get(r).len())
+                .sum::<usize>()
                 + s.head.as_ref().map_or(0, |(_, a)| a.bytes().len())
                 + s.hist.as_ref().map_or(0, |h| h.heap_size())
         })
@@ -749,10 +870,27 @@ impl Head {
                     .map(|l| (l.name, l.value))
                     .collect();
                 let s = &self.series[id as usize];
+                // The leading chunks in files are listed; from the first one that is not,
+                // samples are copied (chunks are kept on the heap only after a write error).
+                let n = (0..s.closed.len())
+                    .take_while(|&i| {
+                        s.closed
+                            .chunk_ref(i)
+                            .is_some_and(|r| self.chunks.is_durable(r))
+                    })
+                    .count();
+                let chunks = (0..n).filter_map(|i| s.closed.chunk_ref(i)).collect();
+                let samples = (n..s.closed.len())
+                    .filter_map(|i| s.closed.get(i, &self.chunks))
+                    .map(|c| c.data)
+                    .chain(s.head.as_ref().map(|(_, a)| a.bytes()))
+                    .flat_map(muninn_storage::chunk::XorIter::new)
+                    .collect();
                 CheckpointSeries {
                     id,
                     labels,
-                    samples: s.samples().collect(),
+                    chunks,
+                    samples,
                     histograms: s.hist.as_ref().map(|h| h.all()).unwrap_or_default(),
                     shipped_t: s.shipped_t,
                 }
@@ -768,6 +906,7 @@ impl Head {
             .map(|m| m.capacity() * 40 + m.values().map(|v| v.capacity() * 4).sum::<usize>())
             .sum();
         self.symbols.heap_size()
+            + self.chunks.heap_size()
             + self.lookup.capacity() * 5
             + self.series.capacity() * std::mem::size_of::<MemSeries>()
             + self.generation.capacity() * 4

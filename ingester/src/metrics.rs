@@ -29,6 +29,9 @@ pub struct IngesterMetrics {
     pub memory_series: Family<TenantLabels, Gauge>,
     /// Heap bytes the head's own structures hold (estimated), set at every shipper tick.
     pub head_heap_bytes: Family<TenantLabels, Gauge>,
+    /// Head chunk files on disk, and the closed chunks kept on the heap after a write error.
+    pub head_chunk_files: Family<TenantLabels, Gauge>,
+    pub head_heap_chunk_bytes: Family<TenantLabels, Gauge>,
     pub created_series: Family<TenantLabels, Counter>,
     /// Exemplars stored, and dropped per reason, per tenant.
     pub exemplars_stored: Family<TenantLabels, Counter>,
@@ -58,6 +61,16 @@ impl IngesterMetrics {
             "head_heap_bytes",
             "Heap bytes held by the head's series, chunks, postings and symbols (estimate, updated every shipper interval), per tenant",
             self.head_heap_bytes.clone(),
+        );
+        r.register(
+            "head_chunk_files",
+            "Files of closed head chunks (chunks_head/) on disk, per tenant",
+            self.head_chunk_files.clone(),
+        );
+        r.register(
+            "head_heap_chunk_bytes",
+            "Bytes of closed head chunks kept on the heap because writing their file failed, per tenant",
+            self.head_heap_chunk_bytes.clone(),
         );
         r.register(
             "exemplars_stored",

@@ -105,13 +105,21 @@ pub async fn run(
         drop_shipped_all(&ing).await;
         // The head's size and live series, after the drop (pushes also set the latter).
         for (tenant, db) in ing.tenants.all() {
-            let (bytes, series) = {
+            let (bytes, series, chunks) = {
                 let head = db.head.read();
-                (head.heap_size(), head.live_series())
+                (head.heap_size(), head.live_series(), head.chunk_stats())
             };
             let labels = crate::metrics::TenantLabels {
                 tenant: tenant.to_string(),
             };
+            ing.metrics
+                .head_chunk_files
+                .get_or_create(&labels)
+                .set(chunks.files as i64);
+            ing.metrics
+                .head_heap_chunk_bytes
+                .get_or_create(&labels)
+                .set(chunks.heap_bytes as i64);
             ing.metrics
                 .head_heap_bytes
                 .get_or_create(&labels)

@@ -16,7 +16,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::Result;
 use crate::head::{
-    AppendOutcome, Head, MetricMeta, SeriesId, UnshippedSeries, label_hash, label_hash_str,
+    AppendOutcome, ChunkRef, ChunkStore, Head, MetricMeta, SeriesId, UnshippedSeries, label_hash,
+    label_hash_str,
 };
 use crate::validate::{Limits, Reason, validate_labels};
 use crate::wal::record::{self, Record};
@@ -219,128 +220,193 @@ fn series_text(labels: &[muninn_proto::write_view::LabelRef<'_>]) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// The tenant's closed head chunks, under its WAL directory.
+pub const CHUNKS_DIR: &str = "chunks_head";
+
+mod replay_state;
+use replay_state::{Cursors, IdMap, PendingChunks};
+
 impl TenantDb {
     /// Opens (replaying) the WAL in `dir`. Replayed samples outside the time bounds
     /// (negative, or newer than `newest_ok`: written before those bounds existed, or with
     /// another clock) are skipped with a warning, so they cannot blackhole the tenant.
     pub fn open(dir: &Path, fsync: FsyncPolicy, newest_ok: i64) -> Result<(Self, ReplayReport)> {
-        let mut head = Head::default();
-        let mut ids: HashMap<u32, u32> = HashMap::new();
+        crate::wal::create_dir_durable(dir)?;
+        let mut head = Head::with_chunks(ChunkStore::open(&dir.join(CHUNKS_DIR))?);
+        let mut ids = IdMap::default();
+        // Closed chunks written since the checkpoint the WAL starts with (all of them if it
+        // starts with none), by series: attached before the series' samples replay, so the
+        // samples they hold are skipped. Read at the first record.
+        let mut pending: Option<PendingChunks> = None;
+        let mut skipped = 0u64;
+        // Per series, the newest timestamp replayed so far: a sample older than it was
+        // written out of order, and may be missing from a stored chunk that covers it (an
+        // older version of a chunk whose rewrite did not reach the disk), so it is checked
+        // against the chunk instead of skipped.
+        let mut cursors = Cursors::default();
         let mut scratch = Vec::new();
         let mut unknown_refs = 0u64;
         let mut corrupt_ids = 0u64;
         let mut out_of_bounds = 0u64;
         let mut shipped: HashMap<SeriesId, i64> = HashMap::new();
         let mut exemplars = crate::exemplars::ExemplarStore::default();
-        let (wal, report) = Wal::open(dir, fsync, |rec| match rec {
-            Record::Exemplars(entries) => {
-                for (wal_id, t, v, labels) in entries {
-                    if let Some(&id) = ids.get(&wal_id) {
-                        exemplars.replay(
-                            id,
-                            crate::exemplars::Exemplar {
-                                labels,
-                                value: v,
-                                timestamp_ms: t,
+        let (wal, mut report) = Wal::open(dir, fsync, |rec| {
+            let pending = pending.get_or_insert_with(|| {
+                let from = match &rec {
+                    Record::ChunkMark(f, o) => Some((*f, *o)),
+                    _ => None,
+                };
+                PendingChunks::load(&head, from)
+            });
+            match rec {
+                Record::ChunkMark(..) => {}
+                Record::HeadChunks(series) => {
+                    for (wal_id, refs) in series {
+                        let Some(id) = ids.get(wal_id) else {
+                            continue;
+                        };
+                        for r in refs.into_iter().filter_map(ChunkRef::from_u64) {
+                            if let Some(c) = head.stored_chunk(r) {
+                                head.attach_chunk(id, wal_id, &c, false);
+                                cursors.see(id, c.max_t);
+                            }
+                        }
+                        pending.attach(&mut head, wal_id, id);
+                        cursors.reset(id);
+                    }
+                }
+                Record::Exemplars(entries) => {
+                    for (wal_id, t, v, labels) in entries {
+                        if let Some(id) = ids.get(wal_id) {
+                            exemplars.replay(
+                                id,
+                                crate::exemplars::Exemplar {
+                                    labels,
+                                    value: v,
+                                    timestamp_ms: t,
+                                },
+                            );
+                        }
+                    }
+                }
+                Record::Series(series) => {
+                    for (wal_id, labels) in series {
+                        // Every stored series has labels (an empty set marks a collected slot);
+                        // a record without any is corrupt.
+                        if labels.is_empty() {
+                            corrupt_ids += 1;
+                            continue;
+                        }
+                        let pairs: Vec<(&str, &str)> = labels
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_str()))
+                            .collect();
+                        let hash = label_hash_str(&pairs, &mut scratch);
+                        // Keep the WAL's ids (later records refer to them), even across
+                        // garbage-collected gaps.
+                        let id = match head.find(&pairs, hash) {
+                            Some(id) => id,
+                            // Ids are dense (one per series ever created); a far larger one is
+                            // a corrupt record, which must not make replay allocate the gap.
+                            None if wal_id as usize > head.num_series() + MAX_WAL_ID_GAP => {
+                                corrupt_ids += 1;
+                                head.create(&pairs, hash)
+                            }
+                            None => head.create_at(wal_id, &pairs, hash),
+                        };
+                        ids.insert(wal_id, id);
+                        // Chunks written after the checkpoint, before the series' samples
+                        // (a checkpoint's chunk list, if one follows, goes in before them).
+                        pending.attach(&mut head, wal_id, id);
+                        cursors.reset(id);
+                    }
+                }
+                Record::Samples(samples) => {
+                    for (wal_id, t, v) in samples {
+                        if !(MIN_TIMESTAMP_MS..=newest_ok).contains(&t) {
+                            out_of_bounds += 1;
+                            continue;
+                        }
+                        match ids.get(wal_id) {
+                            Some(id) => {
+                                let stored = cursors.stored(&head, id, t);
+                                if stored == Some(true) {
+                                    skipped += 1;
+                                    continue;
+                                }
+                                if stored.is_none() {
+                                    // An insert may have reshaped the series' chunks.
+                                    cursors.reset(id);
+                                }
+                                // Out-of-order samples in the WAL were accepted in their window.
+                                if head.append(id, t, v) == AppendOutcome::OutOfOrder
+                                    && head.insert(id, t, v) == AppendOutcome::Appended
+                                    && let Some(m) = shipped.get_mut(&id)
+                                    && *m >= t
+                                {
+                                    *m = t - 1;
+                                }
+                            }
+                            None => unknown_refs += 1,
+                        }
+                    }
+                }
+                Record::Histograms(entries) => {
+                    for (wal_id, t, h) in entries {
+                        if !(MIN_TIMESTAMP_MS..=newest_ok).contains(&t) {
+                            out_of_bounds += 1;
+                            continue;
+                        }
+                        // A record with a valid checksum but an inconsistent histogram is corrupt.
+                        let valid = muninn_storage::is_stale_nan(h.sum())
+                            || match &h {
+                                HistSample::Int(x) => x.validate().is_ok(),
+                                HistSample::Float(x) => x.validate().is_ok(),
+                            };
+                        if !valid {
+                            corrupt_ids += 1;
+                            continue;
+                        }
+                        match ids.get(wal_id) {
+                            // Replayed in order; a duplicate (a retried push) is skipped.
+                            Some(id) => {
+                                head.replay_hist(id, t, &h);
+                            }
+                            None => unknown_refs += 1,
+                        }
+                    }
+                }
+                Record::Shipped(marks) => {
+                    for (wal_id, t) in marks {
+                        if let Some(id) = ids.get(wal_id) {
+                            shipped.insert(id, t);
+                        }
+                    }
+                }
+                Record::Metadata(entries) => {
+                    for (family, metric_type, help, unit) in entries {
+                        head.set_metadata(
+                            &family,
+                            MetricMeta {
+                                metric_type,
+                                help,
+                                unit,
                             },
                         );
                     }
                 }
             }
-            Record::Series(series) => {
-                for (wal_id, labels) in series {
-                    // Every stored series has labels (an empty set marks a collected slot);
-                    // a record without any is corrupt.
-                    if labels.is_empty() {
-                        corrupt_ids += 1;
-                        continue;
-                    }
-                    let pairs: Vec<(&str, &str)> = labels
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_str()))
-                        .collect();
-                    let hash = label_hash_str(&pairs, &mut scratch);
-                    // Keep the WAL's ids (later records refer to them), even across
-                    // garbage-collected gaps.
-                    let id = match head.find(&pairs, hash) {
-                        Some(id) => id,
-                        // Ids are dense (one per series ever created); a far larger one is
-                        // a corrupt record, which must not make replay allocate the gap.
-                        None if wal_id as usize > head.num_series() + MAX_WAL_ID_GAP => {
-                            corrupt_ids += 1;
-                            head.create(&pairs, hash)
-                        }
-                        None => head.create_at(wal_id, &pairs, hash),
-                    };
-                    ids.insert(wal_id, id);
-                }
-            }
-            Record::Samples(samples) => {
-                for (wal_id, t, v) in samples {
-                    if !(MIN_TIMESTAMP_MS..=newest_ok).contains(&t) {
-                        out_of_bounds += 1;
-                        continue;
-                    }
-                    match ids.get(&wal_id) {
-                        Some(&id) => {
-                            // Out-of-order samples in the WAL were accepted in their window.
-                            if head.append(id, t, v) == AppendOutcome::OutOfOrder
-                                && head.insert(id, t, v) == AppendOutcome::Appended
-                                && let Some(m) = shipped.get_mut(&id)
-                                && *m >= t
-                            {
-                                *m = t - 1;
-                            }
-                        }
-                        None => unknown_refs += 1,
-                    }
-                }
-            }
-            Record::Histograms(entries) => {
-                for (wal_id, t, h) in entries {
-                    if !(MIN_TIMESTAMP_MS..=newest_ok).contains(&t) {
-                        out_of_bounds += 1;
-                        continue;
-                    }
-                    // A record with a valid checksum but an inconsistent histogram is corrupt.
-                    let valid = muninn_storage::is_stale_nan(h.sum())
-                        || match &h {
-                            HistSample::Int(x) => x.validate().is_ok(),
-                            HistSample::Float(x) => x.validate().is_ok(),
-                        };
-                    if !valid {
-                        corrupt_ids += 1;
-                        continue;
-                    }
-                    match ids.get(&wal_id) {
-                        // Replayed in order; a duplicate (a retried push) is skipped.
-                        Some(&id) => {
-                            head.replay_hist(id, t, &h);
-                        }
-                        None => unknown_refs += 1,
-                    }
-                }
-            }
-            Record::Shipped(marks) => {
-                for (wal_id, t) in marks {
-                    if let Some(&id) = ids.get(&wal_id) {
-                        shipped.insert(id, t);
-                    }
-                }
-            }
-            Record::Metadata(entries) => {
-                for (family, metric_type, help, unit) in entries {
-                    head.set_metadata(
-                        &family,
-                        MetricMeta {
-                            metric_type,
-                            help,
-                            unit,
-                        },
-                    );
-                }
-            }
         })?;
+        // Stored chunks of series no record named after their creation.
+        if let Some(mut pending) = pending {
+            pending.attach_rest(&mut head, &ids);
+        }
+        head.drop_unreferenced_chunks();
+        head.flush_chunks();
+        head.release_chunk_pages();
+        report.samples_in_chunk_files = skipped;
+        let chunk_stats = head.chunk_stats();
+        tracing::info!(dir = %dir.display(), samples_in_chunk_files = skipped, chunk_files = chunk_stats.files, "wal replayed");
         if out_of_bounds > 0 {
             tracing::warn!(dir = %dir.display(), samples = out_of_bounds, newest_ok, "skipped wal samples outside the time bounds");
         }
@@ -474,6 +540,9 @@ impl TenantDb {
         let n = head.num_series() as u32;
         let mut wal = self.wal.lock();
         let first_kept = wal.start_checkpoint()?;
+        // Chunk files first: the checkpoint names their chunks instead of copying samples.
+        let mark = head.sync_chunks()?;
+        wal.write(|fb| fb.frame(|b| record::encode_chunk_mark(mark.0, mark.1, b)))?;
         let mut start = 0;
         while start < n {
             let mut end = start;
@@ -499,6 +568,19 @@ impl TenantDb {
                 fb.frame(|b| {
                     record::encode_series(series.iter().map(|(id, l)| (*id, l.as_slice())), b)
                 });
+                let chunks: Vec<(u32, Vec<u64>)> = data
+                    .iter()
+                    .filter(|c| !c.chunks.is_empty())
+                    .map(|c| (c.id, c.chunks.iter().map(|r| r.to_u64()).collect()))
+                    .collect();
+                if !chunks.is_empty() {
+                    fb.frame(|b| {
+                        record::encode_head_chunks(
+                            chunks.iter().map(|(id, r)| (*id, r.as_slice())),
+                            b,
+                        )
+                    });
+                }
                 let samples: Vec<(u32, i64, f64)> = data
                     .iter()
                     .flat_map(|c| c.samples.iter().map(move |&(t, v)| (c.id, t, v)))
@@ -555,6 +637,8 @@ impl TenantDb {
         std::mem::drop(exemplars);
         let removed = wal.finish_checkpoint(first_kept)?;
         head.recycle_pending();
+        // Chunk files only dropped chunks used: no checkpoint names them any more.
+        head.drop_unreferenced_chunks();
         Ok(removed)
     }
 
@@ -893,6 +977,8 @@ impl TenantDb {
                 fb.frame(|b| record::encode_metadata(&metadata, b));
             }
         });
+        // Closed chunks reach their file once the samples they hold are in the WAL.
+        head.flush_chunks();
         match written {
             Ok(stats) => {
                 out.wal = stats;
@@ -955,6 +1041,8 @@ mod tests {
         let out = push_with(db, name, t, v, &BOUNDS);
         assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
     }
+
+    mod head_chunk_tests;
 
     #[test]
     fn histograms_and_floats_of_one_request_survive_replay() {

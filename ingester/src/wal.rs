@@ -74,6 +74,8 @@ pub struct ReplayReport {
     pub bytes: u64,
     /// Frames dropped at a torn or corrupt point (one per affected segment).
     pub truncated: Vec<(PathBuf, u64)>,
+    /// Samples not replayed because a head chunk file holds them (set by the head's owner).
+    pub samples_in_chunk_files: u64,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -142,15 +144,20 @@ impl Wal {
         };
         for (i, &n) in segments.iter().enumerate() {
             let path = segment_path(dir, n);
-            let data = fs::read(&path).map_err(|e| Error::io("reading wal segment", &path, e))?;
-            let (records, good) = replay_segment(&data, &mut apply);
+            let file = File::open(&path).map_err(|e| Error::io("opening wal segment", &path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| Error::io("reading wal segment", &path, e))?
+                .len() as usize;
+            let (records, good) = replay_segment(file, len, &mut apply)
+                .map_err(|e| Error::io("reading wal segment", &path, e))?;
             report.records += records;
             report.bytes += good as u64;
-            if good < data.len() {
+            if good < len {
                 tracing::warn!(
                     segment = %path.display(),
                     offset = good,
-                    dropped_bytes = data.len() - good,
+                    dropped_bytes = len - good,
                     "wal segment ends in a torn or corrupt record; truncating it there"
                 );
                 let f = OpenOptions::new()
@@ -161,9 +168,7 @@ impl Wal {
                     .map_err(|e| Error::io("truncating wal segment", &path, e))?;
                 f.sync_all()
                     .map_err(|e| Error::io("syncing wal segment", &path, e))?;
-                report
-                    .truncated
-                    .push((path.clone(), (data.len() - good) as u64));
+                report.truncated.push((path.clone(), (len - good) as u64));
             }
             if segments.len() > 1 {
                 tracing::info!(dir = %dir.display(), segment = i + 1, of = segments.len(), records = report.records, "wal replay progress");
@@ -284,9 +289,12 @@ impl Wal {
     pub fn finish_checkpoint(&mut self, first_kept: u64) -> Result<usize> {
         self.sync_current()?;
         let mut removed = 0;
+        // Newest first: a crash part way leaves the WAL starting where it started, with the
+        // previous checkpoint's chunk mark (`docs/wal-format.md`).
         for n in list_segments(&self.dir)?
             .into_iter()
             .filter(|n| *n < first_kept)
+            .rev()
         {
             let p = segment_path(&self.dir, n);
             std::fs::remove_file(&p).map_err(|e| Error::io("removing wal segment", &p, e))?;
@@ -349,30 +357,46 @@ impl FrameBuilder<'_> {
     }
 }
 
-/// Applies every intact frame of a segment; returns (records applied, bytes of intact frames).
-fn replay_segment(data: &[u8], apply: &mut impl FnMut(Record)) -> (u64, usize) {
+/// Applies every intact frame of a segment of `len` bytes, read as a stream (one frame in
+/// memory at a time: replay memory does not grow with the segment size); returns (records
+/// applied, bytes of intact frames).
+fn replay_segment(
+    file: File,
+    len: usize,
+    apply: &mut impl FnMut(Record),
+) -> std::io::Result<(u64, usize)> {
+    use std::io::Read;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
     let mut pos = 0;
     let mut records = 0;
-    while data.len() - pos >= FRAME_HEADER {
-        let len =
-            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-        let Some(payload) = data.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
+    let mut payload = Vec::new();
+    while len - pos >= FRAME_HEADER {
+        let mut h = [0u8; FRAME_HEADER];
+        r.read_exact(&mut h)?;
+        let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if n > len - pos - FRAME_HEADER {
             break;
         }
-        match record::decode(payload) {
-            Ok(r) => apply(r),
+        payload.resize(n, 0);
+        r.read_exact(&mut payload)?;
+        if crc32fast::hash(&payload) != crc {
+            break;
+        }
+        match record::decode(&payload) {
+            Ok(rec) => apply(rec),
             Err(e) => {
                 tracing::warn!(error = %e, offset = pos, "skipping undecodable wal record with a valid checksum");
             }
         }
         records += 1;
-        pos += FRAME_HEADER + len;
+        pos += FRAME_HEADER + n;
+        // A frame far larger than usual must not pin its buffer for the rest of replay.
+        if payload.capacity() > 16 << 20 {
+            payload = Vec::new();
+        }
     }
-    (records, pos)
+    Ok((records, pos))
 }
 
 #[cfg(test)]

@@ -105,6 +105,7 @@ fn torn_wal_tail_is_truncated_not_fatal() {
     let mut segs: Vec<_> = std::fs::read_dir(&wal)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     segs.sort();
     let last = segs.last().unwrap();

@@ -2,7 +2,8 @@
 
 use muninn_storage::chunk::{SAMPLES_PER_CHUNK, XorAppender, XorIter};
 
-use super::closed::ClosedChunks;
+use super::chunk_store::ChunkStore;
+use super::closed::{ClosedChunks, Writer};
 use super::hist::HistChunks;
 
 /// Chunks never span a multiple of this many milliseconds (the default block range), so a
@@ -54,9 +55,21 @@ impl MemSeries {
 
     /// The newest timestamp of either kind of sample.
     pub fn last_t(&self) -> Option<i64> {
-        let f = self.last().map(|(t, _)| t);
+        let f = self.last_float_t();
         let h = self.hist.as_ref().and_then(|h| h.last_t());
         f.max(h)
+    }
+
+    /// The newest float sample's timestamp. After WAL replay a series may hold closed
+    /// chunks and no open one (every replayed sample was in a chunk file).
+    pub fn last_float_t(&self) -> Option<i64> {
+        match &self.head {
+            Some((_, a)) => Some(a.last_timestamp()),
+            None => self
+                .closed
+                .bounds(self.closed.len().checked_sub(1)?)
+                .map(|b| b.1),
+        }
     }
 
     /// Appends a histogram in WAL replay: ordered against the series' histograms only. A
@@ -79,9 +92,7 @@ impl MemSeries {
         h: &muninn_storage::histogram::HistSample,
     ) -> AppendOutcome {
         let newest = self.last_t();
-        if let Some((lt, _)) = self.last()
-            && lt == t
-        {
+        if self.last_float_t() == Some(t) {
             // The same timestamp as a float sample.
             return AppendOutcome::ConflictingDuplicate;
         }
@@ -91,20 +102,26 @@ impl MemSeries {
     }
 
     /// Every sample held, oldest first.
-    pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+    pub fn samples<'a>(&'a self, store: &'a ChunkStore) -> impl Iterator<Item = (i64, f64)> + 'a {
         self.closed
-            .iter()
+            .iter(store)
             .map(|c| c.data)
             .chain(self.head.as_ref().map(|(_, a)| a.bytes()))
             .flat_map(XorIter::new)
     }
 
     /// Samples in `[min_t, max_t)` newer than `after`, decoding only the chunks that overlap.
-    pub fn samples_in(&self, min_t: i64, max_t: i64, after: i64) -> Vec<(i64, f64)> {
+    pub fn samples_in(
+        &self,
+        min_t: i64,
+        max_t: i64,
+        after: i64,
+        store: &ChunkStore,
+    ) -> Vec<(i64, f64)> {
         let lo = min_t.max(after.saturating_add(1));
         let chunks = self
             .closed
-            .iter()
+            .overlapping(lo, max_t.saturating_sub(1), store)
             .map(|c| (c.min_t, c.max_t, c.data))
             .chain(
                 self.head
@@ -122,25 +139,29 @@ impl MemSeries {
     }
 
     /// The oldest sample not shipped yet.
-    pub fn first_unshipped(&self) -> Option<i64> {
+    pub fn first_unshipped(&self, store: &ChunkStore) -> Option<i64> {
         let after = self.shipped_t;
         let h = self.hist.as_ref().and_then(|h| h.first_after(after));
-        let f = self.first_unshipped_float(after);
+        let f = self.first_unshipped_float(after, store);
         match (f, h) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn first_unshipped_float(&self, after: i64) -> Option<i64> {
-        if self.last()?.0 <= after {
+    fn first_unshipped_float(&self, after: i64, store: &ChunkStore) -> Option<i64> {
+        if self.last_float_t()? <= after {
             return None;
         }
-        let chunks = self.closed.iter().map(|c| (c.max_t, c.data)).chain(
-            self.head
-                .as_ref()
-                .map(|(_, a)| (a.last_timestamp(), a.bytes())),
-        );
+        let chunks = self
+            .closed
+            .overlapping(after.saturating_add(1), i64::MAX, store)
+            .map(|c| (c.max_t, c.data))
+            .chain(
+                self.head
+                    .as_ref()
+                    .map(|(_, a)| (a.last_timestamp(), a.bytes())),
+            );
         for (cmax, data) in chunks {
             if cmax > after {
                 return XorIter::new(data).map(|(t, _)| t).find(|t| *t > after);
@@ -151,7 +172,7 @@ impl MemSeries {
 
     /// Drops every sample at or before `t` (shipped and retained long enough). A chunk that
     /// straddles `t` is re-encoded with what remains, so any block range works.
-    pub fn drop_through(&mut self, t: i64) {
+    pub fn drop_through(&mut self, t: i64, w: &mut Writer<'_>) {
         if let Some(h) = &mut self.hist {
             h.drop_through(t);
             if h.is_empty() {
@@ -159,9 +180,9 @@ impl MemSeries {
             }
         }
         // Chunks are sorted and disjoint: those ending by `t` are a prefix.
-        let done = self.closed.iter().take_while(|c| c.max_t <= t).count();
-        self.closed.drop_front(done);
-        if let Some(c) = self.closed.first()
+        let done = self.closed.all_bounds().take_while(|c| c.1 <= t).count();
+        self.closed.drop_front(done, w.store);
+        if let Some(c) = self.closed.get(0, w.store)
             && c.min_t <= t
         {
             let mut a = XorAppender::with_capacity(c.data.len());
@@ -172,8 +193,8 @@ impl MemSeries {
             }
             let max_t = c.max_t;
             match min_t {
-                Some(m) => self.closed.splice(0, 1, &[(m, max_t, a.bytes())]),
-                None => self.closed.drop_front(1),
+                Some(m) => self.closed.splice(0, 1, &[(m, max_t, a.bytes())], w),
+                None => self.closed.drop_front(1, w.store),
             }
         }
         if let Some((min_t, a)) = &self.head
@@ -211,17 +232,17 @@ impl MemSeries {
     }
 
     fn float_time_range(&self) -> Option<(i64, i64)> {
-        let max = self.last()?.0;
+        let max = self.last_float_t()?;
         let min = self
             .closed
-            .first()
-            .map(|c| c.min_t)
+            .bounds(0)
+            .map(|c| c.0)
             .or(self.head.as_ref().map(|h| h.0))?;
         Some((min, max))
     }
 
     /// Appends a sample, rejecting it if older than the newest one.
-    pub fn append(&mut self, t: i64, v: f64) -> AppendOutcome {
+    pub fn append(&mut self, t: i64, v: f64, w: &mut Writer<'_>) -> AppendOutcome {
         if let Some(ht) = self.hist.as_ref().and_then(|h| h.last_t()) {
             if t < ht {
                 return AppendOutcome::OutOfOrder;
@@ -241,6 +262,23 @@ impl MemSeries {
                     AppendOutcome::ConflictingDuplicate
                 };
             }
+        } else if let Some(lt) = self.last_float_t() {
+            // Only closed chunks (after WAL replay): compared with the newest one's samples.
+            if t < lt {
+                return AppendOutcome::OutOfOrder;
+            }
+            if t == lt {
+                let last = self
+                    .closed
+                    .len()
+                    .checked_sub(1)
+                    .and_then(|i| self.closed.get(i, w.store))
+                    .and_then(|c| XorIter::new(c.data).last());
+                return match last {
+                    Some((_, lv)) if lv.to_bits() == v.to_bits() => AppendOutcome::Duplicate,
+                    _ => AppendOutcome::ConflictingDuplicate,
+                };
+            }
         }
         let cut = match &self.head {
             None => true,
@@ -251,7 +289,7 @@ impl MemSeries {
         };
         if cut {
             if let Some((min_t, a)) = self.head.take() {
-                self.closed.push(min_t, a.last_timestamp(), a.bytes());
+                self.closed.push(min_t, a.last_timestamp(), a.bytes(), w);
             }
             // Room for a few samples; a scrape-interval series grows to ~150 bytes.
             self.head = Some((t, XorAppender::with_capacity(32)));
@@ -268,30 +306,30 @@ impl MemSeries {
     /// its own, so chunks stay sorted and non-overlapping and every reader (queries, cuts,
     /// checkpoints) keeps seeing one ordered sequence. A chunk grown past twice the usual
     /// size is split in two.
-    pub fn insert(&mut self, t: i64, v: f64) -> AppendOutcome {
+    pub fn insert(&mut self, t: i64, v: f64, w: &mut Writer<'_>) -> AppendOutcome {
         if let Some(h) = &self.hist
             && h.chunks().any(|(_, min, max, _)| min <= t && t <= max)
             && h.all().iter().any(|(ht, _)| *ht == t)
         {
             return AppendOutcome::ConflictingDuplicate;
         }
-        let Some((last_t, _)) = self.last() else {
-            return self.append(t, v);
+        let Some(last_t) = self.last_float_t() else {
+            return self.append(t, v, w);
         };
-        if t >= last_t {
-            return self.append(t, v);
+        if t > last_t || (t == last_t && self.head.is_some()) {
+            return self.append(t, v, w);
         }
         // Index of the first chunk (closed, then the open one at `closed.len()`) ending at or
         // after `t`; one exists since `t` is older than the newest sample.
         let idx = self
             .closed
-            .iter()
-            .position(|c| c.max_t >= t)
+            .all_bounds()
+            .position(|c| c.1 >= t)
             .unwrap_or(self.closed.len());
-        let min_t = match (self.closed.get(idx), &self.head) {
-            (Some(c), _) => c.min_t,
+        let min_t = match (self.closed.bounds(idx), &self.head) {
+            (Some(c), _) => c.0,
             (None, Some((m, _))) => *m,
-            (None, None) => return self.append(t, v),
+            (None, None) => return self.append(t, v, w),
         };
         let window = |x: i64| x.div_euclid(CHUNK_RANGE_MS);
         let target = if min_t <= t {
@@ -299,8 +337,8 @@ impl MemSeries {
         } else if idx > 0
             && self
                 .closed
-                .get(idx - 1)
-                .is_some_and(|c| window(c.max_t) == window(t))
+                .bounds(idx - 1)
+                .is_some_and(|c| window(c.1) == window(t))
         {
             idx - 1
         } else if window(min_t) == window(t) {
@@ -309,19 +347,19 @@ impl MemSeries {
             // A chunk of its own, before chunk `idx`.
             let mut a = XorAppender::with_capacity(16);
             a.append(t, v);
-            self.closed.splice(idx, 0, &[(t, t, a.bytes())]);
+            self.closed.splice(idx, 0, &[(t, t, a.bytes())], w);
             return AppendOutcome::Appended;
         };
         let is_open = target == self.closed.len();
         let data: &[u8] = if is_open {
             match &self.head {
                 Some((_, a)) => a.bytes(),
-                None => return self.append(t, v),
+                None => return self.append(t, v, w),
             }
         } else {
-            match self.closed.get(target) {
+            match self.closed.get(target, w.store) {
                 Some(c) => c.data,
-                None => return self.append(t, v),
+                None => return self.append(t, v, w),
             }
         };
         let mut samples: Vec<(i64, f64)> = XorIter::new(data).collect();
@@ -353,7 +391,7 @@ impl MemSeries {
         if is_open {
             if split {
                 let (min_t, max_t) = bounds(first);
-                self.closed.push(min_t, max_t, encode(first).bytes());
+                self.closed.push(min_t, max_t, encode(first).bytes(), w);
                 self.head = Some((second[0].0, encode(second)));
             } else {
                 self.head = Some((first[0].0, encode(first)));
@@ -366,7 +404,7 @@ impl MemSeries {
                 .collect();
             let new: Vec<(i64, i64, &[u8])> =
                 parts.iter().map(|(a, b, x)| (*a, *b, x.bytes())).collect();
-            self.closed.splice(target, 1, &new);
+            self.closed.splice(target, 1, &new, w);
         }
         AppendOutcome::Appended
     }
@@ -396,27 +434,45 @@ mod tests {
 
     #[test]
     fn cuts_chunks_at_120_samples_and_range_boundaries() {
+        let mut store = ChunkStore::in_memory();
+        let mut w = Writer {
+            store: &mut store,
+            id: 0,
+            hash: 0,
+        };
         let mut s = MemSeries::new(Box::new([]), 0);
         for i in 0..300 {
-            assert_eq!(s.append(i * 1000, i as f64), AppendOutcome::Appended);
+            assert_eq!(
+                s.append(i * 1000, i as f64, &mut w),
+                AppendOutcome::Appended
+            );
         }
         assert_eq!(s.closed.len(), 2);
-        assert_eq!(s.append(299_000, 299.0), AppendOutcome::Duplicate);
-        assert_eq!(s.append(299_000, 1.0), AppendOutcome::ConflictingDuplicate);
-        assert_eq!(s.append(1, 1.0), AppendOutcome::OutOfOrder);
-        s.append(CHUNK_RANGE_MS, 1.0);
+        assert_eq!(s.append(299_000, 299.0, &mut w), AppendOutcome::Duplicate);
+        assert_eq!(
+            s.append(299_000, 1.0, &mut w),
+            AppendOutcome::ConflictingDuplicate
+        );
+        assert_eq!(s.append(1, 1.0, &mut w), AppendOutcome::OutOfOrder);
+        s.append(CHUNK_RANGE_MS, 1.0, &mut w);
         assert_eq!(s.closed.len(), 3, "boundary cut");
         assert_eq!(s.time_range(), Some((0, CHUNK_RANGE_MS)));
     }
 
     #[test]
     fn out_of_order_inserts_keep_one_ordered_sequence() {
+        let mut store = ChunkStore::in_memory();
+        let mut w = Writer {
+            store: &mut store,
+            id: 0,
+            hash: 0,
+        };
         let mut s = MemSeries::new(Box::new([]), 0);
         let mut want = std::collections::BTreeMap::new();
         // Two chunk-range windows, with gaps, then inserts everywhere: into closed chunks,
         // the open chunk, gaps, before the first chunk, and enough to force splits.
         for i in (0..400).map(|i| i * 20_000) {
-            s.append(i, i as f64);
+            s.append(i, i as f64, &mut w);
             want.insert(i, i as f64);
         }
         let last = 399 * 20_000;
@@ -429,19 +485,22 @@ mod tests {
             if t < 0 {
                 continue;
             }
-            let out = s.insert(t, t as f64);
+            let out = s.insert(t, t as f64, &mut w);
             if want.insert(t, t as f64).is_some() {
                 assert_eq!(out, AppendOutcome::Duplicate);
             } else {
                 assert_eq!(out, AppendOutcome::Appended);
             }
         }
-        assert_eq!(s.insert(0, 5.0), AppendOutcome::ConflictingDuplicate);
-        let got: Vec<(i64, f64)> = s.samples().collect();
+        assert_eq!(
+            s.insert(0, 5.0, &mut w),
+            AppendOutcome::ConflictingDuplicate
+        );
+        let got: Vec<(i64, f64)> = s.samples(w.store).collect();
         assert_eq!(got, want.into_iter().collect::<Vec<_>>());
         // Chunks sorted, disjoint, bounded, within one window each.
         let mut prev = i64::MIN;
-        for c in s.closed.iter() {
+        for c in s.closed.iter(w.store) {
             let ts: Vec<i64> = XorIter::new(c.data).map(|(t, _)| t).collect();
             assert_eq!((ts[0], *ts.last().unwrap()), (c.min_t, c.max_t));
             assert!(c.min_t > prev && ts.len() <= 2 * usize::from(SAMPLES_PER_CHUNK));
@@ -451,32 +510,38 @@ mod tests {
             );
             prev = c.max_t;
         }
-        assert_eq!(s.append(last + 1, 1.0), AppendOutcome::Appended);
+        assert_eq!(s.append(last + 1, 1.0, &mut w), AppendOutcome::Appended);
     }
 
     #[test]
     fn drop_through_splits_chunks_at_any_time() {
+        let mut store = ChunkStore::in_memory();
+        let mut w = Writer {
+            store: &mut store,
+            id: 0,
+            hash: 0,
+        };
         let mut s = MemSeries::new(Box::new([]), 0);
         for i in 0..300 {
-            s.append(i * 1000, i as f64);
+            s.append(i * 1000, i as f64, &mut w);
         }
-        assert_eq!(s.first_unshipped(), Some(0));
+        assert_eq!(s.first_unshipped(w.store), Some(0));
         s.shipped_t = 150_000;
-        assert_eq!(s.first_unshipped(), Some(151_000));
-        assert_eq!(s.samples_in(100_000, 160_000, 150_000).len(), 9);
+        assert_eq!(s.first_unshipped(w.store), Some(151_000));
+        assert_eq!(s.samples_in(100_000, 160_000, 150_000, w.store).len(), 9);
         // 150 s falls inside the second closed chunk (120..240 s).
-        s.drop_through(150_000);
-        let left: Vec<i64> = s.samples().map(|(t, _)| t).collect();
+        s.drop_through(150_000, &mut w);
+        let left: Vec<i64> = s.samples(w.store).map(|(t, _)| t).collect();
         assert_eq!(left, (151..300).map(|i| i * 1000).collect::<Vec<_>>());
         assert_eq!(s.time_range(), Some((151_000, 299_000)));
         // Inside the open chunk: it is rebuilt and still takes appends.
-        s.drop_through(250_000);
+        s.drop_through(250_000, &mut w);
         assert_eq!(s.closed.len(), 0);
-        assert_eq!(s.append(300_000, 1.0), AppendOutcome::Appended);
-        let left: Vec<i64> = s.samples().map(|(t, _)| t).collect();
+        assert_eq!(s.append(300_000, 1.0, &mut w), AppendOutcome::Appended);
+        let left: Vec<i64> = s.samples(w.store).map(|(t, _)| t).collect();
         assert_eq!(left.first(), Some(&251_000));
         assert_eq!(left.len(), 50);
-        s.drop_through(300_000);
+        s.drop_through(300_000, &mut w);
         assert!(s.is_empty());
     }
 }

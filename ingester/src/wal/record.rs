@@ -14,6 +14,8 @@ const METADATA: u8 = 3;
 const SHIPPED: u8 = 4;
 const EXEMPLARS: u8 = 5;
 const HISTOGRAMS: u8 = 6;
+const HEAD_CHUNKS: u8 = 7;
+const CHUNK_MARK: u8 = 8;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,12 @@ pub enum Record {
     Exemplars(Vec<ExemplarEntry>),
     /// (series id, timestamp, histogram) of native-histogram samples.
     Histograms(Vec<(u32, i64, HistSample)>),
+    /// (series id, closed chunks in head chunk files, oldest first), as a checkpoint lists
+    /// them (see [`crate::head::ChunkRef`]).
+    HeadChunks(Vec<(u32, Vec<u64>)>),
+    /// The first record of a checkpoint: head chunk records from this (file, offset) on are
+    /// newer than the checkpoint.
+    ChunkMark(u32, u32),
 }
 
 /// One exemplar as the WAL records it.
@@ -120,6 +128,32 @@ pub fn encode_exemplars<'a>(
             put_str(out, val);
         }
     }
+}
+
+/// Encodes the closed chunks each series keeps in chunk files (references ascending per
+/// series, stored as deltas).
+pub fn encode_head_chunks<'a>(
+    series: impl ExactSizeIterator<Item = (u32, &'a [u64])>,
+    out: &mut Vec<u8>,
+) {
+    out.push(HEAD_CHUNKS);
+    put_uvarint(out, series.len() as u64);
+    for (id, refs) in series {
+        put_uvarint(out, u64::from(id));
+        put_uvarint(out, refs.len() as u64);
+        let mut prev = 0u64;
+        for &r in refs {
+            put_varint(out, r.wrapping_sub(prev) as i64);
+            prev = r;
+        }
+    }
+}
+
+/// Encodes a checkpoint's chunk file position.
+pub fn encode_chunk_mark(file: u32, offset: u32, out: &mut Vec<u8>) {
+    out.push(CHUNK_MARK);
+    put_uvarint(out, u64::from(file));
+    put_uvarint(out, u64::from(offset));
 }
 
 /// Encodes native-histogram samples `(series id, timestamp, histogram)`.
@@ -252,6 +286,23 @@ pub fn decode(payload: &[u8]) -> Result<Record, RecordError> {
             }
             Ok(Record::Histograms(out))
         }
+        HEAD_CHUNKS => {
+            let n = r.count()?;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = r.uvarint()? as u32;
+                let nr = r.count()?;
+                let mut refs = Vec::with_capacity(nr);
+                let mut prev = 0u64;
+                for _ in 0..nr {
+                    prev = prev.wrapping_add(r.varint()? as u64);
+                    refs.push(prev);
+                }
+                out.push((id, refs));
+            }
+            Ok(Record::HeadChunks(out))
+        }
+        CHUNK_MARK => Ok(Record::ChunkMark(r.uvarint()? as u32, r.uvarint()? as u32)),
         other => Err(RecordError::UnknownType(other)),
     }
 }
@@ -295,6 +346,16 @@ mod tests {
             decode(&b).unwrap(),
             Record::Shipped(vec![(3, i64::MIN), (4, 7_200_000)])
         );
+        let mut b = vec![];
+        let refs = [(1u64 << 32) | 8, (1 << 32) | 200, (3 << 32) | 8];
+        encode_head_chunks([(5u32, &refs[..]), (6, &[][..])].into_iter(), &mut b);
+        assert_eq!(
+            decode(&b).unwrap(),
+            Record::HeadChunks(vec![(5, refs.to_vec()), (6, vec![])])
+        );
+        let mut b = vec![];
+        encode_chunk_mark(4, 1 << 27, &mut b);
+        assert_eq!(decode(&b).unwrap(), Record::ChunkMark(4, 1 << 27));
         assert_eq!(decode(&[9]), Err(RecordError::UnknownType(9)));
     }
 }

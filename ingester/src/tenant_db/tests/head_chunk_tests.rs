@@ -1,0 +1,263 @@
+//! Closed head chunks in chunk files: replay skips what they hold, checkpoints name them,
+//! and a torn file, a rewritten chunk or an interrupted checkpoint loses nothing.
+
+use super::*;
+
+const SERIES: usize = 20;
+const STEP: i64 = 10_000;
+
+/// One request per timestamp in `[from, to)`, every [`STEP`]: series `hc{i="<i>"}` get value
+/// `t / 1000 + i`.
+fn push_range(db: &TenantDb, from: i64, to: i64) {
+    for t in (from..to).step_by(STEP as usize) {
+        let req = WriteRequest {
+            timeseries: (0..SERIES)
+                .map(|i| TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "__name__".into(),
+                            value: "hc".into(),
+                        },
+                        Label {
+                            name: "i".into(),
+                            value: i.to_string(),
+                        },
+                    ],
+                    samples: vec![Sample {
+                        value: (t / 1000) as f64 + i as f64,
+                        timestamp: t,
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        let out = push_request(db, &req, &BOUNDS);
+        assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
+    }
+}
+
+fn all_series(db: &TenantDb) -> Vec<Vec<(i64, f64)>> {
+    (0..SERIES)
+        .map(|i| samples_where(db, "i", &i.to_string()))
+        .collect()
+}
+
+fn expected(from: i64, to: i64) -> Vec<Vec<(i64, f64)>> {
+    (0..SERIES)
+        .map(|i| {
+            (from..to)
+                .step_by(STEP as usize)
+                .map(|t| (t, (t / 1000) as f64 + i as f64))
+                .collect()
+        })
+        .collect()
+}
+
+fn open(dir: &Path) -> (TenantDb, ReplayReport) {
+    TenantDb::open(dir, FsyncPolicy::Never, i64::MAX).unwrap()
+}
+
+#[test]
+fn closed_chunks_live_in_files_and_replay_skips_their_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = 600 * STEP;
+    {
+        let (db, _) = open(dir.path());
+        push_range(&db, 0, end);
+        let head = db.head.read();
+        let stats = head.chunk_stats();
+        assert_eq!((stats.files, stats.heap_bytes), (1, 0));
+        assert!(stats.bytes_written > 0);
+        // 600 samples each: 5 closed chunks in the file, only the open one on the heap.
+        let (_, chunks, _) = head.stats();
+        assert_eq!(chunks, SERIES as u64 * 5);
+        drop(head);
+        assert_eq!(all_series(&db), expected(0, end));
+        // Dropped without a checkpoint, as by kill -9: the page cache holds WAL and files.
+    }
+    let (db, report) = open(dir.path());
+    assert_eq!(all_series(&db), expected(0, end));
+    assert_eq!(
+        report.samples_in_chunk_files,
+        SERIES as u64 * 480,
+        "samples in closed chunks are not replayed"
+    );
+    // A checkpoint names the chunks instead of copying their samples; after it, replay
+    // reads the checkpoint and the chunk files.
+    assert_eq!(ship_before(&db, 120 * STEP), SERIES);
+    db.drop_shipped(Instant::now()).unwrap();
+    push_range(&db, end, end + 100 * STEP);
+    drop(db);
+    let (db, report) = open(dir.path());
+    assert_eq!(all_series(&db), expected(120 * STEP, end + 100 * STEP));
+    assert!(report.samples_in_chunk_files > 0);
+    // Copied as samples, the 480 samples per series in closed chunks would take about
+    // 13 bytes each in the checkpoint.
+    assert!(
+        report.bytes < (SERIES * 480 * 10) as u64,
+        "the checkpoint holds chunk references, not samples ({} bytes)",
+        report.bytes
+    );
+}
+
+#[test]
+fn a_torn_chunk_file_loses_nothing_the_wal_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = 400 * STEP;
+    {
+        let (db, _) = open(dir.path());
+        push_range(&db, 0, end);
+    }
+    // Corrupt the newest third of the records.
+    let chunk_dir = dir.path().join(CHUNKS_DIR);
+    let stored = ChunkStore::open(&chunk_dir).unwrap().records(None);
+    let (file, off) = stored[stored.len() * 2 / 3].r.file_offset().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(chunk_dir.join(format!("{file:08}")))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 64], u64::from(off) + 40).unwrap();
+    drop(f);
+    let (db, report) = open(dir.path());
+    assert_eq!(all_series(&db), expected(0, end));
+    assert!(report.samples_in_chunk_files < SERIES as u64 * 360);
+    // New chunks go to a new file, never after the torn record.
+    push_range(&db, end, end + 200 * STEP);
+    drop(db);
+    let (db, _) = open(dir.path());
+    assert_eq!(all_series(&db), expected(0, end + 200 * STEP));
+}
+
+#[test]
+fn a_chunk_rewritten_after_the_checkpoint_replays_as_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let ooo = TimeBounds {
+        ooo_window_ms: 3_600_000,
+        ..BOUNDS
+    };
+    {
+        let (db, _) = open(dir.path());
+        push_range(&db, 0, 300 * STEP);
+        ship_before(&db, 0);
+        db.drop_shipped(Instant::now()).unwrap(); // a checkpoint naming the chunks
+        // Into the first closed chunk (written before the checkpoint), between two samples.
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: "hc".into(),
+                    },
+                    Label {
+                        name: "i".into(),
+                        value: "3".into(),
+                    },
+                ],
+                samples: vec![Sample {
+                    value: -1.0,
+                    timestamp: 15_000,
+                }],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
+    }
+    let (db, _) = open(dir.path());
+    let mut want = expected(0, 300 * STEP);
+    want[3].insert(2, (15_000, -1.0));
+    assert_eq!(all_series(&db), want);
+}
+
+#[test]
+fn an_interrupted_checkpoint_replays_old_segments_and_chunks_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = tempfile::tempdir().unwrap();
+    let end = 500 * STEP;
+    {
+        let (db, _) = open(dir.path());
+        push_range(&db, 0, end);
+        // The WAL segments as they are before the checkpoint.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, old.path().join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        assert_eq!(ship_before(&db, 250 * STEP), SERIES);
+        db.drop_shipped(Instant::now()).unwrap();
+        assert_eq!(all_series(&db), expected(250 * STEP, end));
+    }
+    // A crash before the old segments were deleted: they replay first, then the checkpoint.
+    for e in std::fs::read_dir(old.path()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let (db, _) = open(dir.path());
+    assert_eq!(
+        all_series(&db),
+        expected(0, end),
+        "retained again, in order, nothing twice"
+    );
+}
+
+#[test]
+fn an_out_of_order_sample_survives_losing_the_rewrite_of_its_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let ooo = TimeBounds {
+        ooo_window_ms: 3_600_000,
+        ..BOUNDS
+    };
+    {
+        let (db, _) = open(dir.path());
+        push_range(&db, 0, 300 * STEP);
+        ship_before(&db, 0);
+        db.drop_shipped(Instant::now()).unwrap(); // the checkpoint names the first chunk
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: "hc".into(),
+                    },
+                    Label {
+                        name: "i".into(),
+                        value: "3".into(),
+                    },
+                ],
+                samples: vec![Sample {
+                    value: -1.0,
+                    timestamp: 15_000,
+                }],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
+    }
+    // The rewritten chunk (the newest record) never reached the disk.
+    let chunk_dir = dir.path().join(CHUNKS_DIR);
+    let stored = ChunkStore::open(&chunk_dir).unwrap().records(None);
+    let last = stored.last().unwrap();
+    assert_eq!(
+        (last.series, last.min_t),
+        (3, 0),
+        "the rewrite is the newest record"
+    );
+    let (file, off) = last.r.file_offset().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(chunk_dir.join(format!("{file:08}")))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0; 8], u64::from(off)).unwrap();
+    drop(f);
+    let (db, _) = open(dir.path());
+    let mut want = expected(0, 300 * STEP);
+    want[3].insert(2, (15_000, -1.0));
+    assert_eq!(
+        all_series(&db),
+        want,
+        "taken from the WAL, not hidden by the old chunk"
+    );
+}
