@@ -168,6 +168,11 @@ fn a_chunk_rewritten_after_the_checkpoint_replays_as_rewritten() {
     let mut want = expected(0, 300 * STEP);
     want[3].insert(2, (15_000, -1.0));
     assert_eq!(all_series(&db), want);
+    assert_eq!(
+        db.head.read().chunk_stats().bytes_written,
+        0,
+        "the rewritten chunk replaced the checkpoint's: replay rewrote nothing"
+    );
 }
 
 #[test]
@@ -235,16 +240,19 @@ fn an_out_of_order_sample_survives_losing_the_rewrite_of_its_chunk() {
             metadata: vec![],
         };
         assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
+        // A second one into the same chunk: replay meets it right after the first.
+        let mut req = req;
+        req.timeseries[0].samples[0] = Sample {
+            value: -2.0,
+            timestamp: 25_000,
+        };
+        assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
     }
-    // The rewritten chunk (the newest record) never reached the disk.
+    // The rewrites of the chunk (the two newest records) never reached the disk.
     let chunk_dir = dir.path().join(CHUNKS_DIR);
     let stored = ChunkStore::open(&chunk_dir).unwrap().records(None);
-    let last = stored.last().unwrap();
-    assert_eq!(
-        (last.series, last.min_t),
-        (3, 0),
-        "the rewrite is the newest record"
-    );
+    let last = stored[stored.len() - 2];
+    assert_eq!((last.series, last.min_t), (3, 0), "the first rewrite");
     let (file, off) = last.r.file_offset().unwrap();
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -255,6 +263,7 @@ fn an_out_of_order_sample_survives_losing_the_rewrite_of_its_chunk() {
     let (db, _) = open(dir.path());
     let mut want = expected(0, 300 * STEP);
     want[3].insert(2, (15_000, -1.0));
+    want[3].insert(4, (25_000, -2.0));
     assert_eq!(
         all_series(&db),
         want,
