@@ -98,6 +98,18 @@ struct MappedFile {
     synced: bool,
 }
 
+impl MappedFile {
+    /// A file no series refers to yet, not known to be synced.
+    fn new(path: PathBuf, map: Mmap) -> Self {
+        Self {
+            path,
+            map,
+            live: 0,
+            synced: false,
+        }
+    }
+}
+
 /// The file being appended to. Like the WAL it holds no descriptor between writes: an
 /// idle tenant costs no fd.
 struct Active {
@@ -255,15 +267,7 @@ impl ChunkStore {
             let path = e.path();
             let file = File::open(&path).map_err(|e| io_err("opening chunk file", &path, e))?;
             let map = map_file(&file).map_err(|e| io_err("mapping chunk file", &path, e))?;
-            files.insert(
-                seq,
-                MappedFile {
-                    path,
-                    map,
-                    live: 0,
-                    synced: false,
-                },
-            );
+            files.insert(seq, MappedFile::new(path, map));
         }
         let next_seq = files.keys().next_back().map_or(1, |s| s + 1);
         let stats = ChunkStoreStats {
@@ -468,15 +472,7 @@ impl ChunkStore {
         let map = map_file(&file).map_err(|e| io_err("mapping chunk file", &path, e))?;
         crate::wal::sync_dir(&dir)?;
         self.next_seq += 1;
-        self.files.insert(
-            seq,
-            MappedFile {
-                path,
-                map,
-                live: 0,
-                synced: false,
-            },
-        );
+        self.files.insert(seq, MappedFile::new(path, map));
         self.stats.files = self.files.len();
         drop(file);
         self.active = Some(Active {

@@ -6,35 +6,50 @@ use super::*;
 const SERIES: usize = 20;
 const STEP: i64 = 10_000;
 
+/// A request giving series `hc{i="<i>"}` the sample `(t, v)` for each `(i, t, v)`.
+fn request(samples: impl Iterator<Item = (usize, i64, f64)>) -> WriteRequest {
+    WriteRequest {
+        timeseries: samples
+            .map(|(i, t, v)| TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: "hc".into(),
+                    },
+                    Label {
+                        name: "i".into(),
+                        value: i.to_string(),
+                    },
+                ],
+                samples: vec![Sample {
+                    value: v,
+                    timestamp: t,
+                }],
+                ..Default::default()
+            })
+            .collect(),
+        metadata: vec![],
+    }
+}
+
 /// One request per timestamp in `[from, to)`, every [`STEP`]: series `hc{i="<i>"}` get value
 /// `t / 1000 + i`.
 fn push_range(db: &TenantDb, from: i64, to: i64) {
     for t in (from..to).step_by(STEP as usize) {
-        let req = WriteRequest {
-            timeseries: (0..SERIES)
-                .map(|i| TimeSeries {
-                    labels: vec![
-                        Label {
-                            name: "__name__".into(),
-                            value: "hc".into(),
-                        },
-                        Label {
-                            name: "i".into(),
-                            value: i.to_string(),
-                        },
-                    ],
-                    samples: vec![Sample {
-                        value: (t / 1000) as f64 + i as f64,
-                        timestamp: t,
-                    }],
-                    ..Default::default()
-                })
-                .collect(),
-            metadata: vec![],
-        };
+        let req = request((0..SERIES).map(|i| (i, t, (t / 1000) as f64 + i as f64)));
         let out = push_request(db, &req, &BOUNDS);
         assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
     }
+}
+
+/// Pushes `(t, v)` to series `hc{i="3"}` with a one-hour out-of-order window.
+fn push_out_of_order(db: &TenantDb, t: i64, v: f64) {
+    let ooo = TimeBounds {
+        ooo_window_ms: 3_600_000,
+        ..BOUNDS
+    };
+    let out = push_request(db, &request([(3, t, v)].into_iter()), &ooo);
+    assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
 }
 
 fn all_series(db: &TenantDb) -> Vec<Vec<(i64, f64)>> {
@@ -132,37 +147,13 @@ fn a_torn_chunk_file_loses_nothing_the_wal_holds() {
 #[test]
 fn a_chunk_rewritten_after_the_checkpoint_replays_as_rewritten() {
     let dir = tempfile::tempdir().unwrap();
-    let ooo = TimeBounds {
-        ooo_window_ms: 3_600_000,
-        ..BOUNDS
-    };
     {
         let (db, _) = open(dir.path());
         push_range(&db, 0, 300 * STEP);
         ship_before(&db, 0);
         db.drop_shipped(Instant::now()).unwrap(); // a checkpoint naming the chunks
         // Into the first closed chunk (written before the checkpoint), between two samples.
-        let req = WriteRequest {
-            timeseries: vec![TimeSeries {
-                labels: vec![
-                    Label {
-                        name: "__name__".into(),
-                        value: "hc".into(),
-                    },
-                    Label {
-                        name: "i".into(),
-                        value: "3".into(),
-                    },
-                ],
-                samples: vec![Sample {
-                    value: -1.0,
-                    timestamp: 15_000,
-                }],
-                ..Default::default()
-            }],
-            metadata: vec![],
-        };
-        assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
+        push_out_of_order(&db, 15_000, -1.0);
     }
     let (db, _) = open(dir.path());
     let mut want = expected(0, 300 * STEP);
@@ -210,43 +201,14 @@ fn an_interrupted_checkpoint_replays_old_segments_and_chunks_together() {
 #[test]
 fn an_out_of_order_sample_survives_losing_the_rewrite_of_its_chunk() {
     let dir = tempfile::tempdir().unwrap();
-    let ooo = TimeBounds {
-        ooo_window_ms: 3_600_000,
-        ..BOUNDS
-    };
     {
         let (db, _) = open(dir.path());
         push_range(&db, 0, 300 * STEP);
         ship_before(&db, 0);
         db.drop_shipped(Instant::now()).unwrap(); // the checkpoint names the first chunk
-        let req = WriteRequest {
-            timeseries: vec![TimeSeries {
-                labels: vec![
-                    Label {
-                        name: "__name__".into(),
-                        value: "hc".into(),
-                    },
-                    Label {
-                        name: "i".into(),
-                        value: "3".into(),
-                    },
-                ],
-                samples: vec![Sample {
-                    value: -1.0,
-                    timestamp: 15_000,
-                }],
-                ..Default::default()
-            }],
-            metadata: vec![],
-        };
-        assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
+        push_out_of_order(&db, 15_000, -1.0);
         // A second one into the same chunk: replay meets it right after the first.
-        let mut req = req;
-        req.timeseries[0].samples[0] = Sample {
-            value: -2.0,
-            timestamp: 25_000,
-        };
-        assert_eq!(push_request(&db, &req, &ooo).rejected_samples, 0);
+        push_out_of_order(&db, 25_000, -2.0);
     }
     // The rewrites of the chunk (the two newest records) never reached the disk.
     let chunk_dir = dir.path().join(CHUNKS_DIR);
