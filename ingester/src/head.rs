@@ -185,12 +185,36 @@ impl Head {
     /// chunk the series holds; one written after the checkpoint may be a rewrite (an
     /// out-of-order insert, a partial drop) and replaces the chunks it overlaps. A chunk of
     /// another series (a recycled id: another label hash) is ignored.
-    pub fn attach_chunk(&mut self, id: SeriesId, wal_id: u32, c: &StoredChunk, rewritten: bool) {
+    ///
+    /// A chunk reaching outside `ok` (replay's time bounds: written before they existed, or
+    /// with another clock) is not attached: its samples inside them are appended, and the
+    /// number left out is returned, as replay skips such WAL samples.
+    pub fn attach_chunk(
+        &mut self,
+        id: SeriesId,
+        wal_id: u32,
+        c: &StoredChunk,
+        rewritten: bool,
+        ok: &std::ops::RangeInclusive<i64>,
+    ) -> u64 {
         let Some(s) = self.series.get_mut(id as usize) else {
-            return;
+            return 0;
         };
         if s.is_dead() || c.series != wal_id || c.hash != s.hash || c.max_t < c.min_t {
-            return;
+            return 0;
+        }
+        if !ok.contains(&c.min_t) || !ok.contains(&c.max_t) {
+            let samples: Vec<(i64, f64)> =
+                muninn_storage::chunk::XorIter::new(self.chunks.get(c.r)).collect();
+            let mut left_out = 0;
+            for (t, v) in samples {
+                if !ok.contains(&t) {
+                    left_out += 1;
+                } else if self.append(id, t, v) == AppendOutcome::OutOfOrder {
+                    self.insert(id, t, v);
+                }
+            }
+            return left_out;
         }
         // Samples the open chunk holds up to the stored one's end came from the WAL and are
         // in the stored chunk (or a later one): the open chunk is rebuilt from what follows.
@@ -200,7 +224,7 @@ impl Head {
             if a.last_timestamp() <= c.max_t {
                 s.head = None;
             } else {
-                return;
+                return 0;
             }
         }
         if rewritten {
@@ -210,6 +234,7 @@ impl Head {
             s.closed.attach(c.min_t, c.max_t, c.r, &mut self.chunks);
         }
         self.max_t = self.max_t.max(c.max_t);
+        0
     }
 
     /// Bounds of closed chunk `i` of series `id`.
@@ -224,7 +249,7 @@ impl Head {
             .map_or((0, None), |s| s.closed.first_ending_from(t))
     }
 
-    /// Deletes chunk files no series refers to (after WAL replay and each checkpoint).
+    /// Deletes chunk files no series refers to (after each checkpoint).
     pub fn drop_unreferenced_chunks(&mut self) {
         self.chunks.drop_unreferenced();
     }

@@ -256,7 +256,7 @@ impl TenantDb {
                     Record::ChunkMark(f, o) => Some((*f, *o)),
                     _ => None,
                 };
-                PendingChunks::load(&head, from)
+                PendingChunks::load(&head, from, MIN_TIMESTAMP_MS..=newest_ok)
             });
             match rec {
                 Record::ChunkMark(..) => {}
@@ -267,7 +267,13 @@ impl TenantDb {
                         };
                         for r in refs.into_iter().filter_map(ChunkRef::from_u64) {
                             if let Some(c) = head.stored_chunk(r) {
-                                head.attach_chunk(id, wal_id, &c, false);
+                                out_of_bounds += head.attach_chunk(
+                                    id,
+                                    wal_id,
+                                    &c,
+                                    false,
+                                    &(MIN_TIMESTAMP_MS..=newest_ok),
+                                );
                                 cursors.see(id, c.max_t);
                             }
                         }
@@ -400,8 +406,10 @@ impl TenantDb {
         // Stored chunks of series no record named after their creation.
         if let Some(mut pending) = pending {
             pending.attach_rest(&mut head, &ids);
+            out_of_bounds += pending.out_of_bounds;
         }
-        head.drop_unreferenced_chunks();
+        // Files no series uses stay until the next checkpoint: the one on disk may still name
+        // their chunks, and a crash before it replays them again.
         head.flush_chunks();
         head.release_chunk_pages();
         report.samples_in_chunk_files = skipped;
@@ -977,7 +985,9 @@ impl TenantDb {
                 fb.frame(|b| record::encode_metadata(&metadata, b));
             }
         });
-        // Closed chunks reach their file once the samples they hold are in the WAL.
+        // Buffered closed chunks go to their file, after the WAL write (a full buffer was
+        // written earlier: a crash then may keep chunks of this unacknowledged request, as it
+        // keeps its samples in the head).
         head.flush_chunks();
         match written {
             Ok(stats) => {

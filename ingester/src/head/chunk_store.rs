@@ -13,8 +13,8 @@
 //!
 //! Records are appended through a buffer: a chunk is readable from the buffer at once and
 //! reaches the file at the next [`ChunkStore::flush`] (the end of every push) or when the
-//! buffer fills. A file is deleted at the first checkpoint (or replay) after no series refers
-//! to any of its chunks (never the newest, so numbers are never reused). Without a directory
+//! buffer fills. A file is deleted at the first checkpoint after no series refers to any of
+//! its chunks (never the newest, so numbers are never reused). Without a directory
 //! (tests), or after a write error, chunks are kept on the heap instead, and WAL checkpoints
 //! carry their samples.
 
@@ -337,7 +337,7 @@ impl ChunkStore {
     }
 
     /// Deletes the files no series refers to, except the one written to and the newest:
-    /// after WAL replay, and after each checkpoint.
+    /// after each checkpoint (never earlier: the checkpoint on disk may name their chunks).
     pub fn drop_unreferenced(&mut self) {
         let dead: Vec<u32> = self
             .files

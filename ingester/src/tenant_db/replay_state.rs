@@ -2,6 +2,7 @@
 //! head chunk records written since the checkpoint, and a cursor on each series' chunks.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use super::MAX_WAL_ID_GAP;
 use crate::head::{ChunkRef, Head, SeriesId, StoredChunk};
@@ -113,6 +114,9 @@ pub(super) struct PendingChunks {
     start: Vec<u32>,
     recs: Vec<Pending>,
     taken: Vec<bool>,
+    /// Replay's time bounds, and the samples of attached chunks left out by them.
+    ok: RangeInclusive<i64>,
+    pub(super) out_of_bounds: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -123,18 +127,19 @@ struct Pending {
     max_t: i64,
 }
 
-/// Series ids a record may name: they are dense, and one naming an implausible id (its
-/// samples are still in the WAL) must not make replay allocate up to it.
-const MAX_SERIES_ID: usize = 16 * MAX_WAL_ID_GAP;
-
 impl PendingChunks {
     /// Reads the records from `from` on: a pass counting them per series, then a pass
     /// filling one array of exactly their number (replay's memory stays close to the head's).
-    pub(super) fn load(head: &Head, from: Option<(u32, u32)>) -> Self {
+    pub(super) fn load(head: &Head, from: Option<(u32, u32)>, ok: RangeInclusive<i64>) -> Self {
         let mut counts: Vec<u32> = Vec::new();
+        let mut seen = 0usize;
         head.scan_stored_chunks(from, |c| {
             let i = c.series as usize;
-            if i < MAX_SERIES_ID {
+            seen += 1;
+            // Ids are dense: one far past the records read so far is implausible (a corrupt
+            // record; its samples are still in the WAL) and must not make replay allocate
+            // up to it.
+            if i < seen + MAX_WAL_ID_GAP {
                 if counts.len() <= i {
                     counts.resize(i + 1, 0);
                 }
@@ -165,8 +170,16 @@ impl PendingChunks {
                 *next += 1;
             }
         });
+        // A record the second pass did not see again (a read error) leaves its slot
+        // default, which no series' label hash matches.
         let taken = vec![false; counts.len()];
-        Self { start, recs, taken }
+        Self {
+            start,
+            recs,
+            taken,
+            ok,
+            out_of_bounds: 0,
+        }
     }
 
     /// Gives head series `id` the records of WAL series `wal_id` (once).
@@ -184,7 +197,7 @@ impl PendingChunks {
                 min_t: p.min_t,
                 max_t: p.max_t,
             };
-            head.attach_chunk(id, wal_id, &c, true);
+            self.out_of_bounds += head.attach_chunk(id, wal_id, &c, true, &self.ok);
         }
     }
 

@@ -232,3 +232,18 @@ fn an_out_of_order_sample_survives_losing_the_rewrite_of_its_chunk() {
         "taken from the WAL, not hidden by the old chunk"
     );
 }
+
+#[test]
+fn stored_chunks_respect_the_replay_time_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (db, _) = open(dir.path());
+        push_range(&db, 0, 600 * STEP);
+    }
+    // The clock went back: what is now in the future is left out, from chunks as from the
+    // WAL, and the rest of a chunk that straddles the bound stays.
+    let newest_ok = 300 * STEP + 5_000;
+    let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, newest_ok).unwrap();
+    assert_eq!(all_series(&db), expected(0, 301 * STEP));
+    assert_eq!(db.head.read().max_time(), Some(300 * STEP));
+}
