@@ -247,3 +247,29 @@ fn stored_chunks_respect_the_replay_time_bounds() {
     assert_eq!(all_series(&db), expected(0, 301 * STEP));
     assert_eq!(db.head.read().max_time(), Some(300 * STEP));
 }
+
+#[test]
+fn chunks_stay_on_the_heap_when_their_file_cannot_be_written_and_checkpoints_copy_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunk_dir = dir.path().join(CHUNKS_DIR);
+    {
+        let (db, _) = open(dir.path());
+        // The chunk directory becomes unusable (a file where it was): no chunk file can be
+        // created.
+        std::fs::remove_dir_all(&chunk_dir).unwrap();
+        std::fs::write(&chunk_dir, b"not a directory").unwrap();
+        push_range(&db, 0, 300 * STEP);
+        let stats = db.head.read().chunk_stats();
+        assert_eq!(stats.files, 0);
+        assert!(stats.heap_bytes > 0, "closed chunks kept on the heap");
+        assert_eq!(all_series(&db), expected(0, 300 * STEP));
+        // A checkpoint copies their samples (no file holds them).
+        ship_before(&db, 0);
+        db.drop_shipped(Instant::now()).unwrap();
+        push_range(&db, 300 * STEP, 320 * STEP);
+    }
+    std::fs::remove_file(&chunk_dir).unwrap();
+    let (db, report) = open(dir.path());
+    assert_eq!(all_series(&db), expected(0, 320 * STEP));
+    assert_eq!(report.samples_in_chunk_files, 0);
+}
