@@ -523,7 +523,7 @@ fn rewrite_instance(labels: &mut Vec<Label>, c: usize) {
 }
 
 /// A remote-write 1.0 body of `timeseries`, as sent on the wire.
-fn snappy_request(timeseries: Vec<TimeSeries>) -> Vec<u8> {
+pub(crate) fn snappy_request(timeseries: Vec<TimeSeries>) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(
             &WriteRequest {

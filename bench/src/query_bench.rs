@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use prost::Message;
+use muninn_proto::prometheus::{Label, Sample, TimeSeries};
 
-use crate::{agent, post, proc_stats};
+use crate::{agent, post, proc_stats, snappy_request};
 
 /// A receiver under test.
 pub struct Target {
@@ -111,15 +110,7 @@ pub fn load(
                         }
                     })
                     .collect();
-                snap::raw::Encoder::new()
-                    .compress_vec(
-                        &WriteRequest {
-                            timeseries,
-                            metadata: vec![],
-                        }
-                        .encode_to_vec(),
-                    )
-                    .expect("snappy")
+                snappy_request(timeseries)
             })
             .collect();
         for target in targets {

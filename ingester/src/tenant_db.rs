@@ -1022,6 +1022,12 @@ mod tests {
         ooo_window_ms: 0,
     };
 
+    /// [`BOUNDS`] with a one-hour out-of-order window.
+    const OOO_BOUNDS: TimeBounds = TimeBounds {
+        ooo_window_ms: 3_600_000,
+        ..BOUNDS
+    };
+
     fn push_with(db: &TenantDb, name: &str, t: i64, v: f64, bounds: &TimeBounds) -> PushOutcome {
         let req = WriteRequest {
             timeseries: vec![TimeSeries {
@@ -1286,10 +1292,6 @@ mod tests {
     #[test]
     fn a_ship_event_due_later_never_drops_from_a_recycled_slot() {
         let dir = tempfile::tempdir().unwrap();
-        let ooo = TimeBounds {
-            ooo_window_ms: 3_600_000,
-            ..BOUNDS
-        };
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         let now = BOUNDS.now_ms;
         push(&db, "a", now, 1.0);
@@ -1297,7 +1299,7 @@ mod tests {
         let after_first = Instant::now();
         // A late sample into the shipped stretch; a second cut ships it (event 2, naming `a`).
         assert_eq!(
-            push_with(&db, "a", now - 10_000, 0.5, &ooo).rejected_samples,
+            push_with(&db, "a", now - 10_000, 0.5, &OOO_BOUNDS).rejected_samples,
             0
         );
         assert_eq!(ship_before(&db, now + 1), 1);
@@ -1319,10 +1321,6 @@ mod tests {
     #[test]
     fn out_of_order_samples_are_never_marked_shipped_unshipped() {
         let dir = tempfile::tempdir().unwrap();
-        let ooo = TimeBounds {
-            ooo_window_ms: 3_600_000,
-            ..BOUNDS
-        };
         let (db, _) = TenantDb::open(dir.path(), FsyncPolicy::Never, i64::MAX).unwrap();
         let now = BOUNDS.now_ms;
         push(&db, "a", now - 600_000, 1.0);
@@ -1334,7 +1332,7 @@ mod tests {
         );
         // With one: accepted, and the series reads in time order.
         assert_eq!(
-            push_with(&db, "a", now - 1_800_000, 0.5, &ooo).rejected_samples,
+            push_with(&db, "a", now - 1_800_000, 0.5, &OOO_BOUNDS).rejected_samples,
             0
         );
         assert_eq!(
@@ -1345,7 +1343,7 @@ mod tests {
         let snap = db.snapshot_unshipped(0, i64::MAX);
         assert_eq!(snap[0].samples.len(), 3);
         assert_eq!(
-            push_with(&db, "a", now - 1_200_000, 0.7, &ooo).rejected_samples,
+            push_with(&db, "a", now - 1_200_000, 0.7, &OOO_BOUNDS).rejected_samples,
             0
         );
         db.mark_shipped(vec![(snap[0].id, now)]);
@@ -1361,7 +1359,7 @@ mod tests {
         assert!(db.snapshot_unshipped(0, i64::MAX).is_empty());
         // Late into an already shipped stretch: the mark moves back, the sample ships.
         assert_eq!(
-            push_with(&db, "a", now - 300_000, 1.5, &ooo).rejected_samples,
+            push_with(&db, "a", now - 300_000, 1.5, &OOO_BOUNDS).rejected_samples,
             0
         );
         let third = db.snapshot_unshipped(0, i64::MAX);
@@ -1379,7 +1377,7 @@ mod tests {
             (now + 500, vec![(now + 1000, 3.0)])
         );
         assert_eq!(
-            push_with(&db, "a", now - 100_000, 1.7, &ooo).rejected_samples,
+            push_with(&db, "a", now - 100_000, 1.7, &OOO_BOUNDS).rejected_samples,
             0
         );
         db.mark_shipped(vec![(snap[0].id, now + 1000)]);
@@ -1391,7 +1389,7 @@ mod tests {
         );
         // Too old even for the window, and all of it survives a restart in order.
         assert_eq!(
-            push_with(&db, "a", now - 2 * 3_600_000, 1.0, &ooo).first[0].0,
+            push_with(&db, "a", now - 2 * 3_600_000, 1.0, &OOO_BOUNDS).first[0].0,
             Reason::TooOld
         );
         drop(db);

@@ -96,6 +96,7 @@ impl ClosedChunks {
     }
 
     /// Whether `t` is inside the bounds of a chunk.
+    #[cfg(test)]
     pub fn covers(&self, t: i64) -> bool {
         let i = self.bounds.partition_point(|b| b.max_t < t);
         self.bounds.get(i).is_some_and(|b| b.min_t <= t)

@@ -44,11 +44,7 @@ fn push_range(db: &TenantDb, from: i64, to: i64) {
 
 /// Pushes `(t, v)` to series `hc{i="3"}` with a one-hour out-of-order window.
 fn push_out_of_order(db: &TenantDb, t: i64, v: f64) {
-    let ooo = TimeBounds {
-        ooo_window_ms: 3_600_000,
-        ..BOUNDS
-    };
-    let out = push_request(db, &request([(3, t, v)].into_iter()), &ooo);
+    let out = push_request(db, &request([(3, t, v)].into_iter()), &OOO_BOUNDS);
     assert_eq!(out.rejected_samples, 0, "{:?}", out.first);
 }
 
