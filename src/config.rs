@@ -24,7 +24,7 @@ use crate::roles::Role;
 )]
 pub struct Config {
     /// Which role to run: all (every role in one process, local storage), ingester, querier,
-    /// query-frontend, compactor, distributor.
+    /// query-frontend, compactor, distributor, ruler.
     #[arg(value_enum)]
     pub role: Role,
     /// YAML file with any of these flags (nested keys joined with dots).
@@ -62,6 +62,8 @@ pub struct Config {
     pub frontend: muninn_frontend::FrontendArgs,
     #[command(flatten)]
     pub compactor: muninn_compactor::CompactorArgs,
+    #[command(flatten)]
+    pub ruler: muninn_ruler::RulerArgs,
     #[command(flatten)]
     pub storage: muninn_storage::bucket::StorageArgs,
     #[command(flatten)]
@@ -113,6 +115,11 @@ impl Config {
         }
         if self.role == Role::Distributor && self.ring.join.is_empty() {
             anyhow::bail!("muninn distributor routes over the ring: give --memberlist.join");
+        }
+        if self.role == Role::Ruler && self.ring.join.is_empty() {
+            anyhow::bail!(
+                "muninn ruler reads ingesters and writes rule results over the ring: give --memberlist.join"
+            );
         }
         Ok(())
     }

@@ -17,6 +17,10 @@ pub enum Role {
     /// The Prometheus HTTP API in front of queriers: splits, caches, shards and queues
     /// queries (`--query-frontend.downstream-url`).
     QueryFrontend,
+    /// Evaluates tenants' recording and alerting rules (groups sharded over the rulers of the
+    /// ring), writes results through the ring, sends alerts to Alertmanager (needs
+    /// `--memberlist.join`).
+    Ruler,
 }
 
 impl Role {
@@ -38,6 +42,10 @@ impl Role {
         matches!(self, Role::All | Role::QueryFrontend)
     }
 
+    pub fn runs_ruler(self) -> bool {
+        matches!(self, Role::All | Role::Ruler)
+    }
+
     pub fn runs_compactor(self) -> bool {
         matches!(self, Role::All | Role::Compactor)
     }
@@ -50,6 +58,7 @@ impl Role {
             Role::Compactor => "compactor",
             Role::Distributor => "distributor",
             Role::QueryFrontend => "query-frontend",
+            Role::Ruler => "ruler",
         }
     }
 }

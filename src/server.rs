@@ -243,58 +243,24 @@ pub async fn run(
             });
         }
     }
-    if role.runs_querier() {
-        // Recent data from the ingesters, older data from blocks; merged, duplicates once.
-        let block_bucket = if config.storage.block_cache_enabled {
-            let dir = config
-                .storage
-                .block_cache_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("block-cache"));
-            let max = config.storage.block_cache_max_bytes;
-            let cache = tokio::task::spawn_blocking(move || {
-                muninn_storage::block_cache::BlockCache::open(dir, max)
-            })
-            .await?
-            .context("opening the block cache")?;
-            cache.register(&mut registry);
-            bucket.clone().cached(cache)
-        } else {
-            bucket.clone()
-        };
-        let index_every = config.storage.bucket_index_update_interval.0;
-        let mut block_store = BlockStore::new(block_bucket, index_every);
-        if let Some(r) = ring.clone().filter(|r| r.is_gossip()) {
-            block_store = block_store.with_ring(r);
-        }
-        let blocks: Arc<dyn SeriesSource> = Arc::new(block_store);
-        let ingesters: Option<IngesterStore> = match &ring {
-            // The ring (gossip, or the in-process ingester of `all`): one code path for both.
-            Some(r) => Some(
-                IngesterStore::from_ring(r.clone(), query_pool.clone()).with_shuffle_sharding(
-                    tenancy.overrides.clone(),
-                    config.querier.shuffle_sharding_lookback.0,
-                ),
-            ),
-            None if !config.querier.ingester_addrs.is_empty() => Some(IngesterStore::new(
-                &config.querier.ingester_addrs,
-                query_pool.clone(),
-            )?),
-            None => None,
-        };
-        let store: Arc<dyn SeriesSource> = match ingesters.clone() {
-            Some(i) => Arc::new(MergedStore {
-                parts: vec![Arc::new(i), blocks],
-            }),
-            None => {
-                tracing::info!(
-                    "no ring and no --querier.ingester-addrs: answering from blocks alone"
-                );
-                blocks
-            }
-        };
-        let q = Querier::new(store, ingesters, tenancy.clone(), &config.querier)?;
-        q.metrics.register(&mut registry);
+    let querier = if role.runs_querier() || role.runs_ruler() {
+        Some(
+            build_querier(
+                &config,
+                &bucket,
+                &ring,
+                &query_pool,
+                &tenancy,
+                &mut registry,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    if role.runs_querier()
+        && let Some(q) = querier.clone()
+    {
         if role.runs_frontend() {
             // `all`: the query API goes through the frontend to this querier, in process.
             let fe = Frontend::new(
@@ -334,12 +300,7 @@ pub async fn run(
         && r.is_gossip()
     {
         // Query frontends find this querier in the ring.
-        let ip = if http_addr.ip().is_unspecified() {
-            muninn_ring::gossip::local_ip_towards(&config.ring.join).await
-        } else {
-            http_addr.ip()
-        };
-        let url = format!("http://{}", SocketAddr::new(ip, http_addr.port()));
+        let url = advertised_url(http_addr, &config).await;
         r.publish(muninn_ring::gossip::KEY_QUERIER_URL, &url).await;
         tracing::info!(%url, "querier published in the ring");
     }
@@ -353,6 +314,54 @@ pub async fn run(
             Ok(())
         });
     }
+
+    let mut ruler: Option<Arc<muninn_ruler::Ruler>> = None;
+    if role.runs_ruler()
+        && let Some(q) = querier.clone()
+    {
+        // Rule results go through the push path: this process's distributor (`all`), or a
+        // router of the ring of its own (the ruler role).
+        let writer = match (&distributor, &ring) {
+            (Some(d), _) => d.clone(),
+            (None, Some(r)) => Arc::new(Distributor::new(
+                config
+                    .distributor
+                    .config(config.multitenancy, config.ingester.max_request_bytes),
+                tenancy.clone(),
+                r.clone(),
+                pool.clone(),
+                None,
+            )),
+            (None, None) => anyhow::bail!("the ruler writes over the ring: give --memberlist.join"),
+        };
+        let self_id = ring
+            .as_ref()
+            .and_then(|r| r.self_id())
+            .unwrap_or_else(|| format!("ruler-{}", muninn_ring::config::hostname()));
+        let r = muninn_ruler::Ruler::new(
+            config.ruler.clone(),
+            muninn_ruler::rule_store::RuleStore::new(bucket.clone()),
+            q,
+            writer,
+            ring.clone(),
+            self_id,
+        );
+        r.metrics.register(&mut registry);
+        app = app.merge(muninn_ruler::api::router(r.clone(), tenancy.clone()));
+        if let Some(g) = ring.as_ref().filter(|g| g.is_gossip()) {
+            // Rulers find each other (sharding, API fan-out, sync notices) in the ring.
+            let url = advertised_url(http_addr, &config).await;
+            g.publish(muninn_ruler::manager::KEY_RULER_URL, &url).await;
+            tracing::info!(%url, "ruler published in the ring");
+        }
+        let (r2, stop) = (r.clone(), stopped());
+        tasks.spawn(async move {
+            r2.run(stop).await;
+            Ok(())
+        });
+        ruler = Some(r);
+    }
+    let _ = &ruler;
 
     let registry = Arc::new(registry);
     let index = index_page(role.name(), http_addr);
@@ -496,4 +505,76 @@ fn index_page(role: &str, addr: SocketAddr) -> String {
          GET /metrics                        Muninn's own metrics\n",
         version = env!("CARGO_PKG_VERSION")
     )
+}
+
+/// The querier: recent data from the ingesters, older data from blocks; merged, duplicates
+/// once. The querier role serves it; the ruler evaluates its rules through it.
+async fn build_querier(
+    config: &Config,
+    bucket: &muninn_storage::bucket::Bucket,
+    ring: &Option<Arc<RingHandle>>,
+    query_pool: &Arc<ClientPool>,
+    tenancy: &Arc<muninn_tenancy::Tenancy>,
+    registry: &mut Registry,
+) -> anyhow::Result<Arc<Querier>> {
+    // Recent data from the ingesters, older data from blocks; merged, duplicates once.
+    let block_bucket = if config.storage.block_cache_enabled {
+        let dir = config
+            .storage
+            .block_cache_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("block-cache"));
+        let max = config.storage.block_cache_max_bytes;
+        let cache = tokio::task::spawn_blocking(move || {
+            muninn_storage::block_cache::BlockCache::open(dir, max)
+        })
+        .await?
+        .context("opening the block cache")?;
+        cache.register(registry);
+        bucket.clone().cached(cache)
+    } else {
+        bucket.clone()
+    };
+    let index_every = config.storage.bucket_index_update_interval.0;
+    let mut block_store = BlockStore::new(block_bucket, index_every);
+    if let Some(r) = ring.clone().filter(|r| r.is_gossip()) {
+        block_store = block_store.with_ring(r);
+    }
+    let blocks: Arc<dyn SeriesSource> = Arc::new(block_store);
+    let ingesters: Option<IngesterStore> = match &ring {
+        // The ring (gossip, or the in-process ingester of `all`): one code path for both.
+        Some(r) => Some(
+            IngesterStore::from_ring(r.clone(), query_pool.clone()).with_shuffle_sharding(
+                tenancy.overrides.clone(),
+                config.querier.shuffle_sharding_lookback.0,
+            ),
+        ),
+        None if !config.querier.ingester_addrs.is_empty() => Some(IngesterStore::new(
+            &config.querier.ingester_addrs,
+            query_pool.clone(),
+        )?),
+        None => None,
+    };
+    let store: Arc<dyn SeriesSource> = match ingesters.clone() {
+        Some(i) => Arc::new(MergedStore {
+            parts: vec![Arc::new(i), blocks],
+        }),
+        None => {
+            tracing::info!("no ring and no --querier.ingester-addrs: answering from blocks alone");
+            blocks
+        }
+    };
+    let q = Querier::new(store, ingesters, tenancy.clone(), &config.querier)?;
+    q.metrics.register(registry);
+    Ok(q)
+}
+
+/// The HTTP base URL other members reach this process at.
+async fn advertised_url(http_addr: SocketAddr, config: &Config) -> String {
+    let ip = if http_addr.ip().is_unspecified() {
+        muninn_ring::gossip::local_ip_towards(&config.ring.join).await
+    } else {
+        http_addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, http_addr.port()))
 }

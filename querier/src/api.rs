@@ -217,6 +217,31 @@ async fn run_query<T>(
     r
 }
 
+/// Evaluates `expr` at `t` (ms) for `tenant` exactly as an instant query through the API
+/// is evaluated (its limits, timeout and evaluation threads), counted under `endpoint`: the
+/// ruler's entry point.
+pub async fn instant_for(
+    q: &Arc<Querier>,
+    endpoint: &'static str,
+    tenant: &TenantId,
+    expr: promql_parser::parser::Expr,
+    t: i64,
+) -> Result<QueryResult> {
+    let timeout = q.timeout;
+    let (qc, tc) = (q.clone(), tenant.clone());
+    let store = q.store_for(tenant);
+    run_query(
+        q,
+        endpoint,
+        tenant,
+        timeout,
+        evaluate(q, move || async move {
+            promql::instant_query(store.as_ref(), &tc, opts(&qc, timeout), &expr, t).await
+        }),
+    )
+    .await
+}
+
 /// Stack of a query's evaluation thread. Evaluation recurses a few frames per AST level
 /// (at most [`promql::parse::MAX_DEPTH`]); a runtime worker's 2 MiB stack overflows at
 /// about 120 levels in a debug build, and a stack overflow aborts the process. Only the

@@ -51,6 +51,10 @@ pub struct Limits {
     pub max_global_exemplars_per_user: u64,
     /// Sub-queries (split intervals, shards) of this tenant the query frontend runs at once.
     pub max_query_parallelism: usize,
+    /// Rule groups the tenant may store in the ruler; 0: no limit.
+    pub ruler_max_rule_groups_per_tenant: usize,
+    /// Rules one of the tenant's groups may hold; 0: no limit.
+    pub ruler_max_rules_per_rule_group: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +78,8 @@ impl Default for Limits {
             ingestion_tenant_shard_size: 0,
             max_global_exemplars_per_user: 0,
             max_query_parallelism: 14,
+            ruler_max_rule_groups_per_tenant: 70,
+            ruler_max_rules_per_rule_group: 20,
         }
     }
 }
@@ -195,6 +201,12 @@ pub struct LimitsArgs {
     /// the rest wait in the tenant's queue.
     #[arg(long = "limits.max-query-parallelism", default_value_t = 14)]
     pub max_query_parallelism: usize,
+    /// Rule groups each tenant may store in the ruler; 0: no limit.
+    #[arg(long = "limits.ruler-max-rule-groups-per-tenant", default_value_t = 70)]
+    pub ruler_max_rule_groups_per_tenant: usize,
+    /// Rules one rule group may hold; 0: no limit.
+    #[arg(long = "limits.ruler-max-rules-per-rule-group", default_value_t = 20)]
+    pub ruler_max_rules_per_rule_group: usize,
 }
 
 impl From<&LimitsArgs> for Limits {
@@ -218,6 +230,8 @@ impl From<&LimitsArgs> for Limits {
             ingestion_tenant_shard_size: a.ingestion_tenant_shard_size,
             max_global_exemplars_per_user: a.max_global_exemplars_per_user,
             max_query_parallelism: a.max_query_parallelism.max(1),
+            ruler_max_rule_groups_per_tenant: a.ruler_max_rule_groups_per_tenant,
+            ruler_max_rules_per_rule_group: a.ruler_max_rules_per_rule_group,
         }
     }
 }

@@ -555,3 +555,71 @@ impl Drop for Seaweed {
         let _ = self.child.wait();
     }
 }
+
+/// A real Alertmanager (Debian package `prometheus-alertmanager`), clustering off, one
+/// receiver that delivers nowhere: alerts are read back through its API v2.
+pub struct Alertmanager {
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &cfg,
+            "route:\n  receiver: devnull\n  group_wait: 0s\nreceivers:\n  - name: devnull\n",
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the `prometheus-alertmanager` binary (Debian package; scripts/test installs it) must be on PATH");
+        let url = format!("http://127.0.0.1:{port}");
+        let a = agent();
+        wait_for("alertmanager ready", Duration::from_secs(60), || {
+            a.get(&format!("{url}/-/ready"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        });
+        Self {
+            url,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// The alerts it holds (`GET /api/v2/alerts`).
+    pub fn alerts(&self) -> Vec<Value> {
+        let text = agent()
+            .get(&format!("{}/api/v2/alerts", self.url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str::<Value>(&text)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

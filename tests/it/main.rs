@@ -20,7 +20,9 @@ mod prometheus_remote_write;
 mod promql_differential;
 mod reliability;
 mod remote_read;
+
 mod remote_write_v2;
+mod ruler;
 mod scale_out;
 mod tenancy;
 mod tenants;

@@ -1,0 +1,380 @@
+//! The ruler against real components: rule groups managed through the Cortex/Mimir ruler API,
+//! evaluated by `muninn all` (and by rulers of a gossip cluster), alerts received by a real
+//! Alertmanager (Debian `prometheus-alertmanager`), the API's rules accepted by `promtool
+//! check rules`, recording results equal to the expression evaluated directly.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::Cluster;
+use crate::harness::{
+    Alertmanager, Muninn, agent, now_ms, result, series, wait_for, write_request,
+};
+
+const GROUP: &str = r#"name: nodes
+interval: 2s
+rules:
+  - record: job:node_up:sum
+    expr: sum by (job) (node_up)
+    labels:
+      source: ruler
+  - alert: NodeDown
+    expr: node_up == 0
+    for: 3s
+    labels:
+      severity: page
+    annotations:
+      summary: "{{ $labels.instance }} of {{ $labels.job }} is down"
+      value: "{{ $value | humanize }}"
+"#;
+
+fn config_call(
+    m: &Muninn,
+    method: &str,
+    tenant: Option<&str>,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let url = format!("{}/prometheus/config/v1/rules{path}", m.http);
+    let a = agent();
+    let mut req = match method {
+        "GET" => a.get(&url).force_send_body(),
+        "POST" => a.post(&url),
+        "DELETE" => a.delete(&url).force_send_body(),
+        _ => unreachable!(),
+    };
+    if let Some(t) = tenant {
+        req = req.header("X-Scope-OrgID", t);
+    }
+    let mut resp = req
+        .header("Content-Type", "application/yaml")
+        .send(body)
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// `node_up` for two instances, a up and b at `b_value`: over the last minute with
+/// `history`, else one sample now.
+fn push_nodes(m: &Muninn, tenant: &str, b_value: f64, history: bool) {
+    let now = now_ms();
+    let n = if history { 12 } else { 1 };
+    let samples =
+        |v: f64| -> Vec<(i64, f64)> { (0..n).map(|i| (now - (n - 1 - i) * 5_000, v)).collect() };
+    let (s, _) = m.push(
+        tenant,
+        &write_request(vec![
+            series(
+                &[("__name__", "node_up"), ("instance", "a"), ("job", "node")],
+                &samples(1.0),
+            ),
+            series(
+                &[("__name__", "node_up"), ("instance", "b"), ("job", "node")],
+                &samples(b_value),
+            ),
+        ]),
+    );
+    assert_eq!(s, 200);
+}
+
+fn query(m: &Muninn, tenant: &str, q: &str, t: Option<i64>) -> Vec<Value> {
+    let ts = t.map(|t| format!("{:.3}", t as f64 / 1000.0));
+    let mut params = vec![("query", q)];
+    if let Some(ts) = &ts {
+        params.push(("time", ts.as_str()));
+    }
+    let (s, v) = m.get(Some(tenant), "/prometheus/api/v1/query", &params);
+    assert_eq!(s, 200, "{q}: {v}");
+    result(&v).clone()
+}
+
+#[test]
+fn rules_are_evaluated_recorded_alerted_to_alertmanager_and_marked_stale() {
+    let am = Alertmanager::start();
+    let am_flag = format!("--ruler.alertmanager-url={}", am.url);
+    let m = Muninn::all(&[
+        &am_flag,
+        "--ruler.poll-interval=30s",
+        "--ruler.resend-delay=1s",
+    ]);
+    push_nodes(&m, "t1", 0.0, true);
+
+    // Bad input: no tenant, invalid YAML, an invalid expression.
+    assert_eq!(config_call(&m, "POST", None, "/ns1", GROUP).0, 401);
+    let (s, body) = config_call(&m, "POST", Some("t1"), "/ns1", "name: [x");
+    assert_eq!(s, 400, "{body}");
+    let (s, body) = config_call(
+        &m,
+        "POST",
+        Some("t1"),
+        "/ns1",
+        "name: g\nrules:\n  - record: r\n    expr: sum(\n",
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("could not parse"), "{body}");
+    assert_eq!(
+        config_call(&m, "GET", Some("t1"), "", "").0,
+        404,
+        "no groups yet"
+    );
+
+    let posted = now_ms();
+    let (s, body) = config_call(&m, "POST", Some("t1"), "/ns1", GROUP);
+    assert_eq!(s, 202, "{body}");
+
+    // The group as stored: promtool accepts it as a rule file.
+    let (s, yaml) = config_call(&m, "GET", Some("t1"), "/ns1", "");
+    assert_eq!(s, 200);
+    assert!(yaml.starts_with("ns1:"), "{yaml}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, yaml.replacen("ns1:", "groups:", 1)).unwrap();
+    let out = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules refused {yaml}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, one) = config_call(&m, "GET", Some("t1"), "/ns1/nodes", "");
+    assert_eq!(s, 200);
+    assert!(one.starts_with("name: nodes"), "{one}");
+    assert_eq!(config_call(&m, "GET", Some("t1"), "/ns1/other", "").0, 404);
+    assert_eq!(
+        config_call(&m, "GET", Some("t2"), "", "").0,
+        404,
+        "tenants are apart"
+    );
+
+    // Alertmanager receives the alert, templated, after `for`.
+    let alert = wait_for("NodeDown at Alertmanager", Duration::from_secs(30), || {
+        am.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "NodeDown")
+    });
+    assert_eq!(alert["labels"]["instance"], "b");
+    assert_eq!(alert["labels"]["severity"], "page");
+    assert_eq!(alert["labels"]["job"], "node");
+    assert!(alert["labels"].get("__name__").is_none());
+    assert_eq!(alert["annotations"]["summary"], "b of node is down");
+    assert_eq!(alert["annotations"]["value"], "0");
+    assert_eq!(alert["status"]["state"], "active");
+
+    // The recording rule's series: its first evaluation within one interval of the POST, and
+    // every sample equal to the expression evaluated directly at its timestamp.
+    let recorded = query(&m, "t1", "job:node_up:sum[1m]", None);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["metric"]["source"], "ruler");
+    assert_eq!(recorded[0]["metric"]["job"], "node");
+    let points: Vec<(f64, String)> = recorded[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().to_string()))
+        .collect();
+    assert!(points.len() >= 2, "{points:?}");
+    let first_ms = (points[0].0 * 1000.0).round() as i64;
+    assert!(
+        first_ms <= posted + 2_000 + 500,
+        "first evaluation at {first_ms}, POST at {posted}: more than one 2 s interval"
+    );
+    for (t, v) in &points {
+        let direct = query(
+            &m,
+            "t1",
+            "sum by (job) (node_up)",
+            Some((t * 1000.0).round() as i64),
+        );
+        assert_eq!(direct.len(), 1);
+        assert_eq!(direct[0]["value"][1].as_str().unwrap(), v, "at {t}");
+    }
+
+    // ALERTS and ALERTS_FOR_STATE.
+    let alerts = query(&m, "t1", "ALERTS", None);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["metric"]["alertstate"], "firing");
+    assert_eq!(alerts[0]["metric"]["instance"], "b");
+    let for_state = query(&m, "t1", "ALERTS_FOR_STATE", None);
+    assert_eq!(for_state.len(), 1);
+    let active_at: f64 = for_state[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(active_at >= (posted / 1000 - 1) as f64 && active_at <= (now_ms() / 1000) as f64);
+    assert!(
+        query(&m, "t2", "ALERTS", None).is_empty(),
+        "tenants are apart"
+    );
+
+    // The state APIs, in Prometheus's shape.
+    let (s, rules) = m.get(Some("t1"), "/prometheus/api/v1/rules", &[]);
+    assert_eq!(s, 200);
+    let groups = rules["data"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["name"], "nodes");
+    assert_eq!(groups[0]["file"], "ns1");
+    assert_eq!(groups[0]["interval"], 2.0);
+    let r = groups[0]["rules"].as_array().unwrap();
+    assert_eq!(r[0]["type"], "recording");
+    assert_eq!(r[0]["health"], "ok");
+    assert_eq!(r[1]["type"], "alerting");
+    assert_eq!(r[1]["state"], "firing");
+    assert_eq!(r[1]["duration"], 3.0);
+    assert_eq!(r[1]["alerts"][0]["labels"]["instance"], "b");
+    let (_, only_alerting) = m.get(Some("t1"), "/prometheus/api/v1/rules", &[("type", "alert")]);
+    assert_eq!(
+        only_alerting["data"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (s, a) = m.get(Some("t1"), "/prometheus/api/v1/alerts", &[]);
+    assert_eq!(s, 200);
+    let list = a["data"]["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["state"], "firing");
+    assert_eq!(list[0]["annotations"]["summary"], "b of node is down");
+
+    // b comes back: the alert resolves at Alertmanager, and ALERTS is marked stale at once
+    // (without the marker it would linger for the 5 m lookback).
+    push_nodes(&m, "t1", 1.0, false);
+    wait_for("ALERTS marked stale", Duration::from_secs(20), || {
+        query(&m, "t1", "ALERTS", None).is_empty().then_some(())
+    });
+    wait_for(
+        "NodeDown resolved at Alertmanager",
+        Duration::from_secs(20),
+        || {
+            am.alerts()
+                .iter()
+                .all(|a| a["labels"]["alertname"] != "NodeDown" || a["status"]["state"] != "active")
+                .then_some(())
+        },
+    );
+
+    // Deleting the group marks its recording series stale.
+    assert!(!query(&m, "t1", "job:node_up:sum", None).is_empty());
+    let (s, _) = config_call(&m, "DELETE", Some("t1"), "/ns1/nodes", "");
+    assert_eq!(s, 202);
+    assert_eq!(
+        config_call(&m, "DELETE", Some("t1"), "/ns1/nodes", "").0,
+        404
+    );
+    wait_for(
+        "recorded series marked stale",
+        Duration::from_secs(20),
+        || {
+            query(&m, "t1", "job:node_up:sum", None)
+                .is_empty()
+                .then_some(())
+        },
+    );
+    assert!(
+        m.metrics()
+            .contains("muninn_ruler_group_evaluations_total{tenant=\"t1\"}")
+    );
+}
+
+/// A group whose rules name `n`: `vector(1)` recorded as `rule_marker{group="gN"}`.
+fn marker_group(n: usize) -> String {
+    format!(
+        "name: g{n}\ninterval: 1s\nrules:\n  - record: rule_marker\n    expr: vector({n})\n    labels:\n      group: g{n}\n"
+    )
+}
+
+fn owned(m: &Muninn) -> u64 {
+    m.metrics()
+        .lines()
+        .find(|l| l.starts_with("muninn_ruler_groups_owned "))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rule_groups_are_sharded_over_rulers_and_move_when_one_leaves() {
+    let c = Cluster::new();
+    let _ing = c.ingester("ing-1", &["--ingester.ring.replication-factor=1"]);
+    let r1 = c.start(
+        "ruler",
+        "ruler-1",
+        &["--ingester.ring.replication-factor=1"],
+    );
+    let r2 = c.start(
+        "ruler",
+        "ruler-2",
+        &["--ingester.ring.replication-factor=1"],
+    );
+    let q = c.start(
+        "querier",
+        "querier",
+        &["--ingester.ring.replication-factor=1"],
+    );
+    let groups = 16;
+    // Both rulers see each other before the groups arrive.
+    wait_for("rulers ready", Duration::from_secs(30), || {
+        [&r1, &r2]
+            .iter()
+            .all(|r| r.get(Some("t"), "/prometheus/api/v1/rules", &[]).0 == 200)
+            .then_some(())
+    });
+    for n in 0..groups {
+        let (s, body) = config_call(&r1, "POST", Some("t"), "/markers", &marker_group(n));
+        assert_eq!(s, 202, "{body}");
+    }
+    // Each group evaluated by exactly one ruler, both rulers holding some.
+    let (a, b) = wait_for(
+        "groups spread over both rulers",
+        Duration::from_secs(30),
+        || {
+            let (a, b) = (owned(&r1), owned(&r2));
+            (a + b == groups as u64).then_some((a, b))
+        },
+    );
+    assert!(a > 0 && b > 0, "ruler-1 owns {a}, ruler-2 owns {b}");
+    // Either ruler answers for every group, once (it asks the other for its own).
+    for r in [&r1, &r2] {
+        let (_, rules) = r.get(Some("t"), "/prometheus/api/v1/rules", &[]);
+        let names: Vec<&str> = rules["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names.len(), groups, "{names:?}");
+        assert_eq!(unique.len(), groups);
+    }
+    // Every group's results arrive through the ring, from whichever ruler owns it.
+    wait_for("every group recorded", Duration::from_secs(30), || {
+        let v = query(&q, "t", "rule_marker", None);
+        (v.len() == groups).then_some(())
+    });
+    // A ruler leaves: the other takes every group.
+    drop(r2);
+    wait_for(
+        "the remaining ruler owns every group",
+        Duration::from_secs(60),
+        || (owned(&r1) == groups as u64).then_some(()),
+    );
+    let before = now_ms();
+    wait_for(
+        "every group evaluated after the move",
+        Duration::from_secs(30),
+        || {
+            let v = query(&q, "t", "timestamp(rule_marker)", None);
+            (v.len() == groups
+                && v.iter().all(|s| {
+                    s["value"][1].as_str().unwrap().parse::<f64>().unwrap() * 1000.0 > before as f64
+                }))
+            .then_some(())
+        },
+    );
+}
