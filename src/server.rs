@@ -336,7 +336,7 @@ pub async fn run(
         };
         let self_id = ring
             .as_ref()
-            .and_then(|r| r.self_id())
+            .and_then(|r| r.member_id())
             .unwrap_or_else(|| format!("ruler-{}", muninn_ring::config::hostname()));
         let r = muninn_ruler::Ruler::new(
             config.ruler.clone(),
@@ -501,6 +501,9 @@ fn index_page(role: &str, addr: SocketAddr) -> String {
          GET /api/v1/status/buildinfo        build information\n\
          GET /api/v1/status/tsdb             the tenant's cardinality (head)\n\
          GET /api/v1/user_stats              the tenant's series and ingestion rate\n\
+         GET|POST|DELETE /prometheus/config/v1/rules[/ns[/group]]  rule groups (ruler, YAML)\n\
+         GET /prometheus/api/v1/rules        rule groups and their state (ruler)\n\
+         GET /prometheus/api/v1/alerts       pending and firing alerts (ruler)\n\
          GET /ready                          readiness\n\
          GET /metrics                        Muninn's own metrics\n",
         version = env!("CARGO_PKG_VERSION")

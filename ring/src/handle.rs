@@ -28,6 +28,8 @@ pub struct RingHandle {
     /// Live members that route writes (ingesters, distributors, `all`): the ingestion rate
     /// limit is split among them.
     routers: std::sync::atomic::AtomicUsize,
+    /// This process's id in the gossip (None without gossip).
+    member_id: Option<String>,
 }
 
 impl RingHandle {
@@ -45,6 +47,7 @@ impl RingHandle {
             heartbeat_period: Duration::from_secs(5),
             metrics: Default::default(),
             routers: std::sync::atomic::AtomicUsize::new(1),
+            member_id: None,
         };
         h.rebuild_local();
         Arc::new(h)
@@ -78,6 +81,7 @@ impl RingHandle {
             heartbeat_period: args.heartbeat_period(),
             metrics: Default::default(),
             routers: std::sync::atomic::AtomicUsize::new(1),
+            member_id: Some(node_id.to_owned()),
         });
         h.refresh().await;
         let weak = Arc::downgrade(&h);
@@ -93,6 +97,11 @@ impl RingHandle {
     /// This process's instance id, if it is an ingester in the ring.
     pub fn self_id(&self) -> Option<String> {
         self.me.lock().as_ref().map(|d| d.id.clone())
+    }
+
+    /// This process's member id in the gossip, whatever its role; `None` without gossip.
+    pub fn member_id(&self) -> Option<String> {
+        self.member_id.clone()
     }
 
     /// Live members that take the cluster's writes (distributors if any, else ingesters; 1

@@ -74,14 +74,16 @@ fn error(e: Error) -> Response {
     (status, format!("{e}\n")).into_response()
 }
 
-fn tenant(api: &Api, headers: &HeaderMap) -> Result<TenantId, Response> {
+fn tenant(api: &Api, headers: &HeaderMap) -> Result<TenantId, Box<Response>> {
     api.tenancy.auth.tenant(headers).map_err(|e| {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"muninn\"")],
-            format!("{e}\n"),
+        Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"muninn\"")],
+                format!("{e}\n"),
+            )
+                .into_response(),
         )
-            .into_response()
     })
 }
 
@@ -119,7 +121,7 @@ async fn namespaces(
 async fn list_all(State(api): State<Api>, headers: HeaderMap) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match namespaces(&api, &t, None)
         .await
@@ -137,7 +139,7 @@ async fn list_namespace(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match namespaces(&api, &t, Some(&namespace))
         .await
@@ -155,7 +157,7 @@ async fn get_group(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let r = async {
         let groups = api.ruler.store.list(&t).await?;
@@ -180,7 +182,7 @@ async fn post_group(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let r = async {
         let text = std::str::from_utf8(&body)
@@ -241,7 +243,7 @@ async fn delete_group(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match api.ruler.store.delete(&t, &namespace, &group).await {
         Ok(true) => {
@@ -260,7 +262,7 @@ async fn delete_namespace(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let r = async {
         let groups = api.ruler.store.list(&t).await?;
@@ -360,7 +362,7 @@ async fn rules(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filter = match p.r#type.as_deref() {
         None | Some("") => RuleFilter::All,
@@ -411,7 +413,7 @@ async fn alerts(
 ) -> Response {
     let t = match tenant(&api, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut alerts = vec![];
     for g in api.ruler.owned(&t) {

@@ -42,9 +42,7 @@ impl Default for RulerMetrics {
             missed_iterations: Family::default(),
             samples_written: Family::default(),
             write_failures: Family::default(),
-            evaluation_seconds: Histogram::new(
-                [0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0, 60.0].into_iter(),
-            ),
+            evaluation_seconds: Histogram::new([0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0, 60.0]),
             groups_owned: Gauge::default(),
             groups_loaded: Gauge::default(),
             syncs: Family::default(),
