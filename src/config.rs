@@ -20,7 +20,7 @@ use crate::roles::Role;
     name = "muninn",
     version,
     args_override_self = true,
-    after_help = "Also: `muninn promql-test [-v] FILE...` runs PromQL test files (Prometheus's test language) against Muninn's engine."
+    after_help = "Also: `muninn promql-test [-v] FILE...` runs PromQL test files (Prometheus's test language) against Muninn's engine; `muninn import-blocks --tenant T [storage flags] DIR` imports Prometheus TSDB blocks."
 )]
 pub struct Config {
     /// Which role to run: all (every role in one process, local storage), ingester, querier,

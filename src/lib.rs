@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http_metrics;
+pub mod import_blocks;
 pub mod promql_test;
 pub mod roles;
 pub mod server;

@@ -1,4 +1,5 @@
-//! `muninn <all|ingester|querier|compactor> [--config FILE] [flags]`.
+//! `muninn <all|ingester|querier|compactor|distributor|query-frontend|ruler> [--config FILE]
+//! [flags]`; also `muninn promql-test FILE...` and `muninn import-blocks --tenant T DIR`.
 
 use muninn::config::Config;
 
@@ -9,6 +10,10 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "promql-test") {
         std::process::exit(muninn::promql_test::run(&args[2..]));
+    }
+    if args.get(1).is_some_and(|a| a == "import-blocks") {
+        init_stderr_logging();
+        std::process::exit(muninn::import_blocks::run(&args[2..]));
     }
     let config = Config::load(args)?;
     init_logging(&config);
@@ -21,6 +26,14 @@ fn main() -> anyhow::Result<()> {
         tracing::error!(error = format!("{e:#}"), "muninn failed");
     }
     result
+}
+
+/// Warnings and errors on stderr, for the one-shot commands.
+fn init_stderr_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn init_logging(config: &Config) {

@@ -17,6 +17,7 @@ pub mod labels;
 pub mod local_store;
 pub mod matcher;
 pub mod metered;
+pub mod prom_tsdb;
 pub mod shard;
 
 /// Errors of the storage formats.

@@ -15,6 +15,7 @@ mod frontend;
 mod harness;
 mod hostile_queries;
 mod http_api;
+mod import_blocks;
 mod native_histograms;
 mod prometheus_remote_write;
 mod promql_differential;

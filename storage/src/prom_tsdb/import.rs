@@ -1,0 +1,256 @@
+//! Importing Prometheus blocks into a tenant's bucket: each Prometheus block becomes one
+//! Muninn block over the same time range (series in row order, every chunk decoded, samples
+//! inside tombstones dropped), uploaded and added to the tenant's bucket index. A marker
+//! `<tenant>/markers/imported-<prometheus ulid>` records each imported block, so a run that
+//! was interrupted, or is repeated, skips what is already in.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use muninn_proto::tenant::TenantId;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::index::Index;
+use super::segments::Segments;
+use super::tombstones::Tombstones;
+use super::{PromMeta, read_meta};
+use crate::block::meta::BlockMeta;
+use crate::block::writer::{StreamWriter, row_order};
+use crate::bucket::Bucket;
+use crate::chunk::{ENC_FLOAT_HISTOGRAM, ENC_HISTOGRAM, ENC_XOR};
+use crate::histogram::HistSample;
+use crate::{Error, Result};
+
+/// What one block's conversion did.
+#[derive(Clone, Debug, Default)]
+pub struct BlockReport {
+    pub source: String,
+    pub ulid: String,
+    pub series: u64,
+    pub samples: u64,
+    pub histogram_samples: u64,
+    /// Samples dropped because a tombstone covers them.
+    pub deleted: u64,
+    pub skipped: bool,
+    pub cpu_seconds: f64,
+}
+
+/// The whole import.
+#[derive(Clone, Debug, Default)]
+pub struct ImportReport {
+    pub blocks: Vec<BlockReport>,
+}
+
+impl ImportReport {
+    pub fn samples(&self) -> u64 {
+        self.blocks.iter().map(|b| b.samples).sum()
+    }
+}
+
+fn marker(tenant: &TenantId, prom_ulid: &str) -> ObjectPath {
+    ObjectPath::from(format!("{}/markers/imported-{prom_ulid}", tenant.as_str()))
+}
+
+/// Imports every block under `dir` (see [`super::find_blocks`]) for `tenant`, reporting
+/// progress lines through `progress`. Temporary files go to `tmp_dir`.
+pub async fn import_dir(
+    bucket: &Bucket,
+    tenant: &TenantId,
+    dir: &Path,
+    tmp_dir: &Path,
+    mut progress: impl FnMut(String),
+) -> Result<ImportReport> {
+    let blocks = super::find_blocks(dir)?;
+    if blocks.is_empty() {
+        return Err(Error::Block(format!(
+            "{}: no Prometheus blocks (directories with meta.json and index)",
+            dir.display()
+        )));
+    }
+    let mut report = ImportReport::default();
+    let total = blocks.len();
+    for (i, block) in blocks.into_iter().enumerate() {
+        let meta = read_meta(&block)?;
+        let mark = marker(tenant, &meta.ulid);
+        if bucket.store().head(&mark).await.is_ok() {
+            progress(format!(
+                "[{}/{total}] {}: already imported, skipped",
+                i + 1,
+                meta.ulid
+            ));
+            report.blocks.push(BlockReport {
+                source: meta.ulid,
+                skipped: true,
+                ..Default::default()
+            });
+            continue;
+        }
+        let tmp = tmp_dir.join(format!(
+            "muninn-import-{}-{}.parquet",
+            meta.ulid,
+            std::process::id()
+        ));
+        let started = Instant::now();
+        let (b, t, m) = (block.clone(), tmp.clone(), meta.clone());
+        let converted = tokio::task::spawn_blocking(move || convert(&b, &m, &t))
+            .await
+            .map_err(|e| Error::Block(format!("conversion task: {e}")))?;
+        let (mut block_meta, mut r) = match converted {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        r.cpu_seconds = started.elapsed().as_secs_f64();
+        block_meta.stats.num_bytes = std::fs::metadata(&tmp).map_or(0, |m| m.len());
+        let uploaded = async {
+            if block_meta.stats.num_series > 0 {
+                bucket.upload_block_file(tenant, &tmp, &block_meta).await?;
+                bucket.add_to_index(tenant, &block_meta).await?;
+            }
+            bucket
+                .store()
+                .put(
+                    &mark,
+                    PutPayload::from(block_meta.ulid.clone().into_bytes()),
+                )
+                .await
+                .map_err(|e| Error::Block(format!("writing the import marker: {e}")))?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        let _ = std::fs::remove_file(&tmp);
+        uploaded?;
+        progress(format!(
+            "[{}/{total}] {} → {}: {} series, {} samples ({} histogram, {} deleted by tombstones) in {:.2} s, {:.0} samples/s",
+            i + 1,
+            meta.ulid,
+            block_meta.ulid,
+            r.series,
+            r.samples,
+            r.histogram_samples,
+            r.deleted,
+            r.cpu_seconds,
+            r.samples as f64 / r.cpu_seconds.max(1e-9),
+        ));
+        report.blocks.push(r);
+    }
+    Ok(report)
+}
+
+/// The grid Muninn's own blocks are cut on (the ingesters' default `--ingester.block-range`).
+pub const BLOCK_GRID_MS: i64 = 2 * 3600 * 1000;
+
+/// A Prometheus block's range widened to the 2 h grid: Prometheus writes `maxTime` as the
+/// last sample + 1 ms, so its blocks are not contiguous; on the grid, imported blocks compact
+/// like the ingesters' (the compactor merges blocks that exactly fill a larger range).
+pub fn aligned_range(min_t: i64, max_t: i64) -> (i64, i64) {
+    let lo = min_t.div_euclid(BLOCK_GRID_MS) * BLOCK_GRID_MS;
+    let hi = max_t
+        .checked_add(BLOCK_GRID_MS - 1)
+        .map_or(max_t, |m| m.div_euclid(BLOCK_GRID_MS) * BLOCK_GRID_MS);
+    (lo, hi.max(lo + BLOCK_GRID_MS))
+}
+
+/// Converts one block into a Muninn block file at `out`.
+pub fn convert(block: &Path, meta: &PromMeta, out: &PathBuf) -> Result<(BlockMeta, BlockReport)> {
+    // Without histograms first; a histogram chunk restarts the block with their columns.
+    match convert_with(block, meta, out, false)? {
+        Some(done) => Ok(done),
+        None => convert_with(block, meta, out, true)?
+            .ok_or_else(|| Error::Block("histogram columns requested twice".into())),
+    }
+}
+
+fn convert_with(
+    block: &Path,
+    meta: &PromMeta,
+    out: &PathBuf,
+    histograms: bool,
+) -> Result<Option<(BlockMeta, BlockReport)>> {
+    let index = Index::open(&block.join("index"))?;
+    let segments = Segments::open(&block.join("chunks"))?;
+    let tombstones = Tombstones::read(&block.join("tombstones"))?;
+    let mut series = index.series()?;
+    series.sort_by(|a, b| row_order(&a.labels, &b.labels));
+    let names: BTreeSet<String> = series
+        .iter()
+        .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+        .collect();
+    let file = std::fs::File::create(out)
+        .map_err(|e| Error::Block(format!("creating {}: {e}", out.display())))?;
+    let (min_t, max_t) = aligned_range(meta.min_time, meta.max_time);
+    let mut writer = StreamWriter::with_histograms(file, names, min_t, max_t, histograms)?;
+    let mut report = BlockReport {
+        source: meta.ulid.clone(),
+        ..Default::default()
+    };
+    let (mut buf, mut floats, mut hists) =
+        (Vec::new(), Vec::new(), Vec::<(i64, HistSample)>::new());
+    for s in series {
+        floats.clear();
+        hists.clear();
+        for c in &s.chunks {
+            let encoding = segments.chunk(c.reference, &mut buf)?;
+            match encoding {
+                ENC_XOR => floats.extend(crate::chunk::xor::decode_all(&buf).map_err(|e| {
+                    Error::Block(format!("{}: chunk of {}: {e}", block.display(), s.labels))
+                })?),
+                ENC_HISTOGRAM | ENC_FLOAT_HISTOGRAM => {
+                    if !histograms {
+                        return Ok(None);
+                    }
+                    hists.extend(
+                        crate::chunk::histogram::decode_chunk(encoding, &buf).map_err(|e| {
+                            Error::Block(format!("{}: chunk of {}: {e}", block.display(), s.labels))
+                        })?,
+                    )
+                }
+                other => {
+                    return Err(Error::Block(format!(
+                        "{}: chunk of {} has unknown encoding {other}",
+                        block.display(),
+                        s.labels
+                    )));
+                }
+            }
+        }
+        let before = floats.len() + hists.len();
+        if tombstones.0.contains_key(&s.reference) {
+            floats.retain(|(t, _)| !tombstones.deleted(s.reference, *t));
+            hists.retain(|(t, _)| !tombstones.deleted(s.reference, *t));
+        }
+        report.deleted += (before - floats.len() - hists.len()) as u64;
+        floats.sort_by_key(|x| x.0);
+        floats.dedup_by_key(|x| x.0);
+        hists.sort_by_key(|x| x.0);
+        hists.dedup_by_key(|x| x.0);
+        if floats.is_empty() && hists.is_empty() {
+            continue;
+        }
+        report.series += 1;
+        report.samples += (floats.len() + hists.len()) as u64;
+        report.histogram_samples += hists.len() as u64;
+        writer.push_with_histograms(s.labels, &floats, &hists)?;
+    }
+    let block_meta = writer.finish(1, vec![])?;
+    report.ulid = block_meta.ulid.clone();
+    Ok(Some((block_meta, report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_widen_to_the_block_grid() {
+        let h2 = BLOCK_GRID_MS;
+        assert_eq!(aligned_range(10 * h2, 11 * h2 - 14_999), (10 * h2, 11 * h2));
+        assert_eq!(aligned_range(10 * h2, 11 * h2), (10 * h2, 11 * h2));
+        assert_eq!(aligned_range(10 * h2 + 5, 19 * h2 + 1), (10 * h2, 20 * h2));
+        assert_eq!(aligned_range(-h2 + 1, 0), (-h2, 0));
+    }
+}

@@ -1,0 +1,263 @@
+//! `muninn import-blocks` with the Prometheus-made blocks of `../shared/reference-blocks/`:
+//! every sample of `promtool tsdb dump`'s output is answered back exactly, before and after
+//! the compactor merges the imported blocks; a repeated import skips what is in; samples
+//! under a tombstone are not imported.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::Muninn;
+
+const BLOCKS: &str = "../shared/reference-blocks";
+/// The blocks' range: three 2 h blocks from 2026-11-24T00:00Z.
+const MIN_T: i64 = 1_795_478_400_000;
+const BLOCK_MS: i64 = 2 * 3600 * 1000;
+
+type Samples = HashMap<String, Vec<(i64, f64)>>;
+
+/// `dump.txt.gz`: `{labels} value timestamp` per sample, keyed by the labels as printed.
+fn dump() -> Samples {
+    let f = std::fs::File::open(Path::new(BLOCKS).join("dump.txt.gz")).expect("reference dump");
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut s)
+        .unwrap();
+    let mut m: Samples = HashMap::new();
+    for line in s.lines() {
+        let close = line.rfind('}').unwrap();
+        let (labels, rest) = line.split_at(close + 1);
+        let mut it = rest.split_whitespace();
+        let v: f64 = it.next().unwrap().parse().unwrap();
+        let t: i64 = it.next().unwrap().parse().unwrap();
+        m.entry(labels.to_owned()).or_default().push((t, v));
+    }
+    m
+}
+
+fn import(data_dir: &Path, tenant: &str, dir: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_muninn"))
+        .arg("import-blocks")
+        .arg(format!("--tenant={tenant}"))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(dir)
+        .output()
+        .expect("run import-blocks");
+    assert!(
+        out.status.success(),
+        "import-blocks failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Labels as promtool prints them: `{__name__="x", a="b"}`.
+fn promtool_labels(metric: &serde_json::Value) -> String {
+    let mut pairs: Vec<(String, String)> = metric
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    pairs.sort();
+    let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// Every raw sample of `tenant`, one range-vector query per 2 h block.
+fn answered(m: &Muninn, tenant: &str) -> Samples {
+    let mut got: Samples = HashMap::new();
+    for b in 0..3 {
+        let t = MIN_T + (b + 1) * BLOCK_MS - 1;
+        let (s, v) = m.get(
+            Some(tenant),
+            "/prometheus/api/v1/query",
+            &[
+                ("query", "{__name__=~\".+\"}[2h]"),
+                ("time", &format!("{:.3}", t as f64 / 1000.0)),
+            ],
+        );
+        assert_eq!(s, 200, "{v}");
+        for series in v["data"]["result"].as_array().unwrap() {
+            let key = promtool_labels(&series["metric"]);
+            let points = got.entry(key).or_default();
+            for p in series["values"].as_array().unwrap() {
+                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                let v: f64 = p[1].as_str().unwrap().parse().unwrap();
+                points.push((t, v));
+            }
+        }
+    }
+    got
+}
+
+fn assert_same(got: &mut Samples, want: &mut Samples) {
+    assert_eq!(got.len(), want.len(), "series count");
+    let mut n = 0;
+    for (labels, w) in want.iter_mut() {
+        let g = got
+            .get_mut(labels)
+            .unwrap_or_else(|| panic!("{labels} not answered"));
+        g.sort_by_key(|s| s.0);
+        w.sort_by_key(|s| s.0);
+        assert_eq!(g.len(), w.len(), "{labels}");
+        for (a, b) in g.iter().zip(w.iter()) {
+            assert_eq!(a.0, b.0, "{labels}");
+            assert!(
+                a.1 == b.1 || (a.1.is_nan() && b.1.is_nan()),
+                "{labels} at {}: {} against {}",
+                a.0,
+                a.1,
+                b.1
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 187_200);
+}
+
+fn live_blocks(bucket: &Path, tenant: &str) -> usize {
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bucket.join(tenant).join("bucket-index.json")).unwrap(),
+    )
+    .unwrap();
+    let marked = index["deletionMarks"].as_array().map_or(0, |m| m.len());
+    index["blocks"].as_array().unwrap().len() - marked
+}
+
+#[test]
+fn imported_prometheus_blocks_answer_every_sample_of_the_dump_before_and_after_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = import(&data, "imp", Path::new(BLOCKS));
+    let progress = String::from_utf8_lossy(&out.stderr);
+    for line in ["[1/3]", "[2/3]", "[3/3]", "imported 3 blocks"] {
+        assert!(
+            progress.contains(line),
+            "no {line:?} progress line in {progress}"
+        );
+    }
+    let bucket = data.join("bucket");
+    assert_eq!(
+        live_blocks(&bucket, "imp"),
+        3,
+        "in the bucket index at exit"
+    );
+
+    // Imported again: skipped, nothing doubled.
+    let again = import(&data, "imp", Path::new(BLOCKS));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already imported"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(live_blocks(&bucket, "imp"), 3);
+
+    let mut want = dump();
+    {
+        let m = Muninn::start_in("all", &data, &[]);
+        assert_same(&mut answered(&m, "imp"), &mut want);
+        let (_, other) = m.get(
+            Some("someone-else"),
+            "/prometheus/api/v1/query",
+            &[("query", "count({__name__=~\".+\"})")],
+        );
+        assert!(
+            other["data"]["result"].as_array().unwrap().is_empty(),
+            "tenants are apart"
+        );
+    }
+
+    // The compactor merges the three 2 h blocks (one complete 6 h range) like any others.
+    let out = Command::new(env!("CARGO_BIN_EXE_muninn"))
+        .args(["compactor", "--once", "--compactor.block-ranges=2h,6h"])
+        .arg(format!("--data-dir={}", data.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(live_blocks(&bucket, "imp"), 1, "compacted into one block");
+    let m = Muninn::start_in("all", &data, &[]);
+    assert_same(&mut answered(&m, "imp"), &mut want);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn samples_under_a_tombstone_are_not_imported() {
+    use muninn_storage::prom_tsdb::index::Index;
+    use muninn_storage::prom_tsdb::tombstones::Tombstones;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let first: PathBuf =
+        muninn_storage::prom_tsdb::find_blocks(Path::new(BLOCKS)).unwrap()[0].clone();
+    let block = tmp.path().join("src").join(first.file_name().unwrap());
+    copy_dir(&first, &block);
+    let series = Index::open(&block.join("index")).unwrap().series().unwrap();
+    let victim = &series[5];
+    let name = victim.labels.to_string();
+    // Delete the victim's first hour (inclusive bounds, as Prometheus writes them).
+    let (from, to) = (MIN_T, MIN_T + 3_600_000 - 1);
+    std::fs::write(
+        block.join("tombstones"),
+        Tombstones::encode(&[(victim.reference, from, to)]),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let out = import(&data, "tomb", &block);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("240 deleted by tombstones"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = Muninn::start_in("all", &data, &[]);
+    let got = answered(&m, "tomb");
+    let want = dump();
+    let key = promtool_labels(
+        &serde_json::to_value(
+            victim
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
+                .collect::<serde_json::Map<_, _>>(),
+        )
+        .unwrap(),
+    );
+    let kept: Vec<i64> = got[&key].iter().map(|s| s.0).collect();
+    let expected: Vec<i64> = want[&key]
+        .iter()
+        .map(|s| s.0)
+        .filter(|t| *t < MIN_T + BLOCK_MS && (*t < from || *t > to))
+        .collect();
+    assert_eq!(kept.len(), 240, "{name}");
+    let mut kept_sorted = kept.clone();
+    kept_sorted.sort();
+    assert_eq!(kept_sorted, expected, "{name}");
+    // Other series keep their whole first block.
+    let other = promtool_labels(
+        &serde_json::to_value(
+            series[6]
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
+                .collect::<serde_json::Map<_, _>>(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(got[&other].len(), 480);
+}
