@@ -9,3 +9,4 @@ pub mod import_blocks;
 pub mod promql_test;
 pub mod roles;
 pub mod server;
+pub mod ui;

@@ -315,6 +315,19 @@ pub async fn run(
         });
     }
 
+    if let Some(r) = ring.as_ref().filter(|r| r.is_gossip()) {
+        r.publish(crate::ui::KEY_VERSION, env!("CARGO_PKG_VERSION"))
+            .await;
+    }
+    app = app.merge(crate::ui::router(crate::ui::Ui {
+        role: role.name(),
+        instance: ring
+            .as_ref()
+            .and_then(|r| r.member_id())
+            .unwrap_or_else(muninn_ring::config::hostname),
+        ring: ring.clone(),
+        ingester: ingester.clone(),
+    }));
     let mut ruler: Option<Arc<muninn_ruler::Ruler>> = None;
     if role.runs_ruler()
         && let Some(q) = querier.clone()
@@ -367,7 +380,7 @@ pub async fn run(
     let index = index_page(role.name(), http_addr);
     let ready_dist = distributor.clone();
     app = app
-        .route("/", get(move || async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], index) }))
+        .route("/endpoints", get(move || async move { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], index) }))
         .route("/ready", get(move || {
             // Not ready while an ingester drains for shutdown (load balancers stop sending).
             let draining = ready_dist.as_ref().is_some_and(|d| !d.is_accepting());
@@ -504,6 +517,8 @@ fn index_page(role: &str, addr: SocketAddr) -> String {
          GET|POST|DELETE /prometheus/config/v1/rules[/ns[/group]]  rule groups (ruler, YAML)\n\
          GET /prometheus/api/v1/rules        rule groups and their state (ruler)\n\
          GET /prometheus/api/v1/alerts       pending and firing alerts (ruler)\n\
+         GET /                               the built-in UI (cluster, tenants, PromQL graph)\n\
+         GET /ui/status                      the UI's JSON: members, ring, tenants\n\
          GET /ready                          readiness\n\
          GET /metrics                        Muninn's own metrics\n",
         version = env!("CARGO_PKG_VERSION")

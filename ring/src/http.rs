@@ -21,7 +21,7 @@ pub fn router(ring: Arc<RingHandle>) -> Router {
         .with_state(ring)
 }
 
-fn shown_state(i: &InstanceDesc) -> &'static str {
+pub fn shown_state(i: &InstanceDesc) -> &'static str {
     if i.healthy {
         i.state.as_str()
     } else {

@@ -28,3 +28,4 @@ mod scale_out;
 mod tenancy;
 mod tenants;
 mod two_process;
+mod ui;

@@ -1,0 +1,122 @@
+//! The built-in UI: `GET /` is a small page (`src/ui/index.html`, `app.js`, `style.css`, and
+//! uPlot, vendored as a file: no CDN) showing the cluster (gossip members with roles and
+//! versions, the ingester ring), per-tenant usage of this process's ingester, and a PromQL box
+//! that graphs a range query through the Prometheus API. `GET /ui/status` is its JSON.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use muninn_ingester::Ingester;
+use muninn_ring::RingHandle;
+
+/// Gossip key under which every member publishes its version.
+pub const KEY_VERSION: &str = "muninn.version";
+
+/// What the status JSON reads.
+#[derive(Clone)]
+pub struct Ui {
+    pub role: &'static str,
+    pub instance: String,
+    pub ring: Option<Arc<RingHandle>>,
+    pub ingester: Option<Arc<Ingester>>,
+}
+
+fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The UI's routes.
+pub fn router(ui: Ui) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", include_bytes!("ui/index.html")) }),
+        )
+        .route(
+            "/ui/app.js",
+            get(|| async { asset("text/javascript", include_bytes!("ui/app.js")) }),
+        )
+        .route(
+            "/ui/style.css",
+            get(|| async { asset("text/css", include_bytes!("ui/style.css")) }),
+        )
+        .route(
+            "/ui/uplot.min.js",
+            get(|| async { asset("text/javascript", include_bytes!("ui/uplot.min.js")) }),
+        )
+        .route(
+            "/ui/uplot.min.css",
+            get(|| async { asset("text/css", include_bytes!("ui/uplot.min.css")) }),
+        )
+        .route("/ui/status", get(status))
+        .with_state(ui)
+}
+
+async fn status(State(ui): State<Ui>) -> Response {
+    let mut members = vec![];
+    let mut instances = vec![];
+    if let Some(r) = &ui.ring {
+        let versions: std::collections::HashMap<String, String> =
+            r.live_values(KEY_VERSION).await.into_iter().collect();
+        for (id, role) in r.live_values(muninn_ring::gossip::KEY_ROLE).await {
+            let version = versions.get(&id).cloned().unwrap_or_default();
+            members.push(serde_json::json!({"id": id, "role": role, "version": version}));
+        }
+        for i in &r.ring().instances {
+            instances.push(serde_json::json!({
+                "id": i.id,
+                "addr": i.addr,
+                "zone": i.zone,
+                "state": muninn_ring::http::shown_state(i),
+                "healthy": i.healthy,
+                "tokens": i.tokens.len(),
+            }));
+        }
+    }
+    if members.is_empty() {
+        // No gossip: this process is the whole cluster.
+        members.push(serde_json::json!({
+            "id": ui.instance,
+            "role": ui.role,
+            "version": env!("CARGO_PKG_VERSION"),
+        }));
+    }
+    let mut tenants = vec![];
+    if let Some(ing) = &ui.ingester {
+        let mut all = ing.tenants.all();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        for (t, db) in all {
+            let series = db.head.read().live_series();
+            let rate = db.rate.lock().rate();
+            tenants.push(serde_json::json!({
+                "tenant": t.as_str(),
+                "series": series,
+                "samples_per_second": rate,
+            }));
+        }
+    }
+    let body = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "role": ui.role,
+        "instance": ui.instance,
+        "members": members,
+        "ring": {"instances": instances},
+        "tenants": tenants,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
