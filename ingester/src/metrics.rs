@@ -108,5 +108,10 @@ impl IngesterMetrics {
             "Blocks cut from the head and uploaded",
             self.blocks_uploaded.clone(),
         );
+        r.register(
+            "block_cut_failures",
+            "Block cuts or uploads that failed (the data stays in the head and WAL and is retried)",
+            self.block_failures.clone(),
+        );
     }
 }

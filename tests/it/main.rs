@@ -10,6 +10,7 @@ mod churn;
 mod cluster;
 mod compaction;
 mod crash;
+mod deploy;
 mod exemplars;
 mod frontend;
 mod harness;
