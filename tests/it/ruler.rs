@@ -378,3 +378,34 @@ fn rule_groups_are_sharded_over_rulers_and_move_when_one_leaves() {
         },
     );
 }
+
+#[test]
+fn rule_limits_of_the_tenant_are_enforced_on_post() {
+    let m = Muninn::all(&[
+        "--limits.ruler-max-rule-groups-per-tenant=1",
+        "--limits.ruler-max-rules-per-rule-group=1",
+    ]);
+    let (s, body) = config_call(&m, "POST", Some("t"), "/ns", GROUP);
+    assert_eq!(s, 400, "two rules in a group over a limit of one");
+    assert!(
+        body.contains("per-user rules per rule group limit"),
+        "{body}"
+    );
+    assert_eq!(
+        config_call(&m, "POST", Some("t"), "/ns", &marker_group(1)).0,
+        202
+    );
+    assert_eq!(
+        config_call(&m, "POST", Some("t"), "/ns", &marker_group(1)).0,
+        202,
+        "replacing a group is not a new one"
+    );
+    let (s, body) = config_call(&m, "POST", Some("t"), "/ns", &marker_group(2));
+    assert_eq!(s, 400, "a second group over a limit of one");
+    assert!(body.contains("per-user rule groups limit"), "{body}");
+    assert_eq!(
+        config_call(&m, "POST", Some("other"), "/ns", &marker_group(2)).0,
+        202,
+        "limits are per tenant"
+    );
+}

@@ -73,13 +73,10 @@ impl Segments {
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| corrupt(path, format!("bad chunk length at {offset}")))?;
         // encoding + data + crc
-        let total = pos + 1 + n + 4;
-        if offset + total as u64 > *len {
-            return Err(corrupt(
-                path,
-                format!("chunk at {offset} runs past the end"),
-            ));
-        }
+        let total = n
+            .checked_add(pos + 5)
+            .filter(|t| offset.checked_add(*t as u64).is_some_and(|end| end <= *len))
+            .ok_or_else(|| corrupt(path, format!("chunk at {offset} runs past the end")))?;
         if total > buf.len() {
             buf.resize(total, 0);
             file.read_exact_at(buf, offset)
