@@ -1,5 +1,6 @@
-//! `muninn import-blocks --tenant T [storage flags] DIR`: imports Prometheus TSDB blocks (a
-//! Prometheus data directory, one block directory, or a Thanos-style bucket copied to disk)
+//! `muninn import-blocks --tenant T [storage flags] SOURCE`: imports Prometheus TSDB blocks (a
+//! Prometheus data directory, one block directory, or a Thanos-style bucket, on disk or
+//! `s3://bucket/prefix`)
 //! into tenant T's blocks in the configured object storage, with progress on stderr. The
 //! blocks are in the tenant's bucket index when the command exits; queriers and the compactor
 //! then use them like any other. See `docs/operations.md` ("Migrating from Prometheus").
@@ -25,8 +26,20 @@ pub struct ImportArgs {
     pub tmp_dir: Option<PathBuf>,
     #[command(flatten)]
     pub storage: muninn_storage::bucket::StorageArgs,
-    /// A Prometheus data directory, a block directory, or a Thanos-style bucket on disk.
-    pub dir: PathBuf,
+    /// Endpoint of the source bucket's S3 server (an `s3://` source).
+    #[arg(long = "source.s3.endpoint")]
+    pub source_s3_endpoint: Option<String>,
+    /// Region of the source bucket.
+    #[arg(long = "source.s3.region", default_value = "us-east-1")]
+    pub source_s3_region: String,
+    /// Allow plain HTTP to the source bucket's endpoint.
+    #[arg(long = "source.s3.allow-http", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub source_s3_allow_http: bool,
+    /// A Prometheus data directory, a block directory, a Thanos-style bucket on disk, or a
+    /// Thanos-style bucket on S3: `s3://bucket[/prefix]` (credentials from
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+    pub source: String,
 }
 
 /// CPU seconds this process has used (user + system), from `/proc/self/stat`.
@@ -69,10 +82,19 @@ pub fn run(args: &[OsString]) -> i32 {
     let result = rt.block_on(async {
         let bucket = a.storage.open(&a.data_dir)?;
         let tmp = a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
-        muninn_storage::prom_tsdb::import::import_dir(&bucket, &tenant, &a.dir, &tmp, |line| {
-            eprintln!("{line}")
-        })
-        .await
+        use muninn_storage::prom_tsdb::import::{Source, import};
+        let source = if a.source.starts_with("s3://") {
+            let (store, prefix) = muninn_storage::prom_tsdb::remote::s3_source(
+                &a.source,
+                a.source_s3_endpoint.as_deref(),
+                &a.source_s3_region,
+                a.source_s3_allow_http,
+            )?;
+            Source::Bucket { store, prefix }
+        } else {
+            Source::Dir(PathBuf::from(&a.source))
+        };
+        import(&bucket, &tenant, &source, &tmp, |line| eprintln!("{line}")).await
     });
     match result {
         Ok(report) => {

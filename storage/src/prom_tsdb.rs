@@ -5,7 +5,8 @@
 //!   against their CRC32C;
 //! - `segments`: chunk segment files, read chunk by chunk with positional reads;
 //! - `tombstones`: deleted intervals per series;
-//! - `import`: turns blocks into Muninn blocks in a tenant's bucket.
+//! - `import`: turns blocks into Muninn blocks in a tenant's bucket;
+//! - `remote`: blocks in a Thanos-style bucket, downloaded one at a time.
 //!
 //! Formats: <https://github.com/prometheus/prometheus/tree/main/tsdb/docs/format>. Every
 //! length and offset read from the files is checked: a corrupt block is an error naming the
@@ -13,6 +14,7 @@
 
 pub mod import;
 pub mod index;
+pub mod remote;
 pub mod segments;
 pub mod tombstones;
 

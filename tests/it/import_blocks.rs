@@ -261,3 +261,83 @@ fn samples_under_a_tombstone_are_not_imported() {
     );
     assert_eq!(got[&other].len(), 480);
 }
+
+#[test]
+fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
+    use object_store::ObjectStoreExt;
+    let s3 = crate::harness::Seaweed::start("thanos");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&s3.endpoint)
+        .with_bucket_name(&s3.bucket)
+        .with_access_key_id(crate::harness::S3_KEY)
+        .with_secret_access_key(crate::harness::S3_SECRET)
+        .with_region("us-east-1")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let blocks = muninn_storage::prom_tsdb::find_blocks(Path::new(BLOCKS)).unwrap();
+    // The reference blocks under `prom/`, and one more copy marked for deletion (skipped).
+    let mut uploads: Vec<(String, PathBuf)> = vec![];
+    for (i, b) in blocks.iter().enumerate() {
+        let name = b.file_name().unwrap().to_str().unwrap().to_string();
+        let files = ["meta.json", "index", "chunks/000001", "tombstones"];
+        for f in files {
+            uploads.push((format!("prom/{name}/{f}"), b.join(f)));
+            if i == 0 {
+                uploads.push((format!("prom/01M87C997D084YBY1S5EYAFDNZ/{f}"), b.join(f)));
+            }
+        }
+    }
+    rt.block_on(async {
+        for (key, file) in &uploads {
+            let bytes = std::fs::read(file).unwrap();
+            store
+                .put(&object_store::path::Path::from(key.as_str()), bytes.into())
+                .await
+                .unwrap();
+        }
+        store
+            .put(
+                &object_store::path::Path::from(
+                    "prom/01M87C997D084YBY1S5EYAFDNZ/deletion-mark.json",
+                ),
+                b"{}".to_vec().into(),
+            )
+            .await
+            .unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_muninn"))
+        .arg("import-blocks")
+        .arg("--tenant=thanos-import")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--source.s3.endpoint={}", s3.endpoint))
+        .arg("--source.s3.allow-http=true")
+        .arg(format!("--tmp-dir={}", tmp.path().display()))
+        .arg(format!("s3://{}/prom", s3.bucket))
+        .env("AWS_ACCESS_KEY_ID", crate::harness::S3_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", crate::harness::S3_SECRET)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("imported 3 blocks"),
+        "the marked block is skipped: {log}"
+    );
+    assert!(log.contains("downloaded"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("muninn-import"))
+        .collect();
+    assert!(left.is_empty(), "downloads and converted files are removed");
+    assert_eq!(live_blocks(&data.join("bucket"), "thanos-import"), 3);
+    let m = Muninn::start_in("all", &data, &[]);
+    assert_same(&mut answered(&m, "thanos-import"), &mut dump());
+}

@@ -1,4 +1,4 @@
-//! Importing Prometheus blocks into a tenant's bucket: each Prometheus block becomes one
+//! Importing Prometheus blocks (a directory or a Thanos-style bucket) into a tenant's bucket: each Prometheus block becomes one
 //! Muninn block over the same time range (series in row order, every chunk decoded, samples
 //! inside tombstones dropped), uploaded and added to the tenant's bucket index. A marker
 //! `<tenant>/markers/imported-<prometheus ulid>` records each imported block, so a run that
@@ -53,92 +53,173 @@ fn marker(tenant: &TenantId, prom_ulid: &str) -> ObjectPath {
     ObjectPath::from(format!("{}/markers/imported-{prom_ulid}", tenant.as_str()))
 }
 
-/// Imports every block under `dir` (see [`super::find_blocks`]) for `tenant`, reporting
-/// progress lines through `progress`. Temporary files go to `tmp_dir`.
+/// Where the Prometheus blocks are.
+pub enum Source {
+    /// A data directory, a block directory, or a bucket copied to disk.
+    Dir(PathBuf),
+    /// A Thanos-style bucket: blocks under `prefix`.
+    Bucket {
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+        prefix: String,
+    },
+}
+
+/// Imports every block of `source` for `tenant`, reporting progress lines through
+/// `progress`. Temporary files (converted blocks, downloaded ones) go to `tmp_dir`.
+pub async fn import(
+    bucket: &Bucket,
+    tenant: &TenantId,
+    source: &Source,
+    tmp_dir: &Path,
+    mut progress: impl FnMut(String),
+) -> Result<ImportReport> {
+    let items: Vec<String> = match source {
+        Source::Dir(dir) => super::find_blocks(dir)?
+            .into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        Source::Bucket { store, prefix } => super::remote::list_blocks(store, prefix).await?,
+    };
+    if items.is_empty() {
+        return Err(Error::Block(
+            "no Prometheus blocks found (directories with meta.json and index)".into(),
+        ));
+    }
+    let mut report = ImportReport::default();
+    let total = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        let n = i + 1;
+        // A downloaded block lives in a directory removed once it is imported.
+        let (block, downloaded) = match source {
+            Source::Dir(_) => (PathBuf::from(&item), None),
+            Source::Bucket { store, prefix } => {
+                let d = tmp_dir.join(format!("muninn-import-src-{item}-{}", std::process::id()));
+                super::remote::download_meta(store, prefix, &item, &d).await?;
+                (d.clone(), Some(d))
+            }
+        };
+        let r = async {
+            let meta = read_meta(&block)?;
+            if bucket
+                .store()
+                .head(&marker(tenant, &meta.ulid))
+                .await
+                .is_ok()
+            {
+                progress(format!(
+                    "[{n}/{total}] {}: already imported, skipped",
+                    meta.ulid
+                ));
+                return Ok(BlockReport {
+                    source: meta.ulid,
+                    skipped: true,
+                    ..Default::default()
+                });
+            }
+            if let (Source::Bucket { store, prefix }, Some(d)) = (source, &downloaded) {
+                let bytes = super::remote::download_block(store, prefix, &item, d).await?;
+                progress(format!("[{n}/{total}] {item}: downloaded {bytes} bytes"));
+            }
+            import_block(
+                bucket,
+                tenant,
+                &block,
+                meta,
+                tmp_dir,
+                n,
+                total,
+                &mut progress,
+            )
+            .await
+        }
+        .await;
+        if let Some(d) = downloaded {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        report.blocks.push(r?);
+    }
+    Ok(report)
+}
+
+/// Imports every block under `dir` (see [`super::find_blocks`]).
 pub async fn import_dir(
     bucket: &Bucket,
     tenant: &TenantId,
     dir: &Path,
     tmp_dir: &Path,
-    mut progress: impl FnMut(String),
+    progress: impl FnMut(String),
 ) -> Result<ImportReport> {
-    let blocks = super::find_blocks(dir)?;
-    if blocks.is_empty() {
-        return Err(Error::Block(format!(
-            "{}: no Prometheus blocks (directories with meta.json and index)",
-            dir.display()
-        )));
-    }
-    let mut report = ImportReport::default();
-    let total = blocks.len();
-    for (i, block) in blocks.into_iter().enumerate() {
-        let meta = read_meta(&block)?;
-        let mark = marker(tenant, &meta.ulid);
-        if bucket.store().head(&mark).await.is_ok() {
-            progress(format!(
-                "[{}/{total}] {}: already imported, skipped",
-                i + 1,
-                meta.ulid
-            ));
-            report.blocks.push(BlockReport {
-                source: meta.ulid,
-                skipped: true,
-                ..Default::default()
-            });
-            continue;
+    import(
+        bucket,
+        tenant,
+        &Source::Dir(dir.to_path_buf()),
+        tmp_dir,
+        progress,
+    )
+    .await
+}
+
+/// Converts, uploads and indexes one block, then writes its import marker.
+#[allow(clippy::too_many_arguments)]
+async fn import_block(
+    bucket: &Bucket,
+    tenant: &TenantId,
+    block: &Path,
+    meta: PromMeta,
+    tmp_dir: &Path,
+    n: usize,
+    total: usize,
+    progress: &mut impl FnMut(String),
+) -> Result<BlockReport> {
+    let tmp = tmp_dir.join(format!(
+        "muninn-import-{}-{}.parquet",
+        meta.ulid,
+        std::process::id()
+    ));
+    let started = Instant::now();
+    let (b, t, m) = (block.to_path_buf(), tmp.clone(), meta.clone());
+    let converted = tokio::task::spawn_blocking(move || convert(&b, &m, &t))
+        .await
+        .map_err(|e| Error::Block(format!("conversion task: {e}")))?;
+    let (mut block_meta, mut r) = match converted {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        let tmp = tmp_dir.join(format!(
-            "muninn-import-{}-{}.parquet",
-            meta.ulid,
-            std::process::id()
-        ));
-        let started = Instant::now();
-        let (b, t, m) = (block.clone(), tmp.clone(), meta.clone());
-        let converted = tokio::task::spawn_blocking(move || convert(&b, &m, &t))
+    };
+    r.cpu_seconds = started.elapsed().as_secs_f64();
+    block_meta.stats.num_bytes = std::fs::metadata(&tmp).map_or(0, |m| m.len());
+    let uploaded = async {
+        if block_meta.stats.num_series > 0 {
+            bucket.upload_block_file(tenant, &tmp, &block_meta).await?;
+            bucket.add_to_index(tenant, &block_meta).await?;
+        }
+        bucket
+            .store()
+            .put(
+                &marker(tenant, &meta.ulid),
+                PutPayload::from(block_meta.ulid.clone().into_bytes()),
+            )
             .await
-            .map_err(|e| Error::Block(format!("conversion task: {e}")))?;
-        let (mut block_meta, mut r) = match converted {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        r.cpu_seconds = started.elapsed().as_secs_f64();
-        block_meta.stats.num_bytes = std::fs::metadata(&tmp).map_or(0, |m| m.len());
-        let uploaded = async {
-            if block_meta.stats.num_series > 0 {
-                bucket.upload_block_file(tenant, &tmp, &block_meta).await?;
-                bucket.add_to_index(tenant, &block_meta).await?;
-            }
-            bucket
-                .store()
-                .put(
-                    &mark,
-                    PutPayload::from(block_meta.ulid.clone().into_bytes()),
-                )
-                .await
-                .map_err(|e| Error::Block(format!("writing the import marker: {e}")))?;
-            Ok::<(), Error>(())
-        }
-        .await;
-        let _ = std::fs::remove_file(&tmp);
-        uploaded?;
-        progress(format!(
-            "[{}/{total}] {} → {}: {} series, {} samples ({} histogram, {} deleted by tombstones) in {:.2} s, {:.0} samples/s",
-            i + 1,
-            meta.ulid,
-            block_meta.ulid,
-            r.series,
-            r.samples,
-            r.histogram_samples,
-            r.deleted,
-            r.cpu_seconds,
-            r.samples as f64 / r.cpu_seconds.max(1e-9),
-        ));
-        report.blocks.push(r);
+            .map_err(|e| Error::Block(format!("writing the import marker: {e}")))?;
+        Ok::<(), Error>(())
     }
-    Ok(report)
+    .await;
+    let _ = std::fs::remove_file(&tmp);
+    uploaded?;
+    progress(format!(
+        "[{n}/{total}] {} → {}: {} series, {} samples ({} histogram, {} deleted by tombstones) in {:.2} s, {:.0} samples/s",
+        meta.ulid,
+        block_meta.ulid,
+        r.series,
+        r.samples,
+        r.histogram_samples,
+        r.deleted,
+        r.cpu_seconds,
+        r.samples as f64 / r.cpu_seconds.max(1e-9),
+    ));
+    Ok(r)
 }
 
 /// The grid Muninn's own blocks are cut on (the ingesters' default `--ingester.block-range`).
