@@ -241,7 +241,9 @@ fn split_and_cached_range_queries_answer_like_the_querier_alone() {
 
 #[test]
 fn a_repeated_range_query_is_a_cache_hit_without_querier_calls() {
-    let (_a, q, tmp, t0) = cluster(2);
+    // Three days: the queries below span at least two UTC midnights at any time of day (with
+    // two, a run between 00:00 and 01:00 UTC split them in only two pieces).
+    let (_a, q, tmp, t0) = cluster(3);
     let memcached_port = free_port();
     let mut memcached = std::process::Command::new("memcached")
         .args([
@@ -377,7 +379,9 @@ fn a_repeated_range_query_is_a_cache_hit_without_querier_calls() {
 
 #[test]
 fn a_tenant_flooding_heavy_queries_does_not_hold_back_another() {
-    let (_a, q, tmp, t0) = cluster(2);
+    // Three days: the queries below span at least two UTC midnights at any time of day (with
+    // two, a run between 00:00 and 01:00 UTC split them in only two pieces).
+    let (_a, q, tmp, t0) = cluster(3);
     // Two querier slots for everyone: the heavy tenant alone could fill them all the time.
     let fe = frontend(
         &tmp,
