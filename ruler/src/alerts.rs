@@ -53,7 +53,8 @@ impl Alert {
         match (self.resolved_at_ms, self.last_sent_ms) {
             (_, None) => true,
             (Some(r), Some(s)) if r > s => true,
-            (_, Some(s)) => s + resend_delay_ms <= ts,
+            // Prometheus: `LastSentAt.Add(resendDelay).Before(ts)`.
+            (_, Some(s)) => s + resend_delay_ms < ts,
         }
     }
 }
@@ -136,6 +137,30 @@ impl ActiveAlerts {
         }
     }
 
+    /// Gives pending alerts the activation `restored` (alert labels → ms) recorded for them
+    /// before this ruler took the group over, so `for` counts from there; those that have
+    /// been active for `for` fire now.
+    pub fn restore(
+        &mut self,
+        ts: i64,
+        restored: &HashMap<Vec<(String, String)>, i64>,
+        for_ms: i64,
+    ) {
+        for (labels, a) in self.alerts.iter_mut() {
+            let Some(&at) = restored.get(labels) else {
+                continue;
+            };
+            if a.state != AlertState::Pending || at >= a.active_at_ms {
+                continue;
+            }
+            a.active_at_ms = at;
+            if ts - at >= for_ms {
+                a.state = AlertState::Firing;
+                a.fired_at_ms = Some(ts);
+            }
+        }
+    }
+
     /// The rule's state: the highest of its alerts'.
     pub fn rule_state(&self) -> AlertState {
         let mut s = AlertState::Inactive;
@@ -205,16 +230,20 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].valid_until_ms, 60_000 + 240_000);
         assert!(a.to_send(70_000, 60_000, 10_000).is_empty(), "resend waits");
-        assert_eq!(a.to_send(120_000, 60_000, 10_000).len(), 1, "resent");
-        a.update(130_000, vec![], 60_000, 0);
+        assert!(
+            a.to_send(120_000, 60_000, 10_000).is_empty(),
+            "strictly after the delay"
+        );
+        assert_eq!(a.to_send(130_000, 60_000, 10_000).len(), 1, "resent");
+        a.update(140_000, vec![], 60_000, 0);
         assert_eq!(state(&a, "a"), Some(AlertState::Inactive));
-        let sent = a.to_send(130_000, 60_000, 10_000);
+        let sent = a.to_send(140_000, 60_000, 10_000);
         assert_eq!(
             sent[0].resolved_at_ms,
-            Some(130_000),
+            Some(140_000),
             "resolution sent at once"
         );
-        a.update(130_000 + RESOLVED_RETENTION_MS + 1, vec![], 60_000, 0);
+        a.update(140_000 + RESOLVED_RETENTION_MS + 1, vec![], 60_000, 0);
         assert!(a.alerts.is_empty(), "forgotten after the retention");
     }
 
@@ -230,6 +259,31 @@ mod tests {
             state(&a, "a"),
             Some(AlertState::Pending),
             "for counts from 40 s"
+        );
+    }
+
+    #[test]
+    fn restored_activation_continues_for_across_a_move() {
+        let mut a = ActiveAlerts::default();
+        a.update(100_000, vec![ret("a", 1.0), ret("b", 1.0)], 60_000, 0);
+        let restored: HashMap<Vec<(String, String)>, i64> = [
+            (ret("a", 0.0).labels, 30_000),
+            (ret("b", 0.0).labels, 80_000),
+        ]
+        .into_iter()
+        .collect();
+        a.restore(100_000, &restored, 60_000);
+        assert_eq!(
+            state(&a, "a"),
+            Some(AlertState::Firing),
+            "active since 30 s: fires"
+        );
+        assert_eq!(state(&a, "b"), Some(AlertState::Pending));
+        a.update(140_000, vec![ret("a", 1.0), ret("b", 1.0)], 60_000, 0);
+        assert_eq!(
+            state(&a, "b"),
+            Some(AlertState::Firing),
+            "for counted from 80 s"
         );
     }
 

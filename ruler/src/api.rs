@@ -292,7 +292,14 @@ async fn delete_namespace(
     }
 }
 
-async fn sync(State(api): State<Api>) -> Response {
+async fn sync(State(api): State<Api>, headers: HeaderMap) -> Response {
+    // Rulers tell each other with the cluster token, when the tenants file has one.
+    let token = headers
+        .get(muninn_proto::CLUSTER_TOKEN_METADATA_KEY)
+        .map(|v| v.as_bytes());
+    if api.tenancy.auth.check_cluster_token(token).is_err() {
+        return (StatusCode::UNAUTHORIZED, "cluster token required\n").into_response();
+    }
     api.ruler.request_sync();
     (StatusCode::OK, "sync requested\n").into_response()
 }
@@ -379,10 +386,21 @@ async fn rules(
     };
     let mut groups = vec![];
     for g in api.ruler.owned(&t) {
-        let j = g.lock().await.rules_json(filter);
-        if !j["rules"].as_array().is_some_and(|r| r.is_empty()) {
-            groups.push(j);
+        let mut j = g.read().group.clone();
+        if j.is_null() {
+            continue;
         }
+        if let Some(rules) = j["rules"].as_array_mut() {
+            rules.retain(|r| match filter {
+                RuleFilter::All => true,
+                RuleFilter::Alerting => r["type"] == "alerting",
+                RuleFilter::Recording => r["type"] == "recording",
+            });
+            if rules.is_empty() {
+                continue;
+            }
+        }
+        groups.push(j);
     }
     let mut warnings = vec![];
     if p.local != Some(true) {
@@ -417,7 +435,7 @@ async fn alerts(
     };
     let mut alerts = vec![];
     for g in api.ruler.owned(&t) {
-        alerts.extend(g.lock().await.alerts_json());
+        alerts.extend(g.read().alerts.iter().cloned());
     }
     let mut warnings = vec![];
     if p.local != Some(true) {

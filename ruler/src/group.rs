@@ -3,7 +3,7 @@
 //! series become samples for the push path, with a staleness marker for every series a rule
 //! returned last time and no longer returns (Prometheus's `rules/group.go`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use muninn_proto::prometheus::{Label as PLabel, Sample, TimeSeries};
@@ -83,6 +83,13 @@ pub struct Group {
     pub rules: Vec<Rule>,
     pub last_eval_ms: Option<i64>,
     pub eval_seconds: f64,
+    /// Series of rules a replaced version of this group had and this one lacks: staleness
+    /// markers at the next evaluation.
+    pending_stale: Vec<LabelSet>,
+    /// Whether alerting rules restore their `for` state from `ALERTS_FOR_STATE` at the next
+    /// evaluation (a group that starts here without the state of a replaced version: after
+    /// a restart, or moved from another ruler).
+    restore_for_state: bool,
 }
 
 /// What evaluation needs from the process.
@@ -174,7 +181,72 @@ impl Group {
             rules,
             last_eval_ms: None,
             eval_seconds: 0.0,
+            pending_stale: vec![],
+            restore_for_state: true,
         })
+    }
+
+    /// Takes over the state of `old`, the version of this group it replaces (Prometheus's
+    /// `CopyState`): a rule with the same name and labels keeps its alerts, the series it
+    /// wrote and its health; the series of old rules left unmatched get staleness markers at
+    /// the next evaluation.
+    pub fn copy_state(&mut self, old: Group) {
+        let key = |d: &RuleDef| (d.name().to_string(), d.labels.clone(), d.alert.is_some());
+        let mut unmatched: Vec<Option<Rule>> = old.rules.into_iter().map(Some).collect();
+        for rule in &mut self.rules {
+            let k = key(&rule.def);
+            let Some(slot) = unmatched
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|o| key(&o.def) == k))
+            else {
+                continue;
+            };
+            let Some(o) = slot.take() else {
+                continue;
+            };
+            rule.written = o.written;
+            rule.alerts = o.alerts;
+            rule.health = o.health;
+            rule.last_error = o.last_error;
+            rule.last_eval_ms = o.last_eval_ms;
+            rule.eval_seconds = o.eval_seconds;
+        }
+        self.pending_stale = old.pending_stale;
+        self.pending_stale
+            .extend(unmatched.into_iter().flatten().flat_map(|r| r.written));
+        self.last_eval_ms = old.last_eval_ms;
+        self.eval_seconds = old.eval_seconds;
+        self.restore_for_state = false;
+    }
+
+    /// `ALERTS_FOR_STATE` of `rule` over the last hour: alert labels → activation (ms).
+    async fn for_state(&self, env: &EvalEnv, rule: &Rule, at: i64) -> HashMap<LabelSet, i64> {
+        let name = rule.def.alert.as_deref().unwrap_or_default();
+        let q = format!(
+            "last_over_time(ALERTS_FOR_STATE{{alertname={}}}[1h])",
+            muninn_querier::promql::parse::go_quote(name)
+        );
+        let Ok(expr) = muninn_querier::promql::parse::parse(&q) else {
+            return HashMap::new();
+        };
+        let Ok(r) =
+            muninn_querier::api::instant_for(&env.querier, "rule", &self.key.tenant, expr, at)
+                .await
+        else {
+            return HashMap::new();
+        };
+        let QueryValue::Vector(v) = r.value else {
+            return HashMap::new();
+        };
+        v.into_iter()
+            .filter_map(|(labels, p)| {
+                let mut ls = to_set(&labels);
+                set_label(&mut ls, muninn_storage::labels::METRIC_NAME, String::new());
+                p.float()
+                    .filter(|f| f.is_finite())
+                    .map(|f| (ls, (f * 1000.0) as i64))
+            })
+            .collect()
     }
 
     /// Evaluates every rule at `ts` (ms), in order.
@@ -183,7 +255,20 @@ impl Group {
         let mut out = Output::default();
         let query_ts = ts - self.query_offset_ms;
         let limit = self.def.limit as usize;
-        for rule in &mut self.rules {
+        // Restored `for` state, fetched before the evaluation proper (once).
+        let mut restored: Vec<Option<HashMap<LabelSet, i64>>> = vec![None; self.rules.len()];
+        if self.restore_for_state {
+            for (i, rule) in self.rules.iter().enumerate() {
+                if rule.def.alert.is_some() && rule.for_ms > 0 {
+                    restored[i] = Some(self.for_state(env, rule, query_ts).await);
+                }
+            }
+        }
+        // Samples carry the query's timestamp (Prometheus: `ts - query_offset`).
+        for gone in self.pending_stale.drain(..) {
+            out.series.push(series(&gone, query_ts, stale_nan()));
+        }
+        for (i, rule) in self.rules.iter_mut().enumerate() {
             let rule_started = std::time::Instant::now();
             let r = muninn_querier::api::instant_for(
                 &env.querier,
@@ -203,8 +288,16 @@ impl Group {
                     return Err(format!("exceeded limit of {limit} with {} series", v.len()));
                 }
                 match rule.def.record.clone() {
-                    Some(name) => record(rule, &name, v, ts, &mut out),
-                    None => alert(rule, env, v, ts, self.interval_ms, &mut out),
+                    Some(name) => record(rule, &name, v, query_ts, &mut out),
+                    None => alert(
+                        rule,
+                        env,
+                        v,
+                        (ts, query_ts),
+                        self.interval_ms,
+                        restored[i].take(),
+                        &mut out,
+                    ),
                 }
             });
             rule.last_eval_ms = Some(ts);
@@ -213,7 +306,7 @@ impl Group {
                 Ok(now) => {
                     // Staleness: what the rule wrote last time and not now.
                     for gone in rule.written.difference(&now) {
-                        out.series.push(series(gone, ts, stale_nan()));
+                        out.series.push(series(gone, query_ts, stale_nan()));
                     }
                     rule.written = now;
                     rule.health = Health::Ok;
@@ -229,6 +322,7 @@ impl Group {
         }
         self.last_eval_ms = Some(ts);
         self.eval_seconds = started.elapsed().as_secs_f64();
+        self.restore_for_state = false;
         out
     }
 
@@ -289,12 +383,15 @@ fn record(
     Ok(now)
 }
 
+/// An alerting rule's evaluation at `ts` (its query at `query_ts`); `restored` holds the
+/// activation times `ALERTS_FOR_STATE` kept, applied to alerts that are new now.
 fn alert(
     rule: &mut Rule,
     env: &EvalEnv,
     v: Vec<(muninn_storage::labels::Labels, Point)>,
-    ts: i64,
+    (ts, query_ts): (i64, i64),
     interval_ms: i64,
+    restored: Option<HashMap<LabelSet, i64>>,
     out: &mut Output,
 ) -> Result<HashSet<LabelSet>, String> {
     let alertname = rule.def.alert.clone().unwrap_or_default();
@@ -335,6 +432,9 @@ fn alert(
     }
     rule.alerts
         .update(ts, returned, rule.for_ms, rule.keep_firing_ms);
+    if let Some(restored) = restored {
+        rule.alerts.restore(ts, &restored, rule.for_ms);
+    }
     let mut now = HashSet::new();
     let mut active: Vec<&Alert> = rule
         .alerts
@@ -347,12 +447,12 @@ fn alert(
         let mut alerts = a.labels.clone();
         set_label(&mut alerts, "__name__", "ALERTS".into());
         set_label(&mut alerts, "alertstate", a.state.as_str().into());
-        out.series.push(series(&alerts, ts, 1.0));
+        out.series.push(series(&alerts, query_ts, 1.0));
         now.insert(alerts);
         let mut for_state = a.labels.clone();
         set_label(&mut for_state, "__name__", "ALERTS_FOR_STATE".into());
         out.series
-            .push(series(&for_state, ts, (a.active_at_ms / 1000) as f64));
+            .push(series(&for_state, query_ts, (a.active_at_ms / 1000) as f64));
         now.insert(for_state);
     }
     let expr = rule.def.expr.clone();

@@ -17,8 +17,9 @@ use muninn_proto::tenant::TenantId;
 use muninn_proto::time::now_ms;
 use muninn_querier::Querier;
 use muninn_ring::RingHandle;
+use parking_lot::RwLock;
 use prost::Message;
-use tokio::sync::{Mutex, Notify, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::group::{EvalEnv, Group, GroupKey};
 use crate::metrics::RulerMetrics;
@@ -41,10 +42,21 @@ enum Stop {
     Quiet,
 }
 
+/// What the API shows of a group: its JSON after the last evaluation (so a reader never
+/// waits for an evaluation).
+#[derive(Default)]
+pub struct Snapshot {
+    pub group: serde_json::Value,
+    pub alerts: Vec<serde_json::Value>,
+}
+
 struct Running {
     def: RuleGroup,
-    state: Arc<Mutex<Group>>,
+    snapshot: Arc<RwLock<Snapshot>>,
     stop: watch::Sender<Stop>,
+    /// The task; it returns the group's state when stopped quietly (a replacement takes it
+    /// over).
+    task: tokio::task::JoinHandle<Option<Group>>,
 }
 
 /// A ruler.
@@ -134,12 +146,12 @@ impl Ruler {
     }
 
     /// The state of the groups this ruler evaluates, for `tenant`, sorted.
-    pub fn owned(&self, tenant: &TenantId) -> Vec<Arc<Mutex<Group>>> {
+    pub fn owned(&self, tenant: &TenantId) -> Vec<Arc<RwLock<Snapshot>>> {
         let g = self.groups.lock();
-        let mut v: Vec<(&GroupKey, Arc<Mutex<Group>>)> = g
+        let mut v: Vec<(&GroupKey, Arc<RwLock<Snapshot>>)> = g
             .iter()
             .filter(|(k, _)| k.tenant == *tenant)
-            .map(|(k, r)| (k, r.state.clone()))
+            .map(|(k, r)| (k, r.snapshot.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter().map(|(_, s)| s).collect()
@@ -159,6 +171,10 @@ impl Ruler {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => false,
             };
             let members = self.member_ids().await;
+            if woke {
+                // API changes arrive in bursts: at most two syncs a second.
+                tokio::time::sleep_until(last_sync + Duration::from_millis(500)).await;
+            }
             if woke || members != last_members || last_sync.elapsed() >= poll {
                 if members != last_members {
                     tracing::info!(
@@ -223,22 +239,39 @@ impl Ruler {
             }
         }
         let mut groups = self.groups.lock();
-        groups.retain(|key, running| {
+        // Replaced here: the new version takes the old one's state over.
+        let mut handover: HashMap<GroupKey, tokio::task::JoinHandle<Option<Group>>> =
+            HashMap::new();
+        let keys: Vec<GroupKey> = groups.keys().cloned().collect();
+        for key in keys {
             if failed_tenants.contains(&key.tenant) {
-                return true;
+                continue;
             }
-            let keep = desired.get(key).is_some_and(|d| *d == running.def);
-            if !keep {
-                let why = if all_keys.contains(key) {
-                    Stop::Quiet
-                } else {
-                    Stop::Deleted
-                };
-                tracing::info!(tenant = %key.tenant, namespace = %key.namespace, group = %key.name, reason = ?why, "rule group stops here");
-                let _ = running.stop.send(why);
+            let Some(running) = groups.get(&key) else {
+                continue;
+            };
+            if running.task.is_finished() {
+                // The task ended on its own (it panicked): start the group again.
+                tracing::error!(tenant = %key.tenant, namespace = %key.namespace, group = %key.name, "rule group task ended unexpectedly; restarting it");
+                groups.remove(&key);
+                continue;
             }
-            keep
-        });
+            if desired.get(&key).is_some_and(|d| *d == running.def) {
+                continue;
+            }
+            let why = if all_keys.contains(&key) {
+                Stop::Quiet
+            } else {
+                Stop::Deleted
+            };
+            tracing::info!(tenant = %key.tenant, namespace = %key.namespace, group = %key.name, reason = ?why, "rule group stops here");
+            if let Some(r) = groups.remove(&key) {
+                let _ = r.stop.send(why);
+                if why == Stop::Quiet && desired.contains_key(&key) {
+                    handover.insert(key, r.task);
+                }
+            }
+        }
         let default_ms = self.args.evaluation_interval.as_millis_i64().max(1000);
         for (key, def) in desired {
             if groups.contains_key(&key) {
@@ -252,15 +285,21 @@ impl Ruler {
                 }
             };
             tracing::info!(tenant = %key.tenant, namespace = %key.namespace, group = %key.name, interval_ms = group.interval_ms, "rule group starts here");
-            let state = Arc::new(Mutex::new(group));
+            let snapshot = Arc::new(RwLock::new(Snapshot::default()));
             let (tx, rx) = watch::channel(Stop::Running);
-            tokio::spawn(self.clone().run_group(key.clone(), state.clone(), rx));
+            let task = tokio::spawn(self.clone().run_group(
+                group,
+                snapshot.clone(),
+                rx,
+                handover.remove(&key),
+            ));
             groups.insert(
                 key,
                 Running {
                     def,
-                    state,
+                    snapshot,
                     stop: tx,
+                    task,
                 },
             );
         }
@@ -272,23 +311,28 @@ impl Ruler {
             .inc();
     }
 
-    /// One group's evaluation loop.
+    /// One group's evaluation loop; returns the group's state when stopped quietly.
     async fn run_group(
         self: Arc<Self>,
-        key: GroupKey,
-        state: Arc<Mutex<Group>>,
+        mut group: Group,
+        snapshot: Arc<RwLock<Snapshot>>,
         mut stop: watch::Receiver<Stop>,
-    ) {
-        let interval = state.lock().await.interval_ms.max(1);
+        previous: Option<tokio::task::JoinHandle<Option<Group>>>,
+    ) -> Option<Group> {
+        if let Some(prev) = previous
+            && let Ok(Some(old)) = prev.await
+        {
+            group.copy_state(old);
+        }
+        let key = group.key.clone();
+        let interval = group.interval_ms.max(1);
         let offset =
             (xxhash_rust::xxh3::xxh3_64(key.shard_key().as_bytes()) % interval as u64) as i64;
         let tenant_labels = RulerMetrics::tenant(key.tenant.as_str());
-        // The first tick after now.
-        let mut next = {
-            let now = now_ms();
-            let base = (now - offset).div_euclid(interval) * interval + offset;
-            base + interval
-        };
+        // The first tick after `t`.
+        let tick_after = |t: i64| (t - offset).div_euclid(interval) * interval + offset + interval;
+        let mut next = tick_after(now_ms());
+        publish(&group, &snapshot);
         loop {
             let wait = Duration::from_millis((next - now_ms()).max(0) as u64);
             let why = tokio::select! {
@@ -297,20 +341,18 @@ impl Ruler {
                     Some(r.map(|s| *s).unwrap_or(Stop::Quiet))
                 }
             };
-            if let Some(why) = why {
-                if why == Stop::Deleted {
-                    let markers = state.lock().await.stale_markers(now_ms());
-                    self.write(&key.tenant, markers).await;
+            match why {
+                Some(Stop::Deleted) => {
+                    self.write(&key.tenant, group.stale_markers(now_ms())).await;
+                    return None;
                 }
-                return;
+                Some(_) => return Some(group),
+                None => {}
             }
             let ts = next;
-            let (out, took) = {
-                let mut g = state.lock().await;
-                let started = std::time::Instant::now();
-                let out = g.evaluate(&self.env, ts).await;
-                (out, started.elapsed())
-            };
+            let started = std::time::Instant::now();
+            let out = group.evaluate(&self.env, ts).await;
+            let took = started.elapsed();
             self.metrics.evaluations.get_or_create(&tenant_labels).inc();
             self.metrics.evaluation_seconds.observe(took.as_secs_f64());
             if out.failures > 0 {
@@ -319,10 +361,19 @@ impl Ruler {
                     .get_or_create(&tenant_labels)
                     .inc_by(out.failures);
             }
-            let stopped = *stop.borrow() != Stop::Running;
-            if stopped {
-                // Stopped during the evaluation: the next owner writes this tick.
-                continue;
+            let stopped = *stop.borrow();
+            match stopped {
+                // Moved or replaced during the evaluation: the next owner writes this tick.
+                Stop::Quiet => return Some(group),
+                Stop::Deleted => {
+                    // Write what the evaluation produced, so the markers below cover exactly
+                    // the series that were written.
+                    self.write(&key.tenant, out.series).await;
+                    self.write(&key.tenant, group.stale_markers(now_ms().max(ts)))
+                        .await;
+                    return None;
+                }
+                Stop::Running => {}
             }
             self.write(&key.tenant, out.series).await;
             let alerts: Vec<serde_json::Value> = out
@@ -331,17 +382,18 @@ impl Ruler {
                 .map(|(a, expr)| crate::notifier::alert_json(a, expr, &self.args.external_url))
                 .collect();
             self.notifier.send(&key.tenant, alerts);
-            next += interval;
-            let now = now_ms();
-            if now >= next + interval {
-                let missed = (now - next) / interval;
+            publish(&group, &snapshot);
+            // The next tick after now: an evaluation that ran past ticks skips them.
+            let after = tick_after(now_ms().max(ts));
+            let missed = (after - ts) / interval - 1;
+            if missed > 0 {
                 self.metrics
                     .missed_iterations
                     .get_or_create(&tenant_labels)
                     .inc_by(missed as u64);
                 tracing::warn!(tenant = %key.tenant, group = %key.name, missed, "rule group evaluation ran past its interval; skipping iterations");
-                next += missed * interval;
             }
+            next = after;
         }
     }
 
@@ -385,10 +437,23 @@ impl Ruler {
             if id == self.self_id || url.is_empty() {
                 continue;
             }
-            let r = self.http.post(format!("{url}/ruler/sync")).send().await;
+            let mut req = self.http.post(format!("{url}/ruler/sync"));
+            if let Some(t) = self.env.querier.tenancy.auth.cluster_token() {
+                req = req.header(muninn_proto::CLUSTER_TOKEN_METADATA_KEY, t);
+            }
+            let r = req.send().await;
             if let Err(e) = r {
                 tracing::warn!(ruler = %id, error = %e, "could not tell a ruler to sync");
             }
         }
     }
+}
+
+/// Publishes the group's state for the API.
+fn publish(group: &Group, snapshot: &RwLock<Snapshot>) {
+    let s = Snapshot {
+        group: group.rules_json(crate::group::RuleFilter::All),
+        alerts: group.alerts_json(),
+    };
+    *snapshot.write() = s;
 }

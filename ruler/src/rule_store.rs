@@ -100,7 +100,7 @@ impl RuleStore {
                 Err(e) => return Err(os_err("reading a rule group")(e)),
             };
             let text = String::from_utf8_lossy(&bytes);
-            match rule_file::parse_group(&text) {
+            match rule_file::load_group(&text) {
                 Ok(group) => out.push(StoredGroup {
                     namespace: ns,
                     group,

@@ -37,14 +37,49 @@ fn functions() -> [(&'static str, Func); 13] {
     ]
 }
 
-/// Finds every action's end before gtmpl sees the text: gtmpl's lexer never returns on some
-/// inputs that end inside an action (`{{ $labels.` spins forever), so an unclosed action is
-/// refused here. Quotes inside actions are skipped as Go's lexer skips them.
+/// Checks every action before gtmpl sees the text: each must be closed (quotes inside actions
+/// and comments skipped as Go's lexer skips them), and none may define or call a template
+/// (`define`, `template`, `block`: a template calling itself would overflow the stack, and
+/// Prometheus's alert templates need none of them). gtmpl's lexer is patched
+/// (`vendor/gtmpl/MUNINN.md`) for the inputs that used to hang it; this check refuses them
+/// before they reach it anyway.
 fn check_actions(text: &str) -> Result<(), String> {
     let b = text.as_bytes();
     let mut i = 0;
     while let Some(open) = text[i..].find("{{") {
         i += open + 2;
+        // A trim marker and spaces, then maybe a comment.
+        let mut j = i;
+        if b.get(j) == Some(&b'-') && b.get(j + 1).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if text[j..].starts_with("/*") {
+            let end = text[j + 2..]
+                .find("*/")
+                .ok_or_else(|| "unclosed comment".to_string())?;
+            let mut k = j + 2 + end + 2;
+            while b.get(k).is_some_and(u8::is_ascii_whitespace) {
+                k += 1;
+            }
+            if b.get(k) == Some(&b'-') {
+                k += 1;
+            }
+            if !text[k..].starts_with("}}") {
+                return Err("comment ends before closing delimiter".into());
+            }
+            i = k + 2;
+            continue;
+        }
+        let word: String = text[j..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
+        if matches!(word.as_str(), "define" | "template" | "block") {
+            return Err(format!("{{{{{word}}}}} is not allowed in rule templates"));
+        }
         let mut closed = false;
         while i < b.len() {
             match b[i] {
@@ -122,9 +157,16 @@ impl Compiled {
         dot.insert("ExternalLabels".into(), Value::Map(HashMap::new()));
         dot.insert("ExternalURL".into(), Value::from(data.external_url));
         dot.insert("Value".into(), Value::from(data.value));
-        match t.render(&Context::from(Value::Object(dot))) {
-            Ok(s) => s,
-            Err(e) => format!("<error expanding template: {e}>"),
+        // A panic inside gtmpl (e.g. `printf` with a width Rust's formatter refuses) must not
+        // take the group's task down: it becomes the expansion's error text.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.render(&Context::from(Value::Object(dot)))
+                .map_err(|e| e.to_string())
+        }));
+        match rendered {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => format!("<error expanding template: {e}>"),
+            Err(_) => "<error expanding template: the template engine panicked>".into(),
         }
     }
 }
@@ -479,6 +521,59 @@ mod tests {
             }
         }
         assert!(check("{{ \"}}\" $labels.").is_err());
+    }
+
+    /// `check` in a thread of its own: a hang fails the test instead of stalling it.
+    fn check_within(text: &str) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = text.to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send(check(&t));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("checking {text:?} hangs"))
+    }
+
+    #[test]
+    fn inputs_that_hung_gtmpl_are_answered() {
+        for t in [
+            "{{ \"\\\\\" }}\" ",
+            "{{/* \"*/}}{{ \" }}\" ",
+            "{{ $labels. ",
+            "{{ x€ }}",
+            "{{ '\\\\' }}' ",
+            "{{/* don't */}}plain",
+        ] {
+            let _ = check_within(t);
+        }
+        assert!(
+            check_within("{{/* don't */}}plain").is_ok(),
+            "a comment with a quote"
+        );
+        assert!(
+            check_within("{{ \"a\\\\\" }}").is_ok(),
+            "an escaped backslash ends the string"
+        );
+        for t in [
+            "{{define \"x\"}}{{template \"x\"}}{{end}}{{template \"x\"}}",
+            "{{- template \"x\" }}",
+            "{{ block \"b\" . }}{{ end }}",
+        ] {
+            let e = check_within(t).unwrap_err();
+            assert!(e.contains("not allowed"), "{t}: {e}");
+        }
+        let huge = expand(
+            "{{ printf \"%70000d\" 1 }}",
+            &Data {
+                labels: &[],
+                value: 1.0,
+                external_url: "",
+            },
+        );
+        assert!(
+            huge.len() < 200 || huge.len() >= 70_000,
+            "answered, not panicked"
+        );
     }
 
     #[test]

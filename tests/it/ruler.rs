@@ -98,7 +98,7 @@ fn rules_are_evaluated_recorded_alerted_to_alertmanager_and_marked_stale() {
     let m = Muninn::all(&[
         &am_flag,
         "--ruler.poll-interval=30s",
-        "--ruler.resend-delay=1s",
+        "--ruler.resend-delay=5m",
     ]);
     push_nodes(&m, "t1", 0.0, true);
 
@@ -240,6 +240,27 @@ fn rules_are_evaluated_recorded_alerted_to_alertmanager_and_marked_stale() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["state"], "firing");
     assert_eq!(list[0]["annotations"]["summary"], "b of node is down");
+
+    // An edited group keeps its alerts' state (Prometheus's CopyState): still firing, still
+    // active since the same time, the new annotation in place.
+    let active_at = list[0]["activeAt"].clone();
+    let edited = GROUP.replace("is down", "is unreachable");
+    assert_eq!(config_call(&m, "POST", Some("t1"), "/ns1", &edited).0, 202);
+    let list = wait_for(
+        "the edited group evaluated",
+        Duration::from_secs(20),
+        || {
+            let (_, a) = m.get(Some("t1"), "/prometheus/api/v1/alerts", &[]);
+            let list = a["data"]["alerts"].as_array().cloned().unwrap_or_default();
+            (list.len() == 1 && list[0]["annotations"]["summary"] == "b of node is unreachable")
+                .then_some(list)
+        },
+    );
+    assert_eq!(list[0]["state"], "firing");
+    assert_eq!(
+        list[0]["activeAt"], active_at,
+        "the alert's state was carried over"
+    );
 
     // b comes back: the alert resolves at Alertmanager, and ALERTS is marked stale at once
     // (without the marker it would linger for the 5 m lookback).
