@@ -79,6 +79,26 @@ pub fn run(args: &[OsString]) -> i32 {
     };
     let started = std::time::Instant::now();
     let cpu0 = cpu_seconds();
+    // Say where the blocks go: a forgotten storage flag must not pass unnoticed.
+    let destination = match a.storage.backend.as_str() {
+        "s3" => format!(
+            "s3 bucket {} at {}",
+            a.storage.s3_bucket.as_deref().unwrap_or("?"),
+            a.storage.s3_endpoint.as_deref().unwrap_or("AWS")
+        ),
+        other => format!(
+            "{other} bucket {}",
+            a.storage
+                .filesystem_dir
+                .clone()
+                .unwrap_or_else(|| a.data_dir.join("bucket"))
+                .display()
+        ),
+    };
+    eprintln!(
+        "importing {} into tenant {tenant} of the {destination}",
+        a.source
+    );
     let result = rt.block_on(async {
         let bucket = a.storage.open(&a.data_dir)?;
         let tmp = a.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);

@@ -327,6 +327,7 @@ pub async fn run(
             .unwrap_or_else(muninn_ring::config::hostname),
         ring: ring.clone(),
         ingester: ingester.clone(),
+        tenancy: tenancy.clone(),
     }));
     let mut ruler: Option<Arc<muninn_ruler::Ruler>> = None;
     if role.runs_ruler()

@@ -23,13 +23,15 @@ pub struct Ui {
     pub instance: String,
     pub ring: Option<Arc<RingHandle>>,
     pub ingester: Option<Arc<Ingester>>,
+    pub tenancy: Arc<muninn_tenancy::Tenancy>,
 }
 
 fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "max-age=300"),
+            // Asset names carry no version: revalidate, so an upgrade never mixes pages.
+            (header::CACHE_CONTROL, "no-cache"),
         ],
         body,
     )
@@ -63,7 +65,13 @@ pub fn router(ui: Ui) -> Router {
         .with_state(ui)
 }
 
-async fn status(State(ui): State<Ui>) -> Response {
+async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Response {
+    // With a tenants file, tenant ids are not public (as on `/metrics`, which
+    // `--server.metrics-addr` keeps apart): the usage table shows only the tenant the request
+    // authenticates as. Without one, any request may name any tenant anyway.
+    let visible = |t: &muninn_proto::tenant::TenantId| -> bool {
+        !ui.tenancy.auth.enabled() || ui.tenancy.auth.tenant(&headers).is_ok_and(|me| me == *t)
+    };
     let mut members = vec![];
     let mut instances = vec![];
     if let Some(r) = &ui.ring {
@@ -96,7 +104,7 @@ async fn status(State(ui): State<Ui>) -> Response {
     if let Some(ing) = &ui.ingester {
         let mut all = ing.tenants.all();
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        for (t, db) in all {
+        for (t, db) in all.into_iter().filter(|(t, _)| visible(t)) {
             let series = db.head.read().live_series();
             let rate = db.rate.lock().rate();
             tenants.push(serde_json::json!({

@@ -31,6 +31,37 @@ pub struct PromMeta {
     pub max_time: i64,
     #[serde(default)]
     pub stats: PromStats,
+    /// Thanos's section: external labels and downsampling resolution.
+    #[serde(default)]
+    pub thanos: Option<ThanosMeta>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct ThanosMeta {
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub downsample: ThanosDownsample,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct ThanosDownsample {
+    #[serde(default)]
+    pub resolution: i64,
+}
+
+static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
+impl PromMeta {
+    /// Thanos's external labels (none for a Prometheus block).
+    pub fn external_labels(&self) -> &std::collections::BTreeMap<String, String> {
+        self.thanos.as_ref().map_or(&NO_LABELS, |t| &t.labels)
+    }
+
+    /// Thanos's downsampling resolution (ms; 0: raw).
+    pub fn resolution(&self) -> i64 {
+        self.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
+    }
 }
 
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -86,10 +117,34 @@ pub(crate) fn crc32c(b: &[u8]) -> u32 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, b) as u32
 }
 
+/// Whether `s` looks like a ULID (26 Crockford base-32 characters).
+pub fn is_ulid(s: &str) -> bool {
+    s.len() == 26 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Parents {
+    #[serde(default)]
+    compaction: ParentsCompaction,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ParentsCompaction {
+    #[serde(default)]
+    parents: Vec<Parent>,
+}
+
+#[derive(serde::Deserialize)]
+struct Parent {
+    ulid: String,
+}
+
 /// The block directories under `dir`: `dir` itself when it is a block, else its
-/// subdirectories holding a `meta.json` and an `index` (a Prometheus data directory or a
-/// Thanos-style bucket copied to disk), those marked for deletion skipped. Sorted by name
-/// (ULIDs: by creation).
+/// ULID-named subdirectories holding a `meta.json` and an `index` (a Prometheus data directory
+/// or a Thanos-style bucket copied to disk). Skipped: blocks marked for deletion,
+/// Prometheus's `.tmp-for-deletion`/`.tmp-for-creation` directories (not ULIDs), and blocks
+/// that another block present names as a compaction parent (left by an interrupted
+/// compaction: their data is in the child). Sorted by name (ULIDs: by creation).
 pub fn find_blocks(dir: &Path) -> Result<Vec<PathBuf>> {
     let is_block = |p: &Path| p.join("meta.json").is_file() && p.join("index").is_file();
     if is_block(dir) {
@@ -99,7 +154,7 @@ pub fn find_blocks(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     for e in entries {
         let p = e.map_err(|e| corrupt(dir, e))?.path();
-        if !is_block(&p) {
+        if !is_block(&p) || !p.file_name().and_then(|n| n.to_str()).is_some_and(is_ulid) {
             continue;
         }
         if p.join("deletion-mark.json").exists() {
@@ -108,6 +163,20 @@ pub fn find_blocks(dir: &Path) -> Result<Vec<PathBuf>> {
         }
         out.push(p);
     }
+    let parents: std::collections::HashSet<String> = out
+        .iter()
+        .filter_map(|p| std::fs::read(p.join("meta.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<Parents>(&b).ok())
+        .flat_map(|m| m.compaction.parents.into_iter().map(|p| p.ulid))
+        .collect();
+    out.retain(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let keep = !parents.contains(name);
+        if !keep {
+            tracing::info!(block = %p.display(), "skipping a block another block was compacted from");
+        }
+        keep
+    });
     out.sort();
     Ok(out)
 }
@@ -119,6 +188,14 @@ pub fn read_meta(block: &Path) -> Result<PromMeta> {
     let meta: PromMeta = serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
     if meta.max_time <= meta.min_time {
         return Err(corrupt(&path, "maxTime is not after minTime"));
+    }
+    // Far past anyone's data; the bound keeps the range arithmetic exact.
+    const LIMIT: i64 = 1 << 60;
+    if meta.min_time.abs() >= LIMIT || meta.max_time.abs() >= LIMIT {
+        return Err(corrupt(&path, "time range out of bounds"));
+    }
+    if !is_ulid(&meta.ulid) {
+        return Err(corrupt(&path, format!("{:?} is not a ULID", meta.ulid)));
     }
     Ok(meta)
 }

@@ -145,10 +145,32 @@ fn imported_prometheus_blocks_answer_every_sample_of_the_dump_before_and_after_c
         "in the bucket index at exit"
     );
 
-    // Imported again: skipped, nothing doubled.
+    assert!(
+        bucket.join("imp/markers/results-cache-generation").exists(),
+        "the results-cache generation is raised (the frontend drops what it cached before)"
+    );
+
+    // Imported again: skipped, nothing doubled; also with the markers lost (a run stopped
+    // between the index and the marker), since the index names each block's source.
     let again = import(&data, "imp", Path::new(BLOCKS));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already imported"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    for e in std::fs::read_dir(bucket.join("imp/markers")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("imported-")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let again = import(&data, "imp", Path::new(BLOCKS));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("imported 0 blocks (3 skipped)"),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
@@ -211,8 +233,9 @@ fn samples_under_a_tombstone_are_not_imported() {
     let series = Index::open(&block.join("index")).unwrap().series().unwrap();
     let victim = &series[5];
     let name = victim.labels.to_string();
-    // Delete the victim's first hour (inclusive bounds, as Prometheus writes them).
-    let (from, to) = (MIN_T, MIN_T + 3_600_000 - 1);
+    // Delete the victim's first hour: bounds on its samples' own timestamps, both inclusive
+    // (as Prometheus applies them).
+    let (from, to) = (MIN_T, MIN_T + 3_600_000 - 15_000);
     std::fs::write(
         block.join("tombstones"),
         Tombstones::encode(&[(victim.reference, from, to)]),
@@ -340,4 +363,51 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
     assert_eq!(live_blocks(&data.join("bucket"), "thanos-import"), 3);
     let m = Muninn::start_in("all", &data, &[]);
     assert_same(&mut answered(&m, "thanos-import"), &mut dump());
+}
+
+#[test]
+fn thanos_external_labels_are_added_and_downsampled_blocks_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocks = muninn_storage::prom_tsdb::find_blocks(Path::new(BLOCKS)).unwrap();
+    let src = tmp.path().join("bucket-copy");
+    for (b, thanos) in [
+        (
+            &blocks[0],
+            r#"{"labels":{"cluster":"eu","replica":"a"},"downsample":{"resolution":0},"source":"sidecar"}"#,
+        ),
+        (
+            &blocks[1],
+            r#"{"labels":{"cluster":"eu"},"downsample":{"resolution":300000},"source":"compactor"}"#,
+        ),
+    ] {
+        let dest = src.join(b.file_name().unwrap());
+        copy_dir(b, &dest);
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dest.join("meta.json")).unwrap()).unwrap();
+        meta["thanos"] = serde_json::from_str(thanos).unwrap();
+        std::fs::write(dest.join("meta.json"), meta.to_string()).unwrap();
+    }
+    // Prometheus's leftovers are not blocks.
+    copy_dir(
+        &blocks[2],
+        &src.join(format!(
+            "{}.tmp-for-deletion",
+            blocks[2].file_name().unwrap().to_string_lossy()
+        )),
+    );
+    let data = tmp.path().join("data");
+    let out = import(&data, "thanos", &src);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("downsampled"), "{log}");
+    assert!(log.contains("imported 1 blocks (1 skipped)"), "{log}");
+    let m = Muninn::start_in("all", &data, &[]);
+    let got = answered(&m, "thanos");
+    assert_eq!(got.len(), 130);
+    for (labels, samples) in &got {
+        assert!(
+            labels.contains("cluster=\"eu\"") && labels.contains("replica=\"a\""),
+            "{labels}"
+        );
+        assert_eq!(samples.len(), 480);
+    }
 }

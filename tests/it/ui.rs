@@ -125,3 +125,84 @@ fn the_ui_loads_shows_the_cluster_and_draws_a_query_graph_in_headless_chromium()
     );
     eprintln!("UI screenshot: {}", shot.display());
 }
+
+#[test]
+fn label_values_are_shown_as_text_not_markup() {
+    let m = Muninn::all(&[]);
+    let now = now_ms();
+    let hostile = "<img src=x onerror=document.body.dataset.pwned=1>";
+    let (s, _) = m.push(
+        "xss",
+        &write_request(vec![series(
+            &[("__name__", "ui_xss"), ("job", hostile)],
+            &[(now - 60_000, 1.0), (now, 2.0)],
+        )]),
+    );
+    assert_eq!(s, 200);
+    let url = format!("{}/?tenant=xss&expr=ui_xss&range=5m", m.http);
+    let dom = String::from_utf8_lossy(&chromium(&url, &["--dump-dom"]).stdout).to_string();
+    assert!(dom.contains("data-graph=\"drawn\""), "{dom}");
+    assert!(!dom.contains("data-pwned"), "the label's markup ran: {dom}");
+    assert!(dom.contains("&lt;img src=x"), "shown escaped: {dom}");
+}
+
+#[test]
+fn with_a_tenants_file_the_status_shows_only_the_callers_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.yaml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "tenants:\n  team-a: {{password_sha256: {}}}\n  team-b: {{password_sha256: {}}}\n",
+            crate::tenancy::sha256("pass-a"),
+            crate::tenancy::sha256("pass-b")
+        ),
+    )
+    .unwrap();
+    let m = Muninn::all(&[&format!("--auth.tenants-file={}", tenants.display())]);
+    let basic = |u: &str, p: &str| {
+        format!(
+            "Basic {}",
+            muninn_proto::tenant::base64_encode(format!("{u}:{p}").as_bytes())
+        )
+    };
+    let now = now_ms();
+    for (t, p) in [("team-a", "pass-a"), ("team-b", "pass-b")] {
+        let (s, _) = m.push_raw(
+            None,
+            &[("Authorization", &basic(t, p))],
+            crate::harness::encode(&write_request(vec![series(
+                &[("__name__", "ui_auth"), ("job", t)],
+                &[(now, 1.0)],
+            )])),
+        );
+        assert_eq!(s, 200);
+    }
+    let status = |auth: Option<String>| -> serde_json::Value {
+        let mut req = agent().get(&format!("{}/ui/status", m.http));
+        if let Some(a) = auth {
+            req = req.header("Authorization", &a);
+        }
+        serde_json::from_str(&req.call().unwrap().body_mut().read_to_string().unwrap()).unwrap()
+    };
+    assert_eq!(
+        status(None)["tenants"].as_array().unwrap().len(),
+        0,
+        "no tenant ids in public"
+    );
+    let a = status(Some(basic("team-a", "pass-a")));
+    let listed: Vec<&str> = a["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec!["team-a"]);
+    assert_eq!(
+        status(Some(basic("team-a", "wrong")))["tenants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}

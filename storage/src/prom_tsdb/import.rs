@@ -1,8 +1,12 @@
-//! Importing Prometheus blocks (a directory or a Thanos-style bucket) into a tenant's bucket: each Prometheus block becomes one
-//! Muninn block over the same time range (series in row order, every chunk decoded, samples
-//! inside tombstones dropped), uploaded and added to the tenant's bucket index. A marker
+//! Importing Prometheus blocks (a directory or a Thanos-style bucket) into a tenant's bucket:
+//! each Prometheus block becomes Muninn blocks over its time range widened to the 2 h grid (one
+//! per day of the grid when it spans more), series in row order with Thanos's external labels
+//! added, every chunk decoded, samples inside tombstones dropped; they are uploaded and added
+//! to the tenant's bucket index, naming the Prometheus block as their source. A marker
 //! `<tenant>/markers/imported-<prometheus ulid>` records each imported block, so a run that
-//! was interrupted, or is repeated, skips what is already in.
+//! was interrupted, or is repeated, skips what is already in (also when the run stopped
+//! between the index and the marker: the index names the source). The tenant's results-cache
+//! generation is raised at the end, so the query frontend drops results cached before.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +37,8 @@ pub struct BlockReport {
     pub histogram_samples: u64,
     /// Samples dropped because a tombstone covers them.
     pub deleted: u64,
+    /// Samples outside the block's own time range, dropped.
+    pub outside: u64,
     pub skipped: bool,
     pub cpu_seconds: f64,
 }
@@ -85,6 +91,16 @@ pub async fn import(
             "no Prometheus blocks found (directories with meta.json and index)".into(),
         ));
     }
+    // The Prometheus blocks the tenant's blocks were made from (imported blocks name theirs
+    // as their source; compaction keeps the lineage).
+    let imported: std::collections::HashSet<String> = match bucket.index(tenant).await {
+        Ok(ix) => ix
+            .blocks
+            .iter()
+            .flat_map(|b| b.compaction.sources.iter().cloned())
+            .collect(),
+        Err(_) => Default::default(),
+    };
     let mut report = ImportReport::default();
     let total = items.len();
     for (i, item) in items.into_iter().enumerate() {
@@ -100,11 +116,26 @@ pub async fn import(
         };
         let r = async {
             let meta = read_meta(&block)?;
-            if bucket
-                .store()
-                .head(&marker(tenant, &meta.ulid))
-                .await
-                .is_ok()
+            if meta.resolution() > 0 {
+                progress(format!(
+                    "[{n}/{total}] {}: a Thanos downsampled block (resolution {} ms), skipped: raw blocks hold every sample",
+                    meta.ulid,
+                    meta.resolution()
+                ));
+                return Ok(BlockReport {
+                    source: meta.ulid,
+                    skipped: true,
+                    ..Default::default()
+                });
+            }
+            // Already in: a marker, or (a run interrupted between the index and the marker)
+            // a block of the index made from it.
+            if imported.contains(&meta.ulid)
+                || bucket
+                    .store()
+                    .head(&marker(tenant, &meta.ulid))
+                    .await
+                    .is_ok()
             {
                 progress(format!(
                     "[{n}/{total}] {}: already imported, skipped",
@@ -137,6 +168,10 @@ pub async fn import(
             let _ = std::fs::remove_dir_all(d);
         }
         report.blocks.push(r?);
+    }
+    if report.blocks.iter().any(|b| !b.skipped) {
+        // Results the query frontend cached before the import miss these samples.
+        bucket.bump_results_cache_generation(tenant).await?;
     }
     Ok(report)
 }
@@ -172,7 +207,7 @@ async fn import_block(
     progress: &mut impl FnMut(String),
 ) -> Result<BlockReport> {
     let tmp = tmp_dir.join(format!(
-        "muninn-import-{}-{}.parquet",
+        "muninn-import-{}-{}",
         meta.ulid,
         std::process::id()
     ));
@@ -181,37 +216,37 @@ async fn import_block(
     let converted = tokio::task::spawn_blocking(move || convert(&b, &m, &t))
         .await
         .map_err(|e| Error::Block(format!("conversion task: {e}")))?;
-    let (mut block_meta, mut r) = match converted {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+    let (blocks, mut r) = converted?;
     r.cpu_seconds = started.elapsed().as_secs_f64();
-    block_meta.stats.num_bytes = std::fs::metadata(&tmp).map_or(0, |m| m.len());
     let uploaded = async {
-        if block_meta.stats.num_series > 0 {
-            bucket.upload_block_file(tenant, &tmp, &block_meta).await?;
-            bucket.add_to_index(tenant, &block_meta).await?;
+        for c in &blocks {
+            bucket.upload_block_file(tenant, &c.file, &c.meta).await?;
+            bucket.add_to_index(tenant, &c.meta).await?;
         }
         bucket
             .store()
             .put(
                 &marker(tenant, &meta.ulid),
-                PutPayload::from(block_meta.ulid.clone().into_bytes()),
+                PutPayload::from(r.ulid.clone().into_bytes()),
             )
             .await
             .map_err(|e| Error::Block(format!("writing the import marker: {e}")))?;
         Ok::<(), Error>(())
     }
     .await;
-    let _ = std::fs::remove_file(&tmp);
+    for c in &blocks {
+        let _ = std::fs::remove_file(&c.file);
+    }
     uploaded?;
+    let outside = if r.outside > 0 {
+        format!(", {} outside the block's range dropped", r.outside)
+    } else {
+        String::new()
+    };
     progress(format!(
-        "[{n}/{total}] {} → {}: {} series, {} samples ({} histogram, {} deleted by tombstones) in {:.2} s, {:.0} samples/s",
+        "[{n}/{total}] {} → {}: {} series, {} samples ({} histogram, {} deleted by tombstones{outside}) in {:.2} s, {:.0} samples/s",
         meta.ulid,
-        block_meta.ulid,
+        r.ulid,
         r.series,
         r.samples,
         r.histogram_samples,
@@ -236,8 +271,34 @@ pub fn aligned_range(min_t: i64, max_t: i64) -> (i64, i64) {
     (lo, hi.max(lo + BLOCK_GRID_MS))
 }
 
-/// Converts one block into a Muninn block file at `out`.
-pub fn convert(block: &Path, meta: &PromMeta, out: &PathBuf) -> Result<(BlockMeta, BlockReport)> {
+/// The widest Muninn block an import writes (the compactor's largest default range): a
+/// Prometheus or Thanos block crossing a day of the grid (18 h, 2 d, 14 d...) becomes one
+/// block per day, so every imported block fits the compactor's windows.
+pub const MAX_BLOCK_MS: i64 = 24 * 3600 * 1000;
+
+/// The Muninn block windows of a block's (widened) range: `[lo, hi)` cut at each day of the
+/// grid.
+pub fn windows(min_t: i64, max_t: i64) -> Vec<(i64, i64)> {
+    let (lo, hi) = aligned_range(min_t, max_t);
+    let mut out = vec![];
+    let mut start = lo;
+    while start < hi {
+        let day_end = (start.div_euclid(MAX_BLOCK_MS) + 1) * MAX_BLOCK_MS;
+        let end = day_end.min(hi);
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
+/// One converted Muninn block: its meta and the file holding its data.
+pub struct Converted {
+    pub meta: BlockMeta,
+    pub file: PathBuf,
+}
+
+/// Converts one block into Muninn block files named after `out` (one per window).
+pub fn convert(block: &Path, meta: &PromMeta, out: &Path) -> Result<(Vec<Converted>, BlockReport)> {
     // Without histograms first; a histogram chunk restarts the block with their columns.
     match convert_with(block, meta, out, false)? {
         Some(done) => Ok(done),
@@ -249,22 +310,42 @@ pub fn convert(block: &Path, meta: &PromMeta, out: &PathBuf) -> Result<(BlockMet
 fn convert_with(
     block: &Path,
     meta: &PromMeta,
-    out: &PathBuf,
+    out: &Path,
     histograms: bool,
-) -> Result<Option<(BlockMeta, BlockReport)>> {
+) -> Result<Option<(Vec<Converted>, BlockReport)>> {
     let index = Index::open(&block.join("index"))?;
     let segments = Segments::open(&block.join("chunks"))?;
     let tombstones = Tombstones::read(&block.join("tombstones"))?;
     let mut series = index.series()?;
+    // Thanos's external labels (a block's `thanos.labels`) belong to every series.
+    if !meta.external_labels().is_empty() {
+        for s in &mut series {
+            let mut pairs: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .filter(|(n, _)| !meta.external_labels().contains_key(n))
+                .collect();
+            pairs.extend(meta.external_labels().clone());
+            s.labels = crate::labels::Labels::from_pairs(pairs);
+        }
+    }
     series.sort_by(|a, b| row_order(&a.labels, &b.labels));
     let names: BTreeSet<String> = series
         .iter()
         .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
         .collect();
-    let file = std::fs::File::create(out)
-        .map_err(|e| Error::Block(format!("creating {}: {e}", out.display())))?;
-    let (min_t, max_t) = aligned_range(meta.min_time, meta.max_time);
-    let mut writer = StreamWriter::with_histograms(file, names, min_t, max_t, histograms)?;
+    let mut writers = vec![];
+    for (k, (lo, hi)) in windows(meta.min_time, meta.max_time)
+        .into_iter()
+        .enumerate()
+    {
+        let path = out.with_extension(format!("{k}.parquet"));
+        let file = std::fs::File::create(&path)
+            .map_err(|e| Error::Block(format!("creating {}: {e}", path.display())))?;
+        let w = StreamWriter::with_histograms(file, names.clone(), lo, hi, histograms)?;
+        writers.push((lo, hi, path, w, 0u64));
+    }
     let mut report = BlockReport {
         source: meta.ulid.clone(),
         ..Default::default()
@@ -309,17 +390,54 @@ fn convert_with(
         floats.dedup_by_key(|x| x.0);
         hists.sort_by_key(|x| x.0);
         hists.dedup_by_key(|x| x.0);
+        // Samples outside the block's own range (a corrupt or hand-made block) are dropped,
+        // and counted apart.
+        let kept = floats.len() + hists.len();
+        floats.retain(|(t, _)| *t >= meta.min_time && *t < meta.max_time);
+        hists.retain(|(t, _)| *t >= meta.min_time && *t < meta.max_time);
+        report.outside += (kept - floats.len() - hists.len()) as u64;
         if floats.is_empty() && hists.is_empty() {
             continue;
         }
         report.series += 1;
         report.samples += (floats.len() + hists.len()) as u64;
         report.histogram_samples += hists.len() as u64;
-        writer.push_with_histograms(s.labels, &floats, &hists)?;
+        for (lo, hi, _, w, n) in &mut writers {
+            let f = window_of(&floats, *lo, *hi);
+            let h = window_of(&hists, *lo, *hi);
+            if f.is_empty() && h.is_empty() {
+                continue;
+            }
+            *n += 1;
+            w.push_with_histograms(s.labels.clone(), f, h)?;
+        }
     }
-    let block_meta = writer.finish(1, vec![])?;
-    report.ulid = block_meta.ulid.clone();
-    Ok(Some((block_meta, report)))
+    let mut converted = vec![];
+    for (_, _, path, w, n) in writers {
+        let mut m = w.finish(1, vec![meta.ulid.clone()])?;
+        if n == 0 {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        m.stats.num_bytes = std::fs::metadata(&path).map_or(0, |x| x.len());
+        converted.push(Converted {
+            meta: m,
+            file: path,
+        });
+    }
+    report.ulid = converted
+        .iter()
+        .map(|c| c.meta.ulid.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Some((converted, report)))
+}
+
+/// The part of time-sorted `v` inside `[lo, hi)`.
+fn window_of<T>(v: &[(i64, T)], lo: i64, hi: i64) -> &[(i64, T)] {
+    let a = v.partition_point(|(t, _)| *t < lo);
+    let b = v.partition_point(|(t, _)| *t < hi);
+    &v[a..b.max(a)]
 }
 
 #[cfg(test)]
@@ -333,5 +451,20 @@ mod tests {
         assert_eq!(aligned_range(10 * h2, 11 * h2), (10 * h2, 11 * h2));
         assert_eq!(aligned_range(10 * h2 + 5, 19 * h2 + 1), (10 * h2, 20 * h2));
         assert_eq!(aligned_range(-h2 + 1, 0), (-h2, 0));
+    }
+
+    #[test]
+    fn large_blocks_split_on_the_day_grid() {
+        let (h, d) = (3600 * 1000, MAX_BLOCK_MS);
+        assert_eq!(
+            windows(10 * d, 10 * d + 2 * h - 1),
+            vec![(10 * d, 10 * d + 2 * h)]
+        );
+        assert_eq!(
+            windows(10 * d + 18 * h, 11 * d + 12 * h + 1),
+            vec![(10 * d + 18 * h, 11 * d), (11 * d, 11 * d + 14 * h)]
+        );
+        assert_eq!(windows(10 * d, 12 * d).len(), 2);
+        assert_eq!(window_of(&[(1, ()), (5, ()), (9, ())], 2, 9).len(), 1);
     }
 }

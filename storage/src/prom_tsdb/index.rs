@@ -139,12 +139,15 @@ impl Index {
         let mut chunks = Vec::with_capacity(nchunks.min(1 << 16) as usize);
         let (mut max_t, mut reference_acc) = (0i64, 0i64);
         for i in 0..nchunks {
+            // Deltas wrap as in Prometheus's reader: a chunk starting before the previous
+            // one ended (overlapping chunks, found in some Thanos blocks) has a "negative"
+            // unsigned delta.
             let min_t = if i == 0 {
                 varint(b, &mut pos)?
             } else {
-                max_t.checked_add(i64::try_from(uvarint(b, &mut pos)?).ok()?)?
+                max_t.wrapping_add(uvarint(b, &mut pos)? as i64)
             };
-            max_t = min_t.checked_add(i64::try_from(uvarint(b, &mut pos)?).ok()?)?;
+            max_t = min_t.wrapping_add(uvarint(b, &mut pos)? as i64);
             reference_acc = if i == 0 {
                 i64::try_from(uvarint(b, &mut pos)?).ok()?
             } else {

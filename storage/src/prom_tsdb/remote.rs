@@ -26,10 +26,6 @@ fn under(prefix: &str, rest: &str) -> ObjectPath {
     }
 }
 
-fn is_ulid(s: &str) -> bool {
-    s.len() == 26 && s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 /// The blocks under `prefix` (ULID-named directories with a `meta.json`), sorted, those with
 /// a deletion mark left out.
 pub async fn list_blocks(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<String>> {
@@ -43,7 +39,7 @@ pub async fn list_blocks(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<V
         let Some(name) = p.filename().map(str::to_string) else {
             continue;
         };
-        if !is_ulid(&name) {
+        if !super::is_ulid(&name) {
             continue;
         }
         let has = |f: &str| {
