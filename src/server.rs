@@ -213,10 +213,9 @@ pub async fn run(
         );
         ring = Some(RingHandle::join(&config.ring, &node_id, role.name(), None, rf).await?);
     }
-    if role == crate::roles::Role::Distributor
-        && let Some(r) = &ring
-    {
-        distributor = Some(Arc::new(Distributor::new(
+    // A router of the ring without an ingester of its own (the distributor and ruler roles).
+    let router = |r: &Arc<RingHandle>| {
+        Arc::new(Distributor::new(
             config
                 .distributor
                 .config(config.multitenancy, config.ingester.max_request_bytes),
@@ -224,7 +223,12 @@ pub async fn run(
             r.clone(),
             pool.clone(),
             None,
-        )));
+        ))
+    };
+    if role == crate::roles::Role::Distributor
+        && let Some(r) = &ring
+    {
+        distributor = Some(router(r));
     }
     if let Some(d) = &distributor {
         d.register(&mut registry);
@@ -337,15 +341,7 @@ pub async fn run(
         // router of the ring of its own (the ruler role).
         let writer = match (&distributor, &ring) {
             (Some(d), _) => d.clone(),
-            (None, Some(r)) => Arc::new(Distributor::new(
-                config
-                    .distributor
-                    .config(config.multitenancy, config.ingester.max_request_bytes),
-                tenancy.clone(),
-                r.clone(),
-                pool.clone(),
-                None,
-            )),
+            (None, Some(r)) => router(r),
             (None, None) => anyhow::bail!("the ruler writes over the ring: give --memberlist.join"),
         };
         let self_id = ring

@@ -74,17 +74,29 @@ fn error(e: Error) -> Response {
     (status, format!("{e}\n")).into_response()
 }
 
-fn tenant(api: &Api, headers: &HeaderMap) -> Result<TenantId, Box<Response>> {
-    api.tenancy.auth.tenant(headers).map_err(|e| {
-        Box::new(
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"muninn\"")],
-                format!("{e}\n"),
-            )
-                .into_response(),
-        )
-    })
+/// The request's tenant (`X-Scope-OrgID` or the basic-auth user); 401 without one.
+struct Tenant(TenantId);
+
+impl axum::extract::FromRequestParts<Api> for Tenant {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        api: &Api,
+    ) -> Result<Self, Response> {
+        api.tenancy
+            .auth
+            .tenant(&parts.headers)
+            .map(Tenant)
+            .map_err(|e| {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic realm=\"muninn\"")],
+                    format!("{e}\n"),
+                )
+                    .into_response()
+            })
+    }
 }
 
 fn yaml(text: String) -> Response {
@@ -118,30 +130,20 @@ async fn namespaces(
     Ok(m)
 }
 
-async fn list_all(State(api): State<Api>, headers: HeaderMap) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
-    match namespaces(&api, &t, None)
-        .await
-        .and_then(|m| rule_file::to_yaml(&m))
-    {
-        Ok(y) => yaml(y),
-        Err(e) => error(e),
-    }
+async fn list_all(State(api): State<Api>, Tenant(t): Tenant) -> Response {
+    list(&api, &t, None).await
 }
 
 async fn list_namespace(
     State(api): State<Api>,
+    Tenant(t): Tenant,
     Path(namespace): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
-    match namespaces(&api, &t, Some(&namespace))
+    list(&api, &t, Some(&namespace)).await
+}
+
+async fn list(api: &Api, t: &TenantId, namespace: Option<&str>) -> Response {
+    match namespaces(api, t, namespace)
         .await
         .and_then(|m| rule_file::to_yaml(&m))
     {
@@ -153,12 +155,8 @@ async fn list_namespace(
 async fn get_group(
     State(api): State<Api>,
     Path((namespace, group)): Path<(String, String)>,
-    headers: HeaderMap,
+    Tenant(t): Tenant,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
     let r = async {
         let groups = api.ruler.store.list(&t).await?;
         let g = groups
@@ -177,13 +175,9 @@ async fn get_group(
 async fn post_group(
     State(api): State<Api>,
     Path(namespace): Path<String>,
-    headers: HeaderMap,
+    Tenant(t): Tenant,
     body: Bytes,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
     let r = async {
         let text = std::str::from_utf8(&body)
             .map_err(|_| Error::InvalidRules("the body is not UTF-8".into()))?;
@@ -239,12 +233,8 @@ fn changed(api: &Api) {
 async fn delete_group(
     State(api): State<Api>,
     Path((namespace, group)): Path<(String, String)>,
-    headers: HeaderMap,
+    Tenant(t): Tenant,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
     match api.ruler.store.delete(&t, &namespace, &group).await {
         Ok(true) => {
             changed(&api);
@@ -258,12 +248,8 @@ async fn delete_group(
 async fn delete_namespace(
     State(api): State<Api>,
     Path(namespace): Path<String>,
-    headers: HeaderMap,
+    Tenant(t): Tenant,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
     let r = async {
         let groups = api.ruler.store.list(&t).await?;
         let mut n = 0;
@@ -365,12 +351,9 @@ async fn from_others(
 async fn rules(
     State(api): State<Api>,
     Query(p): Query<StateParams>,
+    Tenant(t): Tenant,
     headers: HeaderMap,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
     let filter = match p.r#type.as_deref() {
         None | Some("") => RuleFilter::All,
         Some("alert") => RuleFilter::Alerting,
@@ -427,12 +410,9 @@ async fn rules(
 async fn alerts(
     State(api): State<Api>,
     Query(p): Query<StateParams>,
+    Tenant(t): Tenant,
     headers: HeaderMap,
 ) -> Response {
-    let t = match tenant(&api, &headers) {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
     let mut alerts = vec![];
     for g in api.ruler.owned(&t) {
         alerts.extend(g.read().alerts.iter().cloned());

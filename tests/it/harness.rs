@@ -420,14 +420,7 @@ impl Prometheus {
             .spawn()
             .expect("the `prometheus` binary (Debian package prometheus; .ci/run installs it) must be on PATH");
         let url = format!("http://{addr}");
-        let a = agent();
-        wait_for("prometheus ready", Duration::from_secs(60), || {
-            a.get(&format!("{url}/-/ready"))
-                .call()
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        });
+        wait_ready("prometheus", &url);
         Self {
             url,
             child,
@@ -556,6 +549,18 @@ impl Drop for Seaweed {
     }
 }
 
+/// Waits until a Prometheus-family server at `url` answers 200 on `/-/ready`.
+fn wait_ready(what: &str, url: &str) {
+    let a = agent();
+    wait_for(&format!("{what} ready"), Duration::from_secs(60), || {
+        a.get(&format!("{url}/-/ready"))
+            .call()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    });
+}
+
 /// A real Alertmanager (Debian package `prometheus-alertmanager`), clustering off, one
 /// receiver that delivers nowhere: alerts are read back through its API v2.
 pub struct Alertmanager {
@@ -585,14 +590,7 @@ impl Alertmanager {
             .spawn()
             .expect("the `prometheus-alertmanager` binary (Debian package; scripts/test installs it) must be on PATH");
         let url = format!("http://127.0.0.1:{port}");
-        let a = agent();
-        wait_for("alertmanager ready", Duration::from_secs(60), || {
-            a.get(&format!("{url}/-/ready"))
-                .call()
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        });
+        wait_ready("alertmanager", &url);
         Self {
             url,
             child,
