@@ -12,6 +12,9 @@ use crate::alerts::Alert;
 use crate::group::{labels_json, rfc3339};
 use crate::metrics::RulerMetrics;
 
+/// Most alerts in one request to Alertmanager (Prometheus's `maxBatchSize`).
+pub const MAX_BATCH: usize = 256;
+
 /// The alert delivery queue.
 pub struct Notifier {
     tx: Option<mpsc::Sender<(TenantId, Vec<serde_json::Value>)>>,
@@ -122,14 +125,14 @@ impl Notifier {
         let Some(tx) = &self.tx else {
             return;
         };
-        if alerts.is_empty() {
-            return;
-        }
-        if tx.try_send((tenant.clone(), alerts)).is_err() {
-            self.metrics
-                .notifications
-                .get_or_create(&RulerMetrics::outcome("dropped"))
-                .inc();
+        // At most MAX_BATCH alerts per request, as Prometheus's notifier sends them.
+        for batch in alerts.chunks(MAX_BATCH) {
+            if tx.try_send((tenant.clone(), batch.to_vec())).is_err() {
+                self.metrics
+                    .notifications
+                    .get_or_create(&RulerMetrics::outcome("dropped"))
+                    .inc();
+            }
         }
     }
 }
