@@ -430,3 +430,39 @@ fn rule_limits_of_the_tenant_are_enforced_on_post() {
         "limits are per tenant"
     );
 }
+
+/// The pending and firing alerts of `tenant` as `/prometheus/api/v1/alerts` shows them.
+fn alerts_of(m: &Muninn, tenant: &str) -> Vec<Value> {
+    let (_, a) = m.get(Some(tenant), "/prometheus/api/v1/alerts", &[]);
+    a["data"]["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn after_a_crash_the_ruler_restores_for_from_alerts_for_state() {
+    let mut m = Muninn::all(&["--ruler.poll-interval=30s"]);
+    push_nodes(&m, "t", 0.0, true);
+    let group = "name: slow\ninterval: 1s\nrules:\n  - alert: NodeDown\n    expr: node_up == 0\n    for: 20s\n";
+    assert_eq!(config_call(&m, "POST", Some("t"), "/ns", group).0, 202);
+    let pending = wait_for("NodeDown pending", Duration::from_secs(20), || {
+        alerts_of(&m, "t")
+            .into_iter()
+            .find(|a| a["state"] == "pending")
+    });
+    let active_at = pending["activeAt"].as_str().unwrap().to_string();
+    // ALERTS_FOR_STATE is written at every evaluation; give it two.
+    std::thread::sleep(Duration::from_secs(3));
+    m.restart();
+    // The group starts afresh after the crash: its first evaluation restores the activation
+    // time (ALERTS_FOR_STATE keeps whole seconds), so `for` counts from before the crash.
+    let restored = wait_for(
+        "NodeDown after the restart",
+        Duration::from_secs(20),
+        || alerts_of(&m, "t").into_iter().next(),
+    );
+    let restored_at = restored["activeAt"].as_str().unwrap().to_string();
+    assert_eq!(
+        restored_at[..19],
+        active_at[..19],
+        "activeAt {restored_at} after the restart, {active_at} before"
+    );
+}
