@@ -284,7 +284,9 @@ impl Group {
                 _ => Err("rule result is not a vector or scalar".to_string()),
             });
             let written = result.and_then(|v| {
-                if limit > 0 && v.len() > limit {
+                // The group's `limit`: series of a recording rule; alerts (pending, firing or
+                // resolved and still kept) of an alerting rule, checked after its update.
+                if rule.def.record.is_some() && limit > 0 && v.len() > limit {
                     return Err(format!("exceeded limit of {limit} with {} series", v.len()));
                 }
                 match rule.def.record.clone() {
@@ -294,7 +296,7 @@ impl Group {
                         env,
                         v,
                         (ts, query_ts),
-                        self.interval_ms,
+                        (self.interval_ms, limit),
                         restored[i].take(),
                         &mut out,
                     ),
@@ -390,7 +392,7 @@ fn alert(
     env: &EvalEnv,
     v: Vec<(muninn_storage::labels::Labels, Point)>,
     (ts, query_ts): (i64, i64),
-    interval_ms: i64,
+    (interval_ms, limit): (i64, usize),
     restored: Option<HashMap<LabelSet, i64>>,
     out: &mut Output,
 ) -> Result<HashSet<LabelSet>, String> {
@@ -434,6 +436,12 @@ fn alert(
         .update(ts, returned, rule.for_ms, rule.keep_firing_ms);
     if let Some(restored) = restored {
         rule.alerts.restore(ts, &restored, rule.for_ms);
+    }
+    // Prometheus: past the limit, the rule forgets its alerts and fails.
+    let n = rule.alerts.alerts.len();
+    if limit > 0 && n > limit {
+        rule.alerts.alerts.clear();
+        return Err(format!("exceeded limit of {limit} with {n} alerts"));
     }
     let mut now = HashSet::new();
     let mut active: Vec<&Alert> = rule

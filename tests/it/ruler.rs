@@ -466,3 +466,31 @@ fn after_a_crash_the_ruler_restores_for_from_alerts_for_state() {
         "activeAt {restored_at} after the restart, {active_at} before"
     );
 }
+
+#[test]
+fn a_group_limit_fails_a_rule_that_returns_more() {
+    let m = Muninn::all(&[]);
+    push_nodes(&m, "t", 0.0, true);
+    let group = "name: limited\ninterval: 1s\nlimit: 1\nrules:\n  - record: node_up:copy\n    expr: node_up\n  - alert: AnyNode\n    expr: node_up >= 0\n";
+    assert_eq!(config_call(&m, "POST", Some("t"), "/ns", group).0, 202);
+    let rules = wait_for(
+        "the limited group evaluated",
+        Duration::from_secs(20),
+        || {
+            let (_, r) = m.get(Some("t"), "/prometheus/api/v1/rules", &[]);
+            let rules = r["data"]["groups"][0]["rules"].as_array().cloned()?;
+            (rules.len() == 2 && rules.iter().all(|r| r["health"] == "err")).then_some(rules)
+        },
+    );
+    assert_eq!(rules[0]["lastError"], "exceeded limit of 1 with 2 series");
+    assert_eq!(rules[1]["lastError"], "exceeded limit of 1 with 2 alerts");
+    assert!(
+        rules[1]["alerts"].as_array().unwrap().is_empty(),
+        "the alerts are dropped"
+    );
+    assert!(
+        query(&m, "t", "node_up:copy", None).is_empty(),
+        "nothing recorded"
+    );
+    assert!(query(&m, "t", "ALERTS", None).is_empty());
+}
