@@ -209,25 +209,23 @@ async fn post_group(
         Ok(())
     }
     .await;
-    match r {
-        Ok(()) => {
-            changed(&api);
-            accepted()
-        }
-        Err(e) => {
-            if !status_of(&e).is_server_error() {
-                tracing::info!(tenant = %t, namespace = %namespace, error = %e, "rule group refused");
-            }
-            error(e)
-        }
+    if let Err(e) = &r
+        && !status_of(e).is_server_error()
+    {
+        tracing::info!(tenant = %t, namespace = %namespace, error = %e, "rule group refused");
     }
+    changed(&api, r)
 }
 
-/// After a change: this ruler and every other syncs now.
-fn changed(api: &Api) {
+/// The answer to a change: 202, and this ruler and every other syncs now; or the error.
+fn changed(api: &Api, r: Result<(), Error>) -> Response {
+    if let Err(e) = r {
+        return error(e);
+    }
     api.ruler.request_sync();
-    let r = api.ruler.clone();
-    tokio::spawn(async move { r.notify_others().await });
+    let ruler = api.ruler.clone();
+    tokio::spawn(async move { ruler.notify_others().await });
+    accepted()
 }
 
 async fn delete_group(
@@ -235,14 +233,12 @@ async fn delete_group(
     Path((namespace, group)): Path<(String, String)>,
     Tenant(t): Tenant,
 ) -> Response {
-    match api.ruler.store.delete(&t, &namespace, &group).await {
-        Ok(true) => {
-            changed(&api);
-            accepted()
-        }
-        Ok(false) => error(Error::NotFound("group does not exist".into())),
-        Err(e) => error(e),
-    }
+    let r = match api.ruler.store.delete(&t, &namespace, &group).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::NotFound("group does not exist".into())),
+        Err(e) => Err(e),
+    };
+    changed(&api, r)
 }
 
 async fn delete_namespace(
@@ -269,13 +265,7 @@ async fn delete_namespace(
         Ok(())
     }
     .await;
-    match r {
-        Ok(()) => {
-            changed(&api);
-            accepted()
-        }
-        Err(e) => error(e),
-    }
+    changed(&api, r)
 }
 
 async fn sync(State(api): State<Api>, headers: HeaderMap) -> Response {

@@ -207,7 +207,7 @@ fn out_of_order_window_accepts_late_samples_in_time_order() {
     assert_eq!(answer("late"), want);
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
         muninn_proto::tenant::base64_encode(format!("{user}:{password}").as_bytes())

@@ -160,12 +160,7 @@ fn with_a_tenants_file_the_status_shows_only_the_callers_tenant() {
     )
     .unwrap();
     let m = Muninn::all(&[&format!("--auth.tenants-file={}", tenants.display())]);
-    let basic = |u: &str, p: &str| {
-        format!(
-            "Basic {}",
-            muninn_proto::tenant::base64_encode(format!("{u}:{p}").as_bytes())
-        )
-    };
+    use crate::tenancy::basic;
     let now = now_ms();
     for (t, p) in [("team-a", "pass-a"), ("team-b", "pass-b")] {
         let (s, _) = m.push_raw(
