@@ -331,6 +331,7 @@ pub async fn run(
             .unwrap_or_else(muninn_ring::config::hostname),
         ring: ring.clone(),
         ingester: ingester.clone(),
+        ingesters: querier.as_ref().and_then(|q| q.ingesters.clone()),
         tenancy: tenancy.clone(),
     }));
     let mut ruler: Option<Arc<muninn_ruler::Ruler>> = None;

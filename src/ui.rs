@@ -1,6 +1,7 @@
 //! The built-in UI: `GET /` is a small page (`src/ui/index.html`, `app.js`, `style.css`, and
 //! uPlot, vendored as a file: no CDN) showing the cluster (gossip members with roles and
-//! versions, the ingester ring), per-tenant usage of this process's ingester, and a PromQL box
+//! versions, the ingester ring), per-tenant usage (over every ingester where this process
+//! queries them: `all`, querier, ruler; else its own ingester), and a PromQL box
 //! that graphs a range query through the Prometheus API. `GET /ui/status` is its JSON.
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Ui {
     pub instance: String,
     pub ring: Option<Arc<RingHandle>>,
     pub ingester: Option<Arc<Ingester>>,
+    /// The querier's clients of every ingester: per-tenant usage over the whole cluster.
+    pub ingesters: Option<muninn_querier::ingester_client::IngesterStore>,
     pub tenancy: Arc<muninn_tenancy::Tenancy>,
 }
 
@@ -101,7 +104,29 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
         }));
     }
     let mut tenants = vec![];
-    if let Some(ing) = &ui.ingester {
+    let mut usage_errors = vec![];
+    let usage_scope;
+    if let Some(store) = &ui.ingesters {
+        usage_scope = "cluster";
+        let (usage, failed) = store.all_tenant_usage().await;
+        if !failed.is_empty() {
+            tracing::warn!(ingesters = ?failed, "UI usage: some ingesters did not answer");
+        }
+        usage_errors = failed;
+        for (t, series, rate) in usage {
+            let Ok(id) = muninn_proto::tenant::TenantId::new(&t) else {
+                continue;
+            };
+            if visible(&id) {
+                tenants.push(serde_json::json!({
+                    "tenant": t,
+                    "series": series,
+                    "samples_per_second": rate,
+                }));
+            }
+        }
+    } else if let Some(ing) = &ui.ingester {
+        usage_scope = "ingester";
         let mut all = ing.tenants.all();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         for (t, db) in all.into_iter().filter(|(t, _)| visible(t)) {
@@ -113,6 +138,8 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
                 "samples_per_second": rate,
             }));
         }
+    } else {
+        usage_scope = "none";
     }
     let body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -121,6 +148,8 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
         "members": members,
         "ring": {"instances": instances},
         "tenants": tenants,
+        "usage_scope": usage_scope,
+        "usage_errors": usage_errors,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use muninn_proto::TENANT_METADATA_KEY;
 use muninn_proto::ingester::ingester_server::Ingester as IngesterRpc;
+use muninn_proto::ingester::{AllTenantStatsRequest, AllTenantStatsResponse, TenantUsage};
 use muninn_proto::ingester::{
     Chunk, HaCheckRequest, HaCheckResponse, LabelNamesRequest, LabelNamesResponse,
     LabelValuesRequest, LabelValuesResponse, MetadataRequest, MetadataResponse, PushRequest,
@@ -64,6 +65,21 @@ impl tonic::service::Interceptor for ClusterAuth {
                 Err(Status::unauthenticated(e.to_string()))
             }
         }
+    }
+}
+
+/// A tenant's head statistics on this ingester.
+fn stats_of(db: &TenantDb) -> TenantStatsResponse {
+    let (num_series, num_chunks, range) = db.head.read().stats();
+    let (min_time_ms, max_time_ms) = range.unwrap_or((0, 0));
+    let rate = db.rate.lock();
+    TenantStatsResponse {
+        num_series,
+        num_chunks,
+        min_time_ms,
+        max_time_ms,
+        ingestion_rate: rate.rate(),
+        ingested_samples: rate.total,
     }
 }
 
@@ -346,17 +362,23 @@ impl IngesterRpc for IngesterGrpc {
         let Some(db) = self.tenant_db(&req)? else {
             return Ok(Response::new(TenantStatsResponse::default()));
         };
-        let (num_series, num_chunks, range) = db.head.read().stats();
-        let (min_time_ms, max_time_ms) = range.unwrap_or((0, 0));
-        let rate = db.rate.lock();
-        Ok(Response::new(TenantStatsResponse {
-            num_series,
-            num_chunks,
-            min_time_ms,
-            max_time_ms,
-            ingestion_rate: rate.rate(),
-            ingested_samples: rate.total,
-        }))
+        Ok(Response::new(stats_of(&db)))
+    }
+
+    async fn all_tenant_stats(
+        &self,
+        _req: Request<AllTenantStatsRequest>,
+    ) -> Result<Response<AllTenantStatsResponse>, Status> {
+        let mut all = self.ing.tenants.all();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let tenants = all
+            .into_iter()
+            .map(|(t, db)| TenantUsage {
+                tenant: t.as_str().to_string(),
+                stats: Some(stats_of(&db)),
+            })
+            .collect();
+        Ok(Response::new(AllTenantStatsResponse { tenants }))
     }
 
     async fn ha_check(

@@ -263,23 +263,76 @@ impl IngesterStore {
                 },
             )
             .await?;
-        let rf = match &*self.targets {
+        Ok((stats, self.copies(tenant.as_str())))
+    }
+
+    /// How many ingesters hold each of `tenant`'s series: 1 for a static list, else the
+    /// replication factor, or min(RF, shard size) for a shuffle-sharded tenant.
+    fn copies(&self, tenant: &str) -> usize {
+        match &*self.targets {
             Targets::Static(_) => 1,
             Targets::Ring(r) => {
                 let ring = r.ring();
                 let mut rf = ring.effective_rf().max(1);
-                // A sharded tenant's series have min(RF, shard) copies.
                 if let Some((overrides, _)) = &self.shards {
-                    let size = overrides.get(tenant.as_str()).ingestion_tenant_shard_size;
-                    if muninn_ring::shuffle::shard_ids(&ring, tenant.as_str(), size, None).is_some()
-                    {
+                    let size = overrides.get(tenant).ingestion_tenant_shard_size;
+                    if muninn_ring::shuffle::shard_ids(&ring, tenant, size, None).is_some() {
                         rf = rf.min(size).max(1);
                     }
                 }
                 rf
             }
+        }
+    }
+
+    /// Every tenant's usage over all ingesters (every healthy ring instance, or the static
+    /// list), replicas counted once: (tenant, series, samples/s), sorted by tenant, and the
+    /// ingesters that did not answer with why. For overviews (the UI): an ingester that
+    /// fails leaves its share out rather than failing the whole answer.
+    pub async fn all_tenant_usage(&self) -> (Vec<(String, u64, f64)>, Vec<String>) {
+        let addrs: Vec<String> = match &*self.targets {
+            Targets::Static(a) => a.clone(),
+            Targets::Ring(r) => r
+                .ring()
+                .instances
+                .iter()
+                .filter(|i| i.healthy)
+                .map(|i| i.addr.clone())
+                .collect(),
         };
-        Ok((stats, rf))
+        let calls = addrs.iter().map(|addr| async move {
+            let mut c = self.pool.get(addr).map_err(|e| format!("{addr}: {e}"))?;
+            let req = self
+                .pool
+                .request("", muninn_proto::ingester::AllTenantStatsRequest {});
+            c.all_tenant_stats(req)
+                .await
+                .map(|r| r.into_inner().tenants)
+                .map_err(|e| format!("{addr}: {}", e.message()))
+        });
+        let mut sums: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+        let mut failed = vec![];
+        for r in futures::future::join_all(calls).await {
+            match r {
+                Ok(tenants) => {
+                    for t in tenants {
+                        let s = t.stats.unwrap_or_default();
+                        let e = sums.entry(t.tenant).or_default();
+                        e.0 += s.num_series;
+                        e.1 += s.ingestion_rate;
+                    }
+                }
+                Err(e) => failed.push(e),
+            }
+        }
+        let usage = sums
+            .into_iter()
+            .map(|(t, (series, rate))| {
+                let n = self.copies(&t);
+                (t, series / n as u64, rate / n as f64)
+            })
+            .collect();
+        (usage, failed)
     }
 }
 

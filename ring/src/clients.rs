@@ -70,7 +70,9 @@ impl ClientPool {
     /// A request to an ingester: the tenant and, when set, the cluster token in its metadata.
     pub fn request<T>(&self, tenant: &str, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
-        if let Ok(v) = tenant.parse() {
+        if !tenant.is_empty()
+            && let Ok(v) = tenant.parse()
+        {
             r.metadata_mut()
                 .insert(muninn_proto::TENANT_METADATA_KEY, v);
         }

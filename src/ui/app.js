@@ -4,7 +4,8 @@
  * - Header: version and role of this process, from GET /ui/status.
  * - Tenant field (#tenant), remembered in localStorage; every API call sends
  *   it as the X-Scope-OrgID header.
- * - Cluster section (#cluster): members, ring and per-tenant usage tables
+ * - Cluster section (#cluster): members, ring and per-tenant usage tables (usage over all
+ *   ingesters where this process queries them, else this process's own ingester)
  *   rendered from GET /ui/status, refreshed every 10 s; errors shown inline.
  * - PromQL box (#expr, #range, #run): GET /prometheus/api/v1/query_range,
  *   drawn with uPlot into #graph. Errors go to #error.
@@ -95,7 +96,13 @@ async function refreshStatus() {
       ['Tenant', (t) => t.tenant],
       ['Series', (t) => t.series, 'num'],
       ['Samples/s', (t) => Number(t.samples_per_second || 0).toFixed(2), 'num'],
-    ], s.tenants, 'no tenants on this process');
+    ], s.tenants, 'no tenants');
+    $('tenants-title').textContent = s.usage_scope === 'cluster'
+      ? 'Tenants (all ingesters, replicas counted once)'
+      : 'Tenants on this ingester';
+    showError($('tenants-error'), (s.usage_errors || []).length
+      ? 'Ingesters that did not answer (their share is missing): ' + s.usage_errors.join('; ')
+      : '');
     $('cluster-updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     showError($('cluster-error'), '');
   } catch (e) {

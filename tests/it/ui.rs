@@ -78,6 +78,10 @@ fn the_ui_loads_shows_the_cluster_and_draws_a_query_graph_in_headless_chromium()
     let (s, status) = m.get(None, "/ui/status", &[]);
     assert_eq!(s, 200);
     assert_eq!(status["role"], "all");
+    assert_eq!(
+        status["usage_scope"], "cluster",
+        "the querier's view of the ring"
+    );
     assert_eq!(status["tenants"][0]["tenant"], "ui-tenant");
     assert_eq!(status["tenants"][0]["series"], 2);
     assert_eq!(
@@ -199,5 +203,72 @@ fn with_a_tenants_file_the_status_shows_only_the_callers_tenant() {
             .unwrap()
             .len(),
         0
+    );
+}
+
+#[test]
+fn in_a_cluster_the_querier_shows_every_ingesters_tenants_with_replicas_counted_once() {
+    use crate::cluster::{Cluster, numbered, stream_start, wait_active};
+    // 4 ingesters at RF 3: each holds a different three quarters of the series, so no single
+    // ingester's numbers are the cluster's.
+    let c = Cluster::new();
+    let ing: Vec<Muninn> = (1..=4)
+        .map(|i| c.ingester(&format!("ing-{i}"), &[]))
+        .collect();
+    let q = c.start("querier", "q", &[]);
+    let ids = ["ing-1", "ing-2", "ing-3", "ing-4"];
+    for m in ing.iter().chain([&q]) {
+        wait_active(m, &ids);
+    }
+    let t0 = stream_start();
+    for (tenant, n) in [("ui-a", 40), ("ui-b", 7)] {
+        let (s, body) = ing[0].push(tenant, &numbered(t0, 0, n));
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, status) = q.get(None, "/ui/status", &[]);
+    assert_eq!(s, 200);
+    assert_eq!(status["role"], "querier");
+    assert_eq!(status["usage_scope"], "cluster", "{status}");
+    assert_eq!(status["usage_errors"], serde_json::json!([]), "{status}");
+    let usage: Vec<(String, u64)> = status["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tenant"].as_str().unwrap().to_string(),
+                t["series"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        usage,
+        vec![("ui-a".to_string(), 40), ("ui-b".to_string(), 7)],
+        "{status}"
+    );
+    // One ingester alone holds only its replicas: its own page says so and shows them.
+    let (_, own) = ing[0].get(None, "/ui/status", &[]);
+    assert_eq!(own["usage_scope"], "ingester", "{own}");
+    let own_a = own["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "ui-a")
+        .map(|t| t["series"].as_u64().unwrap())
+        .unwrap_or(0);
+    assert!(
+        own_a < 40,
+        "ing-1 holds a share of ui-a, not all of it: {own}"
+    );
+
+    // An ingester that dies before the ring marks it unhealthy is named, and the rest answer.
+    let mut ing = ing;
+    ing[3].kill9();
+    let (_, status) = q.get(None, "/ui/status", &[]);
+    let errors = status["usage_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{status}");
+    assert!(
+        status["tenants"][0]["series"].as_u64().unwrap() < 40,
+        "{status}"
     );
 }
