@@ -158,7 +158,11 @@ enum Cmd {
         prepare_only: bool,
     },
     /// Writes the corpus as OpenMetrics text (for `promtool tsdb create-blocks-from openmetrics`).
-    Openmetrics,
+    Openmetrics {
+        /// Copies of every series, the copies with `instance` rewritten (`<instance>-c<k>`).
+        #[arg(long, default_value_t = 1)]
+        copies: usize,
+    },
     /// RSS per active series of a running receiver.
     /// Series churn: rounds of short-lived series, each flushed and dropped, with RSS and the
     /// head estimate after each (start Muninn with `--ingester.retain-after-ship=0s`).
@@ -301,7 +305,7 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         Cmd::BlockSize { range_hours } => block_size(&bodies, range_hours * 3_600_000),
-        Cmd::Openmetrics => openmetrics(&bodies),
+        Cmd::Openmetrics { copies } => openmetrics(&bodies, copies),
         Cmd::Compaction {
             replicas,
             copies,
@@ -670,7 +674,7 @@ fn push(
     Ok(())
 }
 
-fn openmetrics(bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+fn openmetrics(bodies: &[Vec<u8>], copies: usize) -> anyhow::Result<()> {
     use std::collections::BTreeMap;
     use std::io::Write;
     type Key = (String, Vec<(String, String)>);
@@ -700,20 +704,29 @@ fn openmetrics(bodies: &[Vec<u8>]) -> anyhow::Result<()> {
     for ((name, labels), samples) in &mut series {
         samples.sort_by_key(|s| s.0);
         samples.dedup_by_key(|s| s.0);
-        let l: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={:?}", v)).collect();
-        for (t, v) in samples.iter() {
-            let v = if v.is_nan() {
-                "NaN".to_string()
-            } else {
-                format!("{v:?}")
-            };
-            writeln!(
-                w,
-                "{name}{{{}}} {v} {}.{:03}",
-                l.join(","),
-                t.div_euclid(1000),
-                t.rem_euclid(1000)
-            )?;
+        // The copies of a series follow it, so a metric family's lines stay together.
+        for copy in 0..copies.max(1) {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(n, v)| match (n.as_str(), copy) {
+                    ("instance", 1..) => format!("{n}={:?}", format!("{v}-c{copy}")),
+                    _ => format!("{n}={:?}", v),
+                })
+                .collect();
+            for (t, v) in samples.iter() {
+                let v = if v.is_nan() {
+                    "NaN".to_string()
+                } else {
+                    format!("{v:?}")
+                };
+                writeln!(
+                    w,
+                    "{name}{{{}}} {v} {}.{:03}",
+                    l.join(","),
+                    t.div_euclid(1000),
+                    t.rem_euclid(1000)
+                )?;
+            }
         }
     }
     writeln!(w, "# EOF")?;
