@@ -31,6 +31,17 @@ use crate::{Error, Ruler, rule_file};
 struct Api {
     ruler: Arc<Ruler>,
     tenancy: Arc<Tenancy>,
+    /// One lock per tenant around counting and storing a POSTed group, so concurrent POSTs
+    /// to this ruler cannot pass the group limit together. Rulers do not share it: two
+    /// rulers taking POSTs for one tenant at the same moment can still (as in Mimir).
+    writes: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Api {
+    fn write_lock(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(tenant.to_string()).or_default().clone()
+    }
 }
 
 /// The ruler's routes.
@@ -55,7 +66,11 @@ pub fn router(ruler: Arc<Ruler>, tenancy: Arc<Tenancy>) -> Router {
         .nest("/prometheus/api/v1", state.clone())
         .nest("/api/v1", state)
         .route("/ruler/sync", post(sync))
-        .with_state(Api { ruler, tenancy })
+        .with_state(Api {
+            ruler,
+            tenancy,
+            writes: Default::default(),
+        })
 }
 
 fn status_of(e: &Error) -> StatusCode {
@@ -191,6 +206,8 @@ async fn post_group(
             )));
         }
         let max_groups = limits.ruler_max_rule_groups_per_tenant;
+        let lock = api.write_lock(t.as_str());
+        let _counted_and_stored = lock.lock().await;
         if max_groups > 0 {
             let existing = api.ruler.store.list(&t).await?;
             let others = existing

@@ -429,6 +429,28 @@ fn rule_limits_of_the_tenant_are_enforced_on_post() {
         202,
         "limits are per tenant"
     );
+
+    // Concurrent POSTs of new groups cannot pass the limit together: each counts the groups
+    // the others stored (a limit of 3, 12 at once, for a tenant with none yet).
+    let m = Muninn::all(&["--limits.ruler-max-rule-groups-per-tenant=3"]);
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..12)
+            .map(|n| {
+                let m = &m;
+                s.spawn(move || config_call(m, "POST", Some("race"), "/ns", &marker_group(n)).0)
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(
+        codes.iter().filter(|&&c| c == 202).count(),
+        3,
+        "exactly the limit accepted: {codes:?}"
+    );
+    assert_eq!(codes.iter().filter(|&&c| c == 400).count(), 9, "{codes:?}");
+    let (s, listed) = config_call(&m, "GET", Some("race"), "", "");
+    assert_eq!(s, 200);
+    assert_eq!(listed.matches("- name: g").count(), 3, "{listed}");
 }
 
 /// The pending and firing alerts of `tenant` as `/prometheus/api/v1/alerts` shows them.
