@@ -335,6 +335,24 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
     });
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    // What an import killed mid-download left behind (its pid no longer runs) is removed; a
+    // running import's files (this test's own pid stands in for one) are not.
+    let dead_pid = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let dead = tmp.path().join(format!(
+        "muninn-import-src-01KILLED000000000000000000-{dead_pid}"
+    ));
+    std::fs::create_dir_all(dead.join("chunks")).unwrap();
+    std::fs::write(dead.join("chunks/000001"), vec![0u8; 4096]).unwrap();
+    let running = tmp.path().join(format!(
+        "muninn-import-01RUNNING00000000000000000-{}",
+        std::process::id()
+    ));
+    std::fs::write(&running, b"in use").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_muninn"))
         .arg("import-blocks")
         .arg("--tenant=thanos-import")
@@ -354,6 +372,13 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
         "the marked block is skipped: {log}"
     );
     assert!(log.contains("downloaded"), "{log}");
+    assert!(!dead.exists(), "a dead import's download is removed");
+    assert!(
+        log.contains(&format!("removed {}", dead.display())),
+        "and said so: {log}"
+    );
+    assert!(running.exists(), "a running import's file is kept");
+    std::fs::remove_file(&running).unwrap();
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())

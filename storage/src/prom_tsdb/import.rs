@@ -70,6 +70,41 @@ pub enum Source {
     },
 }
 
+/// Removes what imports that died (killed, crashed) left in `tmp_dir`: entries named
+/// `muninn-import-…-<pid>` whose process no longer runs (checked through `/proc`; where there
+/// is none, nothing is removed). Returns what it removed.
+pub fn remove_leftovers(tmp_dir: &Path) -> Vec<PathBuf> {
+    let mut removed = vec![];
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return removed;
+    };
+    if !Path::new("/proc/self").exists() {
+        return removed;
+    }
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("muninn-import-") else {
+            continue;
+        };
+        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = e.path();
+        let r = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if r.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// Imports every block of `source` for `tenant`, reporting progress lines through
 /// `progress`. Temporary files (converted blocks, downloaded ones) go to `tmp_dir`.
 pub async fn import(
@@ -101,6 +136,12 @@ pub async fn import(
             .collect(),
         Err(_) => Default::default(),
     };
+    for gone in remove_leftovers(tmp_dir) {
+        progress(format!(
+            "removed {}, left by an import that did not finish",
+            gone.display()
+        ));
+    }
     let mut report = ImportReport::default();
     let total = items.len();
     for (i, item) in items.into_iter().enumerate() {
