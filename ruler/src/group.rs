@@ -354,12 +354,7 @@ fn record(
 ) -> Result<HashSet<LabelSet>, String> {
     let mut now = HashSet::with_capacity(v.len());
     let mut batch = Vec::with_capacity(v.len());
-    let mut skipped_histograms = 0;
     for (labels, p) in v {
-        let Point::F(value) = p else {
-            skipped_histograms += 1;
-            continue;
-        };
         let mut ls = to_set(&labels);
         set_label(
             &mut ls,
@@ -374,14 +369,19 @@ fn record(
                 "vector contains metrics with the same labelset after applying rule labels".into(),
             );
         }
-        batch.push(series(&ls, ts, value));
+        batch.push(match p {
+            Point::F(value) => series(&ls, ts, value),
+            // A native histogram result is recorded as one (a float histogram), as Prometheus
+            // records it.
+            Point::H(h) => {
+                let mut s = series(&ls, ts, 0.0);
+                s.samples.clear();
+                s.histograms = vec![muninn_querier::api::remote_read::histogram_pb(ts, &h)];
+                s
+            }
+        });
     }
     out.series.extend(batch);
-    if skipped_histograms > 0 {
-        return Err(format!(
-            "{skipped_histograms} native histogram results not recorded: the ruler records floats"
-        ));
-    }
     Ok(now)
 }
 

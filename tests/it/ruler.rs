@@ -516,3 +516,94 @@ fn a_group_limit_fails_a_rule_that_returns_more() {
     );
     assert!(query(&m, "t", "ALERTS", None).is_empty());
 }
+
+/// A native histogram `rh_latency` sample: `k` observations spread over two buckets.
+fn hist(instance: &str, t: i64, k: u64) -> muninn_proto::prometheus::TimeSeries {
+    use muninn_proto::prometheus as pb;
+    pb::TimeSeries {
+        labels: [
+            ("__name__", "rh_latency"),
+            ("instance", instance),
+            ("job", "api"),
+        ]
+        .iter()
+        .map(|(n, v)| pb::Label {
+            name: n.to_string(),
+            value: v.to_string(),
+        })
+        .collect(),
+        histograms: vec![pb::Histogram {
+            count: Some(pb::histogram::Count::CountInt(3 * k)),
+            sum: 1.5 * k as f64,
+            schema: 0,
+            zero_threshold: 1e-128,
+            zero_count: Some(pb::histogram::ZeroCount::ZeroCountInt(0)),
+            positive_spans: vec![pb::BucketSpan {
+                offset: 0,
+                length: 2,
+            }],
+            // Deltas: k, then 2k.
+            positive_deltas: vec![k as i64, k as i64],
+            timestamp: t,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn recording_rules_record_native_histogram_results_as_histograms() {
+    let m = Muninn::all(&[]);
+    let now = now_ms();
+    let req = muninn_proto::prometheus::WriteRequest {
+        timeseries: ["a", "b"]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, inst)| {
+                (0..12).map(move |s| {
+                    hist(
+                        inst,
+                        now - (11 - s) * 5_000,
+                        (i as u64 + 1) * (s + 1) as u64,
+                    )
+                })
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let (s, body) = m.push("t", &req);
+    assert_eq!(s, 200, "{body}");
+    let group = "name: hist\ninterval: 1s\nrules:\n  - record: job:rh_latency:sum\n    expr: sum by (job) (rh_latency)\n";
+    assert_eq!(config_call(&m, "POST", Some("t"), "/ns", group).0, 202);
+    // The recorded samples, with their timestamps: each must equal the expression evaluated
+    // directly at that time, a histogram (no float, and no evaluation error).
+    let recorded = wait_for("two recorded histograms", Duration::from_secs(15), || {
+        let (_, v) = m.get(
+            Some("t"),
+            "/api/v1/query",
+            &[("query", "job:rh_latency:sum[1m]")],
+        );
+        let r = v["data"]["result"].as_array()?.first()?.clone();
+        (r["histograms"].as_array()?.len() >= 2).then_some(r)
+    });
+    assert_eq!(recorded["metric"]["job"], "api");
+    assert!(recorded.get("values").is_none(), "no floats: {recorded}");
+    for h in recorded["histograms"].as_array().unwrap() {
+        let t = (h[0].as_f64().unwrap() * 1000.0).round() as i64;
+        let direct = query(&m, "t", "sum by (job) (rh_latency)", Some(t));
+        assert_eq!(direct.len(), 1);
+        assert_eq!(direct[0]["histogram"][1], h[1], "at {t}");
+        // 3 + 6 observations per step of the newest samples: a real sum, not one series.
+        assert_eq!(h[1]["count"], "108", "{h}");
+    }
+    let (_, rules) = m.get(Some("t"), "/prometheus/api/v1/rules", &[]);
+    let rule = &rules["data"]["groups"][0]["rules"][0];
+    assert_eq!(rule["health"], "ok", "{rule}");
+    // Deleting the group marks the recorded histogram series stale.
+    assert_eq!(config_call(&m, "DELETE", Some("t"), "/ns/hist", "").0, 202);
+    wait_for("the recorded series stale", Duration::from_secs(10), || {
+        query(&m, "t", "job:rh_latency:sum", None)
+            .is_empty()
+            .then_some(())
+    });
+}
