@@ -1,11 +1,16 @@
 //! Sends alerts to Alertmanager (API v2: `POST <url>/api/v2/alerts`, a JSON list), through a
-//! bounded queue drained by one task, so a slow or absent Alertmanager never holds up rule
-//! evaluation. The tenant goes in `X-Scope-OrgID` (a multi-tenant Alertmanager routes by it).
+//! bounded queue per tenant, each drained by its own task, so a slow or absent Alertmanager
+//! never holds up rule evaluation, and one tenant's alert storm, or an Alertmanager slow to
+//! take one tenant's alerts, never delays or drops another tenant's (as Mimir gives each
+//! tenant its own notifier). The tenant goes in `X-Scope-OrgID` (a multi-tenant Alertmanager
+//! routes by it); a batch goes to every Alertmanager at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use muninn_proto::tenant::TenantId;
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::alerts::Alert;
@@ -15,9 +20,22 @@ use crate::metrics::RulerMetrics;
 /// Most alerts in one request to Alertmanager (Prometheus's `maxBatchSize`).
 pub const MAX_BATCH: usize = 256;
 
-/// The alert delivery queue.
+/// One tenant's queue of batches.
+type Queue = mpsc::Sender<Vec<serde_json::Value>>;
+
+/// The alert delivery queues.
 pub struct Notifier {
-    tx: Option<mpsc::Sender<(TenantId, Vec<serde_json::Value>)>>,
+    /// None: no Alertmanager configured (or no client), alerts are only shown by the API.
+    delivery: Option<Arc<Delivery>>,
+    capacity: usize,
+    queues: Mutex<HashMap<TenantId, Queue>>,
+    metrics: Arc<RulerMetrics>,
+}
+
+/// What every tenant's drain task shares.
+struct Delivery {
+    urls: Vec<String>,
+    client: reqwest::Client,
     metrics: Arc<RulerMetrics>,
 }
 
@@ -50,88 +68,125 @@ pub fn alert_json(a: &Alert, expr: &str, external_url: &str) -> serde_json::Valu
 }
 
 impl Notifier {
-    /// Starts delivery to `urls` (none: alerts are only shown by the API).
+    /// Delivery to `urls` (none: alerts are only shown by the API), with a queue of
+    /// `capacity` batches per tenant.
     pub fn start(
         urls: Vec<String>,
         timeout: Duration,
         capacity: usize,
         metrics: Arc<RulerMetrics>,
     ) -> Self {
-        if urls.is_empty() {
-            return Self { tx: None, metrics };
-        }
-        let (tx, mut rx) = mpsc::channel::<(TenantId, Vec<serde_json::Value>)>(capacity.max(1));
-        let m = metrics.clone();
-        let client = reqwest::Client::builder().timeout(timeout).build();
-        tokio::spawn(async move {
-            let client = match client {
-                Ok(c) => c,
+        let delivery = if urls.is_empty() {
+            None
+        } else {
+            match reqwest::Client::builder().timeout(timeout).build() {
+                Ok(client) => Some(Arc::new(Delivery {
+                    urls,
+                    client,
+                    metrics: metrics.clone(),
+                })),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the Alertmanager client; alerts are not sent");
-                    return;
-                }
-            };
-            let mut failing = false;
-            while let Some((tenant, alerts)) = rx.recv().await {
-                let n = alerts.len() as u64;
-                let body = serde_json::Value::Array(alerts).to_string();
-                for url in &urls {
-                    let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-                    let r = client
-                        .post(&endpoint)
-                        .header("Content-Type", "application/json")
-                        .header("X-Scope-OrgID", tenant.as_str())
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    let err = match r {
-                        Ok(resp) if resp.status().is_success() => None,
-                        Ok(resp) => Some(format!("status {}", resp.status())),
-                        Err(e) => Some(e.to_string()),
-                    };
-                    match err {
-                        None => {
-                            m.notifications
-                                .get_or_create(&RulerMetrics::outcome("sent"))
-                                .inc();
-                            m.alerts_sent.inc_by(n);
-                            if failing {
-                                tracing::info!(url = %endpoint, "Alertmanager reachable again");
-                                failing = false;
-                            }
-                        }
-                        Some(e) => {
-                            m.notifications
-                                .get_or_create(&RulerMetrics::outcome("error"))
-                                .inc();
-                            // Logged once per outage, not once per request.
-                            if !failing {
-                                tracing::warn!(url = %endpoint, tenant = %tenant, error = %e, "sending alerts to Alertmanager failed");
-                                failing = true;
-                            }
-                        }
-                    }
+                    None
                 }
             }
-        });
+        };
         Self {
-            tx: Some(tx),
+            delivery,
+            capacity: capacity.max(1),
+            queues: Mutex::new(HashMap::new()),
             metrics,
         }
     }
 
-    /// Queues `alerts` of `tenant`; drops them (counted) when the queue is full.
+    /// Queues `alerts` of `tenant`; drops them (counted) when the tenant's queue is full.
     pub fn send(&self, tenant: &TenantId, alerts: Vec<serde_json::Value>) {
-        let Some(tx) = &self.tx else {
+        let Some(delivery) = &self.delivery else {
             return;
         };
+        if alerts.is_empty() {
+            return;
+        }
+        let tx = self
+            .queues
+            .lock()
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(self.capacity);
+                tokio::spawn(delivery.clone().drain(tenant.clone(), rx));
+                tx
+            })
+            .clone();
         // At most MAX_BATCH alerts per request, as Prometheus's notifier sends them.
+        let mut dropped = 0;
         for batch in alerts.chunks(MAX_BATCH) {
-            if tx.try_send((tenant.clone(), batch.to_vec())).is_err() {
+            if tx.try_send(batch.to_vec()).is_err() {
+                dropped += 1;
                 self.metrics
                     .notifications
                     .get_or_create(&RulerMetrics::outcome("dropped"))
                     .inc();
+            }
+        }
+        if dropped > 0 {
+            tracing::debug!(%tenant, batches = dropped, "the tenant's Alertmanager queue is full; alerts dropped");
+        }
+    }
+}
+
+impl Delivery {
+    /// Sends one tenant's batches in order until the notifier goes.
+    async fn drain(
+        self: Arc<Self>,
+        tenant: TenantId,
+        mut rx: mpsc::Receiver<Vec<serde_json::Value>>,
+    ) {
+        let mut failing = vec![false; self.urls.len()];
+        while let Some(alerts) = rx.recv().await {
+            let n = alerts.len() as u64;
+            let body = serde_json::Value::Array(alerts).to_string();
+            let sends = self.urls.iter().map(|url| {
+                let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+                let req = self
+                    .client
+                    .post(&endpoint)
+                    .header("Content-Type", "application/json")
+                    .header("X-Scope-OrgID", tenant.as_str())
+                    .body(body.clone());
+                async move {
+                    let err = match req.send().await {
+                        Ok(resp) if resp.status().is_success() => None,
+                        Ok(resp) => Some(format!("status {}", resp.status())),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    (endpoint, err)
+                }
+            });
+            let results = futures::future::join_all(sends).await;
+            for ((endpoint, err), failing) in results.into_iter().zip(failing.iter_mut()) {
+                let m = &self.metrics;
+                match err {
+                    None => {
+                        m.notifications
+                            .get_or_create(&RulerMetrics::outcome("sent"))
+                            .inc();
+                        m.alerts_sent.inc_by(n);
+                        if *failing {
+                            tracing::info!(url = %endpoint, %tenant, "Alertmanager reachable again");
+                            *failing = false;
+                        }
+                    }
+                    Some(e) => {
+                        m.notifications
+                            .get_or_create(&RulerMetrics::outcome("error"))
+                            .inc();
+                        // Logged once per outage (per tenant), not once per request.
+                        if !*failing {
+                            tracing::warn!(url = %endpoint, %tenant, error = %e, "sending alerts to Alertmanager failed");
+                            *failing = true;
+                        }
+                    }
+                }
             }
         }
     }

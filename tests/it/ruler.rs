@@ -607,3 +607,103 @@ fn recording_rules_record_native_histogram_results_as_histograms() {
             .then_some(())
     });
 }
+
+/// (tenant, body) of each request a test Alertmanager took.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// An Alertmanager that takes every tenant's alerts at once except `slow`'s, whose requests
+/// it holds unanswered (an Alertmanager slow for one tenant): a fault injector beside the
+/// real Alertmanager of the other tests. Returns its URL and the (tenant, body) it took.
+fn alertmanager_slow_for(slow: &'static str) -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let got2 = got.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let got = got2.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let (mut tenant, mut len) = (String::new(), 0usize);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        match k.to_ascii_lowercase().as_str() {
+                            "x-scope-orgid" => tenant = v.trim().to_string(),
+                            "content-length" => len = v.trim().parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                if tenant == slow {
+                    std::thread::sleep(Duration::from_secs(120));
+                    return;
+                }
+                got.lock()
+                    .unwrap()
+                    .push((tenant, String::from_utf8_lossy(&body).into_owned()));
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn a_tenant_whose_alerts_back_up_delays_no_other_tenants_alerts() {
+    let (am, got) = alertmanager_slow_for("noisy");
+    let am_flag = format!("--ruler.alertmanager-url={am}");
+    let m = Muninn::all(&[
+        &am_flag,
+        "--ruler.notification-queue-capacity=1",
+        "--ruler.notification-timeout=60s",
+    ]);
+    // Three groups of `noisy` fire at once: one batch hangs at the Alertmanager, one waits in
+    // the queue, the third finds it full and is dropped.
+    for g in 0..3 {
+        let group = format!(
+            "name: storm{g}\ninterval: 1s\nrules:\n  - alert: Storm{g}\n    expr: vector(1)\n"
+        );
+        assert_eq!(config_call(&m, "POST", Some("noisy"), "/ns", &group).0, 202);
+    }
+    wait_for("a noisy batch dropped", Duration::from_secs(15), || {
+        m.metrics()
+            .lines()
+            .any(|l| {
+                l.starts_with("muninn_ruler_notifications_total{outcome=\"dropped\"}")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
+    });
+    // Now the quiet tenant's alert: it must not wait behind, or be dropped with, noisy's.
+    let group = "name: quiet\ninterval: 1s\nrules:\n  - alert: QuietOne\n    expr: vector(1)\n";
+    assert_eq!(config_call(&m, "POST", Some("quiet"), "/ns", group).0, 202);
+    wait_for(
+        "quiet's alert at the Alertmanager",
+        Duration::from_secs(10),
+        || {
+            got.lock()
+                .unwrap()
+                .iter()
+                .any(|(t, body)| t == "quiet" && body.contains("QuietOne"))
+                .then_some(())
+        },
+    );
+    assert!(
+        got.lock().unwrap().iter().all(|(t, _)| t == "quiet"),
+        "noisy's requests are all held"
+    );
+}
