@@ -291,14 +291,19 @@ impl Group {
                 }
                 match rule.def.record.clone() {
                     Some(name) => record(rule, &name, v, query_ts, &mut out),
-                    None => alert(
-                        rule,
-                        env,
-                        v,
-                        (ts, query_ts),
-                        (self.interval_ms, limit),
-                        restored[i].take(),
-                        &mut out,
+                    None => template::with_query(
+                        template_query(env, &self.key.tenant, query_ts),
+                        || {
+                            alert(
+                                rule,
+                                env,
+                                v,
+                                (ts, query_ts),
+                                (self.interval_ms, limit),
+                                restored[i].take(),
+                                &mut out,
+                            )
+                        },
                     ),
                 }
             });
@@ -336,6 +341,40 @@ impl Group {
             .map(|ls| series(ls, ts, stale_nan()))
             .collect()
     }
+}
+
+/// Templates' `query`: PromQL for `tenant` at `at` (the rule's query time, as Prometheus runs
+/// it), through the same path as the rules. Templates expand synchronously inside the group's
+/// task, so the query blocks that worker thread (`block_in_place` hands its other tasks to the
+/// rest of the runtime) until it answers, within the querier's timeout.
+fn template_query(env: &EvalEnv, tenant: &TenantId, at: i64) -> template::QueryFn {
+    let querier = env.querier.clone();
+    let tenant = tenant.clone();
+    Arc::new(move |q: &str| {
+        let expr = promql_parser::parser::parse(q)
+            .map_err(|e| format!("error parsing query {q:?}: {e}"))?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "query needs the ruler's runtime".to_string())?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err("query needs the multi-threaded runtime".into());
+        }
+        let r = tokio::task::block_in_place(|| {
+            handle.block_on(muninn_querier::api::instant_for(
+                &querier, "rule", &tenant, expr, at,
+            ))
+        })
+        .map_err(|e| format!("error executing query {q:?}: {e}"))?;
+        match r.value {
+            QueryValue::Vector(v) => Ok(v
+                .into_iter()
+                .filter_map(|(l, p)| p.float().map(|f| (to_set(&l), f)))
+                .collect()),
+            QueryValue::Scalar(f) => Ok(vec![(vec![], f)]),
+            _ => Err(format!(
+                "query {q:?} returned neither a vector nor a scalar"
+            )),
+        }
+    })
 }
 
 fn to_set(labels: &muninn_storage::labels::Labels) -> LabelSet {

@@ -2,10 +2,14 @@
 //! `gtmpl` crate) with `$labels`, `$value`, `$externalLabels`, `$externalURL` defined, and
 //! Prometheus's functions (`humanize`, `humanize1024`, `humanizeDuration`,
 //! `humanizePercentage`, `humanizeTimestamp`, `toUpper`, `toLower`, `title`, `match`,
-//! `reReplaceAll`, `stripPort`, `args`, `safeHtml`). `query` is not offered: a template cannot
-//! run PromQL here.
+//! `reReplaceAll`, `stripPort`, `args`, `safeHtml`), and `query` with `first`, `label`,
+//! `value`, `strvalue` and `sortByLabel` over its result. `query` runs PromQL for the rule's
+//! tenant at the evaluation's time through [`with_query`], which the evaluation sets around
+//! the expansion (gtmpl's functions are plain `fn`s: the context travels in a thread-local).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use gtmpl::{Context, Func, FuncError, Template, Value};
 
@@ -19,8 +23,29 @@ pub struct Data<'a> {
     pub external_url: &'a str,
 }
 
-fn functions() -> [(&'static str, Func); 13] {
+/// A template `query`: the expression's instant vector as (labels, value), or why not.
+pub type QueryFn = Arc<dyn Fn(&str) -> Result<Vec<(Vec<(String, String)>, f64)>, String>>;
+
+thread_local! {
+    static QUERY: RefCell<Option<QueryFn>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `query` answering templates' `query` calls on this thread.
+pub fn with_query<T>(query: QueryFn, f: impl FnOnce() -> T) -> T {
+    let previous = QUERY.with(|q| q.replace(Some(query)));
+    let out = f();
+    QUERY.with(|q| *q.borrow_mut() = previous);
+    out
+}
+
+fn functions() -> [(&'static str, Func); 19] {
     [
+        ("query", query),
+        ("first", first),
+        ("label", label),
+        ("value", value),
+        ("strvalue", strvalue),
+        ("sortByLabel", sort_by_label),
         ("humanize", humanize),
         ("humanize1024", humanize1024),
         ("humanizeDuration", humanize_duration),
@@ -454,9 +479,128 @@ fn safe_html(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::from(arg_str(args, 0)?))
 }
 
+/// A query result's sample as Prometheus's templates see it: `.Labels` and `.Value`.
+fn sample_value(labels: Vec<(String, String)>, v: f64) -> Value {
+    let labels: HashMap<String, Value> = labels
+        .into_iter()
+        .map(|(k, v)| (k, Value::from(v)))
+        .collect();
+    let mut m = HashMap::new();
+    m.insert("Labels".to_string(), Value::Map(labels));
+    m.insert("Value".to_string(), Value::from(v));
+    Value::Object(m)
+}
+
+fn query(args: &[Value]) -> Result<Value, FuncError> {
+    let expr = arg_str(args, 0)?;
+    let run = QUERY
+        .with(|q| q.borrow().clone())
+        .ok_or_else(|| FuncError::Generic("query is not available here".into()))?;
+    let samples = run(&expr).map_err(FuncError::Generic)?;
+    Ok(Value::Array(
+        samples
+            .into_iter()
+            .map(|(l, v)| sample_value(l, v))
+            .collect(),
+    ))
+}
+
+fn sample_field<'a>(s: &'a Value, field: &str) -> Option<&'a Value> {
+    match s {
+        Value::Object(m) | Value::Map(m) => m.get(field),
+        _ => None,
+    }
+}
+
+fn first(args: &[Value]) -> Result<Value, FuncError> {
+    match args.first() {
+        Some(Value::Array(v)) => v
+            .first()
+            .cloned()
+            .ok_or_else(|| FuncError::Generic("first() called on vector with no elements".into())),
+        _ => Err(FuncError::Generic("first() needs a query result".into())),
+    }
+}
+
+fn label(args: &[Value]) -> Result<Value, FuncError> {
+    let name = arg_str(args, 0)?;
+    let v = args
+        .get(1)
+        .and_then(|s| sample_field(s, "Labels"))
+        .and_then(|l| sample_field(l, &name))
+        .cloned();
+    Ok(v.unwrap_or_else(|| Value::from("")))
+}
+
+fn value(args: &[Value]) -> Result<Value, FuncError> {
+    args.first()
+        .and_then(|s| sample_field(s, "Value"))
+        .cloned()
+        .ok_or_else(|| FuncError::Generic("value() needs a sample".into()))
+}
+
+fn strvalue(args: &[Value]) -> Result<Value, FuncError> {
+    let v = args
+        .first()
+        .and_then(|s| sample_field(s, "Labels"))
+        .and_then(|l| sample_field(l, "__value__"))
+        .cloned();
+    Ok(v.unwrap_or_else(|| Value::from("")))
+}
+
+fn sort_by_label(args: &[Value]) -> Result<Value, FuncError> {
+    let name = arg_str(args, 0)?;
+    let Some(Value::Array(v)) = args.get(1) else {
+        return Err(FuncError::Generic(
+            "sortByLabel needs a query result".into(),
+        ));
+    };
+    let key = |s: &Value| -> String {
+        sample_field(s, "Labels")
+            .and_then(|l| sample_field(l, &name))
+            .map(|v| arg_str(std::slice::from_ref(v), 0).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let mut v = v.clone();
+    v.sort_by_key(key);
+    Ok(Value::Array(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_results_feed_first_label_value_and_sort_by_label() {
+        let q: QueryFn = Arc::new(|expr: &str| match expr {
+            "up" => Ok(vec![
+                (vec![("instance".into(), "b".into())], 0.0),
+                (vec![("instance".into(), "a".into())], 1.0),
+            ]),
+            "none" => Ok(vec![]),
+            other => Err(format!("no such query {other}")),
+        });
+        let out = |text: &str| with_query(q.clone(), || render(text, 0.0));
+        assert_eq!(out(r#"{{ query "up" | first | label "instance" }}"#), "b");
+        assert_eq!(
+            out(r#"{{ with query "up" }}{{ . | first | value }}{{ end }}"#),
+            "0"
+        );
+        assert_eq!(
+            out(
+                r#"{{ range query "up" | sortByLabel "instance" }}{{ .Labels.instance }}{{ .Value }},{{ end }}"#
+            ),
+            "a1,b0,"
+        );
+        assert_eq!(
+            out(r#"{{ with query "none" }}x{{ else }}empty{{ end }}"#),
+            "empty"
+        );
+        assert!(out(r#"{{ query "none" | first }}"#).contains("no elements"));
+        assert!(out(r#"{{ query "zz" }}"#).contains("no such query zz"));
+        // Outside an evaluation there is no query to run.
+        assert!(render(r#"{{ query "up" }}"#, 0.0).contains("not available"));
+    }
 
     fn render(text: &str, value: f64) -> String {
         let labels = vec![

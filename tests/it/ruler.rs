@@ -707,3 +707,45 @@ fn a_tenant_whose_alerts_back_up_delays_no_other_tenants_alerts() {
         "noisy's requests are all held"
     );
 }
+
+#[test]
+fn templates_query_the_rules_tenant() {
+    let m = Muninn::all(&[]);
+    push_nodes(&m, "t", 0.0, true);
+    // Another tenant's node_up must not reach t's templates.
+    let (s, _) = m.push(
+        "other",
+        &write_request(vec![series(
+            &[("__name__", "node_up"), ("instance", "c"), ("job", "node")],
+            &[(now_ms(), 1.0)],
+        )]),
+    );
+    assert_eq!(s, 200);
+    let group = r#"name: templated
+interval: 1s
+rules:
+  - alert: NodeDown
+    expr: node_up == 0
+    annotations:
+      up: '{{ with query "sum(node_up)" }}{{ . | first | value }}{{ end }} of {{ with query "count(node_up)" }}{{ . | first | value }}{{ end }} up'
+      mine: '{{ with printf "node_up{instance=''%s''}" $labels.instance | query }}{{ . | first | label "instance" }}{{ end }}'
+      all: '{{ range query "node_up" | sortByLabel "instance" }}{{ .Labels.instance }}={{ .Value }} {{ end }}'
+      bad: '{{ query "sum(" }}'
+"#;
+    let (s, body) = config_call(&m, "POST", Some("t"), "/ns", group);
+    assert_eq!(s, 202, "{body}");
+    let alert = wait_for(
+        "NodeDown with its annotations",
+        Duration::from_secs(15),
+        || alerts_of(&m, "t").into_iter().next(),
+    );
+    let a = &alert["annotations"];
+    assert_eq!(a["up"], "1 of 2 up", "{alert}");
+    assert_eq!(a["mine"], "b", "{alert}");
+    assert_eq!(a["all"], "a=1 b=0 ", "{alert}");
+    let bad = a["bad"].as_str().unwrap();
+    assert!(
+        bad.starts_with("<error expanding template:") && bad.contains("error parsing query"),
+        "{alert}"
+    );
+}
