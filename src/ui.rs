@@ -14,6 +14,9 @@ use axum::routing::get;
 use muninn_ingester::Ingester;
 use muninn_ring::RingHandle;
 
+/// How long the usage table waits for each ingester.
+const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Gossip key under which every member publishes its version.
 pub const KEY_VERSION: &str = "muninn.version";
 
@@ -108,22 +111,39 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
     let usage_scope;
     if let Some(store) = &ui.ingesters {
         usage_scope = "cluster";
-        let (usage, failed) = store.all_tenant_usage().await;
-        if !failed.is_empty() {
-            tracing::warn!(ingesters = ?failed, "UI usage: some ingesters did not answer");
-        }
-        usage_errors = failed;
-        for (t, series, rate) in usage {
-            let Ok(id) = muninn_proto::tenant::TenantId::new(&t) else {
-                continue;
-            };
-            if visible(&id) {
+        if ui.tenancy.auth.enabled() {
+            // Only the caller's own tenant is shown: ask its shard for it alone, and nobody
+            // for a caller that does not authenticate.
+            if let Ok(me) = ui.tenancy.auth.tenant(&headers) {
+                match store.tenant_stats(&me).await {
+                    Ok((stats, copies)) => {
+                        let copies = copies.max(1);
+                        let series = stats.iter().map(|s| s.num_series).sum::<u64>();
+                        let rate = stats.iter().map(|s| s.ingestion_rate).sum::<f64>();
+                        if series > 0 {
+                            tenants.push(serde_json::json!({
+                                "tenant": me.as_str(),
+                                "series": series / copies as u64,
+                                "samples_per_second": rate / copies as f64,
+                            }));
+                        }
+                    }
+                    Err(e) => usage_errors.push(e.to_string()),
+                }
+            }
+        } else {
+            let (usage, failed) = store.all_tenant_usage(USAGE_TIMEOUT).await;
+            usage_errors = failed;
+            for (t, series, rate) in usage {
                 tenants.push(serde_json::json!({
                     "tenant": t,
                     "series": series,
                     "samples_per_second": rate,
                 }));
             }
+        }
+        if !usage_errors.is_empty() {
+            tracing::debug!(errors = ?usage_errors, "UI usage: some ingesters did not answer");
         }
     } else if let Some(ing) = &ui.ingester {
         usage_scope = "ingester";

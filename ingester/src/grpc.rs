@@ -373,9 +373,20 @@ impl IngesterRpc for IngesterGrpc {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let tenants = all
             .into_iter()
-            .map(|(t, db)| TenantUsage {
-                tenant: t.as_str().to_string(),
-                stats: Some(stats_of(&db)),
+            .map(|(t, db)| {
+                // Counters only (no walk over the series, unlike TenantStats): this answers
+                // an overview page polled every few seconds and must not hold up writers.
+                let num_series = db.head.read().live_series() as u64;
+                let rate = db.rate.lock();
+                TenantUsage {
+                    tenant: t.as_str().to_string(),
+                    stats: Some(TenantStatsResponse {
+                        num_series,
+                        ingestion_rate: rate.rate(),
+                        ingested_samples: rate.total,
+                        ..Default::default()
+                    }),
+                }
             })
             .collect();
         Ok(Response::new(AllTenantStatsResponse { tenants }))

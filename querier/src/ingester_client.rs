@@ -287,31 +287,40 @@ impl IngesterStore {
 
     /// Every tenant's usage over all ingesters (every healthy ring instance, or the static
     /// list), replicas counted once: (tenant, series, samples/s), sorted by tenant, and the
-    /// ingesters that did not answer with why. For overviews (the UI): an ingester that
-    /// fails leaves its share out rather than failing the whole answer.
-    pub async fn all_tenant_usage(&self) -> (Vec<(String, u64, f64)>, Vec<String>) {
+    /// ingesters that were not asked (unhealthy) or did not answer within `timeout`, with
+    /// why. For overviews (the UI): a missing ingester leaves its share out, and is named,
+    /// rather than failing the whole answer.
+    pub async fn all_tenant_usage(
+        &self,
+        timeout: std::time::Duration,
+    ) -> (Vec<(String, u64, f64)>, Vec<String>) {
+        let mut failed = vec![];
         let addrs: Vec<String> = match &*self.targets {
             Targets::Static(a) => a.clone(),
-            Targets::Ring(r) => r
-                .ring()
-                .instances
-                .iter()
-                .filter(|i| i.healthy)
-                .map(|i| i.addr.clone())
-                .collect(),
+            Targets::Ring(r) => {
+                let ring = r.ring();
+                for i in ring.instances.iter().filter(|i| !i.healthy) {
+                    failed.push(format!("{} ({}): unhealthy, not asked", i.id, i.addr));
+                }
+                ring.instances
+                    .iter()
+                    .filter(|i| i.healthy)
+                    .map(|i| i.addr.clone())
+                    .collect()
+            }
         };
         let calls = addrs.iter().map(|addr| async move {
             let mut c = self.pool.get(addr).map_err(|e| format!("{addr}: {e}"))?;
             let req = self
                 .pool
                 .request("", muninn_proto::ingester::AllTenantStatsRequest {});
-            c.all_tenant_stats(req)
-                .await
-                .map(|r| r.into_inner().tenants)
-                .map_err(|e| format!("{addr}: {}", e.message()))
+            match tokio::time::timeout(timeout, c.all_tenant_stats(req)).await {
+                Ok(Ok(r)) => Ok(r.into_inner().tenants),
+                Ok(Err(e)) => Err(format!("{addr}: {}", e.message())),
+                Err(_) => Err(format!("{addr}: no answer within {timeout:?}")),
+            }
         });
         let mut sums: BTreeMap<String, (u64, f64)> = BTreeMap::new();
-        let mut failed = vec![];
         for r in futures::future::join_all(calls).await {
             match r {
                 Ok(tenants) => {

@@ -71,7 +71,8 @@ pub struct RulerArgs {
     /// Timeout of one request to Alertmanager.
     #[arg(long = "ruler.notification-timeout", default_value = "10s")]
     pub notification_timeout: FlagDuration,
-    /// Alert batches waiting for Alertmanager, per tenant; more are dropped (counted).
+    /// Alerts waiting for Alertmanager, per tenant (rounded up to whole batches of 256); more
+    /// are dropped (counted).
     #[arg(long = "ruler.notification-queue-capacity", default_value_t = 10_000)]
     pub notification_queue_capacity: usize,
 }

@@ -20,6 +20,10 @@ use crate::metrics::RulerMetrics;
 /// Most alerts in one request to Alertmanager (Prometheus's `maxBatchSize`).
 pub const MAX_BATCH: usize = 256;
 
+/// A tenant's drain task ends after this long without alerts (firing alerts are resent every
+/// `--ruler.resend-delay`, 1m by default, so a tenant with any keeps its task).
+const IDLE: Duration = Duration::from_secs(600);
+
 /// One tenant's queue of batches.
 type Queue = mpsc::Sender<Vec<serde_json::Value>>;
 
@@ -69,7 +73,7 @@ pub fn alert_json(a: &Alert, expr: &str, external_url: &str) -> serde_json::Valu
 
 impl Notifier {
     /// Delivery to `urls` (none: alerts are only shown by the API), with a queue of
-    /// `capacity` batches per tenant.
+    /// `capacity` alerts per tenant (rounded up to whole batches of [`MAX_BATCH`]).
     pub fn start(
         urls: Vec<String>,
         timeout: Duration,
@@ -93,7 +97,7 @@ impl Notifier {
         };
         Self {
             delivery,
-            capacity: capacity.max(1),
+            capacity: capacity.div_ceil(MAX_BATCH).max(1),
             queues: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -107,20 +111,31 @@ impl Notifier {
         if alerts.is_empty() {
             return;
         }
-        let tx = self
-            .queues
-            .lock()
-            .entry(tenant.clone())
-            .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(self.capacity);
-                tokio::spawn(delivery.clone().drain(tenant.clone(), rx));
-                tx
-            })
-            .clone();
+        let queue = |fresh: bool| -> Queue {
+            let mut queues = self.queues.lock();
+            if fresh {
+                queues.remove(tenant);
+            }
+            queues
+                .entry(tenant.clone())
+                .or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(self.capacity);
+                    tokio::spawn(delivery.clone().drain(tenant.clone(), rx));
+                    tx
+                })
+                .clone()
+        };
+        let mut tx = queue(false);
         // At most MAX_BATCH alerts per request, as Prometheus's notifier sends them.
         let mut dropped = 0;
         for batch in alerts.chunks(MAX_BATCH) {
-            if tx.try_send(batch.to_vec()).is_err() {
+            let mut sent = tx.try_send(batch.to_vec());
+            if let Err(mpsc::error::TrySendError::Closed(b)) = sent {
+                // The tenant's drain task ended (idle): start a new one.
+                tx = queue(true);
+                sent = tx.try_send(b);
+            }
+            if sent.is_err() {
                 dropped += 1;
                 self.metrics
                     .notifications
@@ -135,14 +150,28 @@ impl Notifier {
 }
 
 impl Delivery {
-    /// Sends one tenant's batches in order until the notifier goes.
+    /// Sends one tenant's batches in order until the notifier goes, or until the tenant has
+    /// sent nothing for [`IDLE`] (a tenant whose groups are gone or moved holds no task).
     async fn drain(
         self: Arc<Self>,
         tenant: TenantId,
         mut rx: mpsc::Receiver<Vec<serde_json::Value>>,
     ) {
         let mut failing = vec![false; self.urls.len()];
-        while let Some(alerts) = rx.recv().await {
+        loop {
+            let alerts = match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(a)) => a,
+                Ok(None) => return,
+                // Idle: refuse new batches (the next sender starts a new task), then send
+                // what slipped in before the close; recv answers None once that is done.
+                Err(_) => {
+                    rx.close();
+                    match rx.recv().await {
+                        Some(a) => a,
+                        None => return,
+                    }
+                }
+            };
             let n = alerts.len() as u64;
             let body = serde_json::Value::Array(alerts).to_string();
             let sends = self.urls.iter().map(|url| {

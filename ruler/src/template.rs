@@ -32,10 +32,16 @@ thread_local! {
 
 /// Runs `f` with `query` answering templates' `query` calls on this thread.
 pub fn with_query<T>(query: QueryFn, f: impl FnOnce() -> T) -> T {
-    let previous = QUERY.with(|q| q.replace(Some(query)));
-    let out = f();
-    QUERY.with(|q| *q.borrow_mut() = previous);
-    out
+    /// Puts the previous query back however `f` ends (a panic included).
+    struct Restore(Option<QueryFn>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            QUERY.with(|q| *q.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(QUERY.with(|q| q.replace(Some(query))));
+    f()
 }
 
 fn functions() -> [(&'static str, Func); 19] {

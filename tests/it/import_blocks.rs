@@ -335,8 +335,8 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
     });
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    // What an import killed mid-download left behind (its pid no longer runs) is removed; a
-    // running import's files (this test's own pid stands in for one) are not.
+    // What an import killed mid-download left behind (nobody holds its lock file) is
+    // removed; a running import's files are not (this test holds a lock as one would).
     let dead_pid = {
         let mut c = Command::new("true").spawn().unwrap();
         let pid = c.id();
@@ -353,6 +353,13 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
         std::process::id()
     ));
     std::fs::write(&running, b"in use").unwrap();
+    let dead_lock = tmp.path().join(format!("muninn-import-{dead_pid}.lock"));
+    std::fs::write(&dead_lock, b"").unwrap();
+    let running_lock = tmp
+        .path()
+        .join(format!("muninn-import-{}.lock", std::process::id()));
+    let held = std::fs::File::create(&running_lock).unwrap();
+    held.lock().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_muninn"))
         .arg("import-blocks")
         .arg("--tenant=thanos-import")
@@ -377,8 +384,12 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
         log.contains(&format!("removed {}", dead.display())),
         "and said so: {log}"
     );
+    assert!(!dead_lock.exists(), "and its lock file");
     assert!(running.exists(), "a running import's file is kept");
+    assert!(running_lock.exists(), "and its lock file");
+    drop(held);
     std::fs::remove_file(&running).unwrap();
+    std::fs::remove_file(&running_lock).unwrap();
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())

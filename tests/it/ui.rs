@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Muninn, agent, now_ms, series, write_request};
+use crate::harness::{Muninn, agent, now_ms, series, wait_for, write_request};
 
 /// Runs headless Chromium on `url` until the page's scripts settle; `args` add the output
 /// (`--dump-dom` or `--screenshot=...`).
@@ -225,27 +225,35 @@ fn in_a_cluster_the_querier_shows_every_ingesters_tenants_with_replicas_counted_
         let (s, body) = ing[0].push(tenant, &numbered(t0, 0, n));
         assert_eq!(s, 200, "{body}");
     }
-    let (s, status) = q.get(None, "/ui/status", &[]);
-    assert_eq!(s, 200);
+    let usage_of = |status: &serde_json::Value| -> Vec<(String, u64)> {
+        status["tenants"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        (
+                            t["tenant"].as_str().unwrap_or_default().to_string(),
+                            t["series"].as_u64().unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // A push is acknowledged at quorum (2 of 3 copies): the third may land just after.
+    let want = vec![("ui-a".to_string(), 40), ("ui-b".to_string(), 7)];
+    let status = wait_for(
+        "the querier's usage table to count every tenant's series once",
+        std::time::Duration::from_secs(10),
+        || {
+            let (s, status) = q.get(None, "/ui/status", &[]);
+            assert_eq!(s, 200);
+            (usage_of(&status) == want).then_some(status)
+        },
+    );
     assert_eq!(status["role"], "querier");
     assert_eq!(status["usage_scope"], "cluster", "{status}");
     assert_eq!(status["usage_errors"], serde_json::json!([]), "{status}");
-    let usage: Vec<(String, u64)> = status["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["tenant"].as_str().unwrap().to_string(),
-                t["series"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        usage,
-        vec![("ui-a".to_string(), 40), ("ui-b".to_string(), 7)],
-        "{status}"
-    );
     // One ingester alone holds only its replicas: its own page says so and shows them.
     let (_, own) = ing[0].get(None, "/ui/status", &[]);
     assert_eq!(own["usage_scope"], "ingester", "{own}");

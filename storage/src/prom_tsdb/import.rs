@@ -70,29 +70,75 @@ pub enum Source {
     },
 }
 
+/// The lock file an import holds (an exclusive `flock`) while it runs: `muninn-import-<pid>.lock`
+/// in its temp dir. A lock that nobody holds marks a dead import, whatever PID namespace it
+/// ran in (a bare PID check would take another container's running import for dead).
+fn lock_path(tmp_dir: &Path, pid: u32) -> PathBuf {
+    tmp_dir.join(format!("muninn-import-{pid}.lock"))
+}
+
+/// Takes this import's lock in `tmp_dir`, held until the returned guard is dropped (which
+/// also removes the file). None where the temp dir or the filesystem does not allow it:
+/// then nothing marks this import as running, and a concurrent import may take its files
+/// for leftovers.
+pub fn lock_tmp_dir(tmp_dir: &Path) -> Option<TmpDirLock> {
+    let path = lock_path(tmp_dir, std::process::id());
+    let file = std::fs::File::create(&path).ok()?;
+    file.try_lock().ok()?;
+    Some(TmpDirLock { path, _file: file })
+}
+
+/// A running import's lock on its temp-dir files.
+pub struct TmpDirLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for TmpDirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether the import of process `pid` is gone: its lock file is missing (every import takes
+/// it before writing anything) or nobody holds it.
+fn import_is_dead(tmp_dir: &Path, pid: u32) -> bool {
+    match std::fs::File::open(lock_path(tmp_dir, pid)) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(f) => f.try_lock().is_ok(),
+    }
+}
+
 /// Removes what imports that died (killed, crashed) left in `tmp_dir`: entries named
-/// `muninn-import-…-<pid>` whose process no longer runs (checked through `/proc`; where there
-/// is none, nothing is removed). Returns what it removed.
+/// `muninn-import-…-<pid>`, and their `muninn-import-<pid>.lock`, whose import no longer
+/// holds its lock. Returns what it removed.
 pub fn remove_leftovers(tmp_dir: &Path) -> Vec<PathBuf> {
     let mut removed = vec![];
     let Ok(entries) = std::fs::read_dir(tmp_dir) else {
         return removed;
     };
-    if !Path::new("/proc/self").exists() {
-        return removed;
-    }
+    let mut dead_locks = vec![];
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix("muninn-import-") else {
             continue;
         };
-        let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let (pid, is_lock) = match rest.strip_suffix(".lock") {
+            Some(pid) => (pid, true),
+            None => (rest.rsplit('-').next().unwrap_or_default(), false),
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        if pid == std::process::id() || !import_is_dead(tmp_dir, pid) {
             continue;
         }
         let path = e.path();
+        if is_lock {
+            // Last, so that the entries it guards are judged by it first.
+            dead_locks.push(path);
+            continue;
+        }
         let r = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
@@ -101,6 +147,9 @@ pub fn remove_leftovers(tmp_dir: &Path) -> Vec<PathBuf> {
         if r.is_ok() {
             removed.push(path);
         }
+    }
+    for path in dead_locks {
+        let _ = std::fs::remove_file(&path);
     }
     removed
 }
@@ -136,6 +185,7 @@ pub async fn import(
             .collect(),
         Err(_) => Default::default(),
     };
+    let _lock = lock_tmp_dir(tmp_dir);
     for gone in remove_leftovers(tmp_dir) {
         progress(format!(
             "removed {}, left by an import that did not finish",

@@ -44,8 +44,9 @@ impl Index {
     #[allow(unsafe_code)]
     pub fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| corrupt(path, e))?;
-        // SAFETY: the file is a finished Prometheus block's index, never written again; a
-        // source changed under the import would at worst fail its checksums.
+        // SAFETY: the file is a finished Prometheus block's index, never written again. A
+        // source rewritten under the import would fail its checksums; one truncated under it
+        // would raise SIGBUS and end the import (which a re-run resumes).
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| corrupt(path, e))?;
         let bad = |what: &str| corrupt(path, what);
         if be_u32(&data, 0) != Some(MAGIC) {
