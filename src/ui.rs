@@ -14,6 +14,15 @@ use axum::routing::get;
 use muninn_ingester::Ingester;
 use muninn_ring::RingHandle;
 
+/// A row of the usage table.
+fn usage_row(tenant: &str, series: u64, samples_per_second: f64) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": tenant,
+        "series": series,
+        "samples_per_second": samples_per_second,
+    })
+}
+
 /// How long the usage table waits for each ingester.
 const USAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -115,19 +124,11 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
             // Only the caller's own tenant is shown: ask its shard for it alone, and nobody
             // for a caller that does not authenticate.
             if let Ok(me) = ui.tenancy.auth.tenant(&headers) {
-                match store.tenant_stats(&me).await {
-                    Ok((stats, copies)) => {
-                        let copies = copies.max(1);
-                        let series = stats.iter().map(|s| s.num_series).sum::<u64>();
-                        let rate = stats.iter().map(|s| s.ingestion_rate).sum::<f64>();
-                        if series > 0 {
-                            tenants.push(serde_json::json!({
-                                "tenant": me.as_str(),
-                                "series": series / copies as u64,
-                                "samples_per_second": rate / copies as f64,
-                            }));
-                        }
+                match store.tenant_usage(&me).await {
+                    Ok((series, rate)) if series > 0 => {
+                        tenants.push(usage_row(me.as_str(), series, rate));
                     }
+                    Ok(_) => {}
                     Err(e) => usage_errors.push(e.to_string()),
                 }
             }
@@ -135,11 +136,7 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
             let (usage, failed) = store.all_tenant_usage(USAGE_TIMEOUT).await;
             usage_errors = failed;
             for (t, series, rate) in usage {
-                tenants.push(serde_json::json!({
-                    "tenant": t,
-                    "series": series,
-                    "samples_per_second": rate,
-                }));
+                tenants.push(usage_row(&t, series, rate));
             }
         }
         if !usage_errors.is_empty() {
@@ -150,13 +147,9 @@ async fn status(State(ui): State<Ui>, headers: axum::http::HeaderMap) -> Respons
         let mut all = ing.tenants.all();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         for (t, db) in all.into_iter().filter(|(t, _)| visible(t)) {
-            let series = db.head.read().live_series();
+            let series = db.head.read().live_series() as u64;
             let rate = db.rate.lock().rate();
-            tenants.push(serde_json::json!({
-                "tenant": t.as_str(),
-                "series": series,
-                "samples_per_second": rate,
-            }));
+            tenants.push(usage_row(t.as_str(), series, rate));
         }
     } else {
         usage_scope = "none";

@@ -266,6 +266,15 @@ impl IngesterStore {
         Ok((stats, self.copies(tenant.as_str())))
     }
 
+    /// `tenant`'s series and samples/s over its ingesters, replicas counted once.
+    pub async fn tenant_usage(&self, tenant: &TenantId) -> Result<(u64, f64)> {
+        let (stats, copies) = self.tenant_stats(tenant).await?;
+        let copies = copies.max(1);
+        let series = stats.iter().map(|s| s.num_series).sum::<u64>() / copies as u64;
+        let rate = stats.iter().map(|s| s.ingestion_rate).sum::<f64>() / copies as f64;
+        Ok((series, rate))
+    }
+
     /// How many ingesters hold each of `tenant`'s series: 1 for a static list, else the
     /// replication factor, or min(RF, shard size) for a shuffle-sharded tenant.
     fn copies(&self, tenant: &str) -> usize {

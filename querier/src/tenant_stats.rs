@@ -127,9 +127,7 @@ pub async fn user_stats(State(q): State<Arc<Querier>>, call: ApiCall) -> Respons
     let r: Result<String> = async {
         let (mut series, mut rate) = (0u64, 0f64);
         if let Some(ing) = &q.ingesters {
-            let (stats, rf) = ing.tenant_stats(&call.tenant).await?;
-            series = stats.iter().map(|s| s.num_series).sum::<u64>() / rf as u64;
-            rate = stats.iter().map(|s| s.ingestion_rate).sum::<f64>() / rf as f64;
+            (series, rate) = ing.tenant_usage(&call.tenant).await?;
         }
         let mut m = BTreeMap::new();
         m.insert("numSeries", serde_json::json!(series));

@@ -2,7 +2,7 @@
 //! flush overlapping blocks; `muninn compactor --once` merges them into one block per range
 //! holding each sample once, marks the sources, and every query answers as before.
 
-use crate::harness::{Muninn, now_ms, series, write_request};
+use crate::harness::{Muninn, compactor_once, live_blocks, now_ms, series, write_request};
 
 const T: &str = "compact";
 
@@ -42,34 +42,6 @@ fn answers(m: &Muninn, end: i64) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn compactor(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_muninn"))
-        .arg("compactor")
-        .arg("--once")
-        .args(args)
-        .output()
-        .expect("run compactor")
-}
-
-fn live_blocks(bucket: &std::path::Path) -> Vec<serde_json::Value> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bucket.join(T).join("bucket-index.json")).unwrap())
-            .unwrap();
-    let marked: Vec<&str> = index["deletionMarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    index["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| !marked.contains(&b["ulid"].as_str().unwrap()))
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn replicas_are_deduplicated_and_answers_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -98,7 +70,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
     for m in [&a, &b] {
         assert_eq!(m.flush_all(), 200);
     }
-    let before_blocks = live_blocks(&bucket);
+    let before_blocks = live_blocks(&bucket, T);
     let ranges: std::collections::BTreeSet<i64> = before_blocks
         .iter()
         .map(|b| b["minTime"].as_i64().unwrap())
@@ -112,7 +84,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
     let q = Muninn::start_in("querier", &tmp.path().join("q"), &[&storage]);
     let before = answers(&q, end);
 
-    let out = compactor(&[
+    let out = compactor_once(&[
         &storage,
         &format!("--data-dir={}", tmp.path().join("c").display()),
     ]);
@@ -121,7 +93,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let after_blocks = live_blocks(&bucket);
+    let after_blocks = live_blocks(&bucket, T);
     assert_eq!(
         after_blocks.len(),
         ranges.len(),
@@ -148,7 +120,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
     assert_eq!(answers(&q, end), before);
 
     // With the delay passed, the sources go; answers stay the same. A second pass is a no-op.
-    let out = compactor(&[
+    let out = compactor_once(&[
         &storage,
         "--compactor.deletion-delay=0",
         &format!("--data-dir={}", tmp.path().join("c").display()),
@@ -167,7 +139,7 @@ fn replicas_are_deduplicated_and_answers_unchanged() {
                 .exists()
         );
     }
-    assert_eq!(live_blocks(&bucket).len(), ranges.len());
+    assert_eq!(live_blocks(&bucket, T).len(), ranges.len());
     assert_eq!(answers(&q, end), before);
 }
 
@@ -206,7 +178,7 @@ fn retention_expires_only_that_tenants_old_blocks() {
             .count()
     };
     assert_eq!((count("short"), count("long")), (2, 2));
-    let out = compactor(&[
+    let out = compactor_once(&[
         &storage,
         "--compactor.retention-overrides=short=7200",
         &format!("--data-dir={}", tmp.path().join("c").display()),
@@ -257,7 +229,7 @@ fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
         let bucket = tmp.path().join("bucket");
         let storage = format!("--storage.filesystem.dir={}", bucket.display());
         let end = replica_blocks(tmp.path(), &[&storage], &[]);
-        let ranges: std::collections::BTreeSet<i64> = live_blocks(&bucket)
+        let ranges: std::collections::BTreeSet<i64> = live_blocks(&bucket, T)
             .iter()
             .map(|b| b["minTime"].as_i64().unwrap())
             .collect();
@@ -285,7 +257,7 @@ fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
             "{point}: {stderr}"
         );
         assert_eq!(answers(&q, end), before, "{point}: after the crash");
-        let out = compactor(&args);
+        let out = compactor_once(&args);
         assert!(
             out.status.success(),
             "{point}: {}",
@@ -293,7 +265,7 @@ fn a_compactor_killed_at_any_step_loses_and_duplicates_nothing() {
         );
         assert_eq!(answers(&q, end), before, "{point}: after the repair pass");
         assert_eq!(
-            live_blocks(&bucket).len(),
+            live_blocks(&bucket, T).len(),
             ranges.len(),
             "{point}: one block per range"
         );

@@ -637,3 +637,33 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// One `muninn compactor --once` pass with `args`, run to completion (its output, for the
+/// caller to check: some tests expect it to fail).
+pub fn compactor_once(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_muninn"))
+        .args(["compactor", "--once"])
+        .args(args)
+        .output()
+        .expect("run muninn compactor --once")
+}
+
+/// The blocks of `tenant`'s bucket index (filesystem bucket at `bucket`) without a deletion
+/// mark.
+pub fn live_blocks(bucket: &Path, tenant: &str) -> Vec<Value> {
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(bucket.join(tenant).join("bucket-index.json")).unwrap(),
+    )
+    .unwrap();
+    let marked: Vec<&str> = index["deletionMarks"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
+    index["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !marked.contains(&b["ulid"].as_str().unwrap_or_default()))
+        .cloned()
+        .collect()
+}

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::Muninn;
+use crate::harness::{Muninn, compactor_once, live_blocks};
 
 const BLOCKS: &str = "../shared/reference-blocks";
 /// The blocks' range: three 2 h blocks from 2026-11-24T00:00Z.
@@ -117,15 +117,6 @@ fn assert_same(got: &mut Samples, want: &mut Samples) {
     assert_eq!(n, 187_200);
 }
 
-fn live_blocks(bucket: &Path, tenant: &str) -> usize {
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(bucket.join(tenant).join("bucket-index.json")).unwrap(),
-    )
-    .unwrap();
-    let marked = index["deletionMarks"].as_array().map_or(0, |m| m.len());
-    index["blocks"].as_array().unwrap().len() - marked
-}
-
 #[test]
 fn imported_prometheus_blocks_answer_every_sample_of_the_dump_before_and_after_compaction() {
     let tmp = tempfile::tempdir().unwrap();
@@ -140,7 +131,7 @@ fn imported_prometheus_blocks_answer_every_sample_of_the_dump_before_and_after_c
     }
     let bucket = data.join("bucket");
     assert_eq!(
-        live_blocks(&bucket, "imp"),
+        live_blocks(&bucket, "imp").len(),
         3,
         "in the bucket index at exit"
     );
@@ -174,7 +165,7 @@ fn imported_prometheus_blocks_answer_every_sample_of_the_dump_before_and_after_c
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    assert_eq!(live_blocks(&bucket, "imp"), 3);
+    assert_eq!(live_blocks(&bucket, "imp").len(), 3);
 
     let mut want = dump();
     {
@@ -192,17 +183,20 @@ fn imported_prometheus_blocks_answer_every_sample_of_the_dump_before_and_after_c
     }
 
     // The compactor merges the three 2 h blocks (one complete 6 h range) like any others.
-    let out = Command::new(env!("CARGO_BIN_EXE_muninn"))
-        .args(["compactor", "--once", "--compactor.block-ranges=2h,6h"])
-        .arg(format!("--data-dir={}", data.display()))
-        .output()
-        .unwrap();
+    let out = compactor_once(&[
+        "--compactor.block-ranges=2h,6h",
+        &format!("--data-dir={}", data.display()),
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(live_blocks(&bucket, "imp"), 1, "compacted into one block");
+    assert_eq!(
+        live_blocks(&bucket, "imp").len(),
+        1,
+        "compacted into one block"
+    );
     let m = Muninn::start_in("all", &data, &[]);
     assert_same(&mut answered(&m, "imp"), &mut want);
 }
@@ -396,7 +390,7 @@ fn blocks_of_a_thanos_style_bucket_on_s3_are_imported() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("muninn-import"))
         .collect();
     assert!(left.is_empty(), "downloads and converted files are removed");
-    assert_eq!(live_blocks(&data.join("bucket"), "thanos-import"), 3);
+    assert_eq!(live_blocks(&data.join("bucket"), "thanos-import").len(), 3);
     let m = Muninn::start_in("all", &data, &[]);
     assert_same(&mut answered(&m, "thanos-import"), &mut dump());
 }

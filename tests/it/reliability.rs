@@ -608,12 +608,11 @@ fn tenants_with_escaped_characters_are_compacted_and_expired() {
     };
     let old = end - 10 * 3_600_000 + 100_000;
     assert_eq!((count_at(old), count_at(end)), (1, 1));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_muninn"))
-        .args(["compactor", "--once", &storage])
-        .arg(format!("--compactor.retention-overrides={tenant}=7200"))
-        .arg(format!("--data-dir={}", tmp.path().join("c").display()))
-        .output()
-        .unwrap();
+    let out = crate::harness::compactor_once(&[
+        &storage,
+        &format!("--compactor.retention-overrides={tenant}=7200"),
+        &format!("--data-dir={}", tmp.path().join("c").display()),
+    ]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("expired"), "the tenant was compacted: {log}");

@@ -219,14 +219,10 @@ fn scale_up_and_down_while_writing_loses_nothing() {
         assert_eq!(m.flush_all(), 200);
     }
     let bucket = format!("--storage.filesystem.dir={}", c.bucket().display());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_muninn"))
-        .args(["compactor", "--once=true", &bucket])
-        .arg(format!(
-            "--data-dir={}",
-            c.dir.path().join("comp").display()
-        ))
-        .output()
-        .unwrap();
+    let out = crate::harness::compactor_once(&[
+        &bucket,
+        &format!("--data-dir={}", c.dir.path().join("comp").display()),
+    ]);
     assert!(
         out.status.success(),
         "{}",
