@@ -149,7 +149,18 @@ fn retention_expires_only_that_tenants_old_blocks() {
     let bucket = tmp.path().join("bucket");
     let storage = format!("--storage.filesystem.dir={}", bucket.display());
     let m = Muninn::start_in("ingester", &tmp.path().join("a"), &[&storage]);
-    let end = now_ms() / 1000 * 1000 - 1000;
+    // Each batch must lie inside one 2 h block, or a tenant gets 3 blocks, not 2: the old
+    // batch runs 99 s on from `end − 10 h` (the same offset in its block as `end`), the new
+    // one the 100 s up to `end`. So `end` keeps more than 100 s from both block edges.
+    let now = now_ms() / 1000 * 1000 - 1000;
+    let offset = now.rem_euclid(7_200_000);
+    let end = if offset < 101_000 {
+        now - offset - 200_000
+    } else if offset > 7_000_000 {
+        now - offset + 7_000_000
+    } else {
+        now
+    };
     for tenant in ["short", "long"] {
         // Ten hours ago, then now.
         for base in [end - 10 * 3_600_000, end - 100_000] {
